@@ -1,0 +1,87 @@
+"""Shared fixtures: corpus paths, a fresh PostgreSQL database per test session, SQLite files."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CORPUS = ROOT.parent / "shared" / "corpus"
+FHIR_SCHEMA = ROOT.parent / "shared" / "fhir" / "fhir.schema.json"
+PG_ADMIN_URL = os.environ.get("GATEWAY_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture(scope="session")
+def corpus() -> Path:
+    assert CORPUS.is_dir(), f"the shared corpus is expected at {CORPUS}"
+    return CORPUS
+
+
+def _pg_available() -> bool:
+    try:
+        import psycopg
+
+        with psycopg.connect(PG_ADMIN_URL, connect_timeout=3):
+            return True
+    except Exception:
+        return False
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> str:
+    """The admin URL of the machine's PostgreSQL. In CI it must be there: no skip."""
+    if not _pg_available():
+        if os.environ.get("CI"):
+            pytest.fail("PostgreSQL is not reachable on 127.0.0.1:5432 in CI")
+        subprocess.run("pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start",
+                       shell=True, check=False)
+        if not _pg_available():
+            pytest.skip("PostgreSQL is not reachable on 127.0.0.1:5432")
+    return PG_ADMIN_URL
+
+
+def make_pg_database(admin_url: str) -> tuple[str, str]:
+    """Create a fresh database; returns (sqlalchemy url, name)."""
+    import psycopg
+
+    name = f"gw_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}", name
+
+
+def drop_pg_database(admin_url: str, name: str) -> None:
+    import psycopg
+
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def pg_url(pg_server: str) -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one test (dropped afterwards)."""
+    url, name = make_pg_database(pg_server)
+    yield url
+    drop_pg_database(pg_server, name)
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'gateway.db'}"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """Both databases, for tests that must behave the same on each."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'gateway.db'}"
+        return
+    admin = request.getfixturevalue("pg_server")
+    url, name = make_pg_database(admin)
+    yield url
+    drop_pg_database(admin, name)
