@@ -1,0 +1,161 @@
+"""The store seam: what ingest, the FHIR API, the outbox relay and the hub projector use.
+
+One implementation (``gateway.store.sql.SqlStore``) serves SQLite and PostgreSQL through
+SQLAlchemy Core with the same schema and behaviour. The API is synchronous and
+thread-safe; async callers run it in a thread (ingest has one writer thread that groups
+several messages into one transaction: group commit).
+
+Every write that changes a resource, in the same transaction:
+  * a new row in the version history (``meta.versionId`` +1, ``meta.lastUpdated`` now),
+  * the search index rows of the new current version,
+  * one outbox row (for the bus relay).
+A write whose content (ignoring ``meta.versionId``/``meta.lastUpdated``) equals the current
+version changes nothing and writes no outbox row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+Resource = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """The outcome of one resource write."""
+
+    resource_type: str
+    id: str
+    version_id: int
+    last_updated: str  # ISO 8601 instant with zone
+    changed: bool  # False: identical content, no new version
+    created: bool  # True: version 1
+    deleted: bool = False
+    resource: Resource | None = None  # the stored resource with meta (None for deletes)
+
+
+@dataclass(slots=True)
+class InboxRecord:
+    """One inbound message as received (raw bytes kept at the edge only)."""
+
+    sender_application: str
+    sender_facility: str
+    control_id: str
+    raw: bytes
+    received: str  # ISO 8601 instant
+    transport: str = "mllp"  # mllp | http | file | fhir
+    site: str | None = None
+    message_type: str | None = None
+    status: str = "received"  # received | processed | error | rejected
+    ack: bytes | None = None  # the application ACK that was (or will be) sent
+    error: str | None = None  # no patient data: position and reason only
+    report: Resource | None = None  # OperationOutcome conversion report
+    resource_refs: list[str] = field(default_factory=list)  # "Type/id/_history/n"
+    id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    seq: int
+    key: str  # "<ResourceType>/<id>"
+    resource_type: str
+    resource_id: str
+    version_id: int
+    payload: bytes | None  # resource JSON (None = tombstone)
+    headers: dict[str, str]
+    created: str
+
+
+@dataclass(slots=True)
+class SearchResult:
+    resources: list[Resource]
+    included: list[Resource]
+    total: int | None
+    next_cursor: str | None
+    prev_cursor: str | None
+
+
+class Transaction(Protocol):
+    """Writes inside one database transaction; committed when the context exits cleanly."""
+
+    def put(self, resource: Resource, *, source: str | None = None,
+            if_match: int | None = None, headers: dict[str, str] | None = None) -> Change:
+        """Create or update ``resource`` (it carries resourceType and id)."""
+
+    def apply_version(self, resource: Resource) -> Change:
+        """Projector write: store exactly ``resource.meta.versionId``/``lastUpdated`` if it
+        is newer than what is stored; same or older version → no-op (changed=False)."""
+
+    def delete(self, resource_type: str, id: str, *, source: str | None = None) -> Change:
+        ...
+
+    def get(self, resource_type: str, id: str) -> Resource | None:
+        ...
+
+    def inbox_add(self, record: InboxRecord) -> int:
+        ...
+
+    def inbox_update(self, record: InboxRecord) -> None:
+        ...
+
+    def link_get(self, key: str) -> str | None:
+        """Pseudonym link table: identifier hash → pseudonym."""
+
+    def link_put(self, key: str, pseudonym: str) -> None:
+        ...
+
+    def savepoint(self) -> AbstractContextManager[None]:
+        """A nested transaction: an exception inside rolls back only what it wrote."""
+
+
+class Store(Protocol):
+    url: str
+
+    def migrate(self) -> None:
+        """Create or upgrade the schema (Alembic)."""
+
+    def transaction(self) -> AbstractContextManager[Transaction]:
+        ...
+
+    def close(self) -> None:
+        ...
+
+    # reads
+    def read(self, resource_type: str, id: str) -> Resource | None:
+        """Current version; raises Gone for a deleted resource."""
+
+    def vread(self, resource_type: str, id: str, version_id: int) -> Resource | None:
+        ...
+
+    def history(self, resource_type: str | None, id: str | None, *, since: str | None = None,
+                count: int = 50) -> list[Resource]:
+        ...
+
+    # inbox
+    def inbox_find(self, sender_application: str, sender_facility: str,
+                   control_id: str) -> InboxRecord | None:
+        ...
+
+    def inbox_get(self, id: int) -> InboxRecord | None:
+        ...
+
+    def inbox_list(self, *, status: str | None = None, site: str | None = None,
+                   since: str | None = None, limit: int = 100) -> list[InboxRecord]:
+        ...
+
+    def inbox_iter(self, *, status: str | None = None, site: str | None = None,
+                   since: str | None = None) -> Iterator[InboxRecord]:
+        ...
+
+    # outbox
+    def outbox_fetch(self, limit: int = 500) -> Sequence[OutboxRow]:
+        """Unpublished rows in commit order."""
+
+    def outbox_mark_published(self, seqs: Sequence[int]) -> None:
+        ...
+
+    def outbox_pending(self) -> int:
+        ...
