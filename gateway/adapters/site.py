@@ -66,3 +66,28 @@ class Site(_Strict):
     privacy: Privacy = Field(default_factory=Privacy)
     strict_validation: bool = Field(
         default=False, description="validate structure and datatypes with hl7apy at ingest")
+
+
+class StudyIdentifier(_Strict):
+    system: str
+    value: str
+
+
+class StudyCondition(_Strict):
+    system: str | None = None
+    code: str | None = None
+    display: str
+
+
+class Study(_Strict):
+    """A study known to the network (the studies file)."""
+
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$", description="network short name")
+    identifiers: list[StudyIdentifier] = Field(min_length=1)
+    title: str
+    phase: str | None = Field(default=None, description="research-study-phase code")
+    status: str = "active"
+    conditions: list[StudyCondition] = Field(default_factory=list)
+    sites: list[str] = Field(default_factory=list, description="site ids taking part")
+    sponsor: str | None = None
+    aliases: list[str] = Field(default_factory=list, description="local codes sites may send")

@@ -9,6 +9,7 @@ it produces (resources, new identifier links, report entries) goes out through i
 from __future__ import annotations
 
 import hashlib
+import hmac
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -69,6 +70,12 @@ class MappingContext:
 
     def rid(self, resource_type: str, *natural_key: str) -> str:
         return resource_id(resource_type, self.site.id, *natural_key)
+
+    def pseudonym(self, *parts: str) -> str:
+        """Keyed HMAC-SHA256 of identifying parts (64 hex chars): pseudonyms for patients,
+        and the hashed form of order, visit and specimen numbers that must not travel in clear."""
+        text = "|".join(parts)
+        return hmac.new(self.pseudonym_key, text.encode("utf-8"), hashlib.sha256).hexdigest()
 
     def add(self, resource: Resource) -> Resource:
         """Collect a resource; a later one with the same type and id replaces the earlier."""
