@@ -1,0 +1,50 @@
+"""The ``gateway`` command: one subcommand per module in ``gateway.cli``.
+
+Each module has ``register(subparsers)`` (adds its parser, sets ``func``) and ``run(args)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from gateway import __version__
+
+COMMANDS = ("serve", "send", "check", "convert", "replay", "importer", "sites")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gateway",
+        description="HL7 v2 and lab exports in, pseudonymised FHIR R4 out.")
+    parser.add_argument("--version", action="version", version=f"gateway {__version__}")
+    parser.add_argument("--log-level", default="INFO",
+                        choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"gateway.cli.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"gateway.cli.{name}":
+                raise
+            continue
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
