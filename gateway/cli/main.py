@@ -16,7 +16,7 @@ from gateway import __version__
 COMMANDS = ("serve", "send", "check", "convert", "replay", "importer", "sites")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, object]]:
     parser = argparse.ArgumentParser(
         prog="gateway",
         description="HL7 v2 and lab exports in, pseudonymised FHIR R4 out.")
@@ -24,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", default="INFO",
                         choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    owners: dict[str, object] = {}
     for name in COMMANDS:
         try:
             module = importlib.import_module(f"gateway.cli.{name}")
@@ -31,19 +32,22 @@ def build_parser() -> argparse.ArgumentParser:
             if exc.name != f"gateway.cli.{name}":
                 raise
             continue
+        before = set(sub.choices)
         module.register(sub)
-    return parser
+        owners.update({cmd: module for cmd in set(sub.choices) - before})
+    return parser, owners
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    parser, owners = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if not getattr(args, "func", None):
+    func = getattr(args, "func", None) or getattr(owners.get(args.command), "run", None)
+    if func is None:
         parser.print_help()
         return 2
-    return int(args.func(args) or 0)
+    return int(func(args) or 0)
 
 
 if __name__ == "__main__":
