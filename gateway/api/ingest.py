@@ -1,0 +1,31 @@
+"""HTTP edge for HL7 v2: ``POST /hl7v2`` (body: one ER7 message; response: the ACK in ER7).
+
+Status follows the application outcome: 200 for AA/CA, 422 for AE, 400 for AR.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+
+from gateway.ingest import IngestService
+
+ER7_MEDIA_TYPES = ("x-application/hl7-v2+er7", "text/plain", "application/hl7-v2")
+STATUS_FOR_ACK = {"AA": 200, "CA": 200, "AE": 422, "CE": 422, "AR": 400, "CR": 400}
+
+
+def hl7v2_router(service: IngestService) -> APIRouter:
+    router = APIRouter(tags=["HL7 v2"])
+
+    @router.post("/hl7v2", summary="Receive one HL7 v2 message (ER7); answers its ACK")
+    async def receive(request: Request) -> Response:
+        media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if media and media not in ER7_MEDIA_TYPES:
+            return Response("content type must be x-application/hl7-v2+er7 or text/plain\n",
+                            status_code=415, media_type="text/plain")
+        body = await request.body()
+        outcome = await service.handle(body, transport="http")
+        status = STATUS_FOR_ACK.get(outcome.ack_code, 500)
+        return Response(b"\r\n".join(outcome.responses), status_code=status,
+                        media_type="x-application/hl7-v2+er7")
+
+    return router

@@ -1,0 +1,91 @@
+"""Settings of ``gateway serve``: command-line flags, each with a ``GATEWAY_*`` environment
+equivalent (flag ``--http-port`` ↔ ``GATEWAY_HTTP_PORT``). Flags win over the environment,
+the environment over the defaults."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from gateway.adapters.loader import EXAMPLE_SITES
+
+Role = Literal["edge", "hub", "all"]
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    host: str = "127.0.0.1"
+    http_port: int = 8080
+    mllp_port: int = 2575
+    data_dir: Path = Path("./var")
+    database_url: str | None = Field(default=None, description="default: SQLite in data dir")
+    sites: Path = EXAMPLE_SITES
+    role: Role = "all"
+    node_id: str = Field(default_factory=lambda: os.uname().nodename)
+    # MLLP
+    mllp_tls_cert: Path | None = None
+    mllp_tls_key: Path | None = None
+    mllp_tls_client_ca: Path | None = None
+    max_message_size: int = 10 * 2**20
+    idle_timeout: float = 300.0
+    # ingest
+    pseudonym_key_file: Path | None = None
+    batch_max: int = Field(default=64, description="messages per group commit, at most")
+    # bus (see gateway.bus.settings for the Kafka options)
+    kafka_bootstrap: str | None = None
+    topic_prefix: str = "gateway"
+    outbox_max: int = 100_000
+    extra: dict[str, Any] = Field(default_factory=dict)
+
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'gateway.db').resolve()}"
+
+
+_FLAGS: list[tuple[str, str, type, str]] = [
+    ("--host", "host", str, "address to listen on (default 127.0.0.1)"),
+    ("--http-port", "http_port", int, "HTTP port: FHIR API, /hl7v2, /admin (default 8080)"),
+    ("--mllp-port", "mllp_port", int, "MLLP port for HL7 v2 (default 2575)"),
+    ("--data-dir", "data_dir", Path, "data directory (default ./var)"),
+    ("--database-url", "database_url", str,
+     "sqlite:///file or postgresql://… (default: SQLite in the data dir)"),
+    ("--sites", "sites", Path, "directory of site files (default: the shipped examples)"),
+    ("--role", "role", str, "edge | hub | all (default all)"),
+    ("--node-id", "node_id", str, "this node's id on the bus (default: host name)"),
+    ("--mllp-tls-cert", "mllp_tls_cert", Path, "PEM certificate: MLLP over TLS"),
+    ("--mllp-tls-key", "mllp_tls_key", Path, "PEM private key for --mllp-tls-cert"),
+    ("--mllp-tls-client-ca", "mllp_tls_client_ca", Path,
+     "PEM CA bundle: require client certificates (mutual TLS)"),
+    ("--max-message-size", "max_message_size", int, "bytes; larger frames get AR (10 MB)"),
+    ("--idle-timeout", "idle_timeout", float, "seconds before an idle MLLP connection closes"),
+    ("--pseudonym-key-file", "pseudonym_key_file", Path,
+     "HMAC key file for pseudonyms (default: generated in the data dir)"),
+    ("--kafka-bootstrap", "kafka_bootstrap", str, "host:port[,…]; default: the embedded bus"),
+    ("--topic-prefix", "topic_prefix", str, "Kafka topic prefix (default gateway)"),
+    ("--outbox-max", "outbox_max", int,
+     "unpublished outbox rows beyond which new messages get AE 207"),
+]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    for flag, dest, kind, text in _FLAGS:
+        env = "GATEWAY_" + dest.upper()
+        parser.add_argument(flag, dest=dest, type=kind, default=None, help=f"{text} [{env}]")
+
+
+def settings_from(args: argparse.Namespace, environ: dict[str, str] | None = None) -> Settings:
+    environ = dict(os.environ if environ is None else environ)
+    values: dict[str, Any] = {}
+    for _, dest, _, _ in _FLAGS:
+        given = getattr(args, dest, None)
+        if given is not None:
+            values[dest] = given
+        elif (env := environ.get("GATEWAY_" + dest.upper())) is not None:
+            values[dest] = env
+    return Settings.model_validate(values)

@@ -1,0 +1,342 @@
+"""The way of one message: raw bytes → inbox → parse → site → map → store → ACK.
+
+``IngestService.handle`` is what the MLLP listener, ``POST /hl7v2`` and the file importers
+call. Processing happens on one writer thread that takes every message waiting in its queue
+and commits them in ONE transaction (group commit), each inside its own savepoint, so a
+failing message never takes the good ones with it. The acknowledgment is built only after
+that commit: AA/CA means "stored durably".
+
+Idempotency: the inbox is unique on (MSH-3, MSH-4, MSH-10); the same message again gets the
+answer stored with the first one and has no second effect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import queue
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from gateway.adapters.loader import Network
+from gateway.adapters.site import Site
+from gateway.errors import InboundError, Overloaded, ParseError, UnknownSite
+from gateway.hl7 import ack as acks
+from gateway.hl7.parser import Message, parse, split_messages
+from gateway.mapping import MappingResult, map_message
+from gateway.mapping.context import report_outcome
+from gateway.store.base import InboxRecord, Store, Transaction
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _instant(moment: datetime) -> str:
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What happened to one inbound message, and the ACK frames to send back."""
+
+    status: str  # processed | error | rejected | duplicate | refused
+    ack_code: str  # AA / AE / AR (the application outcome)
+    responses: list[bytes] = field(default_factory=list)
+    inbox_id: int | None = None
+    changed: int = 0  # resources that got a new version
+
+
+@dataclass(slots=True)
+class _Job:
+    raw: bytes
+    transport: str
+    done: Callable[[Outcome], None]
+    replay_of: InboxRecord | None = None
+
+
+class IngestService:
+    def __init__(self, store: Store, network: Network, pseudonym_key: bytes, *,
+                 node_id: str = "gateway", clock: Clock = utc_now, batch_max: int = 64,
+                 accepting: Callable[[], bool] = lambda: True,
+                 on_commit: Callable[[], None] = lambda: None,
+                 strict_check: Callable[[str], Sequence[InboundError]] | None = None) -> None:
+        self.store = store
+        self.network = network
+        self.key = pseudonym_key
+        self.node_id = node_id
+        self.clock = clock
+        self.batch_max = batch_max
+        self.accepting = accepting
+        self.on_commit = on_commit
+        self.strict_check = strict_check
+        self._queue: queue.Queue[_Job | None] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._seq = 0
+        self._seq_lock = threading.Lock()
+
+    # --- lifecycle ----------------------------------------------------------------------
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._writer, name="ingest-writer",
+                                            daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        """Finish every queued message, then stop the writer thread."""
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
+
+    # --- entry points -------------------------------------------------------------------
+    async def handle(self, raw: bytes, transport: str = "mllp") -> Outcome:
+        """Process one message on the writer thread; resolves after the commit."""
+        return await self._enqueue(raw, transport, None)
+
+    async def replay_async(self, record: InboxRecord) -> Outcome:
+        return await self._enqueue(record.raw, record.transport, record)
+
+    async def _enqueue(self, raw: bytes, transport: str,
+                       replay_of: InboxRecord | None) -> Outcome:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Outcome] = loop.create_future()
+
+        def done(outcome: Outcome) -> None:
+            loop.call_soon_threadsafe(_resolve, future, outcome)
+
+        self.start()
+        self._queue.put(_Job(raw, transport, done, replay_of))
+        return await future
+
+    def process_now(self, raw: bytes, transport: str = "file") -> Outcome:
+        """Synchronous variant for command-line tools (no writer thread needed)."""
+        result: list[Outcome] = []
+        self._run_batch([_Job(raw, transport, result.append)])
+        return result[0]
+
+    def replay(self, record: InboxRecord) -> Outcome:
+        """Re-map a stored message with the current mapping and site files (synchronously:
+        for ``gateway replay``; the server uses ``replay_async`` through the writer)."""
+        result: list[Outcome] = []
+        self._run_batch([_Job(record.raw, record.transport, result.append, replay_of=record)])
+        return result[0]
+
+    # --- the writer thread ---------------------------------------------------------------
+    def _writer(self) -> None:
+        while True:
+            job = self._queue.get()
+            if job is None:
+                return
+            batch = [job]
+            stop = False
+            while len(batch) < self.batch_max:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    stop = True
+                    break
+                batch.append(nxt)
+            self._run_batch(batch)
+            if stop:
+                return
+
+    def _run_batch(self, batch: list[_Job]) -> None:
+        outcomes: list[Outcome] = []
+        try:
+            with self.store.transaction() as tx:
+                seen: dict[tuple[str, str, str], Outcome] = {}
+                outcomes = [self._process(tx, job, seen) for job in batch]
+        except Exception as exc:  # noqa: BLE001 - the database failed: nothing was stored
+            log.exception("group commit of %d message(s) failed", len(batch))
+            outcomes = [self._store_failure(job, exc) for job in batch]
+        else:
+            if any(o.changed for o in outcomes):
+                self.on_commit()
+        for job, outcome in zip(batch, outcomes, strict=True):
+            job.done(outcome)
+
+    # --- one message ---------------------------------------------------------------------
+    def _process(self, tx: Transaction, job: _Job,
+                 seen: dict[tuple[str, str, str], Outcome]) -> Outcome:
+        received = _instant(self.clock())
+        try:
+            msg = parse(job.raw)
+        except ParseError as exc:
+            return self._reject(tx, job, None, exc, received)
+        key = (msg.sending_application, msg.sending_facility, msg.control_id)
+        if job.replay_of is None:
+            if key in seen:
+                return seen[key]
+            previous = self.store.inbox_find(*key) if msg.control_id else None
+            if previous is not None and previous.ack is not None:
+                return Outcome("duplicate", _msa_code(previous.ack), [previous.ack],
+                               previous.id)
+        outcome = self._accept(tx, job, msg, received)
+        seen[key] = outcome
+        return outcome
+
+    def _accept(self, tx: Transaction, job: _Job, msg: Message, received: str) -> Outcome:
+        site = self.network.site_for(msg.sending_facility)
+        if site is None:
+            err = UnknownSite("MSH-4 sending facility is not a configured site",
+                              segment="MSH", field=4)
+            return self._reject(tx, job, msg, err, received)
+        if not msg.control_id:
+            err = ParseError("MSH-10 message control id is missing", segment="MSH",
+                             field=10, code="101")
+            return self._reject(tx, job, msg, err, received)
+        if job.replay_of is None and not self.accepting():
+            refusal = Overloaded("the gateway is temporarily unable to accept messages: "
+                                 "the outbound queue is full; resend later",
+                                 segment="MSH", field=10)
+            return Outcome("refused", "AE", self._acks(msg, "AE", [refusal]))
+        try:
+            errors = self._strict(site, job.raw)
+            if errors:
+                raise errors[0]
+            result = map_message(msg, site, pseudonym_key=self.key, received=received,
+                                 studies=self.network.studies, lookup_link=tx.link_get)
+            with tx.savepoint():
+                return self._commit(tx, job, msg, site, result, received)
+        except InboundError as exc:
+            return self._fail(tx, job, msg, site, exc, received)
+
+    def _strict(self, site: Site, raw: bytes) -> Sequence[InboundError]:
+        if not site.strict_validation or self.strict_check is None:
+            return ()
+        return self.strict_check("\r".join(split_messages(raw)[:1]))
+
+    def _commit(self, tx: Transaction, job: _Job, msg: Message, site: Site,
+                result: MappingResult, received: str) -> Outcome:
+        headers = self._headers(msg, site)
+        refs: list[str] = []
+        changed = 0
+        create_only = getattr(result, "create_only", set())
+        for resource in result.resources:
+            rkey = (resource["resourceType"], resource["id"])
+            if rkey in create_only and tx.get(*rkey) is not None:
+                continue
+            change = tx.put(resource, source=f"urn:plagencell:site:{site.id}",
+                            headers=headers)
+            refs.append(f"{change.resource_type}/{change.id}/_history/{change.version_id}")
+            changed += int(change.changed)
+        for link_key, pseudonym in result.new_links.items():
+            tx.link_put(link_key, pseudonym)
+        responses = self._acks(msg, "AA", [])
+        report = report_outcome(result.report)
+        record = self._record(job, msg, site, "processed", responses, received,
+                              report=report, refs=refs)
+        inbox_id = self._save(tx, job, record)
+        return Outcome("processed", "AA", responses, inbox_id, changed)
+
+    def _fail(self, tx: Transaction, job: _Job, msg: Message, site: Site,
+              exc: InboundError, received: str) -> Outcome:
+        log.warning("message %s from site %s not mapped: %s", msg.control_id, site.id, exc)
+        responses = self._acks(msg, exc.ack_code, [exc])
+        status = "rejected" if exc.ack_code == "AR" else "error"
+        record = self._record(job, msg, site, status, responses, received, error=str(exc))
+        inbox_id = self._save(tx, job, record)
+        return Outcome(status, exc.ack_code, responses, inbox_id)
+
+    def _reject(self, tx: Transaction, job: _Job, msg: Message | None, exc: InboundError,
+                received: str) -> Outcome:
+        """Keep a message that could not be read for inspection, and answer AR/AE."""
+        log.warning("message rejected (%s) at %s", exc.err_code, exc.location)
+        if msg is None:
+            header = acks.AckHeader.from_raw(job.raw)
+            responses = [self._encode(acks.render_ack(header, exc.ack_code, [exc],
+                                                      control_id=self._control_id(),
+                                                      timestamp=self._ts()), None)]
+        else:
+            responses = self._acks(msg, exc.ack_code, [exc])
+        app = msg.sending_application if msg else ""
+        fac = msg.sending_facility if msg else ""
+        cid = (msg.control_id if msg else "") or "sha256:" + hashlib.sha256(job.raw).hexdigest()
+        record = InboxRecord(app, fac, cid, job.raw, received, job.transport,
+                             message_type=msg.message_type if msg else None,
+                             status="rejected", ack=responses[-1], error=str(exc))
+        try:
+            with tx.savepoint():
+                inbox_id = tx.inbox_add(record) if job.replay_of is None else None
+        except Exception:  # noqa: BLE001 - a second copy of a rejected message: answer anyway
+            inbox_id = None
+        return Outcome("rejected", exc.ack_code, responses, inbox_id)
+
+    def _store_failure(self, job: _Job, exc: Exception) -> Outcome:
+        err = InboundError("the gateway could not store the message; resend later",
+                           code="207", ack_code="AE", segment="MSH", field=10)
+        try:
+            msg = parse(job.raw)
+        except ParseError:
+            header = acks.AckHeader.from_raw(job.raw)
+            frame = acks.render_ack(header, "AE", [err], control_id=self._control_id(),
+                                    timestamp=self._ts())
+            return Outcome("refused", "AE", [self._encode(frame, None)])
+        return Outcome("refused", "AE", self._acks(msg, "AE", [err]))
+
+    # --- helpers -------------------------------------------------------------------------
+    def _record(self, job: _Job, msg: Message, site: Site, status: str,
+                responses: list[bytes], received: str, *, error: str | None = None,
+                report: dict[str, object] | None = None,
+                refs: list[str] | None = None) -> InboxRecord:
+        return InboxRecord(msg.sending_application, msg.sending_facility, msg.control_id,
+                           job.raw, received, job.transport, site=site.id,
+                           message_type=msg.message_type, status=status,
+                           ack=responses[-1] if responses else None, error=error,
+                           report=report, resource_refs=refs or [])
+
+    def _save(self, tx: Transaction, job: _Job, record: InboxRecord) -> int | None:
+        if job.replay_of is not None:
+            record.id = job.replay_of.id
+            record.received = job.replay_of.received
+            tx.inbox_update(record)
+            return record.id
+        return tx.inbox_add(record)
+
+    def _headers(self, msg: Message, site: Site) -> dict[str, str]:
+        digest = hashlib.sha256(f"{site.id}|{msg.control_id}".encode()).hexdigest()
+        return {"origin": self.node_id, "site": site.id, "message-id": msg.control_id,
+                "traceparent": f"00-{digest[:32]}-{digest[32:48]}-01"}
+
+    def _acks(self, msg: Message, code: str, errors: Sequence[InboundError]) -> list[bytes]:
+        header = acks.AckHeader.from_message(msg)
+        frames = []
+        for ack_code in acks.ack_plan(msg, code):
+            text = acks.render_ack(header, ack_code, errors, control_id=self._control_id(),
+                                   timestamp=self._ts())
+            frames.append(self._encode(text, msg))
+        return frames
+
+    def _encode(self, text: str, msg: Message | None) -> bytes:
+        return acks.encode_ack(text, msg.charset if msg else "utf-8")
+
+    def _control_id(self) -> str:
+        with self._seq_lock:
+            self._seq += 1
+            seq = self._seq
+        return f"{self.node_id[:8]}{self.clock().strftime('%Y%m%d%H%M%S')}{seq:06d}"
+
+    def _ts(self) -> str:
+        return self.clock().strftime("%Y%m%d%H%M%S%z")
+
+
+def _resolve(future: asyncio.Future[Outcome], outcome: Outcome) -> None:
+    if not future.done():
+        future.set_result(outcome)
+
+
+def _msa_code(ack_frame: bytes) -> str:
+    for line in ack_frame.replace(b"\n", b"\r").split(b"\r"):
+        if line.startswith(b"MSA"):
+            return line[4:6].decode("ascii", "replace")
+    return "AA"

@@ -1,0 +1,194 @@
+"""``gateway serve``: one process with the HTTP and MLLP listeners, the ingest writer, the
+outbox relay and (role hub/all) the projector.
+
+Start order: store (migrated) → site files → pseudonym key → bus → ingest → listeners.
+SIGTERM/SIGINT: stop accepting, finish in-flight messages, close cleanly. SIGHUP: reload the
+site files (validated first; the old ones stay on error) without dropping connections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+
+from gateway.adapters.loader import Network, load_network
+from gateway.api.admin import admin_router
+from gateway.api.app import create_app
+from gateway.api.ingest import hl7v2_router
+from gateway.config import Settings
+from gateway.errors import ConfigError, InboundError
+from gateway.hl7 import ack as acks
+from gateway.hl7.mllp import MllpServer, Peer, server_ssl_context
+from gateway.ingest import IngestService
+from gateway.mapping.pseudonym import load_or_create_key
+from gateway.store.sql import SqlStore
+
+log = logging.getLogger(__name__)
+
+
+class _QuietServer(uvicorn.Server):
+    """uvicorn without its own signal handlers: the runtime owns the signals."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class MllpHandler:
+    """Adapts the MLLP listener to the ingest service."""
+
+    def __init__(self, service: IngestService, max_size: int) -> None:
+        self.service = service
+        self.max_size = max_size
+
+    async def handle(self, frame: bytes, peer: Peer) -> list[bytes]:
+        outcome = await self.service.handle(frame, transport="mllp")
+        return outcome.responses
+
+    def oversize(self, head: bytes, peer: Peer) -> list[bytes]:
+        err = InboundError(f"message larger than the maximum of {self.max_size} bytes",
+                           segment="MSH", field=None, code="207", ack_code="AR")
+        header = acks.AckHeader.from_raw(head)
+        text = acks.render_ack(header, "AR", [err], control_id=self.service._control_id(),
+                               timestamp=self.service._ts())
+        return [acks.encode_ack(text, "utf-8")]
+
+
+@dataclass
+class Gateway:
+    settings: Settings
+    store: SqlStore | None = None
+    network: Network | None = None
+    service: IngestService | None = None
+    mllp: MllpServer | None = None
+    http: uvicorn.Server | None = None
+    bus: Any = None
+    extras: list[Any] = field(default_factory=list)
+    _stop: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def ready(self) -> bool:
+        http_ok = self.http is not None and self.http.started
+        mllp_ok = self.mllp is not None or self.settings.role == "hub"
+        return http_ok and mllp_ok
+
+    async def start(self) -> None:
+        s = self.settings
+        s.data_dir.mkdir(parents=True, exist_ok=True)
+        self.network = load_network(s.sites)
+        self.store = SqlStore(s.resolved_database_url())
+        await asyncio.to_thread(self.store.migrate)
+        key = load_or_create_key(s.data_dir, s.pseudonym_key_file)
+        self.bus = await self._start_bus()
+        self.service = IngestService(
+            self.store, self.network, key, node_id=s.node_id, batch_max=s.batch_max,
+            accepting=getattr(self.bus, "accepting", lambda: True),
+            on_commit=getattr(self.bus, "notify", lambda: None),
+            strict_check=_strict_checker())
+        self.service.start()
+        await self._start_http()
+        if s.role != "hub":
+            await self._start_mllp()
+        log.info("gateway ready: role %s, HTTP %s:%d, MLLP %s", s.role, s.host,
+                 s.http_port, f"{s.host}:{self.mllp.port}" if self.mllp else "off")
+
+    async def _start_bus(self) -> Any:
+        from gateway.bus import start_bus_components
+
+        assert self.store is not None
+        return await start_bus_components(self.settings, self.store, self.settings.role)
+
+    def _routers(self) -> list[Any]:
+        assert self.service is not None and self.store is not None
+        routers: list[Any] = []
+        if self.settings.role != "hub":
+            routers += [hl7v2_router(self.service), admin_router(self.service)]
+        if self.settings.role != "edge":
+            from gateway.api.fhir import fhir_router
+
+            routers.append(fhir_router(self.store))
+        return routers
+
+    async def _start_http(self) -> None:
+        app = create_app(routers=self._routers(), ready=lambda: self.ready)
+        config = uvicorn.Config(app, host=self.settings.host, port=self.settings.http_port,
+                                log_level="warning", lifespan="off", access_log=False)
+        self.http = _QuietServer(config)
+        task = asyncio.create_task(self.http.serve())
+        self.extras.append(task)
+        while not self.http.started:
+            if task.done():
+                task.result()
+                raise ConfigError(f"HTTP port {self.settings.http_port} could not be opened")
+            await asyncio.sleep(0.02)
+
+    async def _start_mllp(self) -> None:
+        s = self.settings
+        assert self.service is not None
+        ssl_ctx = None
+        if s.mllp_tls_cert and s.mllp_tls_key:
+            ssl_ctx = server_ssl_context(s.mllp_tls_cert, s.mllp_tls_key, s.mllp_tls_client_ca)
+        self.mllp = MllpServer(MllpHandler(self.service, s.max_message_size), s.host,
+                               s.mllp_port, ssl_context=ssl_ctx,
+                               max_message_size=s.max_message_size,
+                               idle_timeout=s.idle_timeout)
+        await self.mllp.start()
+
+    def reload_sites(self) -> None:
+        try:
+            network = load_network(self.settings.sites)
+        except ConfigError as exc:
+            log.error("site files not reloaded, the previous ones stay: %s", exc)
+            return
+        if self.service is not None:
+            self.service.network = network
+        self.network = network
+        log.info("site files reloaded: %d sites", len(network.sites))
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def wait(self) -> None:
+        await self._stop.wait()
+
+    async def stop(self) -> None:
+        if self.mllp is not None:
+            await self.mllp.close()
+        if self.http is not None:
+            self.http.should_exit = True
+        for task in self.extras:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(task, 10)
+        if self.service is not None:
+            await asyncio.to_thread(self.service.stop)
+        if self.bus is not None:
+            await self.bus.stop()
+        if self.store is not None:
+            self.store.close()
+        log.info("gateway stopped")
+
+
+def _strict_checker() -> Any:
+    from gateway.hl7.check import inbound_errors
+
+    return inbound_errors
+
+
+async def serve(settings: Settings) -> None:
+    gateway = Gateway(settings)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, gateway.request_stop)
+    loop.add_signal_handler(signal.SIGHUP, gateway.reload_sites)
+    try:
+        await gateway.start()
+        await gateway.wait()
+    finally:
+        await gateway.stop()
