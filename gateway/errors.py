@@ -11,7 +11,13 @@
     │   ├── MappingError              a field cannot be mapped (AE, 101/102/103 at its position)
     │   └── Overloaded                the gateway is temporarily unable to accept (AE, 207, retriable)
     ├── StoreError                    database failures (translated at the store boundary)
-    │   └── ConflictError             optimistic-lock or uniqueness conflict
+    │   ├── NotFound                  no such resource / version (HTTP 404)
+    │   ├── Gone                      the resource is deleted (HTTP 410)
+    │   └── ConflictError             optimistic-lock or uniqueness conflict (HTTP 409)
+    │       ├── VersionConflict       If-Match version differs: ``expected``, ``actual`` (412)
+    │       └── TransientConflict     deadlock / serialization / concurrent insert (retriable)
+    ├── SearchError                   a malformed or unknown search parameter (HTTP 400);
+    │                                 ``issues``: OperationOutcome.issue dicts
     └── BusError                      Kafka / embedded bus failures (retriable)
 
 Library errors are translated once, at the boundary, with ``raise … from exc``. Callers
@@ -111,8 +117,42 @@ class StoreError(GatewayError):
     retriable = True
 
 
+class NotFound(StoreError):
+    retriable = False
+
+
+class Gone(StoreError):
+    retriable = False
+
+
 class ConflictError(StoreError):
     retriable = False
+
+
+class VersionConflict(ConflictError):
+    """``If-Match`` named another version than the current one."""
+
+    def __init__(self, message: str, *, expected: int | None, actual: int | None,
+                 **context: object) -> None:
+        super().__init__(message, **context)
+        self.expected = expected
+        self.actual = actual
+
+
+class TransientConflict(ConflictError):
+    """Lost a race (deadlock, serialization failure, concurrent create): try again."""
+
+    retriable = True
+
+
+class SearchError(GatewayError):
+    """Search parameters the server cannot apply; ``issues`` are OperationOutcome issues."""
+
+    def __init__(self, message: str, *, issues: list[dict[str, object]] | None = None,
+                 **context: object) -> None:
+        super().__init__(message, **context)
+        self.issues = issues or [{"severity": "error", "code": "invalid",
+                                  "diagnostics": message}]
 
 
 class BusError(GatewayError):

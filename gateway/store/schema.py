@@ -1,0 +1,195 @@
+"""The store's tables (SQLAlchemy Core), identical on SQLite and PostgreSQL.
+
+Instants are kept two ways: ISO 8601 UTC text with millisecond precision (``…T10:02:55.123Z``,
+sortable as text) where they are shown, and integer epoch milliseconds in the date search
+index, where ranges are compared.
+
+The Alembic revisions under ``migrations/versions`` create exactly these tables; a test
+checks that the migrated schema and this metadata agree.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    text,
+)
+
+metadata = MetaData()
+
+TYPE = 64  # resource type names
+ID = 64  # FHIR ids: up to 64 characters
+INSTANT = 32  # "2026-11-27T10:02:55.123Z"
+
+BigId = BigInteger().with_variant(Integer(), "sqlite")  # SQLite rowid aliasing needs INTEGER
+
+resource = Table(
+    "resource", metadata,
+    Column("res_type", String(TYPE), primary_key=True),
+    Column("res_id", String(ID), primary_key=True),
+    Column("version_id", Integer, nullable=False),
+    Column("last_updated", String(INSTANT), nullable=False),
+    Column("deleted", Boolean, nullable=False),
+    Column("content", LargeBinary, nullable=True),  # JSON; NULL when deleted
+    Column("content_hash", String(64), nullable=True),
+)
+Index("ix_resource_type_updated", resource.c.res_type, resource.c.last_updated, resource.c.res_id)
+
+resource_version = Table(
+    "resource_version", metadata,
+    Column("res_type", String(TYPE), primary_key=True),
+    Column("res_id", String(ID), primary_key=True),
+    Column("version_id", Integer, primary_key=True),
+    Column("last_updated", String(INSTANT), nullable=False),
+    Column("deleted", Boolean, nullable=False),
+    Column("content", LargeBinary, nullable=True),
+)
+Index("ix_version_updated", resource_version.c.last_updated)
+Index("ix_version_type_updated", resource_version.c.res_type, resource_version.c.last_updated)
+
+
+def _index_table(name: str, *columns: Column[object]) -> Table:
+    return Table(
+        name, metadata,
+        Column("res_type", String(TYPE), nullable=False),
+        Column("res_id", String(ID), nullable=False),
+        Column("param", String(64), nullable=False),
+        *columns,
+    )
+
+
+idx_token = _index_table(
+    "idx_token",
+    Column("system", Text, nullable=True),
+    Column("code", Text, nullable=True),
+    Column("text", Text, nullable=True),  # normalised display / text, for :text
+)
+Index("ix_token_code", idx_token.c.res_type, idx_token.c.param, idx_token.c.code,
+      idx_token.c.system, idx_token.c.res_id)
+Index("ix_token_res", idx_token.c.res_type, idx_token.c.res_id, idx_token.c.param)
+
+idx_string = _index_table(
+    "idx_string",
+    Column("value_norm", Text, nullable=False),  # lower case, accents removed
+    Column("value", Text, nullable=False),
+)
+Index("ix_string_value", idx_string.c.res_type, idx_string.c.param, idx_string.c.value_norm,
+      idx_string.c.res_id)
+Index("ix_string_res", idx_string.c.res_type, idx_string.c.res_id, idx_string.c.param)
+
+idx_date = _index_table(
+    "idx_date",
+    Column("low", BigInteger, nullable=False),  # epoch ms, inclusive
+    Column("high", BigInteger, nullable=False),  # epoch ms, exclusive
+)
+Index("ix_date_low", idx_date.c.res_type, idx_date.c.param, idx_date.c.low, idx_date.c.high,
+      idx_date.c.res_id)
+Index("ix_date_res", idx_date.c.res_type, idx_date.c.res_id, idx_date.c.param)
+
+idx_reference = _index_table(
+    "idx_reference",
+    Column("target_type", String(TYPE), nullable=True),
+    Column("target_id", String(ID), nullable=True),
+    Column("url", Text, nullable=True),  # non-local references (absolute, canonical)
+)
+Index("ix_reference_target", idx_reference.c.target_id, idx_reference.c.target_type,
+      idx_reference.c.param, idx_reference.c.res_type, idx_reference.c.res_id)
+Index("ix_reference_res", idx_reference.c.res_type, idx_reference.c.res_id, idx_reference.c.param)
+Index("ix_reference_url", idx_reference.c.url)
+
+idx_quantity = _index_table(
+    "idx_quantity",
+    Column("value", Float, nullable=False),
+    Column("system", Text, nullable=True),
+    Column("code", Text, nullable=True),
+    Column("unit", Text, nullable=True),
+)
+Index("ix_quantity_value", idx_quantity.c.res_type, idx_quantity.c.param, idx_quantity.c.code,
+      idx_quantity.c.value)
+Index("ix_quantity_res", idx_quantity.c.res_type, idx_quantity.c.res_id, idx_quantity.c.param)
+
+idx_uri = _index_table("idx_uri", Column("value", Text, nullable=False))
+Index("ix_uri_value", idx_uri.c.res_type, idx_uri.c.param, idx_uri.c.value, idx_uri.c.res_id)
+Index("ix_uri_res", idx_uri.c.res_type, idx_uri.c.res_id, idx_uri.c.param)
+
+idx_number = _index_table("idx_number", Column("value", Float, nullable=False))
+Index("ix_number_value", idx_number.c.res_type, idx_number.c.param, idx_number.c.value)
+Index("ix_number_res", idx_number.c.res_type, idx_number.c.res_id, idx_number.c.param)
+
+# composite code-value pairs (Observation code-value-*, component-code-value-*, combo-*)
+idx_composite = _index_table(
+    "idx_composite",
+    Column("system", Text, nullable=True),  # the first component: a token
+    Column("code", Text, nullable=True),
+    Column("v_system", Text, nullable=True),  # the second: token or quantity system/code
+    Column("v_code", Text, nullable=True),
+    Column("v_value", Float, nullable=True),  # quantity value
+    Column("v_low", BigInteger, nullable=True),  # date range
+    Column("v_high", BigInteger, nullable=True),
+    Column("v_string", Text, nullable=True),  # normalised string
+)
+Index("ix_composite_code", idx_composite.c.res_type, idx_composite.c.param, idx_composite.c.code,
+      idx_composite.c.res_id)
+Index("ix_composite_res", idx_composite.c.res_type, idx_composite.c.res_id,
+      idx_composite.c.param)
+
+INDEX_TABLES = {
+    "token": idx_token, "string": idx_string, "date": idx_date, "reference": idx_reference,
+    "quantity": idx_quantity, "uri": idx_uri, "number": idx_number, "composite": idx_composite,
+}
+
+inbox = Table(
+    "inbox", metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("sender_application", String(227), nullable=False),
+    Column("sender_facility", String(227), nullable=False),
+    Column("control_id", String(199), nullable=False),
+    Column("raw", LargeBinary, nullable=False),
+    Column("received", String(INSTANT), nullable=False),
+    Column("transport", String(16), nullable=False),
+    Column("site", String(64), nullable=True),
+    Column("message_type", String(32), nullable=True),
+    Column("status", String(16), nullable=False),
+    Column("ack", LargeBinary, nullable=True),
+    Column("error", Text, nullable=True),
+    Column("report", Text, nullable=True),  # OperationOutcome JSON
+    Column("resource_refs", Text, nullable=False),  # JSON list
+    UniqueConstraint("sender_application", "sender_facility", "control_id",
+                     name="uq_inbox_sender_control"),
+)
+Index("ix_inbox_status", inbox.c.status, inbox.c.received)
+Index("ix_inbox_site", inbox.c.site, inbox.c.received)
+Index("ix_inbox_received", inbox.c.received)
+
+outbox = Table(
+    "outbox", metadata,
+    Column("seq", BigId, primary_key=True, autoincrement=True),
+    Column("key", String(TYPE + ID + 1), nullable=False),
+    Column("res_type", String(TYPE), nullable=False),
+    Column("res_id", String(ID), nullable=False),
+    Column("version_id", Integer, nullable=False),
+    Column("payload", LargeBinary, nullable=True),  # NULL = tombstone
+    Column("headers", Text, nullable=False),  # JSON object
+    Column("created", String(INSTANT), nullable=False),
+    Column("published_at", String(INSTANT), nullable=True),
+)
+Index("ix_outbox_pending", outbox.c.seq, sqlite_where=text("published_at IS NULL"),
+      postgresql_where=text("published_at IS NULL"))
+
+pseudonym_link = Table(
+    "pseudonym_link", metadata,
+    Column("key", String(128), primary_key=True),
+    Column("pseudonym", String(128), nullable=False),
+    Column("created", String(INSTANT), nullable=False),
+)

@@ -1,0 +1,2 @@
+"""FHIR search: the parameter registry (``params``), index extraction (``index``) and
+query compilation (``query``)."""

@@ -1,0 +1,270 @@
+"""``SqlStore``: the Store protocol on SQLite and PostgreSQL (SQLAlchemy 2 Core, sync).
+
+Thread-safe: every call takes a pooled connection. Writes go through ``transaction()``
+(one database transaction; SQLite ``BEGIN IMMEDIATE``); reads open a short read
+transaction each. Driver errors leave this module as ``gateway.errors.StoreError``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import orjson
+from sqlalchemy import Connection, func, select, text, update
+from sqlalchemy.exc import SQLAlchemyError
+
+from gateway.errors import Gone
+from gateway.store import schema as s
+from gateway.store.base import InboxRecord, OutboxRow, Resource, SearchResult
+from gateway.store.content import loads, normalise_instant, now_instant
+from gateway.store.engine import make_engine, normalise_url, translate, translated
+from gateway.store.tx import SqlTransaction
+
+T = TypeVar("T")
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+
+@dataclass(frozen=True, slots=True)
+class Version:
+    """One entry of a resource's history (``resource`` is None for a delete)."""
+
+    resource_type: str
+    id: str
+    version_id: int
+    last_updated: str
+    deleted: bool
+    resource: Resource | None
+
+
+class SqlStore:
+    def __init__(self, url: str, *, pool_size: int = 8) -> None:
+        self.url = url
+        self.engine = make_engine(url, pool_size=pool_size)
+        self.dialect = normalise_url(url).get_backend_name()
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    @translated
+    def migrate(self) -> None:
+        """Upgrade the schema to the newest Alembic revision (concurrent callers wait)."""
+        from alembic import command
+        from alembic.config import Config
+
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        with self._write_connection() as conn, conn.begin():
+            if self.dialect == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('gateway-migrate'))"))
+            config.attributes["connection"] = conn
+            command.upgrade(config, "head")
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def transaction(self) -> Iterator[SqlTransaction]:
+        """A write transaction, committed when the block exits cleanly."""
+        try:
+            with self._write_connection() as conn, conn.begin():
+                yield SqlTransaction(conn, self)
+        except SQLAlchemyError as exc:
+            raise translate(exc) from exc
+
+    def retrying(self, work: Callable[[SqlTransaction], T], *, attempts: int = 5) -> T:
+        """Run ``work`` in a transaction, again (with back-off) when it loses a race."""
+        for attempt in range(attempts):
+            try:
+                with self.transaction() as tx:
+                    return work(tx)
+            except Exception as exc:
+                if not getattr(exc, "retriable", False) or attempt == attempts - 1:
+                    raise
+                time.sleep(0.01 * 2 ** attempt)
+        raise AssertionError("unreachable")
+
+    def _write_connection(self) -> Connection:
+        conn = self.engine.connect()
+        if self.dialect == "sqlite":
+            conn.execution_options(sqlite_begin="IMMEDIATE")
+        return conn
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        try:
+            with self.engine.connect() as conn:
+                yield conn
+        except SQLAlchemyError as exc:
+            raise translate(exc) from exc
+
+    # -- resources ----------------------------------------------------------------------------
+
+    def read(self, resource_type: str, id: str) -> Resource | None:
+        """The current version; None if there never was one; Gone if it is deleted."""
+        r = s.resource.c
+        with self._read() as conn:
+            row = conn.execute(select(r.deleted, r.content, r.version_id).where(
+                r.res_type == resource_type, r.res_id == id)).first()
+        if row is None:
+            return None
+        if row.deleted:
+            raise Gone("resource deleted", resource=f"{resource_type}/{id}",
+                       version=row.version_id)
+        return loads(row.content)
+
+    def vread(self, resource_type: str, id: str, version_id: int) -> Resource | None:
+        v = s.resource_version.c
+        with self._read() as conn:
+            row = conn.execute(select(v.deleted, v.content).where(
+                v.res_type == resource_type, v.res_id == id, v.version_id == version_id)).first()
+        if row is None:
+            return None
+        if row.deleted:
+            raise Gone("version is a delete", resource=f"{resource_type}/{id}",
+                       version=version_id)
+        return loads(row.content)
+
+    def history_versions(self, resource_type: str | None, id: str | None, *,
+                         since: str | None = None, before: str | None = None,
+                         count: int = 50) -> list[Version]:
+        """Newest first; ``since`` inclusive, ``before`` exclusive (for paging)."""
+        v = s.resource_version.c
+        query = select(v.res_type, v.res_id, v.version_id, v.last_updated, v.deleted, v.content)
+        if resource_type is not None:
+            query = query.where(v.res_type == resource_type)
+        if id is not None:
+            query = query.where(v.res_id == id)
+        if since is not None:
+            query = query.where(v.last_updated >= normalise_instant(since))
+        if before is not None:
+            query = query.where(v.last_updated < normalise_instant(before))
+        query = query.order_by(v.last_updated.desc(), v.version_id.desc()).limit(count)
+        with self._read() as conn:
+            rows = conn.execute(query).all()
+        return [Version(r.res_type, r.res_id, r.version_id, r.last_updated, r.deleted,
+                        loads(r.content) if r.content is not None else None) for r in rows]
+
+    def history(self, resource_type: str | None, id: str | None, *, since: str | None = None,
+                count: int = 50) -> list[Resource]:
+        """Versions newest first; a delete appears as ``{resourceType, id, meta}`` only
+        (use ``history_versions`` to tell deletes apart)."""
+        return [version.resource or _tombstone_stub(version)
+                for version in self.history_versions(resource_type, id, since=since,
+                                                     count=count)]
+
+    # -- search -------------------------------------------------------------------------------
+
+    def search(self, resource_type: str, params: list[tuple[str, str]],
+               **options: Any) -> SearchResult:
+        with self._read() as conn:
+            return self.search_on(conn, resource_type, params, **options)
+
+    def search_on(self, conn: Connection, resource_type: str, params: list[tuple[str, str]],
+                  **options: Any) -> SearchResult:
+        from gateway.store.search.query import run_search
+
+        try:
+            return run_search(conn, self.dialect, resource_type, params, **options)
+        except SQLAlchemyError as exc:
+            raise translate(exc) from exc
+
+    def bulk_put(self, resources: Sequence[Resource], *, outbox: bool = False,
+                 chunk: int = 2000) -> int:
+        """Load many resources fast (imports, benchmarks); see ``gateway.store.bulk``."""
+        from gateway.store.bulk import bulk_put
+
+        try:
+            with self._write_connection() as conn, conn.begin():
+                return bulk_put(SqlTransaction(conn, self), resources, outbox=outbox,
+                                chunk=chunk)
+        except SQLAlchemyError as exc:
+            raise translate(exc) from exc
+
+    # -- inbox --------------------------------------------------------------------------------
+
+    def inbox_find(self, sender_application: str, sender_facility: str,
+                   control_id: str) -> InboxRecord | None:
+        i = s.inbox.c
+        rows = self._inbox_rows(select(s.inbox).where(
+            i.sender_application == sender_application, i.sender_facility == sender_facility,
+            i.control_id == control_id))
+        return rows[0] if rows else None
+
+    def inbox_get(self, id: int) -> InboxRecord | None:
+        rows = self._inbox_rows(select(s.inbox).where(s.inbox.c.id == id))
+        return rows[0] if rows else None
+
+    def inbox_list(self, *, status: str | None = None, site: str | None = None,
+                   since: str | None = None, limit: int = 100) -> list[InboxRecord]:
+        return self._inbox_rows(_inbox_query(status, site, since, None).limit(limit))
+
+    def inbox_iter(self, *, status: str | None = None, site: str | None = None,
+                   since: str | None = None) -> Iterator[InboxRecord]:
+        """All matching records in id order, fetched in pages of 200."""
+        after = None
+        while True:
+            page = self._inbox_rows(_inbox_query(status, site, since, after).limit(200))
+            yield from page
+            if len(page) < 200:
+                return
+            after = page[-1].id
+
+    def _inbox_rows(self, query: Any) -> list[InboxRecord]:
+        with self._read() as conn:
+            return [_inbox_record(row) for row in conn.execute(query)]
+
+    # -- outbox -------------------------------------------------------------------------------
+
+    def outbox_fetch(self, limit: int = 500) -> Sequence[OutboxRow]:
+        """Unpublished rows in commit order (sequence order)."""
+        o = s.outbox.c
+        query = select(s.outbox).where(o.published_at.is_(None)).order_by(o.seq).limit(limit)
+        with self._read() as conn:
+            return [OutboxRow(r.seq, r.key, r.res_type, r.res_id, r.version_id, r.payload,
+                              orjson.loads(r.headers), r.created) for r in conn.execute(query)]
+
+    def outbox_mark_published(self, seqs: Sequence[int]) -> None:
+        if not seqs:
+            return
+        with self.transaction() as tx:
+            tx.conn.execute(update(s.outbox).where(s.outbox.c.seq.in_(list(seqs)))
+                            .values(published_at=now_instant()))
+
+    def outbox_pending(self) -> int:
+        o = s.outbox.c
+        with self._read() as conn:
+            return int(conn.execute(select(func.count()).select_from(s.outbox)
+                                    .where(o.published_at.is_(None))).scalar_one())
+
+
+def _tombstone_stub(version: Version) -> Resource:
+    return {"resourceType": version.resource_type, "id": version.id,
+            "meta": {"versionId": str(version.version_id), "lastUpdated": version.last_updated}}
+
+
+def _inbox_query(status: str | None, site: str | None, since: str | None,
+                 after: int | None) -> Any:
+    i = s.inbox.c
+    query = select(s.inbox).order_by(i.id)
+    if status is not None:
+        query = query.where(i.status == status)
+    if site is not None:
+        query = query.where(i.site == site)
+    if since is not None:
+        query = query.where(i.received >= normalise_instant(since))
+    if after is not None:
+        query = query.where(i.id > after)
+    return query
+
+
+def _inbox_record(row: Any) -> InboxRecord:
+    return InboxRecord(
+        sender_application=row.sender_application, sender_facility=row.sender_facility,
+        control_id=row.control_id, raw=row.raw, received=row.received, transport=row.transport,
+        site=row.site, message_type=row.message_type, status=row.status, ack=row.ack,
+        error=row.error, report=orjson.loads(row.report) if row.report else None,
+        resource_refs=orjson.loads(row.resource_refs), id=row.id)

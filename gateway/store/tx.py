@@ -1,0 +1,253 @@
+"""One write transaction: versioned resources, index rows, outbox, inbox, pseudonym links."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import orjson
+from sqlalchemy import Connection, delete, insert, select, text, update
+from sqlalchemy.exc import IntegrityError
+
+from gateway.errors import ConflictError, VersionConflict
+from gateway.store import schema as s
+from gateway.store.base import Change, InboxRecord, Resource, SearchResult
+from gateway.store.content import (
+    content_hash,
+    dumps,
+    loads,
+    normalise_instant,
+    now_instant,
+    with_meta,
+)
+from gateway.store.engine import translated
+from gateway.store.search.index import index_rows
+
+if TYPE_CHECKING:
+    from gateway.store.sql import SqlStore
+
+
+class Current(NamedTuple):
+    version_id: int
+    last_updated: str
+    deleted: bool
+    content: bytes | None
+    content_hash: str | None
+
+
+class SqlTransaction:
+    """Writes on one connection inside one database transaction (see ``SqlStore``)."""
+
+    def __init__(self, conn: Connection, store: SqlStore) -> None:
+        self.conn = conn
+        self.store = store
+
+    # -- resources -------------------------------------------------------------------------
+
+    @translated
+    def put(self, resource: Resource, *, source: str | None = None,
+            if_match: int | None = None, headers: dict[str, str] | None = None) -> Change:
+        return self.put_resource(resource, source=source, if_match=if_match, headers=headers)
+
+    def put_resource(self, resource: Resource, *, source: str | None = None,
+                     if_match: int | None = None, headers: dict[str, str] | None = None,
+                     outbox: bool = True) -> Change:
+        rtype, rid = resource["resourceType"], resource["id"]
+        cur = self._current(rtype, rid)
+        live = cur is not None and not cur.deleted
+        if if_match is not None:
+            actual = cur.version_id if cur is not None and live else None
+            if actual != if_match:
+                raise VersionConflict("version conflict", expected=if_match, actual=actual,
+                                      resource=f"{rtype}/{rid}")
+        digest = content_hash(with_meta(resource, 0, "", source))
+        if cur is not None and live and cur.content_hash == digest:
+            assert cur.content is not None
+            return Change(rtype, rid, cur.version_id, cur.last_updated, changed=False,
+                          created=False, resource=loads(cur.content))
+        version = (cur.version_id if cur is not None else 0) + 1
+        stored = with_meta(resource, version, now_instant(), source)
+        self._write(stored, digest, cur)
+        if outbox:
+            self._outbox(rtype, rid, version, dumps(stored), headers)
+        return Change(rtype, rid, version, stored["meta"]["lastUpdated"], changed=True,
+                      created=not live, resource=stored)
+
+    @translated
+    def apply_version(self, resource: Resource, *, outbox: bool = False,
+                      headers: dict[str, str] | None = None) -> Change:
+        rtype, rid = resource["resourceType"], resource["id"]
+        meta = resource.get("meta") or {}
+        version = int(meta["versionId"])
+        last_updated = normalise_instant(meta["lastUpdated"])
+        cur = self._current(rtype, rid)
+        if cur is not None and cur.version_id >= version:
+            return Change(rtype, rid, cur.version_id, cur.last_updated, changed=False,
+                          created=False, deleted=cur.deleted,
+                          resource=loads(cur.content) if cur.content else None)
+        stored = {**resource, "meta": {**meta, "lastUpdated": last_updated}}
+        self._write(stored, content_hash(stored), cur)
+        if outbox:
+            self._outbox(rtype, rid, version, dumps(stored), headers)
+        return Change(rtype, rid, version, last_updated, changed=True,
+                      created=cur is None or cur.deleted, resource=stored)
+
+    @translated
+    def delete(self, resource_type: str, id: str, *, source: str | None = None,
+               headers: dict[str, str] | None = None) -> Change:
+        return self._tombstone(resource_type, id, None, None, outbox=True, headers=headers)
+
+    @translated
+    def apply_delete(self, resource_type: str, id: str, *, version_id: int | None = None,
+                     last_updated: str | None = None, outbox: bool = False,
+                     headers: dict[str, str] | None = None) -> Change:
+        """Projector delete (a Kafka tombstone): no-op if missing, deleted, or newer."""
+        return self._tombstone(resource_type, id, version_id, last_updated, outbox=outbox,
+                               headers=headers)
+
+    @translated
+    def get(self, resource_type: str, id: str) -> Resource | None:
+        cur = self._current(resource_type, id, lock=False)
+        if cur is None or cur.deleted or cur.content is None:
+            return None
+        return loads(cur.content)
+
+    def lock_key(self, key: str) -> None:
+        """Serialise writers on ``key`` until this transaction ends (conditional create).
+        PostgreSQL: a transaction-level advisory lock; SQLite: write transactions already
+        run one at a time (``BEGIN IMMEDIATE``)."""
+        if self.store.dialect == "postgresql":
+            self.conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": key})
+
+    def search(self, resource_type: str, params: list[tuple[str, str]],
+               **options: Any) -> SearchResult:
+        """Search on this transaction's connection (sees its own writes)."""
+        return self.store.search_on(self.conn, resource_type, params, **options)
+
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        with self.conn.begin_nested():
+            yield
+
+    # -- inbox and links ----------------------------------------------------------------------
+
+    @translated
+    def inbox_add(self, record: InboxRecord) -> int:
+        """Persist an inbound message; a second one with the same (sender application,
+        sender facility, MSH-10) raises ConflictError and leaves the transaction usable."""
+        values = _inbox_values(record)
+        try:
+            with self.conn.begin_nested():
+                result = self.conn.execute(insert(s.inbox).values(
+                    sender_application=record.sender_application,
+                    sender_facility=record.sender_facility, control_id=record.control_id,
+                    raw=record.raw, received=normalise_instant(record.received),
+                    transport=record.transport, **values))
+        except IntegrityError as exc:
+            raise ConflictError("duplicate inbound message", sender=record.sender_facility,
+                                control_id=record.control_id) from exc
+        record.id = int(result.inserted_primary_key[0])
+        return record.id
+
+    @translated
+    def inbox_update(self, record: InboxRecord) -> None:
+        if record.id is None:
+            raise ValueError("inbox_update needs a record with an id")
+        self.conn.execute(update(s.inbox).where(s.inbox.c.id == record.id)
+                          .values(**_inbox_values(record)))
+
+    @translated
+    def link_get(self, key: str) -> str | None:
+        row = self.conn.execute(select(s.pseudonym_link.c.pseudonym)
+                                .where(s.pseudonym_link.c.key == key)).first()
+        return row[0] if row else None
+
+    @translated
+    def link_put(self, key: str, pseudonym: str) -> None:
+        """Record a link; an existing link for ``key`` is kept (first writer wins) and a
+        different pseudonym for it raises ConflictError."""
+        existing = self.link_get(key)
+        if existing is None:
+            self.conn.execute(insert(s.pseudonym_link).values(
+                key=key, pseudonym=pseudonym, created=now_instant()))
+        elif existing != pseudonym:
+            raise ConflictError("pseudonym link exists with another value")
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _current(self, rtype: str, rid: str, *, lock: bool = True) -> Current | None:
+        r = s.resource.c
+        query = select(r.version_id, r.last_updated, r.deleted, r.content, r.content_hash
+                       ).where(r.res_type == rtype, r.res_id == rid)
+        if lock and self.store.dialect == "postgresql":
+            query = query.with_for_update()
+        row = self.conn.execute(query).first()
+        return Current(*row) if row else None
+
+    def _write(self, stored: Resource, digest: str, cur: Current | None) -> None:
+        rtype, rid = stored["resourceType"], stored["id"]
+        meta = stored["meta"]
+        version, last_updated = int(meta["versionId"]), meta["lastUpdated"]
+        data = dumps(stored)
+        values = {"version_id": version, "last_updated": last_updated, "deleted": False,
+                  "content": data, "content_hash": digest}
+        self._upsert(rtype, rid, values, cur)
+        self.conn.execute(insert(s.resource_version).values(
+            res_type=rtype, res_id=rid, version_id=version, last_updated=last_updated,
+            deleted=False, content=data))
+        self._reindex(rtype, rid, stored, fresh=cur is None)
+
+    def _upsert(self, rtype: str, rid: str, values: dict[str, Any], cur: Current | None) -> None:
+        r = s.resource.c
+        if cur is None:
+            self.conn.execute(insert(s.resource).values(res_type=rtype, res_id=rid, **values))
+        else:
+            self.conn.execute(update(s.resource).where(r.res_type == rtype, r.res_id == rid)
+                              .values(**values))
+
+    def _tombstone(self, rtype: str, rid: str, version_id: int | None, last_updated: str | None,
+                   *, outbox: bool, headers: dict[str, str] | None) -> Change:
+        cur = self._current(rtype, rid)
+        if cur is None or cur.deleted or (version_id is not None and cur.version_id >= version_id):
+            return Change(rtype, rid, cur.version_id if cur else 0,
+                          cur.last_updated if cur else "", changed=False, created=False,
+                          deleted=True)
+        version = version_id or cur.version_id + 1
+        when = normalise_instant(last_updated) if last_updated else now_instant()
+        self._upsert(rtype, rid, {"version_id": version, "last_updated": when, "deleted": True,
+                                  "content": None, "content_hash": None}, cur)
+        self.conn.execute(insert(s.resource_version).values(
+            res_type=rtype, res_id=rid, version_id=version, last_updated=when, deleted=True,
+            content=None))
+        self._reindex(rtype, rid, None, fresh=False)
+        if outbox:
+            self._outbox(rtype, rid, version, None, headers)
+        return Change(rtype, rid, version, when, changed=True, created=False, deleted=True)
+
+    def _reindex(self, rtype: str, rid: str, resource: Resource | None, *, fresh: bool) -> None:
+        for table in () if fresh else s.INDEX_TABLES.values():
+            self.conn.execute(delete(table).where(table.c.res_type == rtype,
+                                                  table.c.res_id == rid))
+        if resource is None:
+            return
+        for kind, rows in index_rows(resource).items():
+            if rows:
+                self.conn.execute(insert(s.INDEX_TABLES[kind]),
+                                  [{"res_type": rtype, "res_id": rid, **row} for row in rows])
+
+    def _outbox(self, rtype: str, rid: str, version: int, payload: bytes | None,
+                headers: dict[str, str] | None) -> None:
+        self.conn.execute(insert(s.outbox).values(
+            key=f"{rtype}/{rid}", res_type=rtype, res_id=rid, version_id=version,
+            payload=payload, headers=orjson.dumps(headers or {}).decode(),
+            created=now_instant()))
+
+
+def _inbox_values(record: InboxRecord) -> dict[str, Any]:
+    return {
+        "site": record.site, "message_type": record.message_type, "status": record.status,
+        "ack": record.ack, "error": record.error,
+        "report": orjson.dumps(record.report).decode() if record.report is not None else None,
+        "resource_refs": orjson.dumps(record.resource_refs).decode(),
+    }
