@@ -31,6 +31,7 @@ from gateway.mapping.context import report_outcome
 from gateway.store.base import InboxRecord, Store, Transaction
 
 log = logging.getLogger(__name__)
+FRAME_SEPARATOR = b"\x1c"
 
 Clock = Callable[[], datetime]
 
@@ -79,8 +80,6 @@ class IngestService:
         self.strict_check = strict_check
         self._queue: queue.Queue[_Job | None] = queue.Queue()
         self._thread: threading.Thread | None = None
-        self._seq = 0
-        self._seq_lock = threading.Lock()
 
     # --- lifecycle ----------------------------------------------------------------------
     def start(self) -> None:
@@ -179,8 +178,8 @@ class IngestService:
                 return seen[key]
             previous = self.store.inbox_find(*key) if msg.control_id else None
             if previous is not None and previous.ack is not None:
-                return Outcome("duplicate", _msa_code(previous.ack), [previous.ack],
-                               previous.id)
+                frames = split_frames(previous.ack)
+                return Outcome("duplicate", _msa_code(frames), frames, previous.id)
         outcome = self._accept(tx, job, msg, received)
         seen[key] = outcome
         return outcome
@@ -199,7 +198,7 @@ class IngestService:
             refusal = Overloaded("the gateway is temporarily unable to accept messages: "
                                  "the outbound queue is full; resend later",
                                  segment="MSH", field=10)
-            return Outcome("refused", "AE", self._acks(msg, "AE", [refusal]))
+            return Outcome("refused", "AE", self._acks(msg, [refusal], retriable=True))
         try:
             errors = self._strict(site, job.raw)
             if errors:
@@ -232,7 +231,7 @@ class IngestService:
             changed += int(change.changed)
         for link_key, pseudonym in result.new_links.items():
             tx.link_put(link_key, pseudonym)
-        responses = self._acks(msg, "AA", [])
+        responses = self._acks(msg, [])
         report = report_outcome(result.report)
         record = self._record(job, msg, site, "processed", responses, received,
                               report=report, refs=refs)
@@ -242,7 +241,7 @@ class IngestService:
     def _fail(self, tx: Transaction, job: _Job, msg: Message, site: Site,
               exc: InboundError, received: str) -> Outcome:
         log.warning("message %s from site %s not mapped: %s", msg.control_id, site.id, exc)
-        responses = self._acks(msg, exc.ack_code, [exc])
+        responses = self._acks(msg, [exc])
         status = "rejected" if exc.ack_code == "AR" else "error"
         record = self._record(job, msg, site, status, responses, received, error=str(exc))
         inbox_id = self._save(tx, job, record)
@@ -252,19 +251,13 @@ class IngestService:
                 received: str) -> Outcome:
         """Keep a message that could not be read for inspection, and answer AR/AE."""
         log.warning("message rejected (%s) at %s", exc.err_code, exc.location)
-        if msg is None:
-            header = acks.AckHeader.from_raw(job.raw)
-            responses = [self._encode(acks.render_ack(header, exc.ack_code, [exc],
-                                                      control_id=self._control_id(),
-                                                      timestamp=self._ts()), None)]
-        else:
-            responses = self._acks(msg, exc.ack_code, [exc])
+        responses = self._acks(msg, [exc], job.raw)
         app = msg.sending_application if msg else ""
         fac = msg.sending_facility if msg else ""
         cid = (msg.control_id if msg else "") or "sha256:" + hashlib.sha256(job.raw).hexdigest()
         record = InboxRecord(app, fac, cid, job.raw, received, job.transport,
                              message_type=msg.message_type if msg else None,
-                             status="rejected", ack=responses[-1], error=str(exc))
+                             status="rejected", ack=join_frames(responses), error=str(exc))
         try:
             with tx.savepoint():
                 inbox_id = tx.inbox_add(record) if job.replay_of is None else None
@@ -276,13 +269,10 @@ class IngestService:
         err = InboundError("the gateway could not store the message; resend later",
                            code="207", ack_code="AE", segment="MSH", field=10)
         try:
-            msg = parse(job.raw)
+            msg: Message | None = parse(job.raw)
         except ParseError:
-            header = acks.AckHeader.from_raw(job.raw)
-            frame = acks.render_ack(header, "AE", [err], control_id=self._control_id(),
-                                    timestamp=self._ts())
-            return Outcome("refused", "AE", [self._encode(frame, None)])
-        return Outcome("refused", "AE", self._acks(msg, "AE", [err]))
+            msg = None
+        return Outcome("refused", "AE", self._acks(msg, [err], job.raw, retriable=True))
 
     # --- helpers -------------------------------------------------------------------------
     def _record(self, job: _Job, msg: Message, site: Site, status: str,
@@ -292,7 +282,7 @@ class IngestService:
         return InboxRecord(msg.sending_application, msg.sending_facility, msg.control_id,
                            job.raw, received, job.transport, site=site.id,
                            message_type=msg.message_type, status=status,
-                           ack=responses[-1] if responses else None, error=error,
+                           ack=join_frames(responses), error=error,
                            report=report, resource_refs=refs or [])
 
     def _save(self, tx: Transaction, job: _Job, record: InboxRecord) -> int | None:
@@ -308,26 +298,12 @@ class IngestService:
         return {"origin": self.node_id, "site": site.id, "message-id": msg.control_id,
                 "traceparent": f"00-{digest[:32]}-{digest[32:48]}-01"}
 
-    def _acks(self, msg: Message, code: str, errors: Sequence[InboundError]) -> list[bytes]:
-        header = acks.AckHeader.from_message(msg)
-        frames = []
-        for ack_code in acks.ack_plan(msg, code):
-            text = acks.render_ack(header, ack_code, errors, control_id=self._control_id(),
-                                   timestamp=self._ts())
-            frames.append(self._encode(text, msg))
-        return frames
-
-    def _encode(self, text: str, msg: Message | None) -> bytes:
-        return acks.encode_ack(text, msg.charset if msg else "utf-8")
-
-    def _control_id(self) -> str:
-        with self._seq_lock:
-            self._seq += 1
-            seq = self._seq
-        return f"{self.node_id[:8]}{self.clock().strftime('%Y%m%d%H%M%S')}{seq:06d}"
-
-    def _ts(self) -> str:
-        return self.clock().strftime("%Y%m%d%H%M%S%z")
+    def _acks(self, msg: Message | None, errors: Sequence[InboundError], raw: bytes = b"",
+              *, retriable: bool = False) -> list[bytes]:
+        header = acks.AckHeader.from_message(msg) if msg else acks.AckHeader.from_raw(raw)
+        texts = acks.build_acks(header, errors, timestamp=self.clock(), retriable=retriable)
+        charset = msg.charset if msg else "utf-8"
+        return [acks.encode_ack(text, charset) for text in texts]
 
 
 def _resolve(future: asyncio.Future[Outcome], outcome: Outcome) -> None:
@@ -335,8 +311,19 @@ def _resolve(future: asyncio.Future[Outcome], outcome: Outcome) -> None:
         future.set_result(outcome)
 
 
-def _msa_code(ack_frame: bytes) -> str:
-    for line in ack_frame.replace(b"\n", b"\r").split(b"\r"):
-        if line.startswith(b"MSA"):
-            return line[4:6].decode("ascii", "replace")
-    return "AA"
+def join_frames(frames: list[bytes]) -> bytes:
+    """Every ACK sent for a message, kept in one inbox column (FS cannot occur in ER7)."""
+    return FRAME_SEPARATOR.join(frames)
+
+
+def split_frames(stored: bytes) -> list[bytes]:
+    return [f for f in stored.split(FRAME_SEPARATOR) if f]
+
+
+def _msa_code(frames: list[bytes]) -> str:
+    """The application outcome (AA/AE/AR) of stored ACKs; CA alone counts as AA."""
+    codes = [line[4:6].decode("ascii", "replace") for frame in frames
+             for line in frame.replace(b"\n", b"\r").split(b"\r") if line.startswith(b"MSA")]
+    app = [c for c in codes if c.startswith("A")]
+    worst = {"CA": "AA", "CE": "AE", "CR": "AR"}
+    return app[-1] if app else worst.get(codes[-1], "AA") if codes else "AA"

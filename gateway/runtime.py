@@ -23,7 +23,7 @@ from gateway.api.admin import admin_router
 from gateway.api.app import create_app
 from gateway.api.ingest import hl7v2_router
 from gateway.config import Settings
-from gateway.errors import ConfigError, InboundError
+from gateway.errors import ConfigError
 from gateway.hl7 import ack as acks
 from gateway.hl7.mllp import MllpServer, Peer, server_ssl_context
 from gateway.ingest import IngestService
@@ -53,12 +53,9 @@ class MllpHandler:
         return outcome.responses
 
     def oversize(self, head: bytes, peer: Peer) -> list[bytes]:
-        err = InboundError(f"message larger than the maximum of {self.max_size} bytes",
-                           segment="MSH", field=None, code="207", ack_code="AR")
         header = acks.AckHeader.from_raw(head)
-        text = acks.render_ack(header, "AR", [err], control_id=self.service._control_id(),
-                               timestamp=self.service._ts())
-        return [acks.encode_ack(text, "utf-8")]
+        texts = acks.build_acks(header, [acks.oversize_error(self.max_size)])
+        return [acks.encode_ack(text, header.charset) for text in texts]
 
 
 @dataclass
