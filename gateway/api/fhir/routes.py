@@ -1,0 +1,322 @@
+"""The FHIR REST interactions at ``/fhir``: thin routes over ``interactions``.
+
+Each route frames (negotiation, headers), calls the store in a worker thread, and answers
+with FHIR JSON bytes. Errors are raised as ``FhirError`` and answered by the handler of
+``install_fhir_errors``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, TypeVar
+from urllib.parse import urlencode
+
+import orjson
+from fastapi import APIRouter, Depends, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+
+from gateway.errors import GatewayError
+from gateway.store.base import Resource, Store
+
+from . import interactions as ix
+from .bundles import history_bundle, response_entry
+from .capability import Capability
+from .negotiation import (
+    check_body_type,
+    check_format,
+    fhir_response,
+    not_modified,
+    prefer,
+    read_json,
+    version_headers,
+    write_response,
+)
+from .outcomes import FhirError, from_gateway_error, information
+from .search import search_bundle
+from .transaction import run_batch, run_transaction
+
+T = TypeVar("T")
+MAX_HISTORY = 1000
+
+
+class FhirApi:
+    """The state behind the routes: the store, the capability, how to name the base."""
+
+    def __init__(self, store: Store, *, base_url: str | None = None,
+                 origin: str | None = None) -> None:
+        self.store = store
+        self.base_url = base_url.rstrip("/") if base_url else None
+        self.origin = origin
+        self.capability = Capability()
+
+    def base(self, request: Request) -> str:
+        return self.base_url or f"{str(request.base_url).rstrip('/')}/fhir"
+
+    def context(self, request: Request) -> ix.WriteContext:
+        headers = {"site": "api", "content-type": "application/fhir+json"}
+        if self.origin:
+            headers["origin"] = self.origin
+        if trace := request.headers.get("traceparent"):
+            headers["traceparent"] = trace
+        return ix.WriteContext(source=None, headers=headers)
+
+    def served(self, rtype: str) -> str:
+        if not self.capability.serves(rtype):
+            raise FhirError.of("not-found", f"resource type {rtype!r} is not served here; "
+                               "see /fhir/metadata")
+        return rtype
+
+    def writable(self, rtype: str) -> str:
+        self.served(rtype)
+        if not self.capability.writable(rtype):
+            raise FhirError.of("not-supported", f"{rtype} is read-only on this server")
+        return rtype
+
+
+async def call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run a store call in a worker thread; store errors become OperationOutcomes."""
+    try:
+        return await run_in_threadpool(fn, *args, **kwargs)
+    except GatewayError as exc:
+        raise from_gateway_error(exc) from exc
+
+
+def fhir_router(store: Store, *, base_url_from_request: bool = True,
+                base_url: str | None = None, origin: str | None = None) -> APIRouter:
+    """The ``/fhir`` router. ``base_url`` (when not taken from the request) is the public
+    base used in ``fullUrl``, ``Location`` and paging links."""
+    api = FhirApi(store, base_url=None if base_url_from_request else base_url, origin=origin)
+    router = APIRouter(prefix="/fhir", dependencies=[Depends(check_format)])
+    _system_routes(router, api)
+    _type_routes(router, api)
+    _instance_routes(router, api)
+    return router
+
+
+# -- system level ------------------------------------------------------------------------------
+
+def _system_routes(router: APIRouter, api: FhirApi) -> None:
+    @router.get("/metadata")
+    async def metadata(request: Request) -> Response:
+        return fhir_response(api.capability.statement(api.base(request)))
+
+    @router.post("")
+    @router.post("/")
+    async def bundle(request: Request) -> Response:
+        body = await read_json(request)
+        if body["resourceType"] != "Bundle" or body.get("type") not in ("batch", "transaction"):
+            raise FhirError.of("invalid", "POST /fhir takes a Bundle of type batch or "
+                               "transaction", expression=["Bundle.type"])
+        run = run_transaction if body["type"] == "transaction" else run_batch
+        base, ctx = api.base(request), api.context(request)
+        get = _entry_getter(api, base, prefer(request).strict)
+        return fhir_response(await call(run, api.store, body, ctx, base, get))
+
+    @router.get("/_history")
+    async def system_history(request: Request) -> Response:
+        return await _history(api, request, None, None)
+
+
+def _entry_getter(api: FhirApi, base: str, strict: bool) -> Callable[[str, str], dict[str, Any]]:
+    """GET entries of a batch/transaction: read, vread or search, as a response entry."""
+
+    def get(path: str, query: str) -> dict[str, Any]:
+        parts = path.strip("/").split("/")
+        rtype = api.served(parts[0])
+        if len(parts) == 1:
+            from urllib.parse import parse_qsl
+
+            bundle = search_bundle(api.store.search, rtype, parse_qsl(query), base,
+                                   strict=strict)
+            return {"resource": bundle, "response": {"status": "200 OK"}}
+        version = parts[3] if len(parts) == 4 and parts[2] == "_history" else None
+        resource = ix.read(api.store, rtype, parts[1], version)
+        return response_entry(ix.Result(200, resource, "read"), base)
+
+    return get
+
+
+# -- type level --------------------------------------------------------------------------------
+
+def _type_routes(router: APIRouter, api: FhirApi) -> None:
+    @router.get("/{rtype}")
+    async def search(rtype: str, request: Request) -> Response:
+        api.served(rtype)
+        return await _search(api, request, rtype, list(request.query_params.multi_items()))
+
+    @router.post("/{rtype}/_search")
+    async def search_post(rtype: str, request: Request) -> Response:
+        api.served(rtype)
+        check_body_type(request, form=True)
+        form = await request.form()
+        params = [*request.query_params.multi_items(),
+                  *((k, v) for k, v in form.multi_items() if isinstance(v, str))]
+        return await _search(api, request, rtype, params)
+
+    @router.post("/{rtype}")
+    async def create(rtype: str, request: Request) -> Response:
+        api.writable(rtype)
+        resource = await read_json(request)
+        ix.check_identity(resource, rtype, None)
+        if_none_exist = request.headers.get("if-none-exist")
+        result = await _write(api, lambda tx: ix.create(
+            tx, resource, api.context(request), if_none_exist=if_none_exist))
+        return _write_answer(api, request, result)
+
+    @router.put("/{rtype}")
+    async def conditional_update(rtype: str, request: Request) -> Response:
+        api.writable(rtype)
+        resource = await read_json(request)
+        query, if_match = _query(request), ix.parse_if_match(request.headers.get("if-match"))
+        result = await _write(api, lambda tx: ix.conditional_update(
+            tx, rtype, query, resource, api.context(request), if_match=if_match))
+        return _write_answer(api, request, result)
+
+    @router.delete("/{rtype}")
+    async def conditional_delete(rtype: str, request: Request) -> Response:
+        api.writable(rtype)
+        query = _query(request)
+        result = await _write(api, lambda tx: ix.conditional_delete(
+            tx, rtype, query, api.context(request)))
+        return _write_answer(api, request, result)
+
+    @router.get("/{rtype}/_history")
+    async def type_history(rtype: str, request: Request) -> Response:
+        return await _history(api, request, api.served(rtype), None)
+
+
+def _query(request: Request) -> str:
+    pairs = [(k, v) for k, v in request.query_params.multi_items() if k != "_format"]
+    if not pairs:
+        raise FhirError.of("not-supported", f"{request.method} on a resource type needs "
+                           "search criteria (conditional interaction)", status=405)
+    return urlencode(pairs)
+
+
+async def _search(api: FhirApi, request: Request, rtype: str,
+                  params: list[tuple[str, str]]) -> Response:
+    if rtype == "SearchParameter":
+        return fhir_response(api.capability.search_parameters_bundle(api.base(request)))
+    bundle = await call(search_bundle, api.store.search, rtype, params, api.base(request),
+                        strict=prefer(request).strict)
+    return fhir_response(bundle)
+
+
+async def _write(api: FhirApi, work: Callable[[Any], ix.Result]) -> ix.Result:
+    def run() -> ix.Result:
+        retrying = getattr(api.store, "retrying", None)
+        if retrying is not None:
+            result: ix.Result = retrying(work)
+            return result
+        with api.store.transaction() as tx:
+            return work(tx)
+
+    return await call(run)
+
+
+def _write_answer(api: FhirApi, request: Request, result: ix.Result) -> Response:
+    headers: dict[str, str] = {}
+    if result.resource is not None:
+        headers = version_headers(result.resource)
+    if result.location and result.status == 201:
+        headers["Location"] = f"{api.base(request)}/{result.location}"
+    if result.resource is None:  # deletes
+        if prefer(request).return_ == "minimal":
+            return Response(b"", status_code=204)
+        return fhir_response(information(result.message), 200)
+    return write_response(request, result.resource, result.status, headers, result.message)
+
+
+# -- instance level ----------------------------------------------------------------------------
+
+def _instance_routes(router: APIRouter, api: FhirApi) -> None:
+    @router.get("/{rtype}/{id}")
+    async def read(rtype: str, id: str, request: Request) -> Response:
+        api.served(rtype)
+        if rtype == "SearchParameter":
+            return fhir_response(api.capability.search_parameter(id, api.base(request)))
+        resource = await call(ix.read, api.store, rtype, id)
+        return _resource_answer(request, resource)
+
+    @router.get("/{rtype}/{id}/_history/{vid}")
+    async def vread(rtype: str, id: str, vid: str, request: Request) -> Response:
+        api.served(rtype)
+        resource = await call(ix.read, api.store, rtype, id, vid)
+        return _resource_answer(request, resource)
+
+    @router.get("/{rtype}/{id}/_history")
+    async def instance_history(rtype: str, id: str, request: Request) -> Response:
+        return await _history(api, request, api.served(rtype), id)
+
+    @router.put("/{rtype}/{id}")
+    async def update(rtype: str, id: str, request: Request) -> Response:
+        api.writable(rtype)
+        resource = await read_json(request)
+        if_match = ix.parse_if_match(request.headers.get("if-match"))
+        result = await _write(api, lambda tx: ix.update(
+            tx, rtype, id, resource, api.context(request), if_match=if_match))
+        return _write_answer(api, request, result)
+
+    @router.delete("/{rtype}/{id}")
+    async def delete(rtype: str, id: str, request: Request) -> Response:
+        api.writable(rtype)
+        result = await _write(api, lambda tx: ix.delete(tx, rtype, id, api.context(request)))
+        return _write_answer(api, request, result)
+
+
+def _resource_answer(request: Request, resource: Resource) -> Response:
+    headers = version_headers(resource)
+    if not_modified(request, resource):
+        return Response(b"", status_code=304, headers=headers)
+    return fhir_response(orjson.dumps(resource), 200, headers)
+
+
+async def _history(api: FhirApi, request: Request, rtype: str | None, id: str | None
+                   ) -> Response:
+    params = request.query_params
+    count = _count(params.get("_count"))
+    since = _since(params.get("_since"))
+    versions = await call(_versions, api.store, rtype, id, since, count)
+    if id is not None and not versions:
+        raise FhirError.of("not-found", f"{rtype}/{id} is not known")
+    base = api.base(request)
+    return fhir_response(history_bundle(versions, base, str(request.url)))
+
+
+def _versions(store: Store, rtype: str | None, id: str | None, since: str | None,
+              count: int) -> list[tuple[Resource, bool]]:
+    detailed = getattr(store, "history_versions", None)
+    if detailed is None:
+        return [(r, False) for r in store.history(rtype, id, since=since, count=count)]
+    return [(v.resource or _stub(v), v.deleted)
+            for v in detailed(rtype, id, since=since, count=count)]
+
+
+def _stub(version: Any) -> Resource:
+    return {"resourceType": version.resource_type, "id": version.id,
+            "meta": {"versionId": str(version.version_id),
+                     "lastUpdated": version.last_updated}}
+
+
+def _since(value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise FhirError.of("invalid", "_since must be a FHIR instant such as "
+                           "2026-01-01T00:00:00Z", expression=["_since"]) from exc
+    if moment.tzinfo is None:
+        raise FhirError.of("invalid", "_since needs a time zone", expression=["_since"])
+    return value
+
+
+def _count(value: str | None) -> int:
+    if value is None:
+        return 50
+    if not value.isdigit():
+        raise FhirError.of("invalid", "_count must be a non-negative integer",
+                           expression=["_count"])
+    return min(int(value), MAX_HISTORY)

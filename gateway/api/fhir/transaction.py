@@ -1,0 +1,275 @@
+"""Batch and transaction Bundles (``POST /fhir``).
+
+A transaction runs in one store transaction, all or nothing, in the R4 order (DELETE,
+POST, PUT/PATCH, then GET once the writes are committed). Before any write, every
+``urn:uuid:`` fullUrl of a POST/PUT entry gets its server id and every reference in the
+Bundle that names it, or names a conditional reference (``Patient?identifier=…``), is
+rewritten; references of written resources must then resolve (422 otherwise).
+A batch runs each entry in its own transaction; a failing entry gets its own outcome.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from gateway.errors import GatewayError
+from gateway.store.base import Resource, Store, Transaction
+
+from . import interactions as ix
+from .bundles import response_entry, status_line
+from .outcomes import FhirError, from_gateway_error, issue, outcome
+
+ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
+Getter = Callable[[str, str], dict[str, Any]]  # (url path, query) -> response entry
+
+
+@dataclass(slots=True)
+class Entry:
+    index: int
+    method: str
+    url: str  # relative: "Patient/1", "Patient?identifier=…"
+    resource: Resource | None
+    full_url: str | None
+    if_none_exist: str | None = None
+    if_match: str | None = None
+    target: str | None = None  # "Type/id" decided before the writes
+    existing: bool = False  # a conditional create that matched
+
+    @property
+    def rtype(self) -> str:
+        return self.url.split("?", 1)[0].split("/", 1)[0]
+
+    @property
+    def query(self) -> str:
+        return self.url.partition("?")[2]
+
+
+@dataclass(slots=True)
+class Plan:
+    entries: list[Entry]
+    urns: dict[str, str] = field(default_factory=dict)  # fullUrl → "Type/id"
+
+
+def parse_entries(bundle: dict[str, Any], base: str) -> list[Entry]:
+    out = []
+    for i, raw in enumerate(bundle.get("entry") or []):
+        request = raw.get("request") or {}
+        method = str(request.get("method", "")).upper()
+        if method not in ORDER or not request.get("url"):
+            raise FhirError.of("invalid", f"entry {i}: request.method and request.url are "
+                               "required", expression=[f"Bundle.entry[{i}].request"])
+        out.append(Entry(i, method, _relative(str(request["url"]), base), raw.get("resource"),
+                         raw.get("fullUrl"), request.get("ifNoneExist"),
+                         request.get("ifMatch")))
+    return out
+
+
+def _relative(url: str, base: str) -> str:
+    if url.startswith(base + "/"):
+        return url[len(base) + 1:]
+    parts = urlsplit(url)
+    if parts.scheme:
+        return parts.path.split("/fhir/", 1)[-1] + (f"?{parts.query}" if parts.query else "")
+    return url.lstrip("/")
+
+
+# -- transaction ---------------------------------------------------------------------------
+
+def run_transaction(store: Store, bundle: dict[str, Any], ctx: ix.WriteContext, base: str,
+                    get: Getter) -> dict[str, Any]:
+    entries = parse_entries(bundle, base)
+    responses: dict[int, dict[str, Any]] = {}
+    with store.transaction() as tx:
+        plan = _plan(tx, entries)
+        rewrite_references(bundle_resources(entries), lambda ref: _resolve(tx, plan, ref))
+        for entry in sorted(entries, key=lambda e: ORDER[e.method]):
+            if entry.method not in ("GET", "HEAD"):
+                responses[entry.index] = _in_entry(entry, lambda e=entry: _write(tx, e, ctx),
+                                                   base)
+        _check_references(tx, entries)
+    for entry in entries:
+        if entry.method in ("GET", "HEAD"):
+            responses[entry.index] = get(*entry.url.partition("?")[::2])
+    return _response_bundle("transaction-response", [responses[e.index] for e in entries])
+
+
+def _in_entry(entry: Entry, action: Callable[[], ix.Result], base: str) -> dict[str, Any]:
+    """Run one entry; an error names the entry it came from (and aborts the transaction)."""
+    try:
+        return response_entry(action(), base)
+    except FhirError as exc:
+        raise _tagged(exc, entry.index) from exc
+    except GatewayError as exc:
+        raise _tagged(from_gateway_error(exc), entry.index) from exc
+
+
+def _tagged(exc: FhirError, index: int) -> FhirError:
+    for item in exc.outcome.get("issue", []):
+        item["diagnostics"] = f"entry {index}: {item.get('diagnostics', '')}"
+    return FhirError(exc.status, exc.outcome, exc.headers)
+
+
+def _plan(tx: Transaction, entries: list[Entry]) -> Plan:
+    """Decide the id of every POST and conditional PUT before anything is written."""
+    plan = Plan(entries)
+    for entry in entries:
+        if entry.method == "POST" and entry.resource is not None:
+            _plan_create(tx, entry)
+        elif entry.method == "PUT" and entry.resource is not None:
+            _plan_update(tx, entry)
+        if entry.target and entry.full_url:
+            plan.urns[entry.full_url] = entry.target
+    return plan
+
+
+def _plan_create(tx: Transaction, entry: Entry) -> None:
+    if entry.if_none_exist:
+        pairs = ix.criteria(entry.if_none_exist)
+        ix.lock(tx, entry.rtype, pairs)
+        found = _unique(tx, entry.rtype, pairs, entry.index, required=False)
+        if found is not None:
+            entry.target, entry.existing = f"{entry.rtype}/{found}", True
+            return
+    entry.target = f"{entry.rtype}/{ix.new_id()}"
+
+
+def _plan_update(tx: Transaction, entry: Entry) -> None:
+    if "?" not in entry.url:
+        entry.target = entry.url.split("/_history", 1)[0]
+        return
+    pairs = ix.criteria(entry.query)
+    ix.lock(tx, entry.rtype, pairs)
+    found = _unique(tx, entry.rtype, pairs, entry.index, required=False)
+    new = (entry.resource or {}).get("id") or ix.new_id()
+    entry.target = f"{entry.rtype}/{found or new}"
+
+
+def _unique(tx: Transaction, rtype: str, pairs: list[tuple[str, str]], index: int, *,
+            required: bool) -> str | None:
+    found = ix.match(tx, rtype, pairs)
+    if len(found) > 1:
+        raise FhirError.of("multiple-matches", f"entry {index}: more than one {rtype} "
+                           "matches the conditional criteria")
+    if not found and required:
+        raise FhirError.of("processing", f"entry {index}: no {rtype} matches the "
+                           "conditional reference")
+    return str(found[0]["id"]) if found else None
+
+
+def _resolve(tx: Transaction, plan: Plan, ref: str) -> str:
+    if ref in plan.urns:
+        return plan.urns[ref]
+    if ref.startswith("urn:uuid:") or ref.startswith("urn:oid:"):
+        raise FhirError.of("processing", f"reference {ref} names no entry of the Bundle")
+    if "?" in ref and not ref.startswith("#"):
+        rtype, _, query = ref.partition("?")
+        return f"{rtype}/{_unique(tx, rtype, ix.criteria(query), -1, required=True)}"
+    return ref
+
+
+def _write(tx: Transaction, entry: Entry, ctx: ix.WriteContext) -> ix.Result:
+    rtype, target = entry.rtype, entry.target
+    if entry.method == "DELETE":
+        if "?" in entry.url:
+            return ix.conditional_delete(tx, rtype, entry.query, ctx)
+        return ix.delete(tx, rtype, entry.url.split("/")[1], ctx)
+    if entry.resource is None or target is None:
+        raise FhirError.of("invalid", f"{entry.method} needs a resource")
+    rid = target.split("/", 1)[1]
+    if entry.method == "POST":
+        if entry.existing:
+            return ix.Result(200, tx.get(rtype, rid), f"{target} already exists (ifNoneExist)",
+                             f"{target}")
+        return ix.create(tx, entry.resource, ctx, id=rid)
+    resource = {**entry.resource, "id": rid} if "?" in entry.url else entry.resource
+    return ix.update(tx, rtype, rid, resource, ctx,
+                     if_match=ix.parse_if_match(entry.if_match))
+
+
+# -- references ------------------------------------------------------------------------------
+
+def bundle_resources(entries: list[Entry]) -> Iterator[Resource]:
+    return (e.resource for e in entries if e.resource is not None)
+
+
+def rewrite_references(resources: Iterator[Resource], resolve: Callable[[str], str]) -> None:
+    for resource in resources:
+        _rewrite(resource, resolve)
+
+
+def _rewrite(node: Any, resolve: Callable[[str], str]) -> None:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "reference" and isinstance(value, str):
+                node[key] = resolve(value)
+            else:
+                _rewrite(value, resolve)
+    elif isinstance(node, list):
+        for item in node:
+            _rewrite(item, resolve)
+
+
+def references(node: Any, path: str) -> Iterator[tuple[str, str]]:
+    """(FHIRPath, reference) of every relative ``Type/id`` reference under ``node``."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "reference" and isinstance(value, str):
+                yield f"{path}.reference", value
+            else:
+                yield from references(value, f"{path}.{key}")
+    elif isinstance(node, list):
+        for i, item in enumerate(node):
+            yield from references(item, f"{path}[{i}]")
+
+
+def _check_references(tx: Transaction, entries: list[Entry]) -> None:
+    problems = []
+    for entry in entries:
+        if entry.method not in ("POST", "PUT") or entry.resource is None:
+            continue
+        for path, ref in references(entry.resource, entry.rtype):
+            if _is_local(ref) and tx.get(*ref.split("/")[:2]) is None:
+                problems.append(issue("processing", f"entry {entry.index}: reference {ref} "
+                                      "does not resolve", expression=[path]))
+    if problems:
+        raise FhirError(422, outcome(*problems))
+
+
+def _is_local(ref: str) -> bool:
+    parts = ref.split("/")
+    return len(parts) in (2, 4) and parts[0][:1].isupper() and not ref.startswith("#")
+
+
+# -- batch ---------------------------------------------------------------------------------
+
+def run_batch(store: Store, bundle: dict[str, Any], ctx: ix.WriteContext, base: str,
+              get: Getter) -> dict[str, Any]:
+    entries = parse_entries(bundle, base)
+    return _response_bundle("batch-response",
+                            [_batch_entry(store, e, ctx, base, get) for e in entries])
+
+
+def _batch_entry(store: Store, entry: Entry, ctx: ix.WriteContext, base: str,
+                 get: Getter) -> dict[str, Any]:
+    try:
+        if entry.method in ("GET", "HEAD"):
+            return get(*entry.url.partition("?")[::2])
+        with store.transaction() as tx:
+            _plan(tx, [entry])
+            return response_entry(_write(tx, entry, ctx), base)
+    except FhirError as exc:
+        return _error_entry(exc.status, exc.outcome)
+    except GatewayError as exc:
+        err = from_gateway_error(exc)
+        return _error_entry(err.status, err.outcome)
+
+
+def _error_entry(status: int, body: dict[str, Any]) -> dict[str, Any]:
+    return {"response": {"status": status_line(status), "outcome": body}}
+
+
+def _response_bundle(kind: str, entries: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"resourceType": "Bundle", "id": ix.new_id(), "type": kind, "entry": entries}
