@@ -2,14 +2,31 @@
 
 Only ``id``, ``name``, ``kind`` and ``facilities`` are required; everything else has a
 default that suits a typical Lombard hospital. ``schemas/site.schema.json`` is generated
-from ``Site.model_json_schema()``.
+from ``Site.model_json_schema()`` (``gateway sites schema``).
 """
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+NETWORK_CODESYSTEM = "https://plagencell.example.org/fhir/CodeSystem/cgt-lab"
+LOCAL_CODESYSTEM_BASE = "https://plagencell.example.org/fhir/CodeSystem/local"
+
+# The network lab-export CSV columns, in this order (docs/adding-a-site.md).
+NETWORK_COLUMNS: tuple[str, ...] = (
+    "site_subject_id", "study_id", "specimen_id", "specimen_type", "parent_specimen_id",
+    "collected_at", "test_code", "test_system", "test_name", "value", "unit",
+    "reference_range", "interpretation", "result_status", "performed_at", "product_din",
+)
+NetworkColumn = Literal[
+    "site_subject_id", "study_id", "specimen_id", "specimen_type", "parent_specimen_id",
+    "collected_at", "test_code", "test_system", "test_name", "value", "unit",
+    "reference_range", "interpretation", "result_status", "performed_at", "product_din",
+]
+HL7_PATH = re.compile(r"^[A-Z][A-Z0-9]{2}-\d{1,3}(\.\d{1,2}){0,2}$")
 
 
 class _Strict(BaseModel):
@@ -30,6 +47,7 @@ class UnitMapping(_Strict):
 
     code: str = Field(description="UCUM code")
     display: str | None = None
+    factor: float = Field(default=1.0, description="value in UCUM = local value × factor")
 
 
 class IdentifierRules(_Strict):
@@ -42,11 +60,99 @@ class IdentifierRules(_Strict):
     )
     fiscal_code_types: list[str] = Field(default_factory=lambda: ["NNITA", "NN", "SS"])
     fiscal_code_authorities: list[str] = Field(default_factory=lambda: ["MEF", "SSN", "CF"])
+    subject_authority: str | None = Field(
+        default=None, description="assigning authority of lab-export site_subject_id values; "
+        "default: the site's first facility")
 
 
 class Privacy(_Strict):
     keep_nte: bool = Field(default=False, description="keep NTE comments as Observation.note")
     keep_free_text: bool = Field(default=False, description="keep TX/FT values as valueString")
+
+
+class LabExportFormat(_Strict):
+    """A site's own lab-export layout, read as if it were the network CSV format."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
+    format: Literal["csv", "tsv", "xlsx"] = "csv"
+    delimiter: str | None = Field(default=None, max_length=1,
+                                  description="CSV delimiter; default ',' (tsv: tab)")
+    encoding: str = "utf-8-sig"
+    sheet: str | None = Field(default=None, description="XLSX sheet; default the first")
+    header_row: int = Field(default=1, ge=1, description="1-based row holding the headers")
+    columns: dict[NetworkColumn, str] = Field(
+        description="network column → the header of the site's column")
+    constants: dict[NetworkColumn, str] = Field(
+        default_factory=dict, description="network column → a fixed value for every row")
+    date_formats: list[str] = Field(
+        default_factory=list, description="strptime formats tried before ISO 8601")
+    decimal_comma: bool = Field(default=False, description="values use ',' as decimal mark")
+
+
+OverrideTarget = Literal[
+    "Observation.code", "Observation.valueQuantity.unit", "Observation.status",
+    "Observation.interpretation", "Observation.effectiveDateTime", "Observation.method",
+    "Specimen.type", "Specimen.identifier", "Specimen.collection.collectedDateTime",
+    "Patient.identifier",
+]
+
+
+class FieldOverride(_Strict):
+    """Read an HL7 field from another place, optionally when a tiny condition holds.
+
+    ``when`` is at most two clauses joined by ``and``: ``PATH = VALUE``, ``PATH != VALUE``,
+    ``PATH present``, ``PATH absent``. Anything more is a named function (``function``) in
+    ``gateway.adapters.functions``.
+    """
+
+    source: str = Field(description="HL7 field path, e.g. OBX-3.1")
+    target: OverrideTarget
+    when: str | None = Field(default=None, description="e.g. 'OBX-3.3 = L'")
+    function: str | None = Field(default=None, description="registered function name")
+    system: str | None = Field(default=None, description="coding system for coded targets")
+
+    @field_validator("source")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        if not HL7_PATH.match(value):
+            raise ValueError(f"not an HL7 field path like OBX-3.1: {value!r}")
+        return value
+
+    @field_validator("when")
+    @classmethod
+    def _condition(cls, value: str | None) -> str | None:
+        from gateway.adapters.functions import parse_condition
+
+        if value is not None:
+            parse_condition(value)
+        return value
+
+    @field_validator("function")
+    @classmethod
+    def _function(cls, value: str | None) -> str | None:
+        from gateway.adapters.functions import FUNCTIONS
+
+        if value is not None and value not in FUNCTIONS:
+            raise ValueError(f"unknown function {value!r}; known: {', '.join(sorted(FUNCTIONS))}")
+        return value
+
+
+class FhirSource(_Strict):
+    """A site FHIR server (or LIMS facade) polled incrementally."""
+
+    base_url: str = Field(pattern=r"^https?://")
+    enabled: bool = True
+    resource_types: list[Literal["Patient", "Observation", "Specimen"]] = Field(
+        default_factory=lambda: ["Patient", "Specimen", "Observation"])
+    token_url: str | None = Field(default=None, description="OAuth2 client-credentials URL")
+    client_id: str | None = None
+    client_secret_env: str | None = Field(
+        default=None, description="environment variable holding the client secret")
+    scope: str | None = None
+    page_size: int = Field(default=100, ge=1, le=1000)
+    poll_seconds: float = Field(default=300, gt=0)
+    timeout_seconds: float = Field(default=30, gt=0)
+    max_retries: int = Field(default=5, ge=0, le=20)
 
 
 class Site(_Strict):
@@ -66,6 +172,29 @@ class Site(_Strict):
     privacy: Privacy = Field(default_factory=Privacy)
     strict_validation: bool = Field(
         default=False, description="validate structure and datatypes with hl7apy at ingest")
+    lab_exports: list[LabExportFormat] = Field(
+        default_factory=list, description="the site's own export layouts (the network CSV "
+        "format is always accepted)")
+    overrides: list[FieldOverride] = Field(default_factory=list)
+    fhir_source: FhirSource | None = None
+    adapter: str | None = Field(
+        default=None, description="name of a 'gateway.adapters' entry point (Python hooks)")
+
+    @field_validator("message_types")
+    @classmethod
+    def _message_types(cls, value: list[str]) -> list[str]:
+        for item in value:
+            if not re.match(r"^[A-Z]{3}\^[A-Z0-9]{3}$", item):
+                raise ValueError(f"message type must be CODE^EVENT like ORU^R01: {item!r}")
+        return value
+
+    @property
+    def local_system(self) -> str:
+        """The system of this site's own (unmapped) codes."""
+        return f"{LOCAL_CODESYSTEM_BASE}/{self.id}"
+
+    def export_format(self, name: str) -> LabExportFormat | None:
+        return next((f for f in self.lab_exports if f.name == name), None)
 
 
 class StudyIdentifier(_Strict):
@@ -91,3 +220,7 @@ class Study(_Strict):
     sites: list[str] = Field(default_factory=list, description="site ids taking part")
     sponsor: str | None = None
     aliases: list[str] = Field(default_factory=list, description="local codes sites may send")
+
+
+class StudiesFile(_Strict):
+    studies: list[Study] = Field(default_factory=list)
