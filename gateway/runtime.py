@@ -71,6 +71,12 @@ class Gateway:
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
+    def http_port(self) -> int:
+        """The bound HTTP port (differs from the setting when that is 0)."""
+        assert self.http is not None and self.http.servers
+        return int(self.http.servers[0].sockets[0].getsockname()[1])
+
+    @property
     def ready(self) -> bool:
         http_ok = self.http is not None and self.http.started
         mllp_ok = self.mllp is not None or self.settings.role == "hub"
@@ -94,7 +100,7 @@ class Gateway:
         if s.role != "hub":
             await self._start_mllp()
         log.info("gateway ready: role %s, HTTP %s:%d, MLLP %s", s.role, s.host,
-                 s.http_port, f"{s.host}:{self.mllp.port}" if self.mllp else "off")
+                 self.http_port, f"{s.host}:{self.mllp.port}" if self.mllp else "off")
 
     async def _start_bus(self) -> Any:
         from gateway.bus import start_bus_components

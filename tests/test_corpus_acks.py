@@ -1,0 +1,69 @@
+"""Every message of the shared corpus, sent over MLLP with MSH-4 rewritten to a known site,
+gets a well-formed acknowledgment whose MSA-2 is the message's MSH-10."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gateway.hl7.mllp import MllpClient
+from gateway.hl7.parser import parse, split_messages
+from gateway.runtime import Gateway
+from tests.test_runtime import start_gateway
+
+NOT_HL7 = (".json", ".fhir", ".csv", ".tsv", ".md", "LICENSE", ".xml", ".txt.json")
+
+
+def corpus_messages(corpus: Path) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    for path in sorted(corpus.rglob("*")):
+        if not path.is_file() or path.name.endswith(NOT_HL7) or "LICENSE" in path.name:
+            continue
+        data = path.read_bytes()
+        if b"MSH" not in data:
+            continue
+        for n, text in enumerate(split_messages(data)):
+            out.append((f"{path.relative_to(corpus)}#{n + 1}", text))
+    return out
+
+
+def with_facility(text: str, facility: str) -> str:
+    sep = text[3]
+    first, _, rest = text.partition("\r")
+    fields = first.split(sep)
+    while len(fields) < 5:
+        fields.append("")
+    fields[3] = facility  # fields[3] is MSH-4 (MSH-1 is the separator itself)
+    return sep.join(fields) + "\r" + rest
+
+
+@pytest.fixture
+async def gateway(tmp_path: Path, sqlite_url: str):  # type: ignore[no-untyped-def]
+    gw = await start_gateway(tmp_path, sqlite_url)
+    yield gw
+    await gw.stop()
+
+
+async def test_every_corpus_message_gets_a_well_formed_ack_with_its_control_id(
+        corpus: Path, gateway: Gateway) -> None:
+    messages = corpus_messages(corpus)
+    assert len(messages) > 600
+    codes: dict[str, int] = {}
+    assert gateway.mllp is not None
+    async with await MllpClient.connect("127.0.0.1", gateway.mllp.port, timeout=20) as client:
+        for name, text in messages:
+            answers = await client.send(with_facility(text, "HPG23"))
+            assert answers, f"{name}: no acknowledgment"
+            ack = parse(answers[-1])
+            assert ack.message_code == "ACK", name
+            msa = ack.segment("MSA")
+            assert msa is not None, name
+            control_id = parse(text).control_id if len(text) > 8 else ""
+            if control_id:
+                assert msa.get(2) == control_id, name
+            codes[msa.get(1)] = codes.get(msa.get(1), 0) + 1
+            if msa.get(1) != "AA":
+                assert ack.segment("ERR") is not None, f"{name}: {msa.get(1)} without ERR"
+    # Most of the corpus is results and patient messages the gateway maps.
+    assert codes.get("AA", 0) > len(messages) * 0.6, codes
