@@ -1,0 +1,125 @@
+"""End-to-end ingest benchmark: N concurrent MLLP senders, M messages in all (the 10-OBX
+ORU^R01 sample, each with its own MSH-10), send → ACK with durable commits.
+
+Prints messages/s and p50/p99 ACK latency beside the naive-split parse rate measured in
+the same run. Target: ≥ 10 % of the naive rate.
+
+    .venv/bin/python bench/ingest.py --senders 8 --messages 4000 [--database-url postgresql://…]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from gateway.hl7.mllp import MllpClient
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = ROOT / "tests" / "samples" / "oru_r01_10obx.hl7"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def sample_text() -> str:
+    text = SAMPLE.read_text(encoding="utf-8").replace("\r\n", "\r").replace("\n", "\r")
+    return text.strip("\r") + "\r"
+
+
+def with_control_id(text: str, control_id: str) -> bytes:
+    first, _, rest = text.partition("\r")
+    fields = first.split("|")
+    fields[3] = "HPG23"  # MSH-4: a known site
+    fields[9] = control_id  # MSH-10
+    return ("|".join(fields) + "\r" + rest).encode()
+
+
+def naive_rate(text: str, seconds: float = 1.0) -> float:
+    n, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        [seg.split("|") for seg in text.split("\r")]
+        n += 1
+    return n / (time.perf_counter() - start)
+
+
+async def sender(port: int, messages: list[bytes], latencies: list[float]) -> int:
+    ok = 0
+    async with await MllpClient.connect("127.0.0.1", port, timeout=30) as client:
+        for message in messages:
+            start = time.perf_counter()
+            [answer] = await client.send(message)
+            latencies.append(time.perf_counter() - start)
+            ok += b"MSA|AA|" in answer
+    return ok
+
+
+async def run_load(port: int, senders: int, total: int) -> tuple[float, list[float], int]:
+    text = sample_text()
+    run = os.urandom(3).hex()
+    batches = [[with_control_id(text, f"B{run}{s:02d}{i:07d}") for i in range(total // senders)]
+               for s in range(senders)]
+    latencies: list[float] = []
+    start = time.perf_counter()
+    oks = await asyncio.gather(*(sender(port, b, latencies) for b in batches))
+    return time.perf_counter() - start, latencies, sum(oks)
+
+
+def start_gateway(data_dir: str, database_url: str | None) -> tuple[subprocess.Popen[bytes], int]:
+    mllp, http = free_port(), free_port()
+    cmd = [sys.executable, "-m", "gateway", "--log-level", "WARNING", "serve",
+           "--mllp-port", str(mllp), "--http-port", str(http), "--data-dir", data_dir]
+    if database_url:
+        cmd += ["--database-url", database_url]
+    proc = subprocess.Popen(cmd)
+    for _ in range(300):
+        try:
+            if httpx.get(f"http://127.0.0.1:{http}/healthz", timeout=1).status_code == 200:
+                return proc, mllp
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    proc.kill()
+    raise SystemExit("gateway did not start")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--senders", type=int, default=8)
+    parser.add_argument("--messages", type=int, default=4000)
+    parser.add_argument("--database-url")
+    args = parser.parse_args()
+    naive = naive_rate(sample_text())
+    with tempfile.TemporaryDirectory() as tmp:
+        proc, port = start_gateway(tmp, args.database_url)
+        try:
+            asyncio.run(run_load(port, 2, 100))  # warm-up
+            elapsed, lat, ok = asyncio.run(run_load(port, args.senders, args.messages))
+        finally:
+            proc.terminate()
+            proc.wait(30)
+    lat.sort()
+    rate = len(lat) / elapsed
+    p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
+    print(f"database           : {args.database_url or 'sqlite (data dir)'}")
+    print(f"messages           : {len(lat)} ({ok} AA) from {args.senders} senders")
+    print(f"end to end         : {rate:,.0f} msg/s (send → ACK, durable commit)")
+    print(f"ACK latency        : p50 {statistics.median(lat) * 1000:.1f} ms, "
+          f"p99 {p99 * 1000:.1f} ms")
+    print(f"naive split parse  : {naive:,.0f} msg/s (same run)")
+    print(f"ratio              : {rate / naive:.1%} of naive (target ≥ 10%)")
+
+
+if __name__ == "__main__":
+    main()
