@@ -1,0 +1,241 @@
+"""OBX → Observation (HL7 v2-to-FHIR IG STU1, OBX[Observation] segment map).
+
+The Observation id is deterministic: ``ctx.rid("Observation", order key, OBX-3 system|code,
+OBX-4 sub-id)``, where the order key is the keyed hash of the filler (else placer) order
+number. A corrected resend (OBX-11 C) therefore lands on the same id and becomes a new
+version with status ``corrected``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway.errors import Location
+from gateway.hl7.parser import Composite, Segment
+from gateway.mapping import datatypes as dt
+from gateway.mapping import tables as t
+from gateway.mapping.context import MappingContext, ReportEntry
+
+JSON = dict[str, Any]
+LABORATORY = {"coding": [{"system": t.OBSERVATION_CATEGORY, "code": "laboratory",
+                          "display": "Laboratory"}]}
+UNMAPPED_CODE = "code-invalid"  # report code for local codes missing from the site code map
+
+
+@dataclass(slots=True)
+class Order:
+    """What an OBX inherits from its order group (ORC/OBR)."""
+
+    key: str  # keyed hash of the order number (or a message-scoped fallback)
+    identifiers: list[JSON] = field(default_factory=list)  # hashed PLAC/FILL identifiers
+    collected: str | None = None  # OBR-7
+    effective: str | None = None  # OBR-7, else OBR-8
+    received: str | None = None  # OBR-14
+    issued: str | None = None  # OBR-22, when it is an instant
+
+
+def at(seg: Segment, seq: int, fld: int, comp: int | None = None) -> Location:
+    return Location(seg.name, seq, fld, comp)
+
+
+def where(seg: Segment, seq: int, fld: int) -> str:
+    """Report location, e.g. ``OBX[3]-5``."""
+    return f"{seg.name}[{seq}]-{fld}"
+
+
+def observation_code(ctx: MappingContext, obx: Segment, seq: int) -> JSON | None:
+    """OBX-3 with the site's code map; a local code without a standard coding is reported."""
+    cc = dt.cwe_to_codeable_concept(obx.first(3), ctx.site, code_map=True)
+    if cc is None:
+        ctx.report.append(ReportEntry("error", "required", where(obx, seq, 3),
+                                      "OBX-3 is empty: the observation was not mapped"))
+        return None
+    if cc.get("coding") and not dt.has_standard_coding(cc):
+        ctx.warn(where(obx, seq, 3), "local observation code not in the site code map",
+                 code=UNMAPPED_CODE)
+    return cc
+
+
+def value_type(ctx: MappingContext, obx: Segment, seq: int) -> str:
+    """OBX-2, or inferred from OBX-5 when missing (reported)."""
+    declared = obx.get(2).upper()
+    if declared:
+        return declared
+    raw = obx.raw(5)
+    if not raw:
+        return ""
+    inferred = "NM" if dt.NM_PATTERN.match(raw.strip()) else (
+        "CWE" if obx.enc.component in raw else "ST")
+    ctx.warn(where(obx, seq, 2), f"OBX-2 is empty: value type {inferred} inferred from OBX-5")
+    return inferred
+
+
+def observation_value(ctx: MappingContext, obx: Segment, seq: int, vt: str
+                      ) -> tuple[str, Any] | None:
+    """OBX-5 by OBX-2 → (value[x], value), or None (empty, dropped or unsupported)."""
+    reps = obx.reps(5)
+    if not reps:
+        return None
+    loc = at(obx, seq, 5)
+    first = reps[0]
+    if vt in ("NM",):
+        return "valueQuantity", dt.quantity(dt.nm_to_decimal(first.text, loc),
+                                            dt.units(obx.first(6), ctx.site))
+    if vt == "SN":
+        return dt.sn_to_value(first, dt.units(obx.first(6), ctx.site), loc)
+    if vt in ("CE", "CWE", "CNE", "CF"):
+        cc = dt.cwe_to_codeable_concept(first, ctx.site)
+        return ("valueCodeableConcept", cc) if cc else None
+    if vt in ("IS", "ID"):
+        return "valueCodeableConcept", {"coding": [{"code": first.text}]}
+    return _other_value(ctx, obx, seq, vt, reps, loc)
+
+
+def _other_value(ctx: MappingContext, obx: Segment, seq: int, vt: str,
+                 reps: list[Composite], loc: Location) -> tuple[str, Any] | None:
+    first = reps[0]
+    if vt in t.FREE_TEXT_TYPES:
+        if not ctx.site.privacy.keep_free_text:
+            ctx.info(where(obx, seq, 5), f"{vt} free text dropped (site privacy.keep_free_text)",
+                     code="suppressed")
+            return None
+        return "valueString", "\n".join(r.text for r in reps)
+    if vt == "ST":
+        return "valueString", "\n".join(r.text for r in reps)
+    if vt in ("DT", "DTM", "TS"):
+        return "valueDateTime", dt.dtm_to_fhir(first.c(1), ctx.site.timezone, loc)
+    if vt == "TM":
+        return "valueTime", dt.tm_to_fhir(first.c(1), loc)
+    if vt == "NR":
+        return "valueRange", dt.nr_to_range(first, dt.units(obx.first(6), ctx.site), loc)
+    if vt == "DR":
+        return "valuePeriod", _period(first, ctx.site.timezone, loc)
+    if vt == "CQ":
+        q = dt.cq_to_quantity(first, ctx.site, loc)
+        return ("valueQuantity", q) if q else None
+    ctx.warn(where(obx, seq, 2), f"value type {vt or '(none)'} is not mapped", "not-supported")
+    return None
+
+
+def _period(comp: Composite, tz: str, loc: Location) -> JSON:
+    out: JSON = {}
+    for key, i in (("start", 1), ("end", 2)):
+        value = comp.c(i)
+        if value:
+            out[key] = dt.dtm_to_fhir(value, tz, loc)
+    return out
+
+
+def reference_range(obx: Segment, unit: JSON, seq: int) -> list[JSON]:
+    """OBX-7: "low-high", "<x", ">x" with the OBX-6 unit; anything else as text."""
+    text = obx.get(7)
+    if not text:
+        return []
+    low, sep, high = text.partition("-")
+    loc = at(obx, seq, 7)
+    try:
+        if sep and low.strip() and high.strip():
+            return [{"low": dt.quantity(dt.nm_to_decimal(low, loc), unit),
+                     "high": dt.quantity(dt.nm_to_decimal(high, loc), unit), "text": text}]
+        if text[:1] in "<>" and dt.NM_PATTERN.match(text[1:].lstrip("=").strip()):
+            bound = "high" if text[0] == "<" else "low"
+            value = dt.nm_to_decimal(text[1:].lstrip("=").strip(), loc)
+            return [{bound: dt.quantity(value, unit), "text": text}]
+    except dt.MappingError:
+        pass
+    return [{"text": text}]
+
+
+def interpretation(obx: Segment) -> list[JSON]:
+    """OBX-8 (table 0078, repeating) → v3-ObservationInterpretation codings."""
+    out = []
+    for rep in obx.reps(8):
+        code = rep.c(1)
+        if not code:
+            continue
+        system = t.V3_INTERPRETATION if code in t.INTERPRETATION_V3 else t.V2_SYSTEM.format(
+            table="0078")
+        coding: JSON = {"system": system, "code": code}
+        display = t.INTERPRETATION_DISPLAY.get(code) or rep.c(2)
+        if display:
+            coding["display"] = display
+        out.append({"coding": [coding]})
+    return out
+
+
+def status(obx: Segment) -> str:
+    return t.OBSERVATION_STATUS.get(obx.get(11).upper(), "unknown")
+
+
+def observation_id(ctx: MappingContext, order: Order, code: JSON, obx: Segment) -> str:
+    """Deterministic id; a repeated (order, code, sub-id) in one message gets an ordinal."""
+    first = (code.get("coding") or [{"system": "", "code": code.get("text", "")}])[0]
+    key = (order.key, f"{first['system']}|{first['code']}", obx.get(4))
+    rid = ctx.rid("Observation", *key)
+    n = 1
+    while ("Observation", rid) in ctx.resources:
+        n += 1
+        rid = ctx.rid("Observation", *key, str(n))
+    return rid
+
+
+def build_observation(ctx: MappingContext, obx: Segment, seq: int, order: Order, *,
+                      subject: JSON | None = None, specimen: JSON | None = None,
+                      notes: list[Segment] | None = None) -> JSON | None:
+    """One OBX → an Observation added to ``ctx``; None when OBX-3 is empty (reported)."""
+    code = observation_code(ctx, obx, seq)
+    if code is None:
+        return None
+    obs: JSON = {"resourceType": "Observation",
+                 "id": observation_id(ctx, order, code, obx)}
+    if order.identifiers:
+        obs["identifier"] = order.identifiers
+    obs["status"] = status(obx)
+    obs["category"] = [LABORATORY]
+    obs["code"] = code
+    if subject:
+        obs["subject"] = subject
+    _times(ctx, obx, seq, order, obs)
+    _result(ctx, obx, seq, obs)
+    if specimen:
+        obs["specimen"] = specimen
+    _notes(ctx, notes or [], obs)
+    return ctx.add(obs)
+
+
+def _times(ctx: MappingContext, obx: Segment, seq: int, order: Order, obs: JSON) -> None:
+    effective = dt.ts_to_fhir(obx.first(14), ctx.site.timezone, at(obx, seq, 14))
+    effective = effective or order.effective
+    if effective:
+        obs["effectiveDateTime"] = effective
+    issued = dt.ts_to_fhir(obx.first(19), ctx.site.timezone, at(obx, seq, 19))
+    issued = issued if issued and "T" in issued else order.issued
+    if issued:
+        obs["issued"] = issued
+
+
+def _result(ctx: MappingContext, obx: Segment, seq: int, obs: JSON) -> None:
+    vt = value_type(ctx, obx, seq)
+    value = observation_value(ctx, obx, seq, vt)
+    if value is not None:
+        obs[value[0]] = value[1]
+    ranges = reference_range(obx, dt.units(obx.first(6), ctx.site), seq)
+    if ranges:
+        obs["referenceRange"] = ranges
+    interp = interpretation(obx)
+    if interp:
+        obs["interpretation"] = interp
+
+
+def _notes(ctx: MappingContext, notes: list[Segment], obs: JSON) -> None:
+    if not notes:
+        return
+    if not ctx.site.privacy.keep_nte:
+        ctx.info(f"NTE-3 (line {notes[0].line})", "NTE comments dropped (site privacy.keep_nte)",
+                 code="suppressed")
+        return
+    texts = ["\n".join(r.text for r in n.reps(3)) for n in notes]
+    kept = [{"text": text} for text in texts if text]
+    if kept:
+        obs["note"] = kept

@@ -1,0 +1,223 @@
+"""SPM → Specimen (HL7 v2-to-FHIR IG STU1, SPM[Specimen]); OBR → Specimen when an order
+group carries no SPM (IG OBR[Specimen]: OBR-7 collected, OBR-15 source, OBR-14 received).
+
+Identifiers: SPM-2 (EIP: placer ^ filler), SPM-30 (accession) and SPM-31 are keyed hashes
+(``urn:plagencell:hashed:<kind>``): lab specimen numbers can lead back to a person. An ISBT
+128 Donation Identification Number (DIN) is kept in clear with the system
+``https://www.isbt128.org/uri/DonationIdentificationNumber``: a DIN identifies a donation /
+cell product (the chain of identity of a CAR-T product), not a person, and the network needs
+it to follow apheresis → manufactured product → release sample across sites.
+
+Ids are deterministic from the first DIN, else the hashed filler id, else the hashed placer
+id, so a parent named in SPM-3 by one message and described in full by another is the same
+resource. A parent only referenced gets a stub Specimen (identifier only) tagged
+``reference-stub``: a store must not let a stub overwrite an existing resource.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from gateway.hl7.parser import Composite, Segment
+from gateway.mapping import datatypes as dt
+from gateway.mapping import tables as t
+from gateway.mapping.context import MappingContext
+from gateway.mapping.observation import Order, at, where
+
+JSON = dict[str, Any]
+DIN_PATTERN = re.compile(r"^[A-Z][A-Z0-9]{4}\d{2}\d{6}$")  # FIN (5) + year (2) + sequence (6)
+ISBT_NAMESPACES = frozenset({"ISBT128", "ISBT 128", "ISBT-128", "ICCBBA"})
+STUB_TAG = {"system": "urn:plagencell:tag", "code": "reference-stub"}
+AVAILABILITY = {"Y": "available", "N": "unavailable"}
+
+
+def din_of(value: str, namespace: str = "") -> str | None:
+    """The 13-character DIN in ``value``: exactly a DIN, or (namespace ISBT128) a DIN
+    followed by flag / check characters, optionally behind the ``=`` data identifier."""
+    text = value.strip().replace(" ", "").upper()
+    if DIN_PATTERN.match(text):
+        return text
+    if namespace.strip().upper() in ISBT_NAMESPACES:
+        text = text.removeprefix("=")
+        if DIN_PATTERN.match(text[:13]):
+            return text[:13]
+    return None
+
+
+def din_identifier(din: str) -> JSON:
+    return {"system": t.ISBT128_DIN, "value": din}
+
+
+def _ei_identifier(ctx: MappingContext, parts: list[str], type_code: str) -> JSON | None:
+    """An EI given as sub-components (inside an EIP) → DIN in clear, else hashed."""
+    value, namespace = (parts + ["", "", "", ""])[:2]
+    if not value:
+        return None
+    din = din_of(value, namespace)
+    if din:
+        return din_identifier(din)
+    universal, kind = (parts + ["", "", "", ""])[2:4]
+    system = dt.hd_to_system(namespace, universal, kind, ctx.site.id)
+    return dt.hashed_identifier("specimen", system, value, ctx.pseudonym, type_code)
+
+
+def eip_identifiers(ctx: MappingContext, comp: Composite) -> list[JSON]:
+    """EIP (placer EI ^ filler EI) → identifiers typed PLAC / FILL (or DINs)."""
+    out = []
+    for i, type_code in ((1, "PLAC"), (2, "FILL")):
+        ident = _ei_identifier(ctx, comp.subs(i), type_code)
+        if ident and ident not in out:
+            out.append(ident)
+    return out
+
+
+def _cx_identifiers(ctx: MappingContext, spm: Segment, fld: int, type_code: str) -> list[JSON]:
+    out = []
+    for rep in spm.reps(fld):
+        value = rep.c(1)
+        din = din_of(value, rep.c(4, 1)) if value else None
+        if din:
+            out.append(din_identifier(din))
+        elif value:
+            system = dt.hd_to_system(rep.c(4, 1), rep.c(4, 2), rep.c(4, 3), ctx.site.id)
+            out.append(dt.hashed_identifier("specimen", system, value, ctx.pseudonym,
+                                            type_code))
+    return out
+
+
+def specimen_id(ctx: MappingContext, identifiers: list[JSON], fallback: tuple[str, ...]) -> str:
+    """From the first DIN, else the FILL, else the PLAC identifier, else ``fallback``."""
+    def pick(pred: Any) -> JSON | None:
+        return next((i for i in identifiers if pred(i)), None)
+
+    chosen = (pick(lambda i: i["system"] == t.ISBT128_DIN)
+              or pick(lambda i: _type(i) == "FILL") or pick(lambda i: _type(i) == "PLAC"))
+    if chosen:
+        return ctx.rid("Specimen", chosen["system"], chosen["value"])
+    return ctx.rid("Specimen", *fallback)
+
+
+def _type(ident: JSON) -> str:
+    codings = ident.get("type", {}).get("coding", [{}])
+    return str(codings[0].get("code", ""))
+
+
+def _parents(ctx: MappingContext, spm: Segment, subject: JSON | None) -> list[JSON]:
+    """SPM-3 (EIP, repeating) → references; a stub is added for a parent not yet known."""
+    refs = []
+    for rep in spm.reps(3):
+        idents = eip_identifiers(ctx, rep)
+        if not idents:
+            continue
+        rid = specimen_id(ctx, idents, ())
+        if ("Specimen", rid) not in ctx.resources:
+            stub: JSON = {"resourceType": "Specimen", "id": rid, "meta": {"tag": [STUB_TAG]},
+                          "identifier": idents}
+            if subject:
+                stub["subject"] = subject
+            ctx.add(stub)
+        refs.append({"reference": f"Specimen/{rid}"})
+    return refs
+
+
+def build_specimen(ctx: MappingContext, spm: Segment, seq: int, order: Order | None, *,
+                   subject: JSON | None = None) -> JSON:
+    """One SPM → a Specimen added to ``ctx`` (replacing a stub of the same id)."""
+    idents = eip_identifiers(ctx, spm.first(2))
+    idents += _cx_identifiers(ctx, spm, 30, "ACSN") + _cx_identifiers(ctx, spm, 31, "")
+    fallback = ((order.key if order else ctx.message.control_id), "SPM", spm.get(1) or str(seq))
+    spec: JSON = {"resourceType": "Specimen", "id": specimen_id(ctx, idents, fallback)}
+    if idents:
+        spec["identifier"] = idents
+    _status(ctx, spm, seq, spec)
+    kind = dt.cwe_to_codeable_concept(spm.first(4), ctx.site)
+    if kind:
+        spec["type"] = kind
+    if subject:
+        spec["subject"] = subject
+    received = dt.ts_to_fhir(spm.first(18), ctx.site.timezone, at(spm, seq, 18))
+    if received:
+        spec["receivedTime"] = received
+    parents = _parents(ctx, spm, subject)
+    if parents:
+        spec["parent"] = parents
+    collection = _collection(ctx, spm, seq)
+    if collection:
+        spec["collection"] = collection
+    _conditions(ctx, spm, seq, spec)
+    return ctx.add(spec)
+
+
+def _status(ctx: MappingContext, spm: Segment, seq: int, spec: JSON) -> None:
+    if spm.reps(21):
+        spec["status"] = "unsatisfactory"
+        return
+    status = AVAILABILITY.get(spm.get(20).upper())
+    if status:
+        spec["status"] = status
+
+
+def _collection(ctx: MappingContext, spm: Segment, seq: int) -> JSON:
+    out: JSON = {}
+    dr = spm.first(17)
+    loc = at(spm, seq, 17)
+    start = dt.dtm_to_fhir(dr.c(1, 1), ctx.site.timezone, loc) if dr.c(1, 1) else None
+    end = dt.dtm_to_fhir(dr.c(2, 1), ctx.site.timezone, loc) if dr.c(2, 1) else None
+    if start and end:
+        out["collectedPeriod"] = {"start": start, "end": end}
+    elif start:
+        out["collectedDateTime"] = start
+    quantity = dt.cq_to_quantity(spm.first(12), ctx.site, at(spm, seq, 12))
+    if quantity:
+        out["quantity"] = quantity
+    method = dt.cwe_to_codeable_concept(spm.first(7), ctx.site)
+    if method:
+        out["method"] = method
+    site = dt.cwe_to_codeable_concept(spm.first(8), ctx.site)
+    if site:
+        out["bodySite"] = site
+    return out
+
+
+def _conditions(ctx: MappingContext, spm: Segment, seq: int, spec: JSON) -> None:
+    conditions = [cc for rep in spm.reps(24)
+                  if (cc := dt.cwe_to_codeable_concept(rep, ctx.site))]
+    if conditions:
+        spec["condition"] = conditions
+    texts = [rep.text for rep in spm.reps(14)]
+    if texts and ctx.site.privacy.keep_free_text:
+        spec["note"] = [{"text": text} for text in texts]
+    elif texts:
+        ctx.info(where(spm, seq, 14), "SPM-14 description dropped (site privacy.keep_free_text)",
+                 code="suppressed")
+
+
+def build_obr_specimen(ctx: MappingContext, obr: Segment, seq: int, order: Order, *,
+                       subject: JSON | None = None) -> JSON | None:
+    """An order group without SPM: a Specimen from OBR-15 (SPS: source, body site), OBR-7
+    (collected, else nothing) and OBR-14 (received), when OBR-7 or OBR-15 is valued."""
+    sps = obr.first(15)
+    collected = order.collected
+    if not sps and not collected:
+        return None
+    spec: JSON = {"resourceType": "Specimen", "id": ctx.rid("Specimen", order.key, "OBR")}
+    kind = dt.cwe_to_codeable_concept(_sub_composite(sps, 1), ctx.site) if sps else None
+    if kind:
+        spec["type"] = kind
+    if subject:
+        spec["subject"] = subject
+    if order.received:
+        spec["receivedTime"] = order.received
+    collection: JSON = {"collectedDateTime": collected} if collected else {}
+    body_site = dt.cwe_to_codeable_concept(_sub_composite(sps, 4), ctx.site) if sps else None
+    if body_site:
+        collection["bodySite"] = body_site
+    if collection:
+        spec["collection"] = collection
+    return ctx.add(spec)
+
+
+def _sub_composite(comp: Composite, i: int) -> Composite:
+    """Component ``i`` of ``comp`` read as a CWE whose components are sub-components."""
+    return Composite(comp.enc.component.join(comp.subs(i)), comp.enc)
