@@ -13,7 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 NETWORK_CODESYSTEM = "https://plagencell.example.org/fhir/CodeSystem/cgt-lab"
-LOCAL_CODESYSTEM_BASE = "https://plagencell.example.org/fhir/CodeSystem/local"
+LOCAL_CODESYSTEM = "urn:plagencell:site:{site}:codes"  # = gateway.mapping.tables.SITE_CODES
 
 # The network lab-export CSV columns, in this order (docs/adding-a-site.md).
 NETWORK_COLUMNS: tuple[str, ...] = (
@@ -191,7 +191,7 @@ class Site(_Strict):
     @property
     def local_system(self) -> str:
         """The system of this site's own (unmapped) codes."""
-        return f"{LOCAL_CODESYSTEM_BASE}/{self.id}"
+        return LOCAL_CODESYSTEM.format(site=self.id)
 
     def export_format(self, name: str) -> LabExportFormat | None:
         return next((f for f in self.lab_exports if f.name == name), None)

@@ -1,0 +1,141 @@
+"""Import one lab-export file: read, validate every row, build the resources of the good
+rows, and commit them through the store in one transaction with an inbox record
+(transport ``file``, control id = sha256 of the file, facility = the site's first).
+
+A bad row is reported and skipped; it never stops the good ones. The same file again is
+recognised by its inbox record and writes nothing (ids are deterministic anyway, and the
+store makes no new version of identical content).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from gateway.adapters.labexport.build import build_row, export_context, site_organization
+from gateway.adapters.labexport.reader import ExportFileError, Table, read_table
+from gateway.adapters.labexport.report import ImportReport
+from gateway.adapters.labexport.rows import LabRow, RowError, RowIssue, parse_row
+from gateway.adapters.loader import Network
+from gateway.adapters.site import Site
+from gateway.errors import ConfigError, GatewayError
+from gateway.mapping.context import MappingContext
+from gateway.store.base import InboxRecord, Store, Transaction
+
+log = logging.getLogger(__name__)
+
+SENDER_APPLICATION = "LAB-EXPORT"
+MESSAGE_TYPE = "LAB-EXPORT"
+CREATE_ONLY = frozenset({"Patient", "ResearchStudy", "ResearchSubject", "Organization"})
+Progress = Callable[[int], None]
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def validate_rows(table: Table, site: Site, network: Network, report: ImportReport,
+                  progress: Progress | None = None) -> list[LabRow]:
+    """Parse every row; bad and duplicate rows go to ``report.rejected``."""
+    good: list[LabRow] = []
+    seen: dict[tuple[str, ...], int] = {}
+    for number, values in table.rows:
+        try:
+            row = parse_row(number, values, site, network, decimal_comma=table.decimal_comma,
+                            date_formats=table.date_formats)
+        except RowError as exc:
+            report.rejected.append(exc.issue)
+        else:
+            first = seen.setdefault(row.key(), number)
+            if first != number:
+                report.rejected.append(RowIssue(number, "duplicate", f"same result as row {first}"))
+            else:
+                good.append(row)
+        if progress:
+            progress(1)
+    return good
+
+
+def build_rows(ctx: MappingContext, rows: list[LabRow], report: ImportReport,
+               filename: str) -> None:
+    ctx.add(site_organization(ctx.site))
+    for row in rows:
+        try:
+            build_row(ctx, row, report.sha256, filename)
+        except (GatewayError, ValueError, KeyError) as exc:
+            report.rejected.append(RowIssue(row.row, "(row)", f"not mapped: {exc}"))
+        else:
+            report.accepted += 1
+    report.rejected.sort(key=lambda i: i.row)
+
+
+def _write(tx: Transaction, ctx: MappingContext, report: ImportReport) -> list[str]:
+    headers = {"site": ctx.site.id, "message-id": f"sha256:{report.sha256}"}
+    refs = []
+    for (rtype, rid), resource in ctx.resources.items():
+        stub = "tag" in resource.get("meta", {})
+        if (rtype in CREATE_ONLY or stub) and tx.get(rtype, rid) is not None:
+            report.unchanged += 1
+            continue
+        change = tx.put(resource, source=f"urn:plagencell:site:{ctx.site.id}", headers=headers)
+        refs.append(f"{change.resource_type}/{change.id}/_history/{change.version_id}")
+        report.created += int(change.created)
+        report.updated += int(change.changed and not change.created)
+        report.unchanged += int(not change.changed)
+    for key, pseudonym in ctx.new_links.items():
+        tx.link_put(key, pseudonym)
+    return refs
+
+
+def _record(site: Site, data: bytes, report: ImportReport, received: str,
+            refs: list[str]) -> InboxRecord:
+    status = "rejected" if report.error else "processed"
+    return InboxRecord(SENDER_APPLICATION, site.facilities[0], report.sha256, data, received,
+                       "file", site=site.id, message_type=MESSAGE_TYPE, status=status,
+                       error=report.error, report=report.to_outcome(), resource_refs=refs)
+
+
+def import_export(store: Store, network: Network, site_id: str, data: bytes, filename: str,
+                  pseudonym_key: bytes, *, layout: str | None = None,
+                  received: str | None = None, progress: Progress | None = None,
+                  on_rows: Callable[[int], None] | None = None) -> ImportReport:
+    """Import ``data`` (CSV, TSV or XLSX bytes) for ``site_id``; never raises for bad rows."""
+    site = network.sites.get(site_id)
+    if site is None:
+        raise ConfigError(f"no site {site_id!r} in the site files", field="site")
+    report = ImportReport(filename, site.id, hashlib.sha256(data).hexdigest())
+    received = received or _now()
+    try:
+        table = read_table(data, site, layout)
+    except ExportFileError as exc:
+        report.error = exc.message
+        return _save_rejected(store, site, data, report, received)
+    report.layout, report.rows = table.layout, len(table.rows)
+    if on_rows:
+        on_rows(report.rows)
+    rows = validate_rows(table, site, network, report, progress)
+    previous = store.inbox_find(SENDER_APPLICATION, site.facilities[0], report.sha256)
+    if previous is not None and previous.status == "processed":
+        report.accepted, report.already_imported = len(rows), True
+        report.unchanged, report.inbox_id = len(previous.resource_refs), previous.id
+        return report
+    with store.transaction() as tx:
+        ctx = export_context(site, pseudonym_key, received, tx.link_get)
+        build_rows(ctx, rows, report, filename)
+        refs = _write(tx, ctx, report)
+        report.inbox_id = tx.inbox_add(_record(site, data, report, received, refs))
+    log.info("lab export %s for site %s: %d/%d rows accepted", report.sha256[:12], site.id,
+             report.accepted, report.rows)
+    return report
+
+
+def _save_rejected(store: Store, site: Site, data: bytes, report: ImportReport,
+                   received: str) -> ImportReport:
+    log.warning("lab export %s for site %s not readable: %s", report.sha256[:12], site.id,
+                report.error)
+    if store.inbox_find(SENDER_APPLICATION, site.facilities[0], report.sha256) is None:
+        with store.transaction() as tx:
+            report.inbox_id = tx.inbox_add(_record(site, data, report, received, []))
+    return report

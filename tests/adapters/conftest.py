@@ -1,0 +1,33 @@
+"""Fixtures for the site adapters and lab exports: the shipped network, a real SqlStore."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from gateway.adapters.loader import Network, load_network
+from gateway.store.sql import SqlStore
+
+KEY = b"test-pseudonym-key-0123456789abcdef"
+NETWORK_HEADER = ("site_subject_id,study_id,specimen_id,specimen_type,parent_specimen_id,"
+                  "collected_at,test_code,test_system,test_name,value,unit,reference_range,"
+                  "interpretation,result_status,performed_at,product_din")
+
+
+@pytest.fixture(scope="session")
+def network() -> Network:
+    return load_network()
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[SqlStore]:
+    s = SqlStore(f"sqlite:///{tmp_path / 'gateway.db'}")
+    s.migrate()
+    yield s
+    s.close()
+
+
+def csv_of(*rows: str) -> bytes:
+    return ("\n".join((NETWORK_HEADER, *rows)) + "\n").encode()
