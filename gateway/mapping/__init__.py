@@ -1,0 +1,151 @@
+"""HL7 v2 → pseudonymised FHIR R4: the one entry point, ``map_message``.
+
+    result = map_message(msg, site, pseudonym_key=key, received="2026-11-27T10:00:00Z",
+                         studies=network.studies, lookup_link=store.link_get)
+    result.resources    # Organization, Patient, ResearchStudy, ResearchSubject, Specimen,
+                        # Observation, …, Provenance: deterministic ids, deterministic order
+    result.new_links    # identifier link key → pseudonym, for the node's link table
+    result.create_only  # (type, id) to write only when the store has none yet
+    result.report       # findings (positions, never values); result.outcome as OperationOutcome
+
+Pure: no I/O, no clock. Raises ``UnsupportedMessage`` (AR) for types, events and versions
+outside ``manifest.MANIFEST`` (or the site's ``message_types``), ``MappingError`` (AE) with
+the segment and field when required data is missing or invalid.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+
+from gateway.adapters.site import Site, Study
+from gateway.errors import MappingError
+from gateway.hl7.parser import Message
+from gateway.mapping import manifest
+from gateway.mapping.context import (
+    MAPPING_VERSION,
+    MappingContext,
+    ReportEntry,
+    Resource,
+    report_outcome,
+)
+from gateway.mapping.manifest import Content, Spec
+from gateway.mapping.organization import organization
+from gateway.mapping.patient import map_merge, map_patient
+from gateway.mapping.provenance import provenance
+from gateway.mapping.research import map_registration, map_trials, study_index, tag_with_studies
+
+__all__ = ["MAPPING_VERSION", "MappingResult", "map_message"]
+
+RESOURCE_ORDER = ("Organization", "Patient", "ResearchStudy", "ResearchSubject", "Specimen",
+                  "Observation")
+
+
+@dataclass(slots=True)
+class MappingResult:
+    resources: list[Resource]
+    new_links: dict[str, str] = field(default_factory=dict)
+    report: list[ReportEntry] = field(default_factory=list)
+    outcome: Resource = field(default_factory=dict)
+    create_only: set[tuple[str, str]] = field(default_factory=set)
+
+
+def map_message(message: Message, site: Site, *, pseudonym_key: bytes, received: str,
+                studies: Sequence[Study] = (),
+                lookup_link: Callable[[str], str | None] = lambda _key: None,
+                require_patient: bool = True) -> MappingResult:
+    """``require_patient=False`` maps result messages without a usable PID (no Patient, no
+    subject): for corpus and golden tests only; the ingest edge always requires one."""
+    spec = manifest.check(message, site)
+    if not require_patient:
+        spec = replace(spec, pid_required=False)
+    ctx = MappingContext(site, message, pseudonym_key, received, study_index(studies),
+                         lookup_link)
+    ctx.add(organization(site))
+    BUILDERS[spec.content](ctx, spec)
+    _report_unmapped(ctx)
+    resources = ordered(ctx.resources.values())
+    resources.append(provenance(ctx, resources))
+    return MappingResult(resources, dict(ctx.new_links), list(ctx.report),
+                         report_outcome(ctx.report), set(ctx.create_only))
+
+
+def ordered(resources: object) -> list[Resource]:
+    """Fixed type order (RESOURCE_ORDER, then other types by name); within a type, the
+    order the builders produced them (itself deterministic)."""
+    def rank(item: tuple[int, Resource]) -> tuple[int, str, int]:
+        index, resource = item
+        kind = resource["resourceType"]
+        pos = RESOURCE_ORDER.index(kind) if kind in RESOURCE_ORDER else len(RESOURCE_ORDER)
+        return pos, "" if kind in RESOURCE_ORDER else kind, index
+    return [r for _, r in sorted(enumerate(resources), key=rank)]  # type: ignore[arg-type]
+
+
+# --- one builder per kind of content (manifest.Content) --------------------------------
+def _patient(ctx: MappingContext, spec: Spec) -> str | None:
+    """The message's one patient (PID); several PATIENT groups are refused, not guessed."""
+    pids = ctx.message.all("PID")
+    if len(pids) > 1:
+        raise MappingError("PID[2]: more than one patient in one message is not supported; "
+                           "send one message per patient", segment="PID", sequence=2,
+                           code="100")
+    if not pids or (not spec.pid_required and not pids[0].reps(3)):
+        if spec.pid_required:
+            raise MappingError("PID: required segment missing", segment="PID", code="100")
+        return None
+    return map_patient(ctx, pids[0])
+
+
+def _results(ctx: MappingContext, spec: Spec) -> None:
+    from gateway.mapping.results import map_results  # the results helper's module
+
+    patient = _patient(ctx, spec)
+    studies = map_trials(ctx, patient)
+    map_results(ctx, {"reference": f"Patient/{patient}"} if patient else None)
+    if studies:
+        tag_with_studies(ctx.resources.values(), studies)
+
+
+def _patient_only(ctx: MappingContext, spec: Spec) -> None:
+    map_trials(ctx, _patient(ctx, spec))
+
+
+def _merge(ctx: MappingContext, spec: Spec) -> None:
+    pairs = manifest.groups(ctx.message, "PID", "MRG")
+    if not pairs:
+        raise MappingError("PID: required segment missing", segment="PID", code="100")
+    for pid, mrg in pairs:
+        if mrg is None:
+            seq = manifest.occurrence(ctx.message, pid)
+            raise MappingError(f"MRG: required segment missing after PID[{seq}]",
+                               segment="MRG", sequence=seq, code="100")
+        map_merge(ctx, pid, mrg)
+
+
+def _registration(ctx: MappingContext, spec: Spec) -> None:
+    pairs = manifest.groups(ctx.message, "PID", "CSR")
+    if not pairs:
+        raise MappingError("PID: required segment missing", segment="PID", code="100")
+    phases = {csr.index: csp for csr, csp in manifest.groups(ctx.message, "CSR", "CSP")}
+    for pid, csr in pairs:
+        seq = manifest.occurrence(ctx.message, pid)
+        if csr is None:
+            raise MappingError(f"CSR: required segment missing after PID[{seq}]",
+                               segment="CSR", sequence=seq, code="100")
+        map_registration(ctx, csr, map_patient(ctx, pid), phases.get(csr.index))
+    map_trials(ctx, None)
+
+
+BUILDERS: dict[Content, Callable[[MappingContext, Spec], None]] = {
+    Content.RESULTS: _results,
+    Content.PATIENT: _patient_only,
+    Content.MERGE: _merge,
+    Content.REGISTRATION: _registration,
+}
+
+
+def _report_unmapped(ctx: MappingContext) -> None:
+    for name, positions in manifest.unmapped_segments(ctx.message).items():
+        where = f"{name}[1]" if len(positions) == 1 else f"{name}[1..{len(positions)}]"
+        ctx.info(where, manifest.unmapped_reason(name), code="not-supported")
+

@@ -67,6 +67,9 @@ class MappingContext:
     resources: dict[tuple[str, str], Resource] = field(default_factory=dict)
     new_links: dict[str, str] = field(default_factory=dict)
     report: list[ReportEntry] = field(default_factory=list)
+    # (type, id) of resources the store writes only when it has none yet (implicit
+    # ResearchSubjects from CTI, reference stubs): they must not overwrite richer versions.
+    create_only: set[tuple[str, str]] = field(default_factory=set)
 
     def rid(self, resource_type: str, *natural_key: str) -> str:
         return resource_id(resource_type, self.site.id, *natural_key)
