@@ -13,6 +13,7 @@ from typing import Any
 
 from gateway.fhir import FHIR_VERSION
 from gateway.store.content import now_instant
+from gateway.store.search.params import NETWORK_BASE
 
 from .outcomes import FhirError
 
@@ -22,7 +23,6 @@ READ_ONLY_TYPES = ("SearchParameter",)
 TYPE_INTERACTIONS = ("read", "vread", "update", "delete", "history-instance",
                      "history-type", "create", "search-type")
 SYSTEM_INTERACTIONS = ("transaction", "batch", "history-system")
-NETWORK_CANONICAL = "https://fhir.plagencell.eu/SearchParameter"
 COMMON = ("_id", "_lastUpdated", "_tag", "_security", "_profile", "_source")
 SOFTWARE = {"name": "plagencell-gateway", "version": "0.1.0"}
 
@@ -42,7 +42,7 @@ class Param:
     @property
     def definition(self) -> str:
         if self.custom:
-            return f"{NETWORK_CANONICAL}/{self.code}"
+            return f"{NETWORK_BASE}/{self.code}"
         return f"http://hl7.org/fhir/SearchParameter/{self.definition_id}"
 
     @property
@@ -52,13 +52,13 @@ class Param:
 
 
 def registry_params() -> list[Param]:
-    """The store's registry as ``Param`` rows (adapter over its data structure)."""
+    """The store's registry (``gateway.store.search.params``) as ``Param`` rows."""
     from gateway.store.search import params as registry
 
-    return [Param(p.resource_type, p.code, p.type, getattr(p, "expression", "") or "",
-                  getattr(p, "description", "") or "", tuple(getattr(p, "targets", ()) or ()),
-                  bool(getattr(p, "custom", False)))
-            for p in registry.all_params()]
+    return [Param(rtype, d.name, d.type, d.expression, d.description, tuple(d.targets),
+                  d.url.startswith(registry.NETWORK_BASE))
+            for rtype in registry.RESOURCE_TYPES
+            for d in registry.search_parameters(rtype)]
 
 
 class Capability:

@@ -39,6 +39,7 @@ from .transaction import run_batch, run_transaction
 
 T = TypeVar("T")
 MAX_HISTORY = 1000
+SYSTEM_PATHS = frozenset({"metadata", "_history", "_search"})
 
 
 class FhirApi:
@@ -69,6 +70,8 @@ class FhirApi:
         return rtype
 
     def writable(self, rtype: str) -> str:
+        if rtype in SYSTEM_PATHS:
+            raise FhirError.of("not-supported", f"/{rtype} is read-only")
         self.served(rtype)
         if not self.capability.writable(rtype):
             raise FhirError.of("not-supported", f"{rtype} is read-only on this server")
