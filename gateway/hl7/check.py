@@ -39,6 +39,10 @@ _DATATYPES: dict[str, re.Pattern[str]] = {
 }
 _DATATYPES["TS"] = _DATATYPES["DTM"]  # TS is a leaf in v2.1–v2.4
 _COMPARATOR = re.compile(r"^(<=|>=|<>|<|>|=)\s*[+-]?(\d+\.?\d*|\.\d+)$")
+# Table 0396 (coding systems): local "99zzz"/"L", and UCUM (listed from v2.6, used by the
+# v2.5.1 lab implementation guides) are legitimate but missing from hl7apy's 2.5.1 table.
+_CODING_SYSTEMS_EXTRA = frozenset({"L", "UCUM"})
+_LOCAL_SYSTEM = re.compile(r"^99[A-Z0-9]{3}$")
 _OBX5_TYPES = {"NM": "NM", "DT": "DT", "DTM": "DTM", "TS": "DTM", "TM": "TM"}
 
 
@@ -274,7 +278,9 @@ def _in_table(value: str, table: str, version: str) -> bool:
         codes = load_reference(table, "Table", version)[1]
     except ChildNotFound:
         return True  # the validator does not know the table: nothing to say
-    return not codes or value in codes
+    if table == "HL70396" and (value in _CODING_SYSTEMS_EXTRA or _LOCAL_SYSTEM.match(value)):
+        return True
+    return not codes or any(value in code.split(",") for code in codes)
 
 
 def _check_obx5(seg: Segment, loc: tuple[str, int, int, int], value: str) -> list[Finding]:
