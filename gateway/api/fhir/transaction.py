@@ -90,9 +90,9 @@ def run_transaction(store: Store, bundle: dict[str, Any], ctx: ix.WriteContext, 
                 responses[entry.index] = _in_entry(entry, lambda e=entry: _write(tx, e, ctx),
                                                    base)
         _check_references(tx, entries)
-    for entry in entries:
+    for entry in entries:  # reads after the commit: a failing read fails alone
         if entry.method in ("GET", "HEAD"):
-            responses[entry.index] = get(*entry.url.partition("?")[::2])
+            responses[entry.index] = _guarded(lambda e=entry: get(*e.url.partition("?")[::2]))
     return _response_bundle("transaction-response", [responses[e.index] for e in entries])
 
 
@@ -254,12 +254,22 @@ def run_batch(store: Store, bundle: dict[str, Any], ctx: ix.WriteContext, base: 
 
 def _batch_entry(store: Store, entry: Entry, ctx: ix.WriteContext, base: str,
                  get: Getter) -> dict[str, Any]:
+    if entry.method in ("GET", "HEAD"):
+        return _guarded(lambda: get(*entry.url.partition("?")[::2]))
+    return _guarded(lambda: _batch_write(store, entry, ctx, base))
+
+
+def _batch_write(store: Store, entry: Entry, ctx: ix.WriteContext, base: str
+                 ) -> dict[str, Any]:
+    with store.transaction() as tx:
+        _plan(tx, [entry])
+        return response_entry(_write(tx, entry, ctx), base)
+
+
+def _guarded(action: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """One independent entry: its error becomes its own response with an outcome."""
     try:
-        if entry.method in ("GET", "HEAD"):
-            return get(*entry.url.partition("?")[::2])
-        with store.transaction() as tx:
-            _plan(tx, [entry])
-            return response_entry(_write(tx, entry, ctx), base)
+        return action()
     except FhirError as exc:
         return _error_entry(exc.status, exc.outcome)
     except GatewayError as exc:
