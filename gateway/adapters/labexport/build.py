@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from gateway.adapters.labexport.rows import INTERPRETATION, LabRow
-from gateway.adapters.site import Site, Study
+from gateway.adapters.site import Site
 from gateway.hl7.parser import parse
 from gateway.mapping import datatypes as dt
 from gateway.mapping import pseudonym as ps
@@ -19,17 +19,16 @@ from gateway.mapping.context import (
     STUDY_EXTENSION,
     MappingContext,
     Resource,
-    resource_id,
 )
 from gateway.mapping.organization import organization, organization_reference
 from gateway.mapping.patient import patient_resource
+from gateway.mapping.research import known_study, subject_base
 from gateway.mapping.specimen import STUB_TAG, din_identifier
 
 LABORATORY = {"coding": [{"system": t.OBSERVATION_CATEGORY, "code": "laboratory",
                           "display": "Laboratory"}]}
 INTERPRETATION_SYSTEM = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation"
 EXPORT_SYSTEM = "urn:plagencell:lab-export"
-NETWORK_STUDY_SYSTEM = "urn:plagencell:study"
 EMPTY_PID = parse("MSH|^~\\&|X|X|||2026||ZLE^Z01|x|P|2.5\rPID|1").segments[-1]
 
 
@@ -41,11 +40,9 @@ def export_context(site: Site, key: bytes, received: str,
                           lookup_link=lookup_link)
 
 
-def study_id(study: Study) -> str:
-    return resource_id("ResearchStudy", "network", study.id)
-
-
 def _patient(ctx: MappingContext, row: LabRow) -> str:
+    """The pseudonym of ``site_subject_id`` read as an MRN of the site's subject authority
+    (so an export and an HL7 feed of the same MRN meet in one Patient)."""
     authority = ctx.site.identifiers.subject_authority or ctx.site.facilities[0]
     resolution = ps.resolve(ctx, [ps.Cx(row.subject, authority, "MR", "site_subject_id")])
     assert resolution is not None
@@ -56,21 +53,13 @@ def _patient(ctx: MappingContext, row: LabRow) -> str:
 
 
 def _study_links(ctx: MappingContext, row: LabRow, patient: str) -> list[Resource]:
+    """ResearchStudy (from the studies file) and an on-study ResearchSubject, as the HL7
+    mapping makes them for CTI; the study extension for Observation and Specimen."""
     if row.study is None:
         return []
-    sid = study_id(row.study)
-    ctx.add(_research_study(row.study))
-    ctx.add({"resourceType": "ResearchSubject", "id": ctx.rid("ResearchSubject", sid, patient),
-             "status": "on-study", "study": {"reference": f"ResearchStudy/{sid}"},
-             "individual": {"reference": f"Patient/{patient}"}})
+    sid = ctx.add(known_study(row.study))["id"]
+    ctx.add(subject_base(sid, patient, "on-study"))
     return [{"url": STUDY_EXTENSION, "valueReference": {"reference": f"ResearchStudy/{sid}"}}]
-
-
-def _research_study(study: Study) -> Resource:
-    identifiers = [{"system": i.system, "value": i.value} for i in study.identifiers]
-    return {"resourceType": "ResearchStudy", "id": study_id(study),
-            "identifier": [{"system": NETWORK_STUDY_SYSTEM, "value": study.id}, *identifiers],
-            "title": study.title, "status": study.status}
 
 
 def _specimen_ref(ctx: MappingContext, number: str, din: str = "") -> tuple[str, list[Resource]]:

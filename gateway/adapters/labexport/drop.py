@@ -1,0 +1,86 @@
+"""Drop folders: ``<data-dir>/drop/<site-id>/``. A file placed there is imported, then moved
+to ``done/`` (every row accepted, or already imported) or ``error/`` (a row rejected or the
+file unreadable) with ``<name>.report.json`` beside it. Polling, so it works on network
+shares too; a file is taken only when its size has stopped changing."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from pathlib import Path
+
+from gateway.adapters.labexport.importer import import_export
+from gateway.adapters.labexport.report import ImportReport
+from gateway.adapters.loader import Network
+from gateway.store.base import Store
+
+log = logging.getLogger(__name__)
+SUFFIXES = frozenset({".csv", ".tsv", ".txt", ".xlsx"})
+
+
+def drop_dirs(data_dir: Path, network: Network) -> dict[str, Path]:
+    base = Path(data_dir) / "drop"
+    dirs = {site: base / site for site in network.sites}
+    for folder in dirs.values():
+        for sub in ("", "done", "error"):
+            (folder / sub).mkdir(parents=True, exist_ok=True)
+    return dirs
+
+
+def _move(path: Path, report: ImportReport) -> Path:
+    target = path.parent / ("done" if report.ok or report.already_imported else "error")
+    dest = target / path.name
+    if dest.exists():
+        dest = target / f"{path.stem}.{report.sha256[:8]}{path.suffix}"
+    path.replace(dest)
+    dest.with_name(dest.name + ".report.json").write_text(
+        json.dumps(report.to_json(), indent=2), encoding="utf-8")
+    return dest
+
+
+def process_file(path: Path, site: str, store: Store, network: Network,
+                 pseudonym_key: bytes) -> Path:
+    """Import one dropped file and move it; returns where it went."""
+    report = import_export(store, network, site, path.read_bytes(), path.name, pseudonym_key)
+    dest = _move(path, report)
+    log.info("drop folder %s: %s -> %s", site, report.sha256[:12], dest.parent.name)
+    return dest
+
+
+def scan_once(data_dir: Path, store: Store, network: Network, pseudonym_key: bytes,
+              sizes: dict[Path, int] | None = None) -> list[Path]:
+    """Process every stable file once (``sizes`` remembers sizes between scans; without it
+    every file is taken at once)."""
+    moved = []
+    for site, folder in drop_dirs(data_dir, network).items():
+        for path in sorted(p for p in folder.iterdir()
+                           if p.is_file() and p.suffix.lower() in SUFFIXES):
+            size = path.stat().st_size
+            if sizes is not None and sizes.get(path) != size:
+                sizes[path] = size
+                continue
+            if sizes is not None:
+                sizes.pop(path, None)
+            moved.append(process_file(path, site, store, network, pseudonym_key))
+    return moved
+
+
+async def watch(data_dir: Path, store: Store, network: Network, pseudonym_key: bytes,
+                interval: float = 2.0) -> None:
+    sizes: dict[Path, int] = {}
+    while True:
+        try:
+            await asyncio.to_thread(scan_once, data_dir, store, network, pseudonym_key, sizes)
+        except (OSError, ValueError) as exc:
+            log.error("drop folder scan failed: %s", exc)
+        await asyncio.sleep(interval)
+
+
+def start_drop_folders(data_dir: Path, store: Store, network: Network, pseudonym_key: bytes,
+                       interval: float = 2.0) -> asyncio.Task[None]:
+    """Start watching ``<data_dir>/drop/<site>/`` (call inside the running loop; cancel the
+    task to stop)."""
+    drop_dirs(data_dir, network)
+    return asyncio.create_task(watch(data_dir, store, network, pseudonym_key, interval),
+                               name="drop-folders")
