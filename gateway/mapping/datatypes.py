@@ -17,6 +17,7 @@ import re
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
+from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 from gateway.adapters.site import Site
@@ -30,7 +31,8 @@ _DTM = re.compile(
     r"^(\d{4})(\d{2})?(\d{2})?(\d{2})?(\d{2})?(\d{2})?(\.\d{1,6})?([+-]\d{4})?$")
 _TM = re.compile(r"^(\d{2})(\d{2})?(\d{2})?(\.\d{1,6})?([+-]\d{4})?$")
 NM_PATTERN = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)$")
-SN_COMPARATORS = {"<": "<", ">": ">", "<=": "<=", ">=": ">=", "=": None, "": None}
+# SN-1 → Quantity.comparator; "=", empty and the v2 null '""' mean no comparator.
+SN_COMPARATORS = {"<": "<", ">": ">", "<=": "<=", ">=": ">=", "=": None, "": None, '"': None}
 
 
 def fail(text: str, at: Location) -> MappingError:
@@ -53,7 +55,7 @@ def coding_system(name: str, site_id: str) -> str:
     base = t.SITE_CODES.format(site=site_id)
     if not name or t.LOCAL_NAME.match(name):
         return base
-    return f"{base}:{name}"
+    return f"{base}:{quote(name, safe='')}"
 
 
 def is_standard(system: str) -> bool:
@@ -250,9 +252,9 @@ def sn_to_value(comp: Composite, unit: JSON, at: Location) -> tuple[str, Any]:
     comparator, num1, sep, num2 = comp.c(1), comp.c(2), comp.c(3), comp.c(4)
     if sep in ("-", ":", "/") and num1 and num2:
         low, high = nm_to_decimal(num1, at), nm_to_decimal(num2, at)
-        if sep == "-" and comparator in ("", "="):
+        if sep == "-" and comparator in ("", "=", '"'):
             return "valueRange", {"low": quantity(low, unit), "high": quantity(high, unit)}
-        if sep in (":", "/") and comparator in ("", "="):
+        if sep in (":", "/") and comparator in ("", "=", '"'):
             return "valueRatio", {"numerator": quantity(low, {}),
                                   "denominator": quantity(high, {})}
     if num1 and not sep and not num2 and comparator in SN_COMPARATORS:
@@ -283,9 +285,10 @@ def hd_to_system(namespace: str, universal: str, universal_type: str, site_id: s
         return f"urn:oid:{universal}"
     if universal and kind in ("UUID", "GUID"):
         return f"urn:uuid:{universal.lower()}"
-    if universal and kind in ("URI", "URL"):
+    if universal and kind in ("URI", "URL") and not any(c.isspace() for c in universal):
         return universal
-    return f"urn:plagencell:site:{site_id}:ns:{namespace or universal or 'none'}"
+    name = quote(namespace or universal or "none", safe="")
+    return f"urn:plagencell:site:{site_id}:ns:{name}"
 
 
 def ei_system(comp: Composite, site_id: str) -> str:

@@ -44,6 +44,21 @@ def where(seg: Segment, seq: int, fld: int) -> str:
     return f"{seg.name}[{seq}]-{fld}"
 
 
+def time_field(ctx: MappingContext, seg: Segment, seq: int, fld: int,
+               value: str | None = None) -> str | None:
+    """A DTM/TS field that is not the result itself (OBX-14, OBX-19, OBR-7/8/14/22,
+    SPM-17/18): an invalid value is reported (``invalid`` at its position) and left out,
+    so that one bad timestamp does not reject the results around it."""
+    text = seg.first(fld).c(1, 1) if value is None else value
+    if not text:
+        return None
+    try:
+        return dt.dtm_to_fhir(text, ctx.site.timezone, at(seg, seq, fld))
+    except dt.MappingError:
+        ctx.warn(where(seg, seq, fld), "not a valid DTM: left out", code="invalid")
+        return None
+
+
 def observation_code(ctx: MappingContext, obx: Segment, seq: int) -> JSON | None:
     """OBX-3 with the site's code map; a local code without a standard coding is reported."""
     cc = dt.cwe_to_codeable_concept(obx.first(3), ctx.site, code_map=True)
@@ -205,11 +220,10 @@ def build_observation(ctx: MappingContext, obx: Segment, seq: int, order: Order,
 
 
 def _times(ctx: MappingContext, obx: Segment, seq: int, order: Order, obs: JSON) -> None:
-    effective = dt.ts_to_fhir(obx.first(14), ctx.site.timezone, at(obx, seq, 14))
-    effective = effective or order.effective
+    effective = time_field(ctx, obx, seq, 14) or order.effective
     if effective:
         obs["effectiveDateTime"] = effective
-    issued = dt.ts_to_fhir(obx.first(19), ctx.site.timezone, at(obx, seq, 19))
+    issued = time_field(ctx, obx, seq, 19)
     issued = issued if issued and "T" in issued else order.issued
     if issued:
         obs["issued"] = issued

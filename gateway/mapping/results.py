@@ -27,7 +27,7 @@ from typing import Any
 from gateway.hl7.parser import Segment
 from gateway.mapping import datatypes as dt
 from gateway.mapping.context import MappingContext
-from gateway.mapping.observation import Order, at, build_observation
+from gateway.mapping.observation import Order, build_observation, time_field
 from gateway.mapping.specimen import build_obr_specimen, build_specimen
 
 JSON = dict[str, Any]
@@ -79,12 +79,10 @@ def make_order(ctx: MappingContext, group: _Group) -> Order:
             idents.append(ident)
     order = Order(order_key(ctx, orc, obr), idents)
     if obr is not None:
-        tz = ctx.site.timezone
-        order.collected = dt.ts_to_fhir(obr.first(7), tz, at(obr, seq, 7))
-        end = dt.ts_to_fhir(obr.first(8), tz, at(obr, seq, 8))
-        order.effective = order.collected or end
-        order.received = dt.ts_to_fhir(obr.first(14), tz, at(obr, seq, 14))
-        issued = dt.ts_to_fhir(obr.first(22), tz, at(obr, seq, 22))
+        order.collected = time_field(ctx, obr, seq, 7)
+        order.effective = order.collected or time_field(ctx, obr, seq, 8)
+        order.received = time_field(ctx, obr, seq, 14)
+        issued = time_field(ctx, obr, seq, 22)
         order.issued = issued if issued and "T" in issued else None
     return order
 

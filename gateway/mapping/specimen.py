@@ -23,7 +23,7 @@ from gateway.hl7.parser import Composite, Segment
 from gateway.mapping import datatypes as dt
 from gateway.mapping import tables as t
 from gateway.mapping.context import MappingContext
-from gateway.mapping.observation import Order, at, where
+from gateway.mapping.observation import Order, at, time_field, where
 
 JSON = dict[str, Any]
 DIN_PATTERN = re.compile(r"^[A-Z][A-Z0-9]{4}\d{2}\d{6}$")  # FIN (5) + year (2) + sequence (6)
@@ -131,18 +131,18 @@ def build_specimen(ctx: MappingContext, spm: Segment, seq: int, order: Order | N
     if idents:
         spec["identifier"] = idents
     _status(ctx, spm, seq, spec)
-    kind = dt.cwe_to_codeable_concept(spm.first(4), ctx.site)
+    kind = dt.cwe_to_codeable_concept(_with_table(spm.first(4), "HL70487"), ctx.site)
     if kind:
         spec["type"] = kind
     if subject:
         spec["subject"] = subject
-    received = dt.ts_to_fhir(spm.first(18), ctx.site.timezone, at(spm, seq, 18))
+    received = time_field(ctx, spm, seq, 18)
     if received:
         spec["receivedTime"] = received
     parents = _parents(ctx, spm, subject)
     if parents:
         spec["parent"] = parents
-    collection = _collection(ctx, spm, seq)
+    collection = _collection(ctx, spm, seq, order)
     if collection:
         spec["collection"] = collection
     _conditions(ctx, spm, seq, spec)
@@ -158,12 +158,12 @@ def _status(ctx: MappingContext, spm: Segment, seq: int, spec: JSON) -> None:
         spec["status"] = status
 
 
-def _collection(ctx: MappingContext, spm: Segment, seq: int) -> JSON:
+def _collection(ctx: MappingContext, spm: Segment, seq: int, order: Order | None) -> JSON:
+    """SPM-17 (DR; start, else the group's OBR-7), SPM-12, SPM-7, SPM-8."""
     out: JSON = {}
     dr = spm.first(17)
-    loc = at(spm, seq, 17)
-    start = dt.dtm_to_fhir(dr.c(1, 1), ctx.site.timezone, loc) if dr.c(1, 1) else None
-    end = dt.dtm_to_fhir(dr.c(2, 1), ctx.site.timezone, loc) if dr.c(2, 1) else None
+    start = time_field(ctx, spm, seq, 17, dr.c(1, 1)) or (order.collected if order else None)
+    end = time_field(ctx, spm, seq, 17, dr.c(2, 1))
     if start and end:
         out["collectedPeriod"] = {"start": start, "end": end}
     elif start:
@@ -196,12 +196,14 @@ def _conditions(ctx: MappingContext, spm: Segment, seq: int, spec: JSON) -> None
 def build_obr_specimen(ctx: MappingContext, obr: Segment, seq: int, order: Order, *,
                        subject: JSON | None = None) -> JSON | None:
     """An order group without SPM: a Specimen from OBR-15 (SPS: source, body site), OBR-7
-    (collected, else nothing) and OBR-14 (received), when OBR-7 or OBR-15 is valued."""
+    (collected) and OBR-14 (received), when OBR-7 or OBR-15 is valued. Its id comes from the
+    order key and OBR-4 (one order number may carry several panels, each with its time)."""
     sps = obr.first(15)
     collected = order.collected
     if not sps and not collected:
         return None
-    spec: JSON = {"resourceType": "Specimen", "id": ctx.rid("Specimen", order.key, "OBR")}
+    spec: JSON = {"resourceType": "Specimen",
+                  "id": ctx.rid("Specimen", order.key, "OBR", obr.get(4))}
     kind = dt.cwe_to_codeable_concept(_sub_composite(sps, 1), ctx.site) if sps else None
     if kind:
         spec["type"] = kind
@@ -216,6 +218,18 @@ def build_obr_specimen(ctx: MappingContext, obr: Segment, seq: int, order: Order
     if collection:
         spec["collection"] = collection
     return ctx.add(spec)
+
+
+def _with_table(comp: Composite, table: str) -> Composite:
+    """A CWE whose triplets default to ``table`` (SPM-4 is table 0487) when CWE-3/6 are
+    empty but a code is there."""
+    if not comp or (comp.c(3) or not comp.c(1)) and (comp.c(6) or not comp.c(4)):
+        return comp
+    parts = [*comp.parts, *[""] * max(0, 6 - len(comp.parts))]
+    for code_i, name_i in ((0, 2), (3, 5)):
+        if parts[code_i] and not parts[name_i]:
+            parts[name_i] = table
+    return Composite(comp.enc.component.join(parts), comp.enc)
 
 
 def _sub_composite(comp: Composite, i: int) -> Composite:

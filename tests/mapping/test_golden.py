@@ -1,0 +1,70 @@
+"""Golden tests over ../shared/corpus: expected Observations/Specimens found in our output,
+every emitted resource valid (official R4 JSON schema + fhir.resources R4B), determinism."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import orjson
+import pytest
+
+from gateway.fhir import validate
+from tests.conftest import FHIR_SCHEMA
+from tests.golden.golden import Run, convert, pairs, run
+
+# Measured by tests/golden/make_misses.py (484/538 on 2026-11-27; MISSES.md lists every miss).
+MEASURED_RATE = 0.8996
+MARGIN = 0.002
+
+
+@pytest.fixture(scope="session")
+def golden(corpus: Path) -> Run:
+    return run(corpus)
+
+
+@pytest.fixture(scope="session")
+def schema_validators() -> dict[str, Any]:
+    schema = json.loads(FHIR_SCHEMA.read_text(encoding="utf-8"))
+    return {kind: jsonschema.Draft6Validator({"$ref": f"#/definitions/{kind}",
+                                              "definitions": schema["definitions"]})
+            for kind in ("Observation", "Specimen")}
+
+
+def test_the_corpus_has_golden_pairs_with_observations_and_specimens(corpus: Path) -> None:
+    assert len(pairs(corpus)) > 150
+
+
+def test_expected_observations_and_specimens_are_found_at_the_measured_rate(
+        golden: Run) -> None:
+    misses = [f"{o.expected.pair} {o.expected.kind}: {o.reason}"
+              for o in golden.outcomes if not o.matched]
+    assert golden.rate >= MEASURED_RATE - MARGIN, "\n".join(misses)
+
+
+def test_misses_md_lists_exactly_the_current_misses(golden: Run) -> None:
+    text = (Path(__file__).parents[1] / "golden" / "MISSES.md").read_text(encoding="utf-8")
+    listed = sum(1 for line in text.splitlines()
+                 if line.startswith(("| fhir-converter/", "| reportstream/", "| hl7-v2")))
+    assert listed == sum(not o.matched for o in golden.outcomes), (
+        "MISSES.md is stale: run .venv/bin/python tests/golden/make_misses.py")
+
+
+def test_every_emitted_observation_and_specimen_validates_against_schema_and_r4b(
+        golden: Run, schema_validators: dict[str, Any]) -> None:
+    checked = 0
+    for pair, resources in golden.emitted.items():
+        for resource in resources:
+            errors = list(schema_validators[resource["resourceType"]].iter_errors(resource))
+            assert not errors, f"{pair} {resource['resourceType']}: {errors[0].message}"
+            validate(resource)
+            checked += 1
+    assert checked > 400
+
+
+def test_the_same_message_maps_to_byte_identical_resources(corpus: Path) -> None:
+    for input_hl7, _ in pairs(corpus)[::7]:
+        data = (corpus / input_hl7).read_bytes()
+        assert orjson.dumps(convert(data)) == orjson.dumps(convert(data)), input_hl7
