@@ -71,11 +71,13 @@ class OutboxRow:
 
 @dataclass(slots=True)
 class SearchResult:
-    resources: list[Resource]
-    included: list[Resource]
-    total: int | None
-    next_cursor: str | None
+    resources: list[Resource]  # the matches of this page (search mode "match")
+    included: list[Resource]  # _include / _revinclude results (search mode "include")
+    total: int | None  # only with _total=accurate|estimate or _summary=count
+    next_cursor: str | None  # opaque; pass back as the _cursor parameter
     prev_cursor: str | None
+    applied: list[tuple[str, str]] = field(default_factory=list)  # for the self link
+    issues: list[dict[str, Any]] = field(default_factory=list)  # lenient-mode warnings
 
 
 class Transaction(Protocol):

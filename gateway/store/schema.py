@@ -25,6 +25,7 @@ from sqlalchemy import (
     UniqueConstraint,
     text,
 )
+from sqlalchemy.types import TypeEngine
 
 metadata = MetaData()
 
@@ -34,24 +35,34 @@ INSTANT = 32  # "2026-11-27T10:02:55.123Z"
 
 BigId = BigInteger().with_variant(Integer(), "sqlite")  # SQLite rowid aliasing needs INTEGER
 
+
+def _c(length: int | None = None) -> TypeEngine[str]:
+    """Text compared by code point on both databases (PostgreSQL: COLLATE "C"), so that
+    ordering, keyset paging and prefix ranges agree whatever the database's locale."""
+    plain: TypeEngine[str] = String(length) if length else Text()
+    ordered: TypeEngine[str] = String(length, collation="C") if length else Text(collation="C")
+    return plain.with_variant(ordered, "postgresql")
+
+
+
 resource = Table(
     "resource", metadata,
-    Column("res_type", String(TYPE), primary_key=True),
-    Column("res_id", String(ID), primary_key=True),
+    Column("res_type", _c(TYPE), primary_key=True),
+    Column("res_id", _c(ID), primary_key=True),
     Column("version_id", Integer, nullable=False),
-    Column("last_updated", String(INSTANT), nullable=False),
+    Column("last_updated", _c(INSTANT), nullable=False),
     Column("deleted", Boolean, nullable=False),
     Column("content", LargeBinary, nullable=True),  # JSON; NULL when deleted
-    Column("content_hash", String(64), nullable=True),
+    Column("content_hash", _c(64), nullable=True),
 )
 Index("ix_resource_type_updated", resource.c.res_type, resource.c.last_updated, resource.c.res_id)
 
 resource_version = Table(
     "resource_version", metadata,
-    Column("res_type", String(TYPE), primary_key=True),
-    Column("res_id", String(ID), primary_key=True),
+    Column("res_type", _c(TYPE), primary_key=True),
+    Column("res_id", _c(ID), primary_key=True),
     Column("version_id", Integer, primary_key=True),
-    Column("last_updated", String(INSTANT), nullable=False),
+    Column("last_updated", _c(INSTANT), nullable=False),
     Column("deleted", Boolean, nullable=False),
     Column("content", LargeBinary, nullable=True),
 )
@@ -62,17 +73,17 @@ Index("ix_version_type_updated", resource_version.c.res_type, resource_version.c
 def _index_table(name: str, *columns: Column[object]) -> Table:
     return Table(
         name, metadata,
-        Column("res_type", String(TYPE), nullable=False),
-        Column("res_id", String(ID), nullable=False),
-        Column("param", String(64), nullable=False),
+        Column("res_type", _c(TYPE), nullable=False),
+        Column("res_id", _c(ID), nullable=False),
+        Column("param", _c(64), nullable=False),
         *columns,
     )
 
 
 idx_token = _index_table(
     "idx_token",
-    Column("system", Text, nullable=True),
-    Column("code", Text, nullable=True),
+    Column("system", _c(), nullable=True),
+    Column("code", _c(), nullable=True),
     Column("text", Text, nullable=True),  # normalised display / text, for :text
 )
 Index("ix_token_code", idx_token.c.res_type, idx_token.c.param, idx_token.c.code,
@@ -81,8 +92,8 @@ Index("ix_token_res", idx_token.c.res_type, idx_token.c.res_id, idx_token.c.para
 
 idx_string = _index_table(
     "idx_string",
-    Column("value_norm", Text, nullable=False),  # lower case, accents removed
-    Column("value", Text, nullable=False),
+    Column("value_norm", _c(), nullable=False),  # lower case, accents removed
+    Column("value", _c(), nullable=False),
 )
 Index("ix_string_value", idx_string.c.res_type, idx_string.c.param, idx_string.c.value_norm,
       idx_string.c.res_id)
@@ -95,13 +106,14 @@ idx_date = _index_table(
 )
 Index("ix_date_low", idx_date.c.res_type, idx_date.c.param, idx_date.c.low, idx_date.c.high,
       idx_date.c.res_id)
+Index("ix_date_high", idx_date.c.res_type, idx_date.c.param, idx_date.c.high, idx_date.c.res_id)
 Index("ix_date_res", idx_date.c.res_type, idx_date.c.res_id, idx_date.c.param)
 
 idx_reference = _index_table(
     "idx_reference",
-    Column("target_type", String(TYPE), nullable=True),
-    Column("target_id", String(ID), nullable=True),
-    Column("url", Text, nullable=True),  # non-local references (absolute, canonical)
+    Column("target_type", _c(TYPE), nullable=True),
+    Column("target_id", _c(ID), nullable=True),
+    Column("url", _c(), nullable=True),  # non-local references (absolute, canonical)
 )
 Index("ix_reference_target", idx_reference.c.target_id, idx_reference.c.target_type,
       idx_reference.c.param, idx_reference.c.res_type, idx_reference.c.res_id)
@@ -111,15 +123,15 @@ Index("ix_reference_url", idx_reference.c.url)
 idx_quantity = _index_table(
     "idx_quantity",
     Column("value", Float, nullable=False),
-    Column("system", Text, nullable=True),
-    Column("code", Text, nullable=True),
+    Column("system", _c(), nullable=True),
+    Column("code", _c(), nullable=True),
     Column("unit", Text, nullable=True),
 )
 Index("ix_quantity_value", idx_quantity.c.res_type, idx_quantity.c.param, idx_quantity.c.code,
       idx_quantity.c.value)
 Index("ix_quantity_res", idx_quantity.c.res_type, idx_quantity.c.res_id, idx_quantity.c.param)
 
-idx_uri = _index_table("idx_uri", Column("value", Text, nullable=False))
+idx_uri = _index_table("idx_uri", Column("value", _c(), nullable=False))
 Index("ix_uri_value", idx_uri.c.res_type, idx_uri.c.param, idx_uri.c.value, idx_uri.c.res_id)
 Index("ix_uri_res", idx_uri.c.res_type, idx_uri.c.res_id, idx_uri.c.param)
 
@@ -130,14 +142,14 @@ Index("ix_number_res", idx_number.c.res_type, idx_number.c.res_id, idx_number.c.
 # composite code-value pairs (Observation code-value-*, component-code-value-*, combo-*)
 idx_composite = _index_table(
     "idx_composite",
-    Column("system", Text, nullable=True),  # the first component: a token
-    Column("code", Text, nullable=True),
-    Column("v_system", Text, nullable=True),  # the second: token or quantity system/code
-    Column("v_code", Text, nullable=True),
+    Column("system", _c(), nullable=True),  # the first component: a token
+    Column("code", _c(), nullable=True),
+    Column("v_system", _c(), nullable=True),  # the second: token or quantity system/code
+    Column("v_code", _c(), nullable=True),
     Column("v_value", Float, nullable=True),  # quantity value
     Column("v_low", BigInteger, nullable=True),  # date range
     Column("v_high", BigInteger, nullable=True),
-    Column("v_string", Text, nullable=True),  # normalised string
+    Column("v_string", _c(), nullable=True),  # normalised string
 )
 Index("ix_composite_code", idx_composite.c.res_type, idx_composite.c.param, idx_composite.c.code,
       idx_composite.c.res_id)
@@ -176,8 +188,8 @@ outbox = Table(
     "outbox", metadata,
     Column("seq", BigId, primary_key=True, autoincrement=True),
     Column("key", String(TYPE + ID + 1), nullable=False),
-    Column("res_type", String(TYPE), nullable=False),
-    Column("res_id", String(ID), nullable=False),
+    Column("res_type", _c(TYPE), nullable=False),
+    Column("res_id", _c(ID), nullable=False),
     Column("version_id", Integer, nullable=False),
     Column("payload", LargeBinary, nullable=True),  # NULL = tombstone
     Column("headers", Text, nullable=False),  # JSON object

@@ -19,17 +19,39 @@ depends_on = None
 def upgrade() -> None:
     op.create_table(
         "idx_composite",
-        sa.Column("res_type", sa.String(length=64), nullable=False),
-        sa.Column("res_id", sa.String(length=64), nullable=False),
-        sa.Column("param", sa.String(length=64), nullable=False),
-        sa.Column("system", sa.Text(), nullable=True),
-        sa.Column("code", sa.Text(), nullable=True),
-        sa.Column("v_system", sa.Text(), nullable=True),
-        sa.Column("v_code", sa.Text(), nullable=True),
+        sa.Column(
+            "res_type",
+            sa.String(length=64).with_variant(sa.String(length=64, collation="C"), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column(
+            "res_id",
+            sa.String(length=64).with_variant(sa.String(length=64, collation="C"), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column(
+            "param",
+            sa.String(length=64).with_variant(sa.String(length=64, collation="C"), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column(
+            "system", sa.Text().with_variant(sa.Text(collation="C"), "postgresql"), nullable=True
+        ),
+        sa.Column(
+            "code", sa.Text().with_variant(sa.Text(collation="C"), "postgresql"), nullable=True
+        ),
+        sa.Column(
+            "v_system", sa.Text().with_variant(sa.Text(collation="C"), "postgresql"), nullable=True
+        ),
+        sa.Column(
+            "v_code", sa.Text().with_variant(sa.Text(collation="C"), "postgresql"), nullable=True
+        ),
         sa.Column("v_value", sa.Float(), nullable=True),
         sa.Column("v_low", sa.BigInteger(), nullable=True),
         sa.Column("v_high", sa.BigInteger(), nullable=True),
-        sa.Column("v_string", sa.Text(), nullable=True),
+        sa.Column(
+            "v_string", sa.Text().with_variant(sa.Text(collation="C"), "postgresql"), nullable=True
+        ),
     )
     with op.batch_alter_table("idx_composite", schema=None) as batch_op:
         batch_op.create_index(
@@ -39,13 +61,26 @@ def upgrade() -> None:
 
     op.create_table(
         "idx_date",
-        sa.Column("res_type", sa.String(length=64), nullable=False),
-        sa.Column("res_id", sa.String(length=64), nullable=False),
-        sa.Column("param", sa.String(length=64), nullable=False),
+        sa.Column(
+            "res_type",
+            sa.String(length=64).with_variant(sa.String(length=64, collation="C"), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column(
+            "res_id",
+            sa.String(length=64).with_variant(sa.String(length=64, collation="C"), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column(
+            "param",
+            sa.String(length=64).with_variant(sa.String(length=64, collation="C"), "postgresql"),
+            nullable=False,
+        ),
         sa.Column("low", sa.BigInteger(), nullable=False),
         sa.Column("high", sa.BigInteger(), nullable=False),
     )
     with op.batch_alter_table("idx_date", schema=None) as batch_op:
+        batch_op.create_index("ix_date_high", ["res_type", "param", "high", "res_id"], unique=False)
         batch_op.create_index(
             "ix_date_low", ["res_type", "param", "low", "high", "res_id"], unique=False
         )
@@ -53,9 +88,21 @@ def upgrade() -> None:
 
     op.create_table(
         "idx_number",
-        sa.Column("res_type", sa.String(length=64), nullable=False),
-        sa.Column("res_id", sa.String(length=64), nullable=False),
-        sa.Column("param", sa.String(length=64), nullable=False),
+        sa.Column(
+            "res_type",
+            sa.String(length=64).with_variant(sa.String(length=64, collation="C"), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column(
+            "res_id",
+            sa.String(length=64).with_variant(sa.String(length=64, collation="C"), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column(
+            "param",
+            sa.String(length=64).with_variant(sa.String(length=64, collation="C"), "postgresql"),
+            nullable=False,
+        ),
         sa.Column("value", sa.Float(), nullable=False),
     )
     with op.batch_alter_table("idx_number", schema=None) as batch_op:
@@ -64,12 +111,28 @@ def upgrade() -> None:
 
     op.create_table(
         "idx_quantity",
-        sa.Column("res_type", sa.String(length=64), nullable=False),
-        sa.Column("res_id", sa.String(length=64), nullable=False),
-        sa.Column("param", sa.String(length=64), nullable=False),
+        sa.Column(
+            "res_type",
+            sa.String(length=64).with_variant(sa.String(length=64, collation="C"), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column(
+            "res_id",
+            sa.String(length=64).with_variant(sa.String(length=64, collation="C"), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column(
+            "param",
+            sa.String(length=64).with_variant(sa.String(length=64, collation="C"), "postgresql"),
+            nullable=False,
+        ),
         sa.Column("value", sa.Float(), nullable=False),
-        sa.Column("system", sa.Text(), nullable=True),
-        sa.Column("code", sa.Text(), nullable=True),
+        sa.Column(
+            "system", sa.Text().with_variant(sa.Text(collation="C"), "postgresql"), nullable=True
+        ),
+        sa.Column(
+            "code", sa.Text().with_variant(sa.Text(collation="C"), "postgresql"), nullable=True
+        ),
         sa.Column("unit", sa.Text(), nullable=True),
     )
     with op.batch_alter_table("idx_quantity", schema=None) as batch_op:
@@ -80,12 +143,34 @@ def upgrade() -> None:
 
     op.create_table(
         "idx_reference",
-        sa.Column("res_type", sa.String(length=64), nullable=False),
-        sa.Column("res_id", sa.String(length=64), nullable=False),
-        sa.Column("param", sa.String(length=64), nullable=False),
-        sa.Column("target_type", sa.String(length=64), nullable=True),
-        sa.Column("target_id", sa.String(length=64), nullable=True),
-        sa.Column("url", sa.Text(), nullable=True),
+        sa.Column(
+            "res_type",
+            sa.String(length=64).with_variant(sa.String(length=64, collation="C"), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column(
+            "res_id",
+            sa.String(length=64).with_variant(sa.String(length=64, collation="C"), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column(
+            "param",
+            sa.String(length=64).with_variant(sa.String(length=64, collation="C"), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column(
+            "target_type",
+            sa.String(length=64).with_variant(sa.String(length=64, collation="C"), "postgresql"),
+            nullable=True,
+        ),
+        sa.Column(
+            "target_id",
+            sa.String(length=64).with_variant(sa.String(length=64, collation="C"), "postgresql"),
+            nullable=True,
+        ),
+        sa.Column(
+            "url", sa.Text().with_variant(sa.Text(collation="C"), "postgresql"), nullable=True
+        ),
     )
     with op.batch_alter_table("idx_reference", schema=None) as batch_op:
         batch_op.create_index("ix_reference_res", ["res_type", "res_id", "param"], unique=False)
@@ -98,11 +183,29 @@ def upgrade() -> None:
 
     op.create_table(
         "idx_string",
-        sa.Column("res_type", sa.String(length=64), nullable=False),
-        sa.Column("res_id", sa.String(length=64), nullable=False),
-        sa.Column("param", sa.String(length=64), nullable=False),
-        sa.Column("value_norm", sa.Text(), nullable=False),
-        sa.Column("value", sa.Text(), nullable=False),
+        sa.Column(
+            "res_type",
+            sa.String(length=64).with_variant(sa.String(length=64, collation="C"), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column(
+            "res_id",
+            sa.String(length=64).with_variant(sa.String(length=64, collation="C"), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column(
+            "param",
+            sa.String(length=64).with_variant(sa.String(length=64, collation="C"), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column(
+            "value_norm",
+            sa.Text().with_variant(sa.Text(collation="C"), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column(
+            "value", sa.Text().with_variant(sa.Text(collation="C"), "postgresql"), nullable=False
+        ),
     )
     with op.batch_alter_table("idx_string", schema=None) as batch_op:
         batch_op.create_index("ix_string_res", ["res_type", "res_id", "param"], unique=False)
@@ -112,11 +215,27 @@ def upgrade() -> None:
 
     op.create_table(
         "idx_token",
-        sa.Column("res_type", sa.String(length=64), nullable=False),
-        sa.Column("res_id", sa.String(length=64), nullable=False),
-        sa.Column("param", sa.String(length=64), nullable=False),
-        sa.Column("system", sa.Text(), nullable=True),
-        sa.Column("code", sa.Text(), nullable=True),
+        sa.Column(
+            "res_type",
+            sa.String(length=64).with_variant(sa.String(length=64, collation="C"), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column(
+            "res_id",
+            sa.String(length=64).with_variant(sa.String(length=64, collation="C"), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column(
+            "param",
+            sa.String(length=64).with_variant(sa.String(length=64, collation="C"), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column(
+            "system", sa.Text().with_variant(sa.Text(collation="C"), "postgresql"), nullable=True
+        ),
+        sa.Column(
+            "code", sa.Text().with_variant(sa.Text(collation="C"), "postgresql"), nullable=True
+        ),
         sa.Column("text", sa.Text(), nullable=True),
     )
     with op.batch_alter_table("idx_token", schema=None) as batch_op:
@@ -127,10 +246,24 @@ def upgrade() -> None:
 
     op.create_table(
         "idx_uri",
-        sa.Column("res_type", sa.String(length=64), nullable=False),
-        sa.Column("res_id", sa.String(length=64), nullable=False),
-        sa.Column("param", sa.String(length=64), nullable=False),
-        sa.Column("value", sa.Text(), nullable=False),
+        sa.Column(
+            "res_type",
+            sa.String(length=64).with_variant(sa.String(length=64, collation="C"), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column(
+            "res_id",
+            sa.String(length=64).with_variant(sa.String(length=64, collation="C"), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column(
+            "param",
+            sa.String(length=64).with_variant(sa.String(length=64, collation="C"), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column(
+            "value", sa.Text().with_variant(sa.Text(collation="C"), "postgresql"), nullable=False
+        ),
     )
     with op.batch_alter_table("idx_uri", schema=None) as batch_op:
         batch_op.create_index("ix_uri_res", ["res_type", "res_id", "param"], unique=False)
@@ -178,8 +311,16 @@ def upgrade() -> None:
             nullable=False,
         ),
         sa.Column("key", sa.String(length=129), nullable=False),
-        sa.Column("res_type", sa.String(length=64), nullable=False),
-        sa.Column("res_id", sa.String(length=64), nullable=False),
+        sa.Column(
+            "res_type",
+            sa.String(length=64).with_variant(sa.String(length=64, collation="C"), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column(
+            "res_id",
+            sa.String(length=64).with_variant(sa.String(length=64, collation="C"), "postgresql"),
+            nullable=False,
+        ),
         sa.Column("version_id", sa.Integer(), nullable=False),
         sa.Column("payload", sa.LargeBinary(), nullable=True),
         sa.Column("headers", sa.Text(), nullable=False),
@@ -205,13 +346,29 @@ def upgrade() -> None:
     )
     op.create_table(
         "resource",
-        sa.Column("res_type", sa.String(length=64), nullable=False),
-        sa.Column("res_id", sa.String(length=64), nullable=False),
+        sa.Column(
+            "res_type",
+            sa.String(length=64).with_variant(sa.String(length=64, collation="C"), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column(
+            "res_id",
+            sa.String(length=64).with_variant(sa.String(length=64, collation="C"), "postgresql"),
+            nullable=False,
+        ),
         sa.Column("version_id", sa.Integer(), nullable=False),
-        sa.Column("last_updated", sa.String(length=32), nullable=False),
+        sa.Column(
+            "last_updated",
+            sa.String(length=32).with_variant(sa.String(length=32, collation="C"), "postgresql"),
+            nullable=False,
+        ),
         sa.Column("deleted", sa.Boolean(), nullable=False),
         sa.Column("content", sa.LargeBinary(), nullable=True),
-        sa.Column("content_hash", sa.String(length=64), nullable=True),
+        sa.Column(
+            "content_hash",
+            sa.String(length=64).with_variant(sa.String(length=64, collation="C"), "postgresql"),
+            nullable=True,
+        ),
         sa.PrimaryKeyConstraint("res_type", "res_id"),
     )
     with op.batch_alter_table("resource", schema=None) as batch_op:
@@ -221,10 +378,22 @@ def upgrade() -> None:
 
     op.create_table(
         "resource_version",
-        sa.Column("res_type", sa.String(length=64), nullable=False),
-        sa.Column("res_id", sa.String(length=64), nullable=False),
+        sa.Column(
+            "res_type",
+            sa.String(length=64).with_variant(sa.String(length=64, collation="C"), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column(
+            "res_id",
+            sa.String(length=64).with_variant(sa.String(length=64, collation="C"), "postgresql"),
+            nullable=False,
+        ),
         sa.Column("version_id", sa.Integer(), nullable=False),
-        sa.Column("last_updated", sa.String(length=32), nullable=False),
+        sa.Column(
+            "last_updated",
+            sa.String(length=32).with_variant(sa.String(length=32, collation="C"), "postgresql"),
+            nullable=False,
+        ),
         sa.Column("deleted", sa.Boolean(), nullable=False),
         sa.Column("content", sa.LargeBinary(), nullable=True),
         sa.PrimaryKeyConstraint("res_type", "res_id", "version_id"),
@@ -293,6 +462,7 @@ def downgrade() -> None:
     with op.batch_alter_table("idx_date", schema=None) as batch_op:
         batch_op.drop_index("ix_date_res")
         batch_op.drop_index("ix_date_low")
+        batch_op.drop_index("ix_date_high")
 
     op.drop_table("idx_date")
     with op.batch_alter_table("idx_composite", schema=None) as batch_op:
