@@ -111,6 +111,9 @@ _FIELD_OR_TYPE = re.compile(r"^([A-Z][A-Z0-9]{2}|[A-Z][A-Z0-9]{2}_\d+)$")
 def _check_structure(msg: Message, version: str) -> list[Finding]:
     if not msg.message_code:
         return [Finding("E", Location("MSH", 1, 9), "MSH-9 message type is empty", "101")]
+    if msg.message_code.startswith("Z"):
+        return [Finding("W", Location("MSH", 1, 9, 1), f"{msg.message_type} is a local (Z) "
+                        "message type: its structure is not checked", "200")]
     report = _hl7apy_report(_for_hl7apy(msg, version))
     if report is None:
         return [Finding("E", Location("MSH", 1, 9, 1), f"message type {msg.message_type} "
