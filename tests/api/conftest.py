@@ -123,11 +123,3 @@ def client(shared_server: Served) -> Iterator[httpx.Client]:
     with shared_server.client() as http:
         yield http
 
-
-# TEMPORARY until gateway.store.search (observation, query) lands
-import gateway.api.fhir.capability as _cap  # noqa: E402
-
-try:
-    _cap.registry_params()
-except ImportError:
-    _cap.registry_params = lambda: []

@@ -16,46 +16,35 @@ from gateway.store.base import Resource, SearchResult
 from gateway.store.content import now_instant
 
 from .interactions import new_id
-from .summary import apply_elements, apply_summary, check_summary, parse_elements
+from .outcomes import outcome
+from .summary import SUMMARY_MODES, apply_elements, apply_summary, parse_elements
 
 CURSOR = "_cursor"
-SHAPING = frozenset({"_summary", "_elements", "_format", "_pretty"})
 Params = list[tuple[str, str]]
 Searcher = Callable[..., SearchResult]
 
 
-def split_params(params: Sequence[tuple[str, str]]) -> tuple[Params, dict[str, str]]:
-    """(what the store applies, what only shapes the answer)."""
-    store_params: Params = []
-    shaping: dict[str, str] = {}
-    for name, value in params:
-        if name in SHAPING:
-            shaping[name] = value
-        else:
-            store_params.append((name, value))
-    return store_params, shaping
-
-
 def search_bundle(search: Searcher, rtype: str | None, params: Sequence[tuple[str, str]],
                   base: str, *, strict: bool) -> dict[str, Any]:
-    store_params, shaping = split_params(params)
-    summary = check_summary(shaping.get("_summary"))
-    if summary == "count":
-        store_params = [(k, v) for k, v in store_params if k not in ("_count", "_total")]
-        store_params += [("_count", "0"), ("_total", "accurate")]
-    result = search(rtype, store_params, strict=strict)
-    elements = parse_elements(shaping.get("_elements"))
-    shape = _shaper(summary, elements)
+    """Run ``search`` (the store's, or a transaction's) and shape its page as a Bundle.
+
+    All parameters but ``_format`` go to the store, which applies the search and paging
+    ones, validates ``_summary`` and reports what it applied (for the ``self`` link)."""
+    store_params = [(k, v) for k, v in params if k != "_format"]
+    result = search(rtype, store_params, strict=strict, base_url=base)
+    applied = dict(result.applied)
+    summary = applied.get("_summary")
+    summary = summary if summary in SUMMARY_MODES and summary != "false" else None
+    shape = _shaper(summary, parse_elements(applied.get("_elements")))
     entries = [_entry(base, r, "match", shape) for r in result.resources]
     entries += [_entry(base, r, "include", shape) for r in result.included]
-    applied = getattr(result, "applied", None)
-    self_params = [*(applied if applied is not None else store_params),
-                   *((k, v) for k, v in shaping.items() if k != "_format")]
+    if result.issues:
+        entries.append({"resource": outcome(*result.issues), "search": {"mode": "outcome"}})
     return {"resourceType": "Bundle", "id": new_id(), "meta": {"lastUpdated": now_instant()},
             "type": "searchset",
             **({"total": result.total} if result.total is not None else {}),
-            "link": _links(base, rtype, self_params, result),
-            "entry": [] if summary == "count" else entries}
+            "link": _links(base, rtype, result, dict(store_params).get(CURSOR)),
+            "entry": entries}
 
 
 def _shaper(summary: str | None, elements: frozenset[str] | None
@@ -81,9 +70,9 @@ def page_url(base: str, rtype: str | None, params: Params, cursor: str | None = 
     return f"{path}?{urlencode(pairs)}" if pairs else path
 
 
-def _links(base: str, rtype: str | None, params: Params, result: SearchResult
+def _links(base: str, rtype: str | None, result: SearchResult, current: str | None
            ) -> list[dict[str, str]]:
-    current = dict(params).get(CURSOR)
+    params = result.applied
     links = [{"relation": "self", "url": page_url(base, rtype, params, current)}]
     if result.next_cursor:
         links.append({"relation": "next",

@@ -12,8 +12,6 @@ from functools import cache
 from gateway import fhir
 from gateway.store.base import Resource
 
-from .outcomes import FhirError
-
 SUBSETTED = {"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue",
              "code": "SUBSETTED", "display": "Resource encoded in summary mode"}
 SUMMARY_MODES = ("true", "false", "text", "data", "count")
@@ -43,13 +41,6 @@ def required_elements(resource_type: str) -> frozenset[str]:
     return _elements_with(resource_type, "element_required") | ALWAYS
 
 
-def check_summary(mode: str | None) -> str | None:
-    if mode is not None and mode not in SUMMARY_MODES:
-        raise FhirError.of("invalid", f"_summary must be one of {', '.join(SUMMARY_MODES)}",
-                           expression=["_summary"])
-    return None if mode == "false" else mode
-
-
 def _keep(resource: Resource, names: frozenset[str]) -> Resource:
     out = {k: v for k, v in resource.items() if k in names}
     meta = dict(out.get("meta") or {})
@@ -73,7 +64,6 @@ def parse_elements(value: str | None) -> frozenset[str] | None:
     if not value:
         return None
     names = {part.strip().split(".", 1)[0] for part in value.split(",")}
-    names = {n.split(":", 1)[-1] if "." not in n else n for n in names}
     return frozenset(n for n in names if n)
 
 
