@@ -27,7 +27,7 @@ from typing import Any
 from gateway.errors import InboundError, Location, ParseError
 from gateway.hl7.parser import Message, Segment, parse
 
-__all__ = ["FALLBACK_VERSION", "Finding", "check_message"]
+__all__ = ["FALLBACK_VERSION", "Finding", "check_message", "inbound_errors"]
 
 FALLBACK_VERSION = "2.5.1"
 _DATATYPES: dict[str, re.Pattern[str]] = {
@@ -87,6 +87,26 @@ def check_message(text: str | bytes, version: str | None = None) -> list[Finding
     findings += _check_structure(msg, use)
     findings += _check_fields(msg, use)
     return findings
+
+
+_REJECT_CODES = frozenset({"200", "201", "202", "203"})
+
+
+def inbound_errors(text: str | bytes) -> list[InboundError]:
+    """The error findings of ``check_message`` as InboundErrors, for strict sites at ingest:
+    AR for unsupported message type/event/processing id/version, AE otherwise."""
+    out: list[InboundError] = []
+    for f in check_message(text):
+        if f.severity not in ("E", "F"):
+            continue
+        loc = f.location
+        err = InboundError(f"strict validation: {f.text}", segment=loc.segment,
+                           field=loc.field, component=loc.component, sequence=loc.sequence,
+                           code=f.err_code, ack_code="AR" if f.err_code in _REJECT_CODES
+                           else "AE")
+        err.location = loc  # keeps the repetition too
+        out.append(err)
+    return out
 
 
 def _from_error(exc: InboundError) -> Finding:

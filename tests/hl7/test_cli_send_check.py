@@ -10,7 +10,7 @@ import pytest
 from gateway.cli.main import main
 from gateway.errors import Location, MappingError
 from gateway.hl7.ack import AckHeader, build_acks, encode_ack
-from gateway.hl7.check import Finding, check_message
+from gateway.hl7.check import Finding, check_message, inbound_errors
 from gateway.hl7.mllp import MllpServer, Peer
 from gateway.hl7.parser import parse
 
@@ -145,3 +145,13 @@ def test_check_command_exits_0_on_a_good_file_and_1_on_a_bad_one(
     out = capsys.readouterr().out
     assert "bad.hl7#1 E 102 OBX-5: OBX-5 is not a valid NM (OBX-2 is NM)" in out
     assert "good.hl7#1: 0 error(s)" in out
+
+
+def test_inbound_errors_turn_error_findings_into_ae_and_ar_errors_for_strict_sites() -> None:
+    bad = GOOD.replace("|48.2|", "|abc|")
+    errors = inbound_errors(bad)
+    assert [(e.ack_code, e.err_code, e.location) for e in errors] == [
+        ("AE", "102", Location("OBX", 1, 5, None, 1))]
+    assert inbound_errors(GOOD) == []
+    unsupported = inbound_errors(GOOD.replace("ORU^R01^ORU_R01", "XYZ^Q99", 1))
+    assert [e.ack_code for e in unsupported] == ["AR"]
