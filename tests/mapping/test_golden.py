@@ -15,8 +15,9 @@ from gateway.fhir import validate
 from tests.conftest import FHIR_SCHEMA
 from tests.golden.golden import Run, convert, pairs, run
 
-# Measured by tests/golden/make_misses.py (484/538 on 2026-11-27; MISSES.md lists every miss).
-MEASURED_RATE = 0.8996
+# Measured by tests/golden/make_misses.py (478/538 on 2026-11-27; 0.9579 without the 39
+# by-design misses; MISSES.md lists every miss with its reason).
+MEASURED_RATE = 0.8885
 MARGIN = 0.002
 
 
@@ -25,12 +26,23 @@ def golden(corpus: Path) -> Run:
     return run(corpus)
 
 
+class SchemaValidators(dict[str, Any]):
+    """One compiled Draft 6 validator per resource type, against the official R4 schema."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.definitions = json.loads(FHIR_SCHEMA.read_text(encoding="utf-8"))["definitions"]
+
+    def __missing__(self, kind: str) -> Any:
+        validator = jsonschema.Draft6Validator({"$ref": f"#/definitions/{kind}",
+                                                "definitions": self.definitions})
+        self[kind] = validator
+        return validator
+
+
 @pytest.fixture(scope="session")
-def schema_validators() -> dict[str, Any]:
-    schema = json.loads(FHIR_SCHEMA.read_text(encoding="utf-8"))
-    return {kind: jsonschema.Draft6Validator({"$ref": f"#/definitions/{kind}",
-                                              "definitions": schema["definitions"]})
-            for kind in ("Observation", "Specimen")}
+def schema_validators() -> SchemaValidators:
+    return SchemaValidators()
 
 
 def test_the_corpus_has_golden_pairs_with_observations_and_specimens(corpus: Path) -> None:
@@ -52,7 +64,7 @@ def test_misses_md_lists_exactly_the_current_misses(golden: Run) -> None:
         "MISSES.md is stale: run .venv/bin/python tests/golden/make_misses.py")
 
 
-def test_every_emitted_observation_and_specimen_validates_against_schema_and_r4b(
+def test_every_emitted_resource_validates_against_the_r4_schema_and_r4b_models(
         golden: Run, schema_validators: dict[str, Any]) -> None:
     checked = 0
     for pair, resources in golden.emitted.items():
