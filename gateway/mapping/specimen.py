@@ -10,8 +10,9 @@ it to follow apheresis → manufactured product → release sample across sites.
 
 Ids are deterministic from the first DIN, else the hashed filler id, else the hashed placer
 id, so a parent named in SPM-3 by one message and described in full by another is the same
-resource. A parent only referenced gets a stub Specimen (identifier only) tagged
-``reference-stub``: a store must not let a stub overwrite an existing resource.
+resource. A parent only referenced gets a stub Specimen (identifier only, tagged
+``reference-stub``) listed in ``ctx.create_only``: the store writes it only when it has no
+Specimen of that id yet, so a stub never overwrites the full description.
 """
 
 from __future__ import annotations
@@ -117,6 +118,7 @@ def _parents(ctx: MappingContext, spm: Segment, subject: JSON | None) -> list[JS
             if subject:
                 stub["subject"] = subject
             ctx.add(stub)
+            ctx.create_only.add(("Specimen", rid))
         refs.append({"reference": f"Specimen/{rid}"})
     return refs
 
@@ -146,6 +148,7 @@ def build_specimen(ctx: MappingContext, spm: Segment, seq: int, order: Order | N
     if collection:
         spec["collection"] = collection
     _conditions(ctx, spm, seq, spec)
+    ctx.create_only.discard(("Specimen", spec["id"]))
     return ctx.add(spec)
 
 
