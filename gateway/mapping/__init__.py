@@ -63,6 +63,7 @@ def map_message(message: Message, site: Site, *, pseudonym_key: bytes, received:
                          lookup_link)
     ctx.add(organization(site))
     BUILDERS[spec.content](ctx, spec)
+    _guard_patient_identifiers(ctx)
     _report_unmapped(ctx)
     resources = ordered(ctx.resources.values())
     resources.append(provenance(ctx, resources))
@@ -142,6 +143,24 @@ BUILDERS: dict[Content, Callable[[MappingContext, Spec], None]] = {
     Content.MERGE: _merge,
     Content.REGISTRATION: _registration,
 }
+
+
+def _guard_patient_identifiers(ctx: MappingContext) -> None:
+    """Last line of defence: an identifier whose value is one of the PID-3 identifiers (a
+    specimen numbered with the MRN, say) is hashed, whatever builder produced it."""
+    pids = ctx.message.all("PID")
+    private = {r.c(1).strip() for pid in pids for r in pid.reps(3)} - {""}
+    if not private:
+        return
+    for resource in ctx.resources.values():
+        if resource["resourceType"] == "Patient":
+            continue
+        for ident in resource.get("identifier", ()):
+            if ident.get("value") in private:
+                ident["value"] = ctx.pseudonym("id", ident.get("system", ""), ident["value"])
+                ident["system"] = "urn:plagencell:hashed:id"
+                ctx.warn(f"{resource['resourceType']}.identifier", "an identifier equal to a "
+                         "PID-3 patient identifier was hashed", code="security")
 
 
 def _report_unmapped(ctx: MappingContext) -> None:

@@ -3,8 +3,8 @@
 - id: deterministic from (site, MSH-3, MSH-10), so a resent message updates its Provenance;
 - target: every resource the message produced, as version-agnostic references;
 - agent: the site's Organization (author);
-- entity (role ``source``): the inbound message, identified by MSH-10 within the sending
-  facility (a message control id, not patient data);
+- entity (role ``source``): the inbound message, identified by the keyed hash of MSH-10
+  within the sending facility (control ids often embed patient or accession numbers);
 - recorded: the instant the gateway received the message;
 - policy: the mapping version (``urn:plagencell:mapping:<MAPPING_VERSION>``).
 """
@@ -13,24 +13,25 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from gateway.hl7.parser import Message
 from gateway.mapping.context import MAPPING_VERSION, MappingContext, Resource
 from gateway.mapping.organization import organization_reference
 
 PARTICIPANT_TYPE = "http://terminology.hl7.org/CodeSystem/provenance-participant-type"
 DATA_OPERATION = "http://terminology.hl7.org/CodeSystem/v3-DataOperation"
 MAPPING_POLICY = f"urn:plagencell:mapping:{MAPPING_VERSION}"
+MESSAGE_SYSTEM = "urn:plagencell:hashed:msh-10"
 
 
-def message_identifier(site_id: str, message: Message) -> Resource:
-    """The inbound message as an Identifier: MSH-10 in the sending facility's namespace."""
-    facility = message.sending_facility or "unknown"
-    return {"system": f"urn:plagencell:site:{site_id}:hl7v2:{_urn_safe(facility)}:msh-10",
-            "value": message.control_id or "unknown"}
+def message_identifier(ctx: MappingContext) -> Resource:
+    """The inbound message as an Identifier: the keyed hash of (site, MSH-4, MSH-10).
 
-
-def _urn_safe(text: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in "-._" else "_" for ch in text)
+    Hashed, not in clear: senders build control ids from accession and patient numbers
+    (the corpus has "<timestamp>_<patient id>"). The edge finds the message from the hash by
+    hashing the MSH-10 of its inbox record with the same key."""
+    msg = ctx.message
+    return {"system": MESSAGE_SYSTEM,
+            "value": ctx.pseudonym("msh-10", ctx.site.id, msg.sending_facility,
+                                   msg.control_id)}
 
 
 def provenance(ctx: MappingContext, targets: Iterable[Resource]) -> Resource:
@@ -47,6 +48,6 @@ def provenance(ctx: MappingContext, targets: Iterable[Resource]) -> Resource:
                                         "display": "Author"}]},
                    "who": organization_reference(ctx.site)}],
         "entity": [{"role": "source",
-                    "what": {"identifier": message_identifier(ctx.site.id, msg),
+                    "what": {"identifier": message_identifier(ctx),
                              "display": f"HL7 v2 {msg.message_type} {msg.version}".strip()}}],
     }
