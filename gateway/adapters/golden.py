@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gateway.adapters import hooks
 from gateway.adapters.labexport.build import export_context
 from gateway.adapters.labexport.importer import build_rows, validate_rows
 from gateway.adapters.labexport.reader import read_table
@@ -91,9 +92,11 @@ def run_sample(network: Network, site: Site, sample: Path) -> dict[str, Any]:
     if sample.suffix.lower() == ".hl7":
         from gateway.mapping import map_message
 
-        result = map_message(parse(data), site, pseudonym_key=TEST_KEY, received=TEST_RECEIVED,
+        message = parse(hooks.before_mapping(site, data))
+        result = map_message(message, site, pseudonym_key=TEST_KEY, received=TEST_RECEIVED,
                              studies=network.studies)
-        return {"bundle": bundle(result.resources), "report": result.outcome}
+        resources = hooks.after_mapping(site, result.resources)
+        return {"bundle": bundle(resources), "report": result.outcome}
     report = ImportReport(sample.name, site.id, "sample")
     table = read_table(data, site)
     report.layout, report.rows = table.layout, len(table.rows)

@@ -168,6 +168,15 @@ def _check_site(network: Network, site: Site, path: Path, root: yaml.Node | None
                 f"{path}:{line}: facilities.{i}: facility {facility} already belongs to site "
                 f"{other.id} ({network.files[other.id]})",
                 file=str(path), line=line, field=f"facilities.{i}")
+    if site.adapter:
+        from gateway.adapters.hooks import load_adapter
+
+        try:
+            load_adapter(site.adapter)
+        except ConfigError as exc:
+            line = line_of(root, ["adapter"])
+            raise ConfigError(f"{path}:{line}: adapter: {exc.message}", file=str(path),
+                              line=line, field="adapter") from exc
     for alias, target in site.study_aliases.items():
         if network.studies and network.study_for(target) is None:
             line = line_of(root, ["study_aliases", alias])

@@ -14,6 +14,7 @@ import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from gateway.adapters import hooks
 from gateway.adapters.labexport.build import build_row, export_context, site_organization
 from gateway.adapters.labexport.reader import ExportFileError, Table, read_table
 from gateway.adapters.labexport.report import ImportReport
@@ -43,8 +44,8 @@ def validate_rows(table: Table, site: Site, network: Network, report: ImportRepo
     seen: dict[tuple[str, ...], int] = {}
     for number, values in table.rows:
         try:
-            row = parse_row(number, values, site, network, decimal_comma=table.decimal_comma,
-                            date_formats=table.date_formats)
+            row = parse_row(number, hooks.lab_row(site, values), site, network,
+                            decimal_comma=table.decimal_comma, date_formats=table.date_formats)
         except RowError as exc:
             report.rejected.append(exc.issue)
         else:
