@@ -31,6 +31,9 @@ def search_bundle(search: Searcher, rtype: str | None, params: Sequence[tuple[st
     All parameters but ``_format`` go to the store, which applies the search and paging
     ones, validates ``_summary`` and reports what it applied (for the ``self`` link)."""
     store_params = [(k, v) for k, v in params if k != "_format"]
+    given = dict(store_params)
+    if given.get("_count") == "0" and "_total" not in given:
+        store_params.append(("_total", "accurate"))  # a page of nothing asks for the count
     result = search(rtype, store_params, strict=strict, base_url=base)
     applied = dict(result.applied)
     summary = applied.get("_summary")
@@ -43,7 +46,7 @@ def search_bundle(search: Searcher, rtype: str | None, params: Sequence[tuple[st
     return {"resourceType": "Bundle", "id": new_id(), "meta": {"lastUpdated": now_instant()},
             "type": "searchset",
             **({"total": result.total} if result.total is not None else {}),
-            "link": _links(base, rtype, result, dict(store_params).get(CURSOR)),
+            "link": _links(base, rtype, result, given.get(CURSOR)),
             "entry": entries}
 
 
