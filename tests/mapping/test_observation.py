@@ -1,0 +1,136 @@
+"""OBX → Observation: value[x] by OBX-2, units, ranges, flags, status, times, privacy."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from gateway.adapters.site import Coding
+from gateway.errors import MappingError
+from tests.mapping.results_helpers import SITE, SUBJECT, keeping, mapped, message, of_type
+
+ORC = "ORC|RE|ORD-55123^HPG23-CPOE|LAB-998877^HPG23-LAB"
+OBR = "OBR|1|ORD-55123^HPG23-CPOE|LAB-998877^HPG23-LAB|CART-MON^CAR-T panel^L|||20261127061000"
+# OBX-2 NM, OBX-3 LOINC + local, OBX-5 48.2, OBX-6 UCUM, OBX-7 range, OBX-8 H, OBX-11 F,
+# OBX-14 with zone.
+CRP = ("OBX|1|NM|1988-5^CRP^LN^PCR^Proteina C^L||48.2|mg/L^mg/L^UCUM|0.0-5.0|H|||{status}|||"
+       "20261127061000+0100")
+
+
+def observation(*obx: str, site=SITE, status: str = "F") -> dict:
+    ctx = mapped(message("ORU^R01^ORU_R01", ORC, OBR, *obx or (CRP.format(status=status),)),
+                 site)
+    return of_type(ctx, "Observation")[0]
+
+
+def test_an_nm_result_becomes_a_ucum_quantity_with_range_flag_status_and_time() -> None:
+    obs = observation()
+    assert obs["valueQuantity"] == {"value": 48.2, "unit": "mg/L",
+                                    "system": "http://unitsofmeasure.org", "code": "mg/L"}
+    assert obs["referenceRange"][0]["low"]["value"] == 0.0
+    assert obs["referenceRange"][0]["high"]["value"] == 5.0
+    assert obs["interpretation"][0]["coding"][0]["code"] == "H"
+    assert obs["status"] == "final"
+    assert obs["effectiveDateTime"] == "2026-11-27T06:10:00+01:00"
+    assert obs["subject"] == SUBJECT
+    assert obs["category"][0]["coding"][0]["code"] == "laboratory"
+    assert obs["code"]["coding"][0] == {"system": "http://loinc.org", "code": "1988-5",
+                                        "display": "CRP"}
+
+
+def test_a_corrected_resend_keeps_the_observation_id_and_says_corrected() -> None:
+    first, corrected = observation(status="F"), observation(status="C")
+    assert first["id"] == corrected["id"]
+    assert corrected["status"] == "corrected"
+
+
+def test_order_numbers_never_appear_in_clear() -> None:
+    text = orjson.dumps(observation()).decode()
+    assert "ORD-55123" not in text and "LAB-998877" not in text
+    assert {i["type"]["coding"][0]["code"] for i in observation()["identifier"]} == {
+        "PLAC", "FILL"}
+
+
+@pytest.mark.parametrize(("obx", "key", "value"), [
+    ("OBX|1|SN|1988-5^CRP^LN||<^5|mg/L^^UCUM", "valueQuantity",
+     {"value": 5, "comparator": "<", "unit": "mg/L", "system": "http://unitsofmeasure.org",
+      "code": "mg/L"}),
+    ("OBX|1|SN|1988-5^CRP^LN||^1^:^64", "valueRatio",
+     {"numerator": {"value": 1}, "denominator": {"value": 64}}),
+    ("OBX|1|CWE|94309-2^SARS-CoV-2^LN||260373001^Detected^SCT", "valueCodeableConcept",
+     {"coding": [{"system": "http://snomed.info/sct", "code": "260373001",
+                  "display": "Detected"}], "text": "Detected"}),
+    ("OBX|1|ST|1988-5^CRP^LN||haemolysed", "valueString", "haemolysed"),
+    ("OBX|1|DT|1988-5^CRP^LN||20261126", "valueDateTime", "2026-11-26"),
+    ("OBX|1|TM|1988-5^CRP^LN||0830", "valueTime", "08:30:00"),
+    ("OBX|1|NR|1988-5^CRP^LN||2^8", "valueRange", {"low": {"value": 2}, "high": {"value": 8}}),
+])
+def test_obx_2_chooses_the_value_type(obx: str, key: str, value: object) -> None:
+    assert observation(obx)[key] == value
+
+
+def test_free_text_is_dropped_and_reported_unless_the_site_keeps_it() -> None:
+    obx = "OBX|1|TX|1988-5^CRP^LN||patient name in a comment"
+    ctx = mapped(message("ORU^R01", OBR, obx))
+    assert "valueString" not in of_type(ctx, "Observation")[0]
+    assert [e.location for e in ctx.report if e.code == "suppressed"] == ["OBX[1]-5"]
+    kept = mapped(message("ORU^R01", OBR, obx), keeping(free_text=True))
+    assert of_type(kept, "Observation")[0]["valueString"] == "patient name in a comment"
+
+
+def test_nte_after_an_obx_becomes_a_note_only_when_the_site_keeps_nte() -> None:
+    text = message("ORU^R01", OBR, CRP.format(status="F"), "NTE|1||sample haemolysed")
+    assert "note" not in of_type(mapped(text), "Observation")[0]
+    kept = of_type(mapped(text, keeping(nte=True)), "Observation")[0]
+    assert kept["note"] == [{"text": "sample haemolysed"}]
+
+
+def test_an_unmapped_local_code_is_kept_with_the_site_system_and_reported() -> None:
+    ctx = mapped(message("ORU^R01", OBR, "OBX|1|NM|CD3CAR^CAR+ CD3+^L||120|/uL"))
+    obs = of_type(ctx, "Observation")[0]
+    assert obs["code"]["coding"] == [{"system": "urn:plagencell:site:hpg23:codes",
+                                      "code": "CD3CAR", "display": "CAR+ CD3+"}]
+    assert [(e.code, e.location) for e in ctx.report] == [("code-invalid", "OBX[1]-3")]
+
+
+def test_a_mapped_local_code_puts_the_standard_coding_first() -> None:
+    site = SITE.model_copy(update={"code_map": {"CD3CAR": Coding(
+        system="http://loinc.org", code="99999-9", display="CAR+ T cells")}})
+    ctx = mapped(message("ORU^R01", OBR, "OBX|1|NM|CD3CAR^CAR+ CD3+^L||120|/uL"), site)
+    obs = of_type(ctx, "Observation")[0]
+    assert [c["code"] for c in obs["code"]["coding"]] == ["99999-9", "CD3CAR"]
+    assert not ctx.report
+
+
+def test_a_missing_obx_2_is_inferred_and_reported() -> None:
+    ctx = mapped(message("ORU^R01", OBR, "OBX|1||1988-5^CRP^LN||12.5|mg/L"))
+    assert of_type(ctx, "Observation")[0]["valueQuantity"]["value"] == 12.5
+    assert [e.location for e in ctx.report] == ["OBX[1]-2"]
+
+
+def test_a_non_numeric_nm_rejects_the_message_with_ae_at_obx_5() -> None:
+    with pytest.raises(MappingError) as info:
+        mapped(message("ORU^R01", OBR, "OBX|1|NM|1988-5^CRP^LN||twelve|mg/L"))
+    assert info.value.ack_code == "AE"
+    loc = info.value.location
+    assert (loc.segment, loc.sequence, loc.field) == ("OBX", 1, 5)
+    assert "twelve" not in str(info.value)
+
+
+def test_an_invalid_obx_14_is_reported_and_obr_7_is_used() -> None:
+    ctx = mapped(message("ORU^R01", OBR, "OBX|1|NM|1988-5^CRP^LN||1|mg/L|||||F|||2026113"))
+    assert of_type(ctx, "Observation")[0]["effectiveDateTime"] == "2026-11-27T06:10:00+01:00"
+    assert [(e.code, e.location) for e in ctx.report] == [("invalid", "OBX[1]-14")]
+
+
+def test_an_obx_without_obx_3_is_not_mapped_and_reported_as_an_error() -> None:
+    ctx = mapped(message("ORU^R01", OBR, "OBX|1|NM|||5|mg/L", CRP.format(status="F")))
+    assert len(of_type(ctx, "Observation")) == 1
+    assert [(e.severity, e.location) for e in ctx.report] == [("error", "OBX[1]-3")]
+
+
+def test_two_obx_with_the_same_code_get_distinct_stable_ids() -> None:
+    text = message("ORU^R01", OBR, CRP.format(status="F"), CRP.format(status="F"))
+    ids = [o["id"] for o in of_type(mapped(text), "Observation")]
+    assert len(set(ids)) == 2
+    assert ids == [o["id"] for o in of_type(mapped(text), "Observation")]
