@@ -5,7 +5,14 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.hl7.parser import DEFAULT_ENCODING, Encoding, escape, parse, unescape
+from gateway.hl7.parser import (
+    DEFAULT_ENCODING,
+    Encoding,
+    escape,
+    parse,
+    split_messages,
+    unescape,
+)
 
 FIVE = Encoding(truncation="#")
 ENCODINGS = st.sampled_from([DEFAULT_ENCODING, FIVE, Encoding("!", "$", "*", "/", "%")])
@@ -54,3 +61,21 @@ def test_repetitions_of_escaped_values_parse_back_in_order(values: list[str],
     assert seg is not None
     got = [r.text for r in seg.reps(3)]
     assert got == [v or '""' for v in values]
+
+
+MSH_A = "MSH|^~\\&|LAB|HPG23|GW|NET|2026||ORU^R01|A|P|2.5.1"
+MSH_B = "MSH|^~\\&#|LAB|HPG23|GW|NET|2026||ORU^R01|B|P|2.7"
+
+
+def test_split_messages_tolerates_bom_and_any_line_ends() -> None:
+    for brk in ("\r", "\n", "\r\n"):
+        data = ("\ufeff" + brk.join([MSH_A, "PID|1", MSH_B, "PID|2"]) + brk).encode()
+        texts = split_messages(data)
+        assert [parse(t).control_id for t in texts] == ["A", "B"]
+        assert texts[1].startswith("MSH|^~\\&#|") and texts[1].endswith("PID|2\r")
+
+
+def test_split_messages_unwraps_fhs_bhs_batches() -> None:
+    batch = "\r".join(["FHS|^~\\&|LAB", "BHS|^~\\&|LAB", MSH_A, "PID|1", MSH_B, "PID|2",
+                       "BTS|2", "FTS|1"])
+    assert [parse(t).control_id for t in split_messages(batch)] == ["A", "B"]
