@@ -121,6 +121,7 @@ class FrameReader:
             return len(data)
         if end < carry:  # the <FS> of <FS><CR> arrived at the end of the previous chunk
             del self._buf[-1:]
+            self._discarded -= 1 if self._discarding else 0
         else:
             self._append(data[pos:pos + end - carry])
         frames.append(self._finish())
@@ -142,7 +143,7 @@ class FrameReader:
     def _finish(self) -> Frame:
         frame: Frame
         if self._discarding:
-            frame = Oversize(self._head, self._discarded)
+            frame = Oversize(self._head[:self._discarded], self._discarded)
         else:
             frame = bytes(self._buf)
         self._buf.clear()
@@ -195,7 +196,7 @@ class _Connection:
 
 
 @dataclass(slots=True)
-class _Closing:
+class _State:
     flag: bool = False
     conns: set[_Connection] = field(default_factory=set)
 
@@ -215,7 +216,7 @@ class MllpServer:
         self.idle_timeout = idle_timeout
         self.stats = ServerStats()
         self._server: asyncio.Server | None = None
-        self._state = _Closing()
+        self._state = _State()
 
     @property
     def port(self) -> int:
