@@ -197,7 +197,7 @@ class _Connection:
 
 @dataclass(slots=True)
 class _State:
-    flag: bool = False
+    closing: bool = False
     conns: set[_Connection] = field(default_factory=set)
 
 
@@ -239,7 +239,7 @@ class MllpServer:
 
     async def close(self, grace: float = 10.0) -> None:
         """Stop accepting; let in-flight messages finish and be answered; close connections."""
-        self._state.flag = True
+        self._state.closing = True
         if self._server is not None:
             self._server.close()
         for conn in list(self._state.conns):
@@ -257,7 +257,7 @@ class MllpServer:
     async def _on_connect(self, reader: asyncio.StreamReader,
                           writer: asyncio.StreamWriter) -> None:
         conn = _Connection(_peer_of(writer), asyncio.current_task())
-        if self._state.flag:
+        if self._state.closing:
             await _close_writer(writer)
             return
         self._state.conns.add(conn)
@@ -277,7 +277,7 @@ class MllpServer:
     async def _serve(self, conn: _Connection, reader: asyncio.StreamReader,
                      writer: asyncio.StreamWriter) -> None:
         frames = FrameReader(self.max_message_size)
-        while not self._state.flag:
+        while not self._state.closing:
             conn.busy = False
             data = await self._read(reader)
             conn.busy = True
@@ -310,7 +310,7 @@ class MllpServer:
             for answer in answers:
                 writer.write(wrap(answer))
             await writer.drain()
-            if self._state.flag:
+            if self._state.closing:
                 return False  # closing: finish this message only
         return True
 
