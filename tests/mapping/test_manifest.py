@@ -3,11 +3,13 @@ locations, ADT merges, Provenance, Organization, order and validity of the outpu
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from gateway.adapters.site import Site
 from gateway.errors import InboundError, MappingError, UnsupportedMessage
-from gateway.hl7.parser import parse
+from gateway.hl7.parser import parse, split_messages
 from gateway.mapping import map_message
 from gateway.mapping.context import MAPPING_VERSION
 from gateway.mapping.manifest import MANIFEST
@@ -185,3 +187,27 @@ def test_the_organization_says_what_kind_of_site_it_is() -> None:
     assert hospital["type"][0]["coding"][0]["code"] == "prov"
     assert factory["type"][0]["coding"][0]["code"] == "other"
     assert factory["name"] == "Cell Factory Franco Calori"
+
+
+# --- the corpus ------------------------------------------------------------------------
+MINE = ("Organization", "Patient", "ResearchStudy", "ResearchSubject", "Provenance")
+
+
+def test_every_corpus_message_maps_or_is_refused_and_what_it_makes_validates(
+        corpus: Path) -> None:
+    """Every corpus message either maps or raises an InboundError (never anything else);
+    the Patient, study, subject, Organization and Provenance resources all validate (the
+    results' own resources are checked by the results tests)."""
+    mapped = 0
+    for path in sorted(corpus.rglob("*")):
+        if path.is_dir() or path.suffix.lower() in (".json", ".fhir", ".csv", ".tsv", ".md",
+                                                    ".xml", ".txt") or "LICENSE" in path.name:
+            continue
+        for text in split_messages(path.read_bytes()):
+            try:
+                result = convert(text, "hsr")
+            except InboundError:
+                continue
+            assert_valid(r for r in result.resources if r["resourceType"] in MINE)
+            mapped += 1
+    assert mapped > 50
