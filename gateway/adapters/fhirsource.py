@@ -23,6 +23,7 @@ from typing import Any
 
 import httpx
 
+from gateway.adapters.labexport.build import export_context
 from gateway.adapters.loader import Network
 from gateway.adapters.site import FhirSource, Site
 from gateway.errors import GatewayError
@@ -174,7 +175,7 @@ class FhirPoller:
     async def poll_once(self) -> PollResult:
         """Fetch everything changed since the marks; on error keep the marks of that type."""
         result = PollResult(high_water=self.marks())
-        ctx = MappingContext(self.site, None, self.key, "", lookup_link=self.lookup_link)  # type: ignore[arg-type]
+        ctx = export_context(self.site, self.key, "", self.lookup_link)
         for resource_type in self.config.resource_types:
             try:
                 fetched = await self.fetch_type(resource_type, result.high_water.get(
@@ -290,6 +291,11 @@ async def run_source(poller: FhirPoller, store: Store, now: Callable[[], str]) -
         await asyncio.sleep(poller.config.poll_seconds)
 
 
+def _link(store: Store, key: str) -> str | None:
+    with store.transaction() as tx:
+        return tx.link_get(key)
+
+
 def start_fhir_sources(network: Network, store: Store, pseudonym_key: bytes, data_dir: Path,
                        now: Callable[[], str]) -> list[asyncio.Task[None]]:
     """One polling task per site with an enabled ``fhir_source`` (call in the running loop)."""
@@ -298,7 +304,7 @@ def start_fhir_sources(network: Network, store: Store, pseudonym_key: bytes, dat
         if site.fhir_source is None or not site.fhir_source.enabled:
             continue
         poller = FhirPoller(site, pseudonym_key, Path(data_dir) / "fhir-sources" /
-                            f"{site.id}.json")
+                            f"{site.id}.json", lookup_link=lambda key: _link(store, key))
         tasks.append(asyncio.create_task(run_source(poller, store, now),
                                          name=f"fhir-source-{site.id}"))
     return tasks
