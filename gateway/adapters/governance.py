@@ -15,12 +15,15 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
 
+from gateway.adapters.labexport.reader import ExportFileError, read_table
+from gateway.adapters.loader import Network
 from gateway.errors import ParseError
 from gateway.hl7.parser import parse
 from gateway.store.base import InboxRecord, Store
 
 UNMAPPED = "code-invalid"
 _OBX_3 = re.compile(r"^OBX\[(\d+)\]-3")
+_ROW_CODE = re.compile(r"^row\[(\d+)\]\.test_code$")
 
 
 def _positions(report: dict[str, Any] | None) -> list[int]:
@@ -35,9 +38,27 @@ def _positions(report: dict[str, Any] | None) -> list[int]:
     return out
 
 
-def _codes(record: InboxRecord) -> list[tuple[str, str]]:
+def _export_codes(record: InboxRecord, network: Network | None) -> list[tuple[str, str]]:
+    """Lab-export rows rejected for an unknown local code (``row[n].test_code``)."""
+    rows = {int(m.group(1)) for issue in (record.report or {}).get("issue", [])
+            if issue.get("code") == UNMAPPED for loc in issue.get("location", [])
+            if (m := _ROW_CODE.match(loc))}
+    site = network.sites.get(record.site or "") if network else None
+    if not rows or site is None:
+        return []
+    try:
+        table = read_table(record.raw, site)
+    except ExportFileError:
+        return []
+    return [(values.get("test_code", ""), "local") for n, values in table.rows
+            if n in rows and values.get("test_code")]
+
+
+def _codes(record: InboxRecord, network: Network | None = None) -> list[tuple[str, str]]:
+    if record.transport == "file":
+        return _export_codes(record, network)
     positions = _positions(record.report)
-    if not positions or record.transport == "file":
+    if not positions:
         return []
     try:
         obx = parse(record.raw).all("OBX")
@@ -46,12 +67,13 @@ def _codes(record: InboxRecord) -> list[tuple[str, str]]:
     return [(obx[n - 1].get(3, 1), obx[n - 1].get(3, 3)) for n in positions if n <= len(obx)]
 
 
-def count_unmapped(records: Iterable[InboxRecord]) -> dict[str, list[dict[str, Any]]]:
+def count_unmapped(records: Iterable[InboxRecord],
+                   network: Network | None = None) -> dict[str, list[dict[str, Any]]]:
     """site → [{code, coding_system, count, last_seen}], most frequent first."""
     counts: dict[str, Counter[tuple[str, str]]] = {}
     last: dict[tuple[str, str, str], str] = {}
     for record in records:
-        for code in _codes(record):
+        for code in _codes(record, network):
             site = record.site or "?"
             counts.setdefault(site, Counter())[code] += 1
             last[(site, *code)] = max(last.get((site, *code), ""), record.received)
@@ -60,13 +82,14 @@ def count_unmapped(records: Iterable[InboxRecord]) -> dict[str, list[dict[str, A
             for site, counter in sorted(counts.items())}
 
 
-def admin_codes_router(store: Store) -> APIRouter:
+def admin_codes_router(store: Store, network: Network | None = None) -> APIRouter:
+    """With ``network``, lab-export rows rejected for an unknown code are counted too."""
     router = APIRouter(prefix="/admin", tags=["admin"])
 
     @router.get("/unmapped-codes")
     async def unmapped_codes(site: str | None = None) -> dict[str, Any]:
         def work() -> dict[str, Any]:
-            return count_unmapped(store.inbox_iter(status="processed", site=site))
+            return count_unmapped(store.inbox_iter(status="processed", site=site), network)
         return {"sites": await run_in_threadpool(work)}
 
     return router

@@ -6,6 +6,7 @@ import httpx
 from fastapi import FastAPI
 
 from gateway.adapters.governance import admin_codes_router
+from gateway.adapters.labexport import import_export
 from gateway.adapters.labexport.http import labexport_router
 from gateway.adapters.loader import Network
 from gateway.adapters.terminology import terminology_router
@@ -19,7 +20,7 @@ def app_for(store: SqlStore, network: Network) -> FastAPI:
     app = FastAPI()
     app.include_router(labexport_router(store, network, KEY))
     app.include_router(terminology_router(network))
-    app.include_router(admin_codes_router(store))
+    app.include_router(admin_codes_router(store, network))
     return app
 
 
@@ -92,8 +93,12 @@ def test_unmapped_codes_are_counted_per_site_from_the_inbox(
             tx.inbox_add(InboxRecord("LIS", "HPG23", f"C{n}", raw.encode(),
                                      f"2026-11-2{n}T00:00:00Z", site="hpg23",
                                      status="processed", report=report_outcome(result.report)))
+    import_export(store, network, "hpg23", csv_of("7,,,,,2026-11-20,ZZLAB,,,1,%,,,,,"),
+                  "x.csv", KEY)
     with serving(app_for(store, network)) as base:
         counts = httpx.get(f"{base}/admin/unmapped-codes").json()["sites"]
+    assert {"code": "ZZLAB", "coding_system": "local", "count": 1} in [
+        {k: v for k, v in e.items() if k != "last_seen"} for e in counts["hpg23"]]
     assert {"code": "ZZNEW", "coding_system": "L", "count": 2,
             "last_seen": "2026-11-21T00:00:00.000Z"} in counts["hpg23"]
     assert all(entry["code"] != "PCR" for entry in counts["hpg23"])
