@@ -172,3 +172,33 @@ async def test_a_fhir_source_is_polled_pseudonymised_stored_and_resumed(
         p.save_marks(result.high_water)
         again = await p.poll_once()
         assert again.resources == []
+
+
+async def test_the_gateways_own_fhir_api_is_a_source(tmp_path: Path, store: SqlStore) -> None:
+    from gateway.api.fhir import fhir_router, install_fhir_errors
+    from tests.adapters.conftest import serving
+
+    source = SqlStore(f"sqlite:///{tmp_path / 'source.db'}")
+    source.migrate()
+    with source.transaction() as tx:
+        tx.put({k: v for k, v in PATIENT.items() if k != "meta"})
+        tx.put({k: v for k, v in OBS.items() if k != "meta"})
+    app = FastAPI()
+    app.include_router(fhir_router(source))
+    install_fhir_errors(app)
+    try:
+        with serving(app) as base:
+            s = site(f"{base}/fhir", page_size=1)
+            async with httpx.AsyncClient(timeout=5) as client:
+                p = poller(tmp_path, s, client)
+                result = await p.poll_once()
+                assert not result.errors, result.errors
+                assert [r["resourceType"] for r in result.resources] == ["Patient", "Observation"]
+                assert "Rossi" not in str(result.resources)
+                p.save_marks(result.high_water)
+                with source.transaction() as tx:
+                    tx.put({**{k: v for k, v in OBS.items() if k != "meta"}, "id": "o2"})
+                again = await p.poll_once()
+                assert [r["resourceType"] for r in again.resources] == ["Observation"]
+    finally:
+        source.close()
