@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from gateway.adapters.site import Site
-from gateway.errors import MappingError, UnsupportedMessage
+from gateway.errors import UnsupportedMessage
 from gateway.hl7.parser import Message, Segment
 
 
@@ -53,12 +53,6 @@ MANIFEST: dict[tuple[str, str], Spec] = {
     **{("CRM", f"C0{n}"): _REGISTRATION for n in range(1, 9)},
 }
 
-# Fields without which a segment cannot be mapped, per content (HL7 optionality R): an empty
-# one is an AE 101 at its position. PID-3, MRG-1, CSR-1, CTI-1 are checked by their builders.
-REQUIRED: dict[Content, tuple[tuple[str, int], ...]] = {
-    Content.RESULTS: (("OBX", 3),),
-}
-
 # MSH-12.1 values accepted: v2.3 to v2.8.
 VERSIONS = frozenset({"2.3", "2.3.1", "2.4", "2.5", "2.5.1", "2.6", "2.7", "2.7.1",
                       "2.8", "2.8.1", "2.8.2"})
@@ -93,15 +87,6 @@ def check(message: Message, site: Site) -> Spec:
         raise UnsupportedMessage("MSH-12: HL7 version is not supported (2.3 to 2.8 are)",
                                  segment="MSH", field=12, component=1, code="203")
     return MANIFEST[(code, event)]
-
-
-def require_fields(message: Message, spec: Spec) -> None:
-    """AE 101 at the first required field (``REQUIRED``) that is empty."""
-    for name, fld in REQUIRED.get(spec.content, ()):
-        for seq, seg in enumerate(message.all(name), start=1):
-            if not seg.has(fld):
-                raise MappingError(f"{name}[{seq}]-{fld}: required field is empty",
-                                   segment=name, sequence=seq, field=fld, code="101")
 
 
 def _allowed(site: Site) -> set[tuple[str, str]]:

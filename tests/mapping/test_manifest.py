@@ -76,10 +76,12 @@ def test_an_oru_without_pid_3_is_an_ae_101_at_pid_3() -> None:
     assert "ROSSI" not in str(err)
 
 
-def test_an_obx_without_obx_3_is_an_ae_101_at_obx_3() -> None:
-    err = rejected(ORU + "OBX|2|NM|||5.1|mmol/L|||||F\r")
-    assert (err.ack_code, err.err_code, str(err.location)) == ("AE", "101", "OBX-3")
-    assert err.location is not None and err.location.sequence == 2
+def test_an_obx_without_obx_3_is_reported_at_obx_3_and_the_good_results_are_kept() -> None:
+    # Not an AE for the whole message: that would lose the good results (see docs/mapping.md).
+    result = convert(ORU + "OBX|2|NM|||5.1|mmol/L|||||F\r")
+    assert len(by_type(result, "Observation")) == 1
+    assert [(e.severity, e.location) for e in result.report if e.severity == "error"] == [
+        ("error", "OBX[2]-3")]
 
 
 def test_an_oru_without_pid_is_an_ae_100_at_pid() -> None:
