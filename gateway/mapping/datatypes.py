@@ -155,23 +155,38 @@ def dtm_to_fhir(value: str, tz: str, at: Location) -> str:
     YYYY, YYYYMM, YYYYMMDD → date (a zone on a date is dropped: FHIR dates have none);
     with hours → dateTime with seconds (HH → HH:00:00, HHMM → HH:MM:00), fractional
     seconds kept; the offset kept when present, else the site's zone (DST-correct)."""
-    m = _DTM.match(value.strip())
+    out = dtm_or_reason(value, tz)
+    if out.startswith("!"):
+        raise fail(out[1:], at)
+    return out
+
+
+def dtm_or_reason(value: str, tz: str) -> str:
+    """``dtm_to_fhir`` without raising: the FHIR value, or "!reason" when invalid."""
+    return _dtm(value.strip(), tz)
+
+
+@lru_cache(maxsize=4096)
+def _dtm(value: str, tz: str) -> str:
+    """The conversion, cached (timestamps repeat within and across messages); an error is
+    returned as "!reason" so that the location can be added by the caller."""
+    m = _DTM.match(value)
     if not m:
-        raise fail("not a valid DTM", at)
+        return "!not a valid DTM"
     year, month, day, hour, minute, second, frac, offset = m.groups()
     if frac and not second:
-        raise fail("fractional seconds without seconds in DTM", at)
+        return "!fractional seconds without seconds in DTM"
     try:
         parts = tuple(int(p) for p in (year, month or 1, day or 1, hour or 0, minute or 0,
                                        second or 0))
         datetime(*parts)  # noqa: DTZ001 - validates the calendar only
-    except ValueError as exc:
-        raise fail("DTM is not a calendar date/time", at) from exc
+    except ValueError:
+        return "!DTM is not a calendar date/time"
     date = "-".join(p for p in (year, month, day) if p)
     if hour is None:
         return date
     if day is None:
-        raise fail("DTM has a time but no day", at)
+        return "!DTM has a time but no day"
     zone = _offset(offset) if offset else _site_offset(parts, tz)
     return f"{date}T{hour}:{minute or '00'}:{second or '00'}{frac or ''}{zone}"
 
@@ -202,6 +217,16 @@ def nm_to_decimal(value: str, at: Location) -> int | float:
     if "." in text:
         return float(text)
     return int(text)
+
+
+def split_comparator(value: str) -> tuple[str | None, str]:
+    """``<0.5`` in an NM field is a result below the limit of detection, not an error:
+    (FHIR quantity-comparator, number text)."""
+    text = value.strip()
+    for comparator in ("<=", ">=", "<", ">"):
+        if text.startswith(comparator):
+            return comparator, text[len(comparator):].strip()
+    return None, text
 
 
 def units(comp: Composite, site: Site) -> JSON:

@@ -52,11 +52,11 @@ def time_field(ctx: MappingContext, seg: Segment, seq: int, fld: int,
     text = seg.first(fld).c(1, 1) if value is None else value
     if not text:
         return None
-    try:
-        return dt.dtm_to_fhir(text, ctx.site.timezone, at(seg, seq, fld))
-    except dt.MappingError:
-        ctx.warn(where(seg, seq, fld), "not a valid DTM: left out", code="invalid")
+    out = dt.dtm_or_reason(text, ctx.site.timezone)
+    if out.startswith("!"):
+        ctx.warn(where(seg, seq, fld), f"{out[1:]}: left out", code="invalid")
         return None
+    return out
 
 
 def observation_code(ctx: MappingContext, obx: Segment, seq: int) -> JSON | None:
@@ -86,29 +86,30 @@ def value_type(ctx: MappingContext, obx: Segment, seq: int) -> str:
     return inferred
 
 
-def observation_value(ctx: MappingContext, obx: Segment, seq: int, vt: str
+def observation_value(ctx: MappingContext, obx: Segment, seq: int, vt: str, unit: JSON
                       ) -> tuple[str, Any] | None:
-    """OBX-5 by OBX-2 → (value[x], value), or None (empty, dropped or unsupported)."""
+    """OBX-5 by OBX-2 (``unit``: OBX-6 converted) → (value[x], value), or None (empty,
+    dropped or unsupported)."""
     reps = obx.reps(5)
     if not reps:
         return None
     loc = at(obx, seq, 5)
     first = reps[0]
-    if vt in ("NM",):
-        return "valueQuantity", dt.quantity(dt.nm_to_decimal(first.text, loc),
-                                            dt.units(obx.first(6), ctx.site))
+    if vt == "NM":
+        comparator, number = dt.split_comparator(first.text)
+        return "valueQuantity", dt.quantity(dt.nm_to_decimal(number, loc), unit, comparator)
     if vt == "SN":
-        return dt.sn_to_value(first, dt.units(obx.first(6), ctx.site), loc)
+        return dt.sn_to_value(first, unit, loc)
     if vt in ("CE", "CWE", "CNE", "CF"):
         cc = dt.cwe_to_codeable_concept(first, ctx.site)
         return ("valueCodeableConcept", cc) if cc else None
     if vt in ("IS", "ID"):
         return "valueCodeableConcept", {"coding": [{"code": first.text}]}
-    return _other_value(ctx, obx, seq, vt, reps, loc)
+    return _other_value(ctx, obx, seq, vt, reps, loc, unit)
 
 
 def _other_value(ctx: MappingContext, obx: Segment, seq: int, vt: str,
-                 reps: list[Composite], loc: Location) -> tuple[str, Any] | None:
+                 reps: list[Composite], loc: Location, unit: JSON) -> tuple[str, Any] | None:
     first = reps[0]
     if vt in t.FREE_TEXT_TYPES:
         if not ctx.site.privacy.keep_free_text:
@@ -123,7 +124,7 @@ def _other_value(ctx: MappingContext, obx: Segment, seq: int, vt: str,
     if vt == "TM":
         return "valueTime", dt.tm_to_fhir(first.c(1), loc)
     if vt == "NR":
-        return "valueRange", dt.nr_to_range(first, dt.units(obx.first(6), ctx.site), loc)
+        return "valueRange", dt.nr_to_range(first, unit, loc)
     if vt == "DR":
         return "valuePeriod", _period(first, ctx.site.timezone, loc)
     if vt == "CQ":
@@ -148,7 +149,7 @@ def reference_range(obx: Segment, unit: JSON, seq: int) -> list[JSON]:
     if not text:
         return []
     low, sep, high = text.partition("-")
-    loc = at(obx, seq, 7)
+    loc = at(obx, seq, 7)  # only for the error that is caught below
     try:
         if sep and low.strip() and high.strip():
             return [{"low": dt.quantity(dt.nm_to_decimal(low, loc), unit),
@@ -231,10 +232,11 @@ def _times(ctx: MappingContext, obx: Segment, seq: int, order: Order, obs: JSON)
 
 def _result(ctx: MappingContext, obx: Segment, seq: int, obs: JSON) -> None:
     vt = value_type(ctx, obx, seq)
-    value = observation_value(ctx, obx, seq, vt)
+    unit = dt.units(obx.first(6), ctx.site)
+    value = observation_value(ctx, obx, seq, vt, unit)
     if value is not None:
         obs[value[0]] = value[1]
-    ranges = reference_range(obx, dt.units(obx.first(6), ctx.site), seq)
+    ranges = reference_range(obx, unit, seq)
     if ranges:
         obs["referenceRange"] = ranges
     interp = interpretation(obx)
