@@ -40,6 +40,10 @@ def map_patient(ctx: MappingContext, pid: Segment) -> str:
                            field=3, sequence=occurrence(ctx.message, pid), code="101")
     ps.learn(ctx, resolution.links)
     ctx.add(patient_resource(ctx, resolution.pseudonym, pid))
+    if resolution.conflicts:
+        ctx.warn(f"PID[{occurrence(ctx.message, pid)}]-3", "an identifier of this PID was "
+                 "linked to another patient: the link now points to this one; check the "
+                 "sender's patient identities", code="conflict")
     for prior in sorted(resolution.superseded):
         seq = occurrence(ctx.message, pid)
         ctx.info(f"PID[{seq}]-3", "identifiers previously linked to another "

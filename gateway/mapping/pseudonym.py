@@ -99,7 +99,8 @@ class Resolution:
     pseudonym: str
     basis: str  # fiscal-code | link | mrn
     links: dict[str, str] = field(default_factory=dict)  # link key → pseudonym
-    superseded: set[str] = field(default_factory=set)  # other pseudonyms the ids pointed to
+    superseded: set[str] = field(default_factory=set)  # MRN pseudonyms now replaced
+    conflicts: set[str] = field(default_factory=set)  # other patients the ids pointed to
 
 
 def read_cx_list(ctx: MappingContext, reps: Sequence[Composite], where: str) -> list[Cx]:
@@ -170,7 +171,13 @@ def resolve(ctx: MappingContext, ids: Sequence[Cx]) -> Resolution | None:
         assert mrn is not None  # ids is non-empty and holds no codice fiscale
         result = Resolution(ctx.pseudonym("MRN", mrn.authority, mrn.value), "mrn")
     result.links = {k: result.pseudonym for k in keys}
-    result.superseded = {p for p in known.values() if p and p != result.pseudonym}
+    others = {p for p in known.values() if p and p != result.pseudonym}
+    # Only a pseudonym made from one of these very identifiers (an MRN pseudonym, before
+    # the codice fiscale was known) is superseded; any other is a different patient whose
+    # identifier this PID reuses: a conflict, reported, never merged.
+    from_ids = {ctx.pseudonym("MRN", cx.authority, cx.value) for cx in ids if not cx.fiscal_code}
+    result.superseded = others & from_ids
+    result.conflicts = others - from_ids
     return result
 
 

@@ -20,7 +20,7 @@ from gateway.mapping.pseudonym import (
     load_or_create_key,
 )
 
-from .support import KEY, RECEIVED, assert_valid, convert, dumps, hl7, network, one
+from .support import KEY, RECEIVED, assert_valid, by_type, convert, dumps, hl7, network, one
 
 CF = "RSSMRA85T10A562S"
 
@@ -98,6 +98,18 @@ def test_a_codice_fiscale_seen_later_supersedes_the_mrn_pseudonym() -> None:
     survivor = patients[old["link"][0]["other"]["reference"].split("/")[1]]
     assert survivor["link"] == [{"other": {"reference": f"Patient/{before['id']}"},
                                  "type": "replaces"}]
+
+
+def test_two_fiscal_codes_sharing_an_mrn_are_never_merged() -> None:
+    links: dict[str, str] = {}
+    first = one(convert(adt("HSR", f"PID|1||MRN1^^^HSR^MR~{CF}^^^MEF^NNITA"), links=links),
+                "Patient")
+    other_cf = "VRDGPP80A01F205X"
+    second = convert(adt("HSR", f"PID|1||MRN1^^^HSR^MR~{other_cf}^^^MEF^NNITA"), links=links)
+    patients = by_type(second, "Patient")
+    assert [p["id"] for p in patients] != [first["id"]] and len(patients) == 1
+    assert "link" not in patients[0]
+    assert any(e.code == "conflict" and e.location == "PID[1]-3" for e in second.report)
 
 
 def test_an_update_of_dropped_fields_only_gives_an_identical_patient() -> None:
