@@ -47,14 +47,18 @@ def write(store: Store, resources: Sequence[Resource], *, site: str = "ospedale-
 
 
 async def collect(bus: Bus, group: str, topics: Sequence[str], count: int,
-                  deadline: float = 20.0) -> list[Delivery]:
-    """Read ``count`` records (or what arrived before the deadline) as group ``group``."""
+                  deadline: float = 20.0, keys: set[str] | None = None) -> list[Delivery]:
+    """Read ``count`` records, or until every key of ``keys`` was seen, or the deadline."""
     consumer = bus.subscribe(group, topics)
     await consumer.start()
     got: list[Delivery] = []
     end = time.monotonic() + deadline
+
+    def done() -> bool:
+        return keys <= {d.key for d in got} if keys is not None else len(got) >= count
+
     try:
-        while len(got) < count and time.monotonic() < end:
+        while not done() and time.monotonic() < end:
             got.extend(await consumer.getmany(max_wait=0.5))
     finally:
         await consumer.stop()
@@ -68,3 +72,14 @@ async def wait_until(predicate: object, deadline: float = 20.0, step: float = 0.
             return True
         await asyncio.sleep(step)
     return False
+
+
+def versions(store: object) -> set[tuple[str, str, int, bool, bytes | None]]:
+    """Every stored version: (type, id, versionId, deleted, content) (content is JSON)."""
+    import orjson
+
+    out = set()
+    for v in store.history_versions(None, None, count=1_000_000):  # type: ignore[attr-defined]
+        content = orjson.dumps(v.resource, option=orjson.OPT_SORT_KEYS) if v.resource else None
+        out.add((v.resource_type, v.id, v.version_id, v.deleted, content))
+    return out
