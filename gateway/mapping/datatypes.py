@@ -120,7 +120,7 @@ def _unique(codings: list[JSON]) -> list[JSON]:
 
 
 def has_standard_coding(cc: JSON | None) -> bool:
-    return bool(cc) and any(is_standard(c["system"]) for c in cc.get("coding", ()))
+    return cc is not None and any(is_standard(c["system"]) for c in cc.get("coding", ()))
 
 
 def table_coding(code: str, table: str, display: str = "") -> JSON:
@@ -141,8 +141,13 @@ def _offset(tz: str) -> str:
     return f"{tz[:3]}:{tz[3:]}"
 
 
-def _site_offset(parts: tuple[int, ...], tz: str) -> str:
-    local = datetime(*parts, tzinfo=_zone(tz))  # fold=0: the first of an ambiguous hour
+Parts = tuple[int, int, int, int, int, int]
+
+
+def _site_offset(parts: Parts, tz: str) -> str:
+    year, month, day, hour, minute, second = parts
+    # fold=0: the first of an ambiguous hour; a time in the spring gap gets the winter offset
+    local = datetime(year, month, day, hour, minute, second, tzinfo=_zone(tz))
     delta = local.utcoffset()
     minutes = int(delta.total_seconds() // 60) if delta is not None else 0
     sign = "+" if minutes >= 0 else "-"
@@ -177,8 +182,8 @@ def _dtm(value: str, tz: str) -> str:
     if frac and not second:
         return "!fractional seconds without seconds in DTM"
     try:
-        parts = tuple(int(p) for p in (year, month or 1, day or 1, hour or 0, minute or 0,
-                                       second or 0))
+        parts: Parts = (int(year), int(month or 1), int(day or 1), int(hour or 0),
+                        int(minute or 0), int(second or 0))
         datetime(*parts)  # noqa: DTZ001 - validates the calendar only
     except ValueError:
         return "!DTM is not a calendar date/time"

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.errors import Location
+from gateway.errors import Location, MappingError
 from gateway.hl7.parser import Composite, Segment
 from gateway.mapping import datatypes as dt
 from gateway.mapping import tables as t
@@ -95,6 +95,9 @@ def observation_value(ctx: MappingContext, obx: Segment, seq: int, vt: str, unit
         return None
     loc = at(obx, seq, 5)
     first = reps[0]
+    if len(reps) > 1 and vt not in ("ST", *t.FREE_TEXT_TYPES):
+        ctx.warn(where(obx, seq, 5), f"OBX-5 repeats: only the first of {len(reps)} "
+                 "repetitions is mapped (FHIR value[x] holds one value)")
     if vt == "NM":
         comparator, number = dt.split_comparator(first.text)
         return "valueQuantity", dt.quantity(dt.nm_to_decimal(number, loc), unit, comparator)
@@ -158,7 +161,7 @@ def reference_range(obx: Segment, unit: JSON, seq: int) -> list[JSON]:
             bound = "high" if text[0] == "<" else "low"
             value = dt.nm_to_decimal(text[1:].lstrip("=").strip(), loc)
             return [{bound: dt.quantity(value, unit), "text": text}]
-    except dt.MappingError:
+    except MappingError:
         pass
     return [{"text": text}]
 

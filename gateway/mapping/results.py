@@ -95,6 +95,7 @@ class _Walk:
         self.group: _Group | None = None
         self.specimen_first = _specimen_first(ctx.message.segments)
         self.context_specimen: JSON | None = None  # specimen-first mode
+        self.obr_then_orc = ctx.message.message_code.upper() == "OUL"  # OUL: OBR [ORC]
 
     def feed(self, seg: Segment) -> None:
         self.seq[seg.name] += 1
@@ -103,10 +104,11 @@ class _Walk:
             handler(seg, self.seq[seg.name])
 
     def _on_ORC(self, seg: Segment, seq: int) -> None:
-        if self.group is not None and self.group.obr is not None and self.group.orc is None \
-                and not self.group.results:
-            self.group.orc = seg  # OUL: OBR then ORC in one group
-            self.group.order = make_order(self.ctx, self.group)
+        group = self.group
+        if self.obr_then_orc and group is not None and group.obr is not None \
+                and group.orc is None and not group.results:
+            group.orc = seg  # OUL: OBR then ORC in one group
+            group.order = make_order(self.ctx, group)
             return
         self.close()
         self.group = _Group(orc=seg)

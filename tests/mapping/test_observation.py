@@ -134,3 +134,50 @@ def test_two_obx_with_the_same_code_get_distinct_stable_ids() -> None:
     ids = [o["id"] for o in of_type(mapped(text), "Observation")]
     assert len(set(ids)) == 2
     assert ids == [o["id"] for o in of_type(mapped(text), "Observation")]
+
+
+def test_an_nm_value_with_a_leading_comparator_becomes_quantity_comparator() -> None:
+    # OBX-2 NM with "<0.5": below the limit of detection, not a data type error
+    from gateway.mapping.datatypes import split_comparator
+
+    assert split_comparator("<0.5") == ("<", "0.5")
+    assert split_comparator(" >= 12 ") == (">=", "12")
+    assert split_comparator("7.1") == (None, "7.1")
+
+
+def test_a_repeated_coded_obx_5_maps_the_first_and_reports_the_rest() -> None:
+    ctx = mapped(message("ORU^R01", OBR, "OBX|1|CWE|94309-2^SARS^LN||POS^Positive~NEG"))
+    assert of_type(ctx, "Observation")[0]["valueCodeableConcept"]["coding"][0]["code"] == "POS"
+    assert [e.location for e in ctx.report if "repeats" in e.diagnostics] == ["OBX[1]-5"]
+
+
+def test_post_infusion_monitoring_from_a_hospital_lab_maps_all_ten_results() -> None:
+    # tests/samples/oru_r01_10obx.hl7: HPG23 CAR-T monitoring panel, LOINC + local codes,
+    # UCUM units, ranges, flags; OBR-15 venous blood, no SPM.
+    from pathlib import Path
+
+    from gateway.adapters.loader import load_network
+    from gateway.hl7.parser import parse
+    from gateway.mapping import map_message
+
+    raw = (Path(__file__).parents[1] / "samples" / "oru_r01_10obx.hl7").read_bytes()
+    network = load_network()
+    msg = parse(raw)
+    site = network.site_for(msg.sending_facility)
+    assert site is not None
+    result = map_message(msg, site, pseudonym_key=b"k" * 32, received="2026-11-27T07:30:20Z",
+                         studies=network.studies)
+    observations = [r for r in result.resources if r["resourceType"] == "Observation"]
+    specimens = [r for r in result.resources if r["resourceType"] == "Specimen"]
+    assert len(observations) == 10 and len(specimens) == 1
+    for obs in observations:
+        assert obs["code"]["coding"][0]["system"] == "http://loinc.org"
+        assert obs["valueQuantity"]["system"] == "http://unitsofmeasure.org"
+        assert obs["effectiveDateTime"] == "2026-11-27T06:10:00+01:00"
+        assert obs["interpretation"][0]["coding"][0]["code"] in {"H", "L"}
+        assert obs["specimen"] == {"reference": f"Specimen/{specimens[0]['id']}"}
+        assert obs["subject"]["reference"].startswith("Patient/")
+    assert specimens[0]["type"]["coding"][0]["code"] == "BLDV"
+    assert not [e for e in result.report if e.code == "code-invalid"]
+    text = orjson.dumps(result.resources).decode()
+    assert "ORD-2026-55123" not in text and "LAB-2026-998877" not in text
