@@ -15,7 +15,7 @@ the segment and field when required data is missing or invalid.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
 from gateway.adapters.site import Site, Study
@@ -71,7 +71,7 @@ def map_message(message: Message, site: Site, *, pseudonym_key: bytes, received:
                          report_outcome(ctx.report), set(ctx.create_only))
 
 
-def ordered(resources: object) -> list[Resource]:
+def ordered(resources: Iterable[Resource]) -> list[Resource]:
     """Fixed type order (RESOURCE_ORDER, then other types by name); within a type, the
     order the builders produced them (itself deterministic)."""
     def rank(item: tuple[int, Resource]) -> tuple[int, str, int]:
@@ -79,7 +79,7 @@ def ordered(resources: object) -> list[Resource]:
         kind = resource["resourceType"]
         pos = RESOURCE_ORDER.index(kind) if kind in RESOURCE_ORDER else len(RESOURCE_ORDER)
         return pos, "" if kind in RESOURCE_ORDER else kind, index
-    return [r for _, r in sorted(enumerate(resources), key=rank)]  # type: ignore[arg-type]
+    return [r for _, r in sorted(enumerate(resources), key=rank)]
 
 
 # --- one builder per kind of content (manifest.Content) --------------------------------

@@ -9,6 +9,8 @@ import stat
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gateway.errors import ConfigError, InboundError
 from gateway.hl7.parser import parse, split_messages
@@ -248,3 +250,29 @@ def test_no_identifying_pid_value_of_any_corpus_message_appears_in_the_output(
             assert not mrns & _strings(resources), f"{path.name}: a PID-3 value in clear"
             checked += 1
     assert checked > 200
+
+
+# --- properties ---------------------------------------------------------------------------
+_ids = st.lists(st.tuples(st.from_regex(r"[A-Z0-9]{4,10}", fullmatch=True),
+                          st.sampled_from(["HSR", "LAB", "RAD"])),
+                min_size=1, max_size=4, unique_by=lambda t: t[1])
+
+
+@settings(max_examples=60, deadline=None)
+@given(ids=_ids, with_cf=st.booleans(), data=st.data())
+def test_the_pseudonym_does_not_depend_on_the_order_of_pid_3_when_a_cf_is_present(
+        ids: list[tuple[str, str]], with_cf: bool, data: st.DataObject) -> None:
+    reps = [f"{v}^^^{a}^PI" for v, a in ids] + ([f"{CF}^^^MEF^NNITA"] if with_cf else [])
+    shuffled = data.draw(st.permutations(reps))
+    first = one(convert(adt("HSR", f"PID|1||{'~'.join(reps)}||A^B")), "Patient")
+    second = one(convert(adt("HSR", f"PID|1||{'~'.join(shuffled)}||A^B")), "Patient")
+    if with_cf:
+        assert first["id"] == second["id"]
+    # whatever the order, every identifier alone then resolves to the same patient
+    links: dict[str, str] = {}
+    patient = one(convert(adt("HSR", f"PID|1||{'~'.join(shuffled)}||A^B"), links=links),
+                  "Patient")
+    for value, authority in ids:
+        alone = one(convert(adt("HSR", f"PID|1||{value}^^^{authority}^PI||A^B"), links=links),
+                    "Patient")
+        assert alone["id"] == patient["id"]
