@@ -34,6 +34,7 @@ from gateway.mapping.organization import organization
 from gateway.mapping.patient import map_merge, map_patient
 from gateway.mapping.provenance import provenance
 from gateway.mapping.research import map_registration, map_trials, study_index, tag_with_studies
+from gateway.mapping.results import map_results
 
 __all__ = ["MAPPING_VERSION", "MappingResult", "map_message"]
 
@@ -98,8 +99,6 @@ def _patient(ctx: MappingContext, spec: Spec) -> str | None:
 
 
 def _results(ctx: MappingContext, spec: Spec) -> None:
-    from gateway.mapping.results import map_results  # the results helper's module
-
     patient = _patient(ctx, spec)
     studies = map_trials(ctx, patient)
     map_results(ctx, {"reference": f"Patient/{patient}"} if patient else None)
