@@ -59,6 +59,7 @@ PHASE_WORDS: dict[str, str] = {
     "INDUCTION": "on-study-intervention", "CONSOLIDATION": "on-study-intervention",
     "MAINTENANCE": "on-study-intervention",
     "FOLLOW-UP": "on-study-observation", "FOLLOWUP": "on-study-observation",
+    "FOLLOW": "on-study-observation",
     "FU": "on-study-observation", "OBSERVATION": "on-study-observation",
     "MONITORING": "on-study-observation", "OFF-TREATMENT": "on-study-observation",
 }
@@ -199,8 +200,7 @@ def _subject_identifier(ctx: MappingContext, csr: Segment, seq: int, subject: Re
     if not value:
         return
     system = f"urn:plagencell:study:{study}:subject"
-    pid = ctx.message.segment("PID")
-    hospital_ids = {r.c(1).strip() for r in pid.reps(3)} if pid else set()
+    hospital_ids = {r.c(1).strip() for pid in ctx.message.all("PID") for r in pid.reps(3)}
     if value in hospital_ids:
         ctx.warn(f"CSR[{seq}]-4", "CSR-4 repeats a PID-3 identifier: hashed, not sent in clear")
         value, system = ctx.pseudonym("subject", system, value), "urn:plagencell:hashed:subject"
