@@ -82,7 +82,7 @@ def test_enrolment_and_off_study_update_the_same_research_subject() -> None:
     ("C03", (), "on-study"),  # registration corrected
     ("C05", ("CSP|FU^Follow-up^L|20260601",), "on-study-observation"),  # enters follow-up
     ("C05", ("CSP|TX^Treatment^L|20260401",), "on-study-intervention"),  # enters treatment
-    ("C05", ("CSP|P3^Follow up visits^L|20260601",), "on-study-observation"),  # by the text
+    ("C05", ("CSP|P3^Infusion day^L|20260601",), "on-study-intervention"),  # by the text
     ("C05", ("CSP|P7^Phase seven^L|20260401",), "on-study-observation"),  # unknown phase
     ("C06", (), "on-study"),  # phase entry cancelled: back to registered
     ("C07", ("CSP|SCREEN^Screening^L|20260301",), "screening"),  # phase corrected
