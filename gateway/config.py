@@ -12,6 +12,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.adapters.loader import EXAMPLE_SITES
+from gateway.bus import settings as bus_settings
+from gateway.bus.settings import BusSettings
 
 Role = Literal["edge", "hub", "all"]
 
@@ -26,7 +28,6 @@ class Settings(BaseModel):
     database_url: str | None = Field(default=None, description="default: SQLite in data dir")
     sites: Path = EXAMPLE_SITES
     role: Role = "all"
-    node_id: str = Field(default_factory=lambda: os.uname().nodename)
     # MLLP
     mllp_tls_cert: Path | None = None
     mllp_tls_key: Path | None = None
@@ -36,11 +37,12 @@ class Settings(BaseModel):
     # ingest
     pseudonym_key_file: Path | None = None
     batch_max: int = Field(default=64, description="messages per group commit, at most")
-    # bus (see gateway.bus.settings for the Kafka options)
-    kafka_bootstrap: str | None = None
-    topic_prefix: str = "gateway"
-    outbox_max: int = 100_000
-    extra: dict[str, Any] = Field(default_factory=dict)
+    # Kafka, topics, outbox bound, node id: gateway.bus.settings
+    bus: BusSettings = Field(default_factory=BusSettings)
+
+    @property
+    def node_id(self) -> str:
+        return self.bus.node_id
 
     def resolved_database_url(self) -> str:
         if self.database_url:
@@ -57,7 +59,6 @@ _FLAGS: list[tuple[str, str, type, str]] = [
      "sqlite:///file or postgresql://… (default: SQLite in the data dir)"),
     ("--sites", "sites", Path, "directory of site files (default: the shipped examples)"),
     ("--role", "role", str, "edge | hub | all (default all)"),
-    ("--node-id", "node_id", str, "this node's id on the bus (default: host name)"),
     ("--mllp-tls-cert", "mllp_tls_cert", Path, "PEM certificate: MLLP over TLS"),
     ("--mllp-tls-key", "mllp_tls_key", Path, "PEM private key for --mllp-tls-cert"),
     ("--mllp-tls-client-ca", "mllp_tls_client_ca", Path,
@@ -66,10 +67,6 @@ _FLAGS: list[tuple[str, str, type, str]] = [
     ("--idle-timeout", "idle_timeout", float, "seconds before an idle MLLP connection closes"),
     ("--pseudonym-key-file", "pseudonym_key_file", Path,
      "HMAC key file for pseudonyms (default: generated in the data dir)"),
-    ("--kafka-bootstrap", "kafka_bootstrap", str, "host:port[,…]; default: the embedded bus"),
-    ("--topic-prefix", "topic_prefix", str, "Kafka topic prefix (default gateway)"),
-    ("--outbox-max", "outbox_max", int,
-     "unpublished outbox rows beyond which new messages get AE 207"),
 ]
 
 
@@ -77,6 +74,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for flag, dest, kind, text in _FLAGS:
         env = "GATEWAY_" + dest.upper()
         parser.add_argument(flag, dest=dest, type=kind, default=None, help=f"{text} [{env}]")
+    bus_settings.add_arguments(parser)
 
 
 def settings_from(args: argparse.Namespace, environ: dict[str, str] | None = None) -> Settings:
@@ -88,4 +86,5 @@ def settings_from(args: argparse.Namespace, environ: dict[str, str] | None = Non
             values[dest] = given
         elif (env := environ.get("GATEWAY_" + dest.upper())) is not None:
             values[dest] = env
+    values["bus"] = bus_settings.from_sources(args, environ)
     return Settings.model_validate(values)

@@ -9,7 +9,7 @@
     │   ├── UnsupportedMessage        message type / event / version not accepted (AR, 200/201/203)
     │   ├── UnknownSite               MSH-4 names no configured site (AR, 103 at MSH-4)
     │   ├── MappingError              a field cannot be mapped (AE, 101/102/103 at its position)
-    │   └── Overloaded                the gateway is temporarily unable to accept (AE, 207, retriable)
+    │   └── Overloaded                temporarily unable to accept (AE, 207, retriable)
     ├── StoreError                    database failures (translated at the store boundary)
     │   ├── NotFound                  no such resource / version (HTTP 404)
     │   ├── Gone                      the resource is deleted (HTTP 410)

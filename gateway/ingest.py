@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from gateway.adapters import hooks
 from gateway.adapters.loader import Network
 from gateway.adapters.site import Site
 from gateway.errors import InboundError, Overloaded, ParseError, UnknownSite
@@ -32,6 +33,7 @@ from gateway.store.base import InboxRecord, Store, Transaction
 
 log = logging.getLogger(__name__)
 FRAME_SEPARATOR = b"\x1c"
+COMMIT_FOR = {"AA": "CA", "AE": "CA", "AR": "CR"}
 
 Clock = Callable[[], datetime]
 
@@ -203,8 +205,12 @@ class IngestService:
             errors = self._strict(site, job.raw)
             if errors:
                 raise errors[0]
+            if site.adapter:
+                msg = parse(hooks.before_mapping(site, job.raw))
             result = map_message(msg, site, pseudonym_key=self.key, received=received,
                                  studies=self.network.studies, lookup_link=tx.link_get)
+            if site.adapter:
+                result.resources = hooks.after_mapping(site, result.resources)
             with tx.savepoint():
                 return self._commit(tx, job, msg, site, result, received)
         except InboundError as exc:
@@ -302,6 +308,12 @@ class IngestService:
               *, retriable: bool = False) -> list[bytes]:
         header = acks.AckHeader.from_message(msg) if msg else acks.AckHeader.from_raw(raw)
         texts = acks.build_acks(header, errors, timestamp=self.clock(), retriable=retriable)
+        if not texts:
+            # MSH-15/16 asked for no acknowledgment at all (NE/NE). The transport still owes
+            # the sender a commit acknowledgment (MLLP release 2), or it would wait forever.
+            commit = "CE" if retriable else COMMIT_FOR.get(acks.outcome_of(errors), "CA")
+            texts = [acks.render_ack(header, commit, () if commit == "CA" else errors,
+                                     control_id=acks.new_control_id(), timestamp=self.clock())]
         charset = msg.charset if msg else "utf-8"
         return [acks.encode_ack(text, charset) for text in texts]
 

@@ -14,20 +14,29 @@ import logging
 import signal
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import uvicorn
 
-from gateway.adapters.loader import Network, load_network
-from gateway.api.admin import admin_router
+from gateway.adapters.fhirsource import start_fhir_sources
+from gateway.adapters.governance import admin_codes_router
+from gateway.adapters.labexport.drop import start_drop_folders
+from gateway.adapters.labexport.http import labexport_router
+from gateway.adapters.loader import Network, load_network, reload_network
+from gateway.adapters.terminology import terminology_router
+from gateway.api.admin import admin_router, bus_admin_router
 from gateway.api.app import create_app
+from gateway.api.fhir import fhir_router
 from gateway.api.ingest import hl7v2_router
+from gateway.bus import start_bus_components
 from gateway.config import Settings
 from gateway.errors import ConfigError
 from gateway.hl7 import ack as acks
+from gateway.hl7.check import inbound_errors
 from gateway.hl7.mllp import MllpServer, Peer, server_ssl_context
 from gateway.ingest import IngestService
-from gateway.mapping.pseudonym import load_or_create_key
+from gateway.mapping.pseudonym import load_or_create_key, read_key
 from gateway.store.sql import SqlStore
 
 log = logging.getLogger(__name__)
@@ -88,43 +97,55 @@ class Gateway:
         self.network = load_network(s.sites)
         self.store = SqlStore(s.resolved_database_url())
         await asyncio.to_thread(self.store.migrate)
-        key = load_or_create_key(s.data_dir, s.pseudonym_key_file)
+        key = (read_key(s.pseudonym_key_file) if s.pseudonym_key_file
+               else load_or_create_key(s.data_dir))
         self.bus = await self._start_bus()
         self.service = IngestService(
             self.store, self.network, key, node_id=s.node_id, batch_max=s.batch_max,
             accepting=getattr(self.bus, "accepting", lambda: True),
             on_commit=getattr(self.bus, "notify", lambda: None),
-            strict_check=_strict_checker())
+            strict_check=inbound_errors)
         self.service.start()
         await self._start_http()
         if s.role != "hub":
             await self._start_mllp()
+            self._start_file_sources()
         log.info("gateway ready: role %s, HTTP %s:%d, MLLP %s", s.role, s.host,
                  self.http_port, f"{s.host}:{self.mllp.port}" if self.mllp else "off")
 
     async def _start_bus(self) -> Any:
-        from gateway.bus import start_bus_components
-
         assert self.store is not None
-        return await start_bus_components(self.settings, self.store, self.settings.role)
+        return await start_bus_components(self.settings.bus, self.store, self.settings.role,
+                                          data_dir=self.settings.data_dir)
 
     def _routers(self) -> list[Any]:
-        assert self.service is not None and self.store is not None
+        assert self.service is not None and self.store is not None and self.network
         routers: list[Any] = []
         if self.settings.role != "hub":
-            routers += [hl7v2_router(self.service), admin_router(self.service)]
+            routers += [hl7v2_router(self.service), admin_router(self.service),
+                        admin_codes_router(self.store, self.network),
+                        labexport_router(self.store, self.network, self.service.key)]
+        if self.bus is not None:
+            routers.append(bus_admin_router(self.bus))
         if self.settings.role != "edge":
-            from gateway.api.fhir import fhir_router
-
-            routers.append(fhir_router(self.store))
+            # the terminology routes come before the FHIR API's generic /fhir/{type}/{id}
+            routers += [terminology_router(self.network), fhir_router(self.store)]
         return routers
+
+    def _start_file_sources(self) -> None:
+        assert self.store is not None and self.network is not None and self.service
+        s = self.settings
+        self.extras.append(start_drop_folders(s.data_dir, self.store, self.network,
+                                              self.service.key))
+        self.extras += start_fhir_sources(self.network, self.store, self.service.key,
+                                          s.data_dir, now=_now_instant)
 
     async def _start_http(self) -> None:
         app = create_app(routers=self._routers(), ready=lambda: self.ready)
         config = uvicorn.Config(app, host=self.settings.host, port=self.settings.http_port,
                                 log_level="warning", lifespan="off", access_log=False)
         self.http = _QuietServer(config)
-        task = asyncio.create_task(self.http.serve())
+        task = asyncio.create_task(self.http.serve(), name="http")
         self.extras.append(task)
         while not self.http.started:
             if task.done():
@@ -145,15 +166,10 @@ class Gateway:
         await self.mllp.start()
 
     def reload_sites(self) -> None:
-        try:
-            network = load_network(self.settings.sites)
-        except ConfigError as exc:
-            log.error("site files not reloaded, the previous ones stay: %s", exc)
-            return
-        if self.service is not None:
-            self.service.network = network
-        self.network = network
-        log.info("site files reloaded: %d sites", len(network.sites))
+        """SIGHUP: re-read the site files in place (every holder sees them); a bad file
+        leaves the running configuration as it was. Connections are not dropped."""
+        if self.network is not None:
+            reload_network(self.network, self.settings.sites)
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -167,7 +183,9 @@ class Gateway:
         if self.http is not None:
             self.http.should_exit = True
         for task in self.extras:
-            with contextlib.suppress(Exception):
+            if task.get_name() != "http":
+                task.cancel()
+            with contextlib.suppress(Exception, asyncio.CancelledError):
                 await asyncio.wait_for(task, 10)
         if self.service is not None:
             await asyncio.to_thread(self.service.stop)
@@ -178,10 +196,8 @@ class Gateway:
         log.info("gateway stopped")
 
 
-def _strict_checker() -> Any:
-    from gateway.hl7.check import inbound_errors
-
-    return inbound_errors
+def _now_instant() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 async def serve(settings: Settings) -> None:

@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from gateway.adapters.loader import EXAMPLE_SITES
+from gateway.bus.settings import BusSettings
 from gateway.config import Settings
 from gateway.hl7.mllp import MllpClient
 from gateway.hl7.parser import parse
@@ -41,7 +42,8 @@ def err(ack: bytes) -> str:
 async def start_gateway(tmp_path: Path, database_url: str | None = None,
                         sites: Path = EXAMPLE_SITES) -> Gateway:
     settings = Settings(http_port=0, mllp_port=0, data_dir=tmp_path / "var",
-                        database_url=database_url, sites=sites, node_id="test-node")
+                        database_url=database_url, sites=sites,
+                        bus=BusSettings(node_id="test-node"))
     gateway = Gateway(settings)
     await gateway.start()
     return gateway
@@ -113,7 +115,7 @@ async def test_a_non_numeric_nm_value_gets_ae_pointing_at_obx5(gateway: Gateway)
         r = await http.get(f"http://127.0.0.1:{gateway.http_port}/admin/messages",
                            params={"status": "error"})
     [listed] = r.json()
-    assert listed["control_id"] == "MSG0004" and "OBX-5" in listed["error"]
+    assert listed["control_id"] == "MSG0004" and "OBX[1]-5" in listed["error"]
 
 
 async def test_a_comparator_is_not_an_error(gateway: Gateway) -> None:
@@ -166,3 +168,10 @@ async def test_enhanced_mode_sends_a_commit_ack_then_the_application_ack(
     message = oru("MSG0008").replace(b"|P|2.5.1\r", b"|P|2.5.1|||AL|AL\r")
     answers = await send(gateway, message)
     assert [msa(a)[0] for a in answers] == ["CA", "AA"]
+
+
+async def test_a_message_asking_for_no_ack_still_gets_a_commit_ack(gateway: Gateway) -> None:
+    # MSH-15/16 NE/NE (ELR "no ack" profiles): the MLLP sender still needs an answer
+    message = oru("MSG0009").replace(b"|P|2.5.1\r", b"|P|2.5.1|||NE|NE\r")
+    answers = await send(gateway, message)
+    assert [msa(a) for a in answers] == [["CA", "MSG0009"]]

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, Literal, Protocol
 
 from fastapi import APIRouter, HTTPException, Query
 
 from gateway.ingest import IngestService
 from gateway.store.base import InboxRecord
 
-STATUSES = ("received", "processed", "error", "rejected")
+Status = Literal["received", "processed", "error", "rejected"]
 
 
 def _summary(record: InboxRecord) -> dict[str, Any]:
@@ -26,7 +26,7 @@ def admin_router(service: IngestService) -> APIRouter:
     store = service.store
 
     @router.get("/messages", summary="Inbound messages, newest first (no message content)")
-    async def messages(status: str | None = Query(None, enum=list(STATUSES)),
+    async def messages(status: Status | None = None,
                        site: str | None = None, since: str | None = None,
                        limit: int = Query(100, ge=1, le=1000)) -> list[dict[str, Any]]:
         records = await asyncio.to_thread(store.inbox_list, status=status, site=site,
@@ -49,5 +49,19 @@ def admin_router(service: IngestService) -> APIRouter:
         outcome = await service.replay_async(record)
         return {"id": message_id, "status": outcome.status, "ack_code": outcome.ack_code,
                 "resources_changed": outcome.changed}
+
+    return router
+
+
+class _HasStatus(Protocol):
+    def status(self) -> dict[str, object]: ...
+
+
+def bus_admin_router(components: _HasStatus) -> APIRouter:
+    router = APIRouter(prefix="/admin", tags=["admin"])
+
+    @router.get("/bus", summary="Outbox relay backlog and hub projector lag")
+    async def bus() -> dict[str, object]:
+        return components.status()
 
     return router

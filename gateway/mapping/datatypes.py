@@ -35,6 +35,15 @@ NM_PATTERN = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)$")
 SN_COMPARATORS = {"<": "<", ">": ">", "<=": "<=", ">=": ">=", "=": None, "": None, '"': None}
 
 
+_ODD_SPACE = re.compile(r"[^\S \r\n\t]")
+
+
+def fhir_string(value: str) -> str:
+    """A FHIR string: whitespace other than space, CR, LF and tab (NBSP, vertical tab, …) is
+    not allowed by the R4 schema's string pattern, so it becomes a space."""
+    return value if value.isprintable() else _ODD_SPACE.sub(" ", value)
+
+
 def fail(text: str, at: Location) -> MappingError:
     """A MappingError (AE, 102 data type error) at ``at``."""
     return MappingError(f"{at.segment}[{at.sequence}]-{at.field}: {text}", segment=at.segment,
@@ -90,16 +99,17 @@ def cwe_to_codeable_concept(comp: Composite, site: Site, *, code_map: bool = Fal
     codings: list[JSON] = []
     texts = []
     for code_i, text_i, name_i, version_i in ((1, 2, 3, 7), (4, 5, 6, 8)):
-        code, display, name = comp.c(code_i), comp.c(text_i), comp.c(name_i)
+        code, display = comp.c(code_i).strip(), fhir_string(comp.c(text_i)).strip()
+        name = comp.c(name_i).strip()
         if display:
             texts.append(display)
         if not code:
             continue
-        coding = _coding(code, display, name, comp.c(version_i), site)
+        coding = _coding(code, display, name, comp.c(version_i).strip(), site)
         mapped = _mapped(coding, name, site) if code_map and not is_standard(
             coding["system"]) else None
         codings.extend([mapped, coding] if mapped else [coding])
-    text = comp.c(9) or (texts[0] if texts else "")
+    text = fhir_string(comp.c(9)).strip() or (texts[0] if texts else "")
     if not codings and not text:
         return None
     cc: JSON = {"coding": _unique(codings)} if codings else {}
@@ -238,7 +248,7 @@ def units(comp: Composite, site: Site) -> JSON:
     """OBX-6 (CWE) → Quantity unit/system/code. UCUM when the site's unit_map says so, when
     the coding system is UCUM, or when the unit is a common UCUM lab unit (or its usual
     spelling); otherwise only the human-readable ``unit``."""
-    code, text, name = comp.c(1), comp.c(2), comp.c(3)
+    code, text, name = comp.c(1).strip(), comp.c(2).strip(), comp.c(3).strip()
     if not code and not text:
         return {}
     mapped = site.unit_map.get(code) or site.unit_map.get(text)

@@ -119,9 +119,9 @@ def _other_value(ctx: MappingContext, obx: Segment, seq: int, vt: str,
             ctx.info(where(obx, seq, 5), f"{vt} free text dropped (site privacy.keep_free_text)",
                      code="suppressed")
             return None
-        return "valueString", "\n".join(r.text for r in reps)
+        return "valueString", dt.fhir_string("\n".join(r.text for r in reps))
     if vt == "ST":
-        return "valueString", "\n".join(r.text for r in reps)
+        return "valueString", dt.fhir_string("\n".join(r.text for r in reps))
     if vt in ("DT", "DTM", "TS"):
         return "valueDateTime", dt.dtm_to_fhir(first.c(1), ctx.site.timezone, loc)
     if vt == "TM":
@@ -254,7 +254,7 @@ def _notes(ctx: MappingContext, notes: list[Segment], obs: JSON) -> None:
         ctx.info(f"NTE-3 (line {notes[0].line})", "NTE comments dropped (site privacy.keep_nte)",
                  code="suppressed")
         return
-    texts = ["\n".join(r.text for r in n.reps(3)) for n in notes]
+    texts = [dt.fhir_string("\n".join(r.text for r in n.reps(3))) for n in notes]
     kept = [{"text": text} for text in texts if text]
     if kept:
         obs["note"] = kept
