@@ -164,8 +164,12 @@ def received_instant(message: Message, site: Site) -> str:
 
 
 def describe(exc: InboundError) -> str:
-    where = f" at {exc.location}" if exc.location else ""
-    return f"{exc.ack_code} {exc.err_code}{where}: {exc.message}"
+    """"AE 101: PID-3: …": ACK code, ERR code, then the message, which names the position
+    (the location is prepended when the message does not start with its segment)."""
+    text = exc.message
+    if exc.location and not text.startswith(exc.location.segment):
+        text = f"{exc.location}: {text}"
+    return f"{exc.ack_code} {exc.err_code}: {text}"
 
 
 def dump(obj: Any) -> bytes:
