@@ -134,24 +134,27 @@ def http_date(instant: str) -> str:
 
 def version_headers(resource: dict[str, Any]) -> dict[str, str]:
     meta = resource.get("meta") or {}
+    return headers_for(meta.get("versionId"), meta.get("lastUpdated"))
+
+
+def headers_for(version_id: str | None, last_updated: str | None) -> dict[str, str]:
     headers: dict[str, str] = {}
-    if "versionId" in meta:
-        headers["ETag"] = etag(meta["versionId"])
-    if "lastUpdated" in meta:
-        headers["Last-Modified"] = http_date(meta["lastUpdated"])
+    if version_id:
+        headers["ETag"] = etag(version_id)
+    if last_updated:
+        headers["Last-Modified"] = http_date(last_updated)
     return headers
 
 
-def not_modified(request: Request, resource: dict[str, Any]) -> bool:
+def not_modified(request: Request, version_id: str, last_updated: str) -> bool:
     """``If-None-Match`` / ``If-Modified-Since`` say the client's copy is current."""
-    meta = resource.get("meta") or {}
     inm = request.headers.get("if-none-match")
     if inm is not None:
         tags = {parse_etag(t) for t in inm.split(",")}
-        return "*" in tags or str(meta.get("versionId")) in tags
+        return "*" in tags or version_id in tags
     ims = request.headers.get("if-modified-since")
-    if ims and "lastUpdated" in meta:
-        return _not_modified_since(ims, meta["lastUpdated"])
+    if ims and last_updated:
+        return _not_modified_since(ims, last_updated)
     return False
 
 

@@ -13,7 +13,8 @@ from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 import orjson
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
+from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
@@ -23,10 +24,12 @@ from gateway.store.base import Resource, Store
 from . import interactions as ix
 from .bundles import history_bundle, response_entry
 from .capability import Capability
+from .fastread import RawReader, RawResource
 from .negotiation import (
     check_body_type,
     check_format,
     fhir_response,
+    headers_for,
     not_modified,
     prefer,
     read_json,
@@ -51,6 +54,15 @@ class FhirApi:
         self.base_url = base_url.rstrip("/") if base_url else None
         self.origin = origin
         self.capability = Capability()
+        self.reader = RawReader(store)
+
+    def read_now(self, rtype: str, id: str) -> RawResource:
+        """A read by primary key, on the event loop: it costs less than the hop to a
+        worker thread (≈15 µs on SQLite, one round trip on PostgreSQL)."""
+        try:
+            return self.reader.read(rtype, id)
+        except GatewayError as exc:
+            raise from_gateway_error(exc) from exc
 
     def base(self, request: Request) -> str:
         return self.base_url or f"{str(request.base_url).rstrip('/')}/fhir"
@@ -86,25 +98,60 @@ async def call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         raise from_gateway_error(exc) from exc
 
 
+class FhirRoute(APIRoute):
+    """Every FHIR route first checks ``_format``/``Accept`` (406), without the cost of a
+    FastAPI dependency on the hot path."""
+
+    def get_route_handler(self) -> Callable[[Request], Any]:
+        handler = super().get_route_handler()
+
+        async def checked(request: Request) -> Response:
+            check_format(request)
+            response: Response = await handler(request)
+            return response
+
+        return checked
+
+
 def fhir_router(store: Store, *, base_url_from_request: bool = True,
                 base_url: str | None = None, origin: str | None = None) -> APIRouter:
     """The ``/fhir`` router. ``base_url`` (when not taken from the request) is the public
     base used in ``fullUrl``, ``Location`` and paging links."""
     api = FhirApi(store, base_url=None if base_url_from_request else base_url, origin=origin)
-    router = APIRouter(prefix="/fhir", dependencies=[Depends(check_format)])
+    router = APIRouter(prefix="/fhir", route_class=FhirRoute)
+    _read_routes(router, api)  # first: matched in order, and reads are the hot path
     _system_routes(router, api)
     _type_routes(router, api)
     _instance_routes(router, api)
     return router
 
 
-# -- system level ------------------------------------------------------------------------------
+# -- reads -------------------------------------------------------------------------------------
 
-def _system_routes(router: APIRouter, api: FhirApi) -> None:
+def _read_routes(router: APIRouter, api: FhirApi) -> None:
     @router.get("/metadata")
     async def metadata(request: Request) -> Response:
         return fhir_response(api.capability.statement(api.base(request)))
 
+    @router.get("/{rtype}/_history")
+    async def type_history(rtype: str, request: Request) -> Response:
+        return await _history(api, request, api.served(rtype), None)
+
+    @router.get("/{rtype}/{id}")
+    async def read(rtype: str, id: str, request: Request) -> Response:
+        api.served(rtype)
+        if rtype == "SearchParameter":
+            return fhir_response(api.capability.search_parameter(id, api.base(request)))
+        raw = api.read_now(rtype, id)
+        headers = headers_for(raw.version_id, raw.last_updated)
+        if not_modified(request, raw.version_id, raw.last_updated):
+            return Response(b"", status_code=304, headers=headers)
+        return fhir_response(raw.content, 200, headers)
+
+
+# -- system level ------------------------------------------------------------------------------
+
+def _system_routes(router: APIRouter, api: FhirApi) -> None:
     @router.post("")
     @router.post("/")
     async def bundle(request: Request) -> Response:
@@ -185,9 +232,6 @@ def _type_routes(router: APIRouter, api: FhirApi) -> None:
             tx, rtype, query, api.context(request)))
         return _write_answer(api, request, result)
 
-    @router.get("/{rtype}/_history")
-    async def type_history(rtype: str, request: Request) -> Response:
-        return await _history(api, request, api.served(rtype), None)
 
 
 def _query(request: Request) -> str:
@@ -235,14 +279,6 @@ def _write_answer(api: FhirApi, request: Request, result: ix.Result) -> Response
 # -- instance level ----------------------------------------------------------------------------
 
 def _instance_routes(router: APIRouter, api: FhirApi) -> None:
-    @router.get("/{rtype}/{id}")
-    async def read(rtype: str, id: str, request: Request) -> Response:
-        api.served(rtype)
-        if rtype == "SearchParameter":
-            return fhir_response(api.capability.search_parameter(id, api.base(request)))
-        resource = await call(ix.read, api.store, rtype, id)
-        return _resource_answer(request, resource)
-
     @router.get("/{rtype}/{id}/_history/{vid}")
     async def vread(rtype: str, id: str, vid: str, request: Request) -> Response:
         api.served(rtype)
@@ -271,7 +307,8 @@ def _instance_routes(router: APIRouter, api: FhirApi) -> None:
 
 def _resource_answer(request: Request, resource: Resource) -> Response:
     headers = version_headers(resource)
-    if not_modified(request, resource):
+    meta = resource.get("meta") or {}
+    if not_modified(request, str(meta.get("versionId", "")), str(meta.get("lastUpdated", ""))):
         return Response(b"", status_code=304, headers=headers)
     return fhir_response(orjson.dumps(resource), 200, headers)
 

@@ -1,0 +1,89 @@
+"""The hot read path: a resource's stored JSON bytes by primary key, served as they are.
+
+``Store.read`` goes through SQLAlchemy Core and parses the JSON (≈160 µs on SQLite); the
+API only needs the stored bytes (they already carry ``meta.versionId``/``lastUpdated``)
+plus version and instant for the ETag and Last-Modified headers. For a ``SqlStore`` this
+reads the store's ``resource`` table (names from ``gateway.store.schema``) on a pooled
+DB-API connection with one prepared statement (≈13 µs); any other Store falls back to
+``read`` + orjson. Candidate for the store itself (``Store.read_raw``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from sqlalchemy import bindparam, select
+
+from gateway.errors import StoreError
+from gateway.store import schema
+from gateway.store.base import Store
+
+from .outcomes import FhirError
+
+_c = schema.resource.c
+_READ = select(_c.deleted, _c.content, _c.version_id, _c.last_updated).where(
+    _c.res_type == bindparam("res_type"), _c.res_id == bindparam("res_id"))
+
+
+@dataclass(frozen=True, slots=True)
+class RawResource:
+    content: bytes
+    version_id: str
+    last_updated: str
+
+
+class RawReader:
+    """Reads current versions as bytes; 404 / 410 as FhirError."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        engine = getattr(store, "engine", None)
+        self.engine: Any = engine if getattr(store, "dialect", None) in (
+            "sqlite", "postgresql") else None
+        if self.engine is not None:
+            compiled = _READ.compile(dialect=self.engine.dialect)
+            self.sql = str(compiled)  # in the driver's own paramstyle
+            self.positions = compiled.positiontup if compiled.positional else None
+            self.db_error: type[Exception] = self.engine.dialect.loaded_dbapi.Error
+
+    def read(self, resource_type: str, id: str) -> RawResource:
+        if self.engine is None:
+            return self._via_store(resource_type, id)
+        row = self._row(resource_type, id)
+        if row is None:
+            raise FhirError.of("not-found", f"{resource_type}/{id} is not known")
+        deleted, content, version_id, last_updated = row
+        if deleted:
+            raise FhirError.of("deleted", f"{resource_type}/{id} was deleted")
+        return RawResource(bytes(content), str(version_id), str(last_updated))
+
+    def _row(self, resource_type: str, id: str) -> tuple[Any, ...] | None:
+        try:
+            conn = self.engine.raw_connection()
+            try:
+                cursor = conn.cursor()
+                cursor.execute(self.sql, self._params(resource_type, id))
+                row: tuple[Any, ...] | None = cursor.fetchone()
+                cursor.close()
+                return row
+            finally:
+                conn.close()  # back to the pool (which rolls back the read)
+        except self.db_error as exc:
+            raise StoreError(f"database error: {type(exc).__name__}",
+                             resource=f"{resource_type}/{id}") from exc
+
+    def _params(self, resource_type: str, id: str) -> Any:
+        values = {"res_type": resource_type, "res_id": id}
+        if self.positions is None:
+            return values
+        return tuple(values[name] for name in self.positions)
+
+    def _via_store(self, resource_type: str, id: str) -> RawResource:
+        from . import interactions
+
+        resource = interactions.read(self.store, resource_type, id)
+        meta = resource.get("meta") or {}
+        return RawResource(orjson.dumps(resource), str(meta.get("versionId", "")),
+                           str(meta.get("lastUpdated", "")))
