@@ -188,7 +188,7 @@ def _conditions(ctx: MappingContext, spm: Segment, seq: int, spec: JSON) -> None
                   if (cc := dt.cwe_to_codeable_concept(rep, ctx.site))]
     if conditions:
         spec["condition"] = conditions
-    texts = [rep.text for rep in spm.reps(14)]
+    texts = [dt.fhir_string(rep.text) for rep in spm.reps(14)]
     if texts and ctx.site.privacy.keep_free_text:
         spec["note"] = [{"text": text} for text in texts]
     elif texts:

@@ -11,7 +11,9 @@ import jsonschema
 import orjson
 import pytest
 
+from gateway.errors import InboundError
 from gateway.fhir import validate
+from gateway.hl7.parser import split_messages
 from tests.conftest import FHIR_SCHEMA
 from tests.golden.golden import Run, convert, pairs, run
 
@@ -74,6 +76,38 @@ def test_every_emitted_resource_validates_against_the_r4_schema_and_r4b_models(
             validate(resource)
             checked += 1
     assert checked > 400
+
+
+NOT_HL7 = (".json", ".fhir", ".csv", ".tsv", ".md")
+
+
+def corpus_messages(corpus: Path) -> list[tuple[str, str]]:
+    out = []
+    for path in sorted(corpus.rglob("*")):
+        if path.is_file() and path.suffix not in NOT_HL7 and not path.name.startswith(
+                ("LICENSE", "MANIFEST")):
+            out += [(str(path.relative_to(corpus)), m)
+                    for m in split_messages(path.read_bytes())]
+    return out
+
+
+def test_every_corpus_message_maps_validly_or_is_refused_at_a_position(
+        corpus: Path, schema_validators: SchemaValidators) -> None:
+    mapped = refused = 0
+    for name, text in corpus_messages(corpus):
+        try:
+            resources = convert(text.encode())
+        except InboundError as exc:
+            assert exc.location is not None, f"{name}: {exc} names no position"
+            refused += 1
+            continue
+        for resource in resources:
+            if resource["resourceType"] in ("Observation", "Specimen"):
+                errors = list(schema_validators[resource["resourceType"]].iter_errors(resource))
+                assert not errors, f"{name} {resource['resourceType']}: {errors[0].message}"
+                validate(resource)
+        mapped += 1
+    assert mapped > 600 and refused < 10
 
 
 def test_the_same_message_maps_to_byte_identical_resources(corpus: Path) -> None:
