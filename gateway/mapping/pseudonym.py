@@ -175,9 +175,11 @@ def resolve(ctx: MappingContext, ids: Sequence[Cx]) -> Resolution | None:
     # Only a pseudonym made from one of these very identifiers (an MRN pseudonym, before
     # the codice fiscale was known) is superseded; any other is a different patient whose
     # identifier this PID reuses: a conflict, reported, never merged.
-    from_ids = {ctx.pseudonym("MRN", cx.authority, cx.value) for cx in ids if not cx.fiscal_code}
-    result.superseded = others & from_ids
-    result.conflicts = others - from_ids
+    if others:
+        from_ids = {ctx.pseudonym("MRN", cx.authority, cx.value)
+                    for cx in ids if not cx.fiscal_code}
+        result.superseded = others & from_ids
+        result.conflicts = others - from_ids
     return result
 
 
