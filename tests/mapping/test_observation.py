@@ -181,3 +181,9 @@ def test_post_infusion_monitoring_from_a_hospital_lab_maps_all_ten_results() -> 
     assert not [e for e in result.report if e.code == "code-invalid"]
     text = orjson.dumps(result.resources).decode()
     assert "ORD-2026-55123" not in text and "LAB-2026-998877" not in text
+
+
+def test_an_nm_below_the_detection_limit_keeps_its_comparator() -> None:
+    obs = observation("OBX|1|NM|26881-3^IL-6^LN||<1.5|pg/mL")
+    assert obs["valueQuantity"]["comparator"] == "<"
+    assert obs["valueQuantity"]["value"] == 1.5
