@@ -198,7 +198,8 @@ def _conditions(ctx: MappingContext, spm: Segment, seq: int, spec: JSON) -> None
 
 def build_obr_specimen(ctx: MappingContext, obr: Segment, seq: int, order: Order, *,
                        subject: JSON | None = None) -> JSON | None:
-    """An order group without SPM: a Specimen from OBR-15 (SPS: source, body site), OBR-7
+    """An order group without SPM: a Specimen from OBR-15 (SPS: source, table 0070 when no
+    coding system is named; body site), OBR-7
     (collected) and OBR-14 (received), when OBR-7 or OBR-15 is valued. Its id comes from the
     order key and OBR-4 (one order number may carry several panels, each with its time)."""
     sps = obr.first(15)
@@ -207,7 +208,8 @@ def build_obr_specimen(ctx: MappingContext, obr: Segment, seq: int, order: Order
         return None
     spec: JSON = {"resourceType": "Specimen",
                   "id": ctx.rid("Specimen", order.key, "OBR", obr.get(4))}
-    kind = dt.cwe_to_codeable_concept(_sub_composite(sps, 1), ctx.site) if sps else None
+    kind = dt.cwe_to_codeable_concept(_with_table(_sub_composite(sps, 1), "HL70070"),
+                                      ctx.site) if sps else None
     if kind:
         spec["type"] = kind
     if subject:

@@ -38,6 +38,8 @@ JSON = dict[str, Any]
 SOURCES = ("fhir-converter", "reportstream", "hl7-v2-to-fhir-ig")
 KEY = b"golden-test-pseudonym-key-000000"
 # keep_free_text / keep_nte: the corpus values are compared, so the test site keeps them.
+# timezone UTC: the converters write times that had no offset as UTC (or without offset, which
+# the comparison reads as UTC); a Europe/Rome site would shift them by one or two hours.
 SITE = Site(id="golden", name="Golden test site", kind="hospital", facilities=["GOLDEN"],
             timezone="UTC", privacy=Privacy(keep_nte=True, keep_free_text=True))
 RESULT_TYPES = ("Observation", "Specimen")

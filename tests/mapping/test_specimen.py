@@ -102,11 +102,13 @@ def test_an_oml_o21_spm_after_the_obr_gives_its_specimen_to_the_order() -> None:
 
 
 def test_an_order_without_spm_gets_a_specimen_from_obr_7_and_obr_15() -> None:
-    obr = OBR + "||||||||BLD&Blood&HL70070"  # OBR-15
+    obr = OBR + "||||||||BLD&Blood"  # OBR-15, no coding system: table 0070
     ctx = mapped(message("ORU^R01^ORU_R01", obr, VIAB))
     spec = of_type(ctx, "Specimen")[0]
     assert spec["collection"]["collectedDateTime"] == "2026-11-20T10:00:00+01:00"
-    assert spec["type"]["coding"][0]["code"] == "BLD"
+    assert spec["type"]["coding"][0] == {
+        "system": "http://terminology.hl7.org/CodeSystem/v2-0070", "code": "BLD",
+        "display": "Blood"}
     assert of_type(ctx, "Observation")[0]["specimen"]["reference"] == f"Specimen/{spec['id']}"
 
 
