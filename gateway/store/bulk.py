@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import orjson
-from sqlalchemy import insert, select, tuple_
+from sqlalchemy import Table, insert, select
 
 from gateway.store import schema as s
 from gateway.store.base import Resource
@@ -37,10 +37,14 @@ def bulk_put(tx: SqlTransaction, resources: Sequence[Resource], *, outbox: bool,
 
 def _existing(tx: SqlTransaction, part: Sequence[Resource]) -> set[tuple[str, str]]:
     r = s.resource.c
-    keys = [(x["resourceType"], x["id"]) for x in part]
-    rows = tx.conn.execute(select(r.res_type, r.res_id)
-                           .where(tuple_(r.res_type, r.res_id).in_(keys))).all()
-    return {(row[0], row[1]) for row in rows}
+    by_type: dict[str, list[str]] = {}
+    for resource in part:
+        by_type.setdefault(resource["resourceType"], []).append(resource["id"])
+    found: set[tuple[str, str]] = set()
+    for rtype, ids in by_type.items():
+        rows = tx.conn.execute(select(r.res_id).where(r.res_type == rtype, r.res_id.in_(ids)))
+        found.update((rtype, row[0]) for row in rows)
+    return found
 
 
 def _dedupe(resources: list[Resource]) -> list[Resource]:
@@ -68,10 +72,24 @@ def _insert_new(tx: SqlTransaction, resources: list[Resource], *, outbox: bool) 
                       "payload": data, "headers": orjson.dumps({}).decode(), "created": now})
         for kind, rows in index_rows(stored).items():
             index[kind].extend({**key, **row} for row in rows)
-    tx.conn.execute(insert(s.resource), current)
-    tx.conn.execute(insert(s.resource_version), versions)
+    _insert(tx, s.resource, current)
+    _insert(tx, s.resource_version, versions)
     for kind, rows in index.items():
-        if rows:
-            tx.conn.execute(insert(s.INDEX_TABLES[kind]), rows)
+        _insert(tx, s.INDEX_TABLES[kind], rows)
     if outbox:
         tx.conn.execute(insert(s.outbox), boxes)
+
+
+def _insert(tx: SqlTransaction, table: Table, rows: list[dict[str, Any]]) -> None:
+    """Many rows at once: COPY on PostgreSQL, executemany on SQLite."""
+    if not rows:
+        return
+    if tx.store.dialect != "postgresql":
+        tx.conn.execute(insert(table), rows)
+        return
+    columns = list(rows[0])
+    cursor = tx.conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    names = ", ".join(f'"{c}"' for c in columns)
+    with cursor.copy(f"COPY {table.name} ({names}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row([row[c] for c in columns])

@@ -88,7 +88,8 @@ idx_token = _index_table(
 )
 Index("ix_token_code", idx_token.c.res_type, idx_token.c.param, idx_token.c.code,
       idx_token.c.system, idx_token.c.res_id)
-Index("ix_token_res", idx_token.c.res_type, idx_token.c.res_id, idx_token.c.param)
+Index("ix_token_res", idx_token.c.res_type, idx_token.c.res_id, idx_token.c.param,
+      idx_token.c.code, idx_token.c.system)
 
 idx_string = _index_table(
     "idx_string",
@@ -107,7 +108,8 @@ idx_date = _index_table(
 Index("ix_date_low", idx_date.c.res_type, idx_date.c.param, idx_date.c.low, idx_date.c.high,
       idx_date.c.res_id)
 Index("ix_date_high", idx_date.c.res_type, idx_date.c.param, idx_date.c.high, idx_date.c.res_id)
-Index("ix_date_res", idx_date.c.res_type, idx_date.c.res_id, idx_date.c.param)
+Index("ix_date_res", idx_date.c.res_type, idx_date.c.res_id, idx_date.c.param, idx_date.c.low,
+      idx_date.c.high)
 
 idx_reference = _index_table(
     "idx_reference",

@@ -66,6 +66,18 @@ class SqlStore:
     def close(self) -> None:
         self.engine.dispose()
 
+    @translated
+    def optimize(self) -> None:
+        """Refresh planner statistics after a bulk load (PostgreSQL ``VACUUM ANALYZE``,
+        SQLite ``ANALYZE``), so searches pick the right indexes from the start."""
+        with self.engine.connect() as conn:
+            if self.dialect == "postgresql":
+                conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+                conn.exec_driver_sql("VACUUM ANALYZE")
+            else:
+                conn.exec_driver_sql("ANALYZE")
+                conn.commit()
+
     @contextmanager
     def transaction(self) -> Iterator[SqlTransaction]:
         """A write transaction, committed when the block exits cleanly."""

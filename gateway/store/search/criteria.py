@@ -45,35 +45,39 @@ class BadParam(ValueError):
 @dataclass(frozen=True, slots=True)
 class Filter:
     negated: bool
-    ids: Select[Any]
+    ids: Select[Any]  # selects one column: the matching resource ids
+    rank: int = 3  # selectivity guess: the lowest-ranked positive filter drives the query
+
+
+RANK = {"reference": 0, "token": 1, "string": 2, "uri": 2}
 
 
 def build(rtype: str, name: str, value: str, base_url: str | None = None) -> Filter:
     """The filter for ``name=value`` on ``rtype`` (raises BadParam)."""
     if name.startswith("_has:"):
-        return Filter(False, _has(rtype, name, value, base_url))
+        return Filter(False, _has(rtype, name, value, base_url), 0)
     head, _, chain = name.partition(".")
     pname, _, modifier = head.partition(":")
     definition = registry.lookup(rtype, pname)
     if definition is None:
         raise BadParam(f"unknown search parameter '{pname}' for {rtype}", "not-supported")
     if chain:
-        return Filter(False, _chained(rtype, definition, modifier, chain, value, base_url))
+        return Filter(False, _chained(rtype, definition, modifier, chain, value, base_url), 0)
     if modifier == "missing":
         return _missing(rtype, definition, value)
     if definition.type == "reference" and modifier and modifier[0].isupper():
-        return Filter(False, _reference_ids(rtype, definition, value, modifier, base_url))
+        return Filter(False, _reference_ids(rtype, definition, value, modifier, base_url), 0)
     if modifier and modifier not in MODIFIERS[definition.type]:
         raise BadParam(f"modifier ':{modifier}' is not supported on '{pname}'", "not-supported")
     if definition.name == "_id":
         return _id_filter(rtype, value, negated=modifier == "not")
     if definition.type == "reference":
-        return Filter(False, _reference_ids(rtype, definition, value, None, base_url))
+        return Filter(False, _reference_ids(rtype, definition, value, None, base_url), 0)
     table = s.INDEX_TABLES[definition.type]
     conditions = [CONDITIONS[definition.type](table, definition, v, modifier)
                   for v in _alternatives(value)]
     ids = _ids(table, rtype, definition.name, or_(*conditions))
-    return Filter(modifier == "not", ids)
+    return Filter(modifier == "not", ids, RANK.get(definition.type, 3))
 
 
 def _alternatives(value: str) -> list[str]:
@@ -108,7 +112,8 @@ def _missing(rtype: str, definition: ParamDef, value: str) -> Filter:
 
 
 def _id_filter(rtype: str, value: str, *, negated: bool) -> Filter:
-    return Filter(negated, live_ids(rtype).where(s.resource.c.res_id.in_(_alternatives(value))))
+    ids = _alternatives(value)
+    return Filter(negated, select(s.resource.c.res_id).where(s.resource.c.res_id.in_(ids)), -1)
 
 
 # -- token, string, uri ----------------------------------------------------------------------

@@ -22,14 +22,26 @@ ADDRESS_PARTS = ("text", "line", "city", "district", "state", "postalCode", "cou
 def index_rows(resource: dict[str, Any]) -> dict[str, list[Row]]:
     """Rows for every parameter of the resource's type (``_id`` lives on the resource row)."""
     out: dict[str, list[Row]] = {}
-    for definition in REGISTRY.get(resource.get("resourceType", ""), {}).values():
-        if definition.name == "_id":
-            continue
+    for definition, roots in _PLANS.get(resource.get("resourceType", ""), ()):
+        if roots and not any(root in resource for root in roots):
+            continue  # none of its elements is present
         rows = list(_rows(definition, resource))
         if rows:
             out.setdefault(definition.type, []).extend(
                 {"param": definition.name, **row} for row in _unique(rows))
     return out
+
+
+def _plans() -> dict[str, list[tuple[ParamDef, frozenset[str]]]]:
+    """Per type: each indexed parameter with the top-level elements its paths start at
+    (empty: always evaluate, for parameters with their own ``extract``)."""
+    return {rtype: [(d, frozenset() if d.extract else frozenset(p.split(".")[0]
+                                                                for p in d.paths))
+                    for d in params.values() if d.name != "_id"]
+            for rtype, params in REGISTRY.items()}
+
+
+_PLANS = _plans()
 
 
 def values(definition: ParamDef, resource: dict[str, Any]) -> list[Any]:

@@ -11,7 +11,7 @@ import base64
 from typing import Any
 
 import orjson
-from sqlalchemy import ColumnElement, Connection, and_, false, func, or_, select
+from sqlalchemy import ColumnElement, Connection, and_, exists, false, func, not_, or_, select
 
 from gateway.errors import SearchError
 from gateway.store import schema as s
@@ -42,10 +42,22 @@ def run_search(conn: Connection, dialect: str, resource_type: str,
 
 
 def _filtered(plan: Plan, *columns: Any) -> Any:
+    """The matching resources: the most selective positive filter (by rank) drives as
+    ``id IN (…)``; the others are checked per candidate as correlated (NOT) EXISTS."""
     r = s.resource.c
     query = select(*columns).where(r.res_type == plan.resource_type, r.deleted == false())
+    positive = sorted((f for f in plan.filters if not f.negated), key=lambda f: f.rank)
+    driver = positive[0] if positive else None
     for flt in plan.filters:
-        query = query.where(r.res_id.not_in(flt.ids) if flt.negated else r.res_id.in_(flt.ids))
+        if flt.rank < 0:  # _id: a plain condition on the resource row
+            condition = flt.ids.whereclause
+            query = query.where(not_(condition) if flt.negated else condition)
+        elif flt is driver:
+            query = query.where(r.res_id.in_(flt.ids))
+        else:
+            column = flt.ids.selected_columns[0]
+            found = exists(flt.ids.where(column == r.res_id))
+            query = query.where(~found if flt.negated else found)
     return query
 
 

@@ -84,7 +84,9 @@ def upgrade() -> None:
         batch_op.create_index(
             "ix_date_low", ["res_type", "param", "low", "high", "res_id"], unique=False
         )
-        batch_op.create_index("ix_date_res", ["res_type", "res_id", "param"], unique=False)
+        batch_op.create_index(
+            "ix_date_res", ["res_type", "res_id", "param", "low", "high"], unique=False
+        )
 
     op.create_table(
         "idx_number",
@@ -242,7 +244,9 @@ def upgrade() -> None:
         batch_op.create_index(
             "ix_token_code", ["res_type", "param", "code", "system", "res_id"], unique=False
         )
-        batch_op.create_index("ix_token_res", ["res_type", "res_id", "param"], unique=False)
+        batch_op.create_index(
+            "ix_token_res", ["res_type", "res_id", "param", "code", "system"], unique=False
+        )
 
     op.create_table(
         "idx_uri",
