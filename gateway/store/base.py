@@ -58,6 +58,18 @@ class InboxRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class Version:
+    """One entry of a resource's history (``resource`` is None for a delete)."""
+
+    resource_type: str
+    id: str
+    version_id: int
+    last_updated: str
+    deleted: bool
+    resource: Resource | None
+
+
+@dataclass(frozen=True, slots=True)
 class OutboxRow:
     seq: int
     key: str  # "<ResourceType>/<id>"
@@ -91,8 +103,20 @@ class Transaction(Protocol):
         """Projector write: store exactly ``resource.meta.versionId``/``lastUpdated`` if it
         is newer than what is stored; same or older version → no-op (changed=False)."""
 
+    def apply_delete(self, resource_type: str, id: str, *, version_id: int | None = None,
+                     last_updated: str | None = None) -> Change:
+        """Projector tombstone: no-op if missing, already deleted, or held at
+        ``version_id`` or newer."""
+
     def delete(self, resource_type: str, id: str, *, source: str | None = None) -> Change:
-        ...
+        """Tombstone version + outbox tombstone; a missing or deleted resource: no-op."""
+
+    def lock_key(self, key: str) -> None:
+        """Serialise writers on ``key`` until the transaction ends (conditional create)."""
+
+    def search(self, resource_type: str, params: list[tuple[str, str]],
+               **options: Any) -> SearchResult:
+        """Search on this transaction's connection (after ``lock_key``)."""
 
     def get(self, resource_type: str, id: str) -> Resource | None:
         ...
@@ -134,7 +158,21 @@ class Store(Protocol):
 
     def history(self, resource_type: str | None, id: str | None, *, since: str | None = None,
                 count: int = 50) -> list[Resource]:
-        ...
+        """Newest first; a delete appears as ``{resourceType, id, meta}`` only."""
+
+    def history_versions(self, resource_type: str | None, id: str | None, *,
+                         since: str | None = None, before: str | None = None,
+                         count: int = 50) -> list[Version]:
+        """Newest first, deletes flagged; ``before`` (exclusive) pages back in time."""
+
+    def search(self, resource_type: str, params: list[tuple[str, str]], *,
+               strict: bool = False, base_url: str | None = None) -> SearchResult:
+        """Raw (name[:modifier], value) pairs; raises SearchError (strict) with ``issues``."""
+
+    def bulk_put(self, resources: Sequence[Resource], *, outbox: bool = False,
+                 chunk: int = 2000) -> int:
+        """Imports and benchmarks: many resources in one transaction; returns how many
+        were new."""
 
     # inbox
     def inbox_find(self, sender_application: str, sender_facility: str,

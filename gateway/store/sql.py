@@ -10,7 +10,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -20,25 +19,13 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.errors import Gone
 from gateway.store import schema as s
-from gateway.store.base import InboxRecord, OutboxRow, Resource, SearchResult
+from gateway.store.base import InboxRecord, OutboxRow, Resource, SearchResult, Version
 from gateway.store.content import loads, normalise_instant, now_instant
 from gateway.store.engine import make_engine, normalise_url, translate, translated
 from gateway.store.tx import SqlTransaction
 
 T = TypeVar("T")
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
-
-
-@dataclass(frozen=True, slots=True)
-class Version:
-    """One entry of a resource's history (``resource`` is None for a delete)."""
-
-    resource_type: str
-    id: str
-    version_id: int
-    last_updated: str
-    deleted: bool
-    resource: Resource | None
 
 
 class SqlStore:
