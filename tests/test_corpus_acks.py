@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.hl7.mllp import MllpClient
 from gateway.errors import ParseError
+from gateway.hl7.mllp import MllpClient
 from gateway.hl7.parser import parse, split_messages
 from gateway.runtime import Gateway
 from tests.test_runtime import start_gateway
