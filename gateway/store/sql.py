@@ -26,6 +26,7 @@ from gateway.store.tx import SqlTransaction
 
 T = TypeVar("T")
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+ANALYZE_AFTER = 5000  # rows loaded by one bulk_put before statistics are refreshed
 
 
 class SqlStore:
@@ -33,6 +34,7 @@ class SqlStore:
         self.url = url
         self.engine = make_engine(url, pool_size=pool_size)
         self.dialect = normalise_url(url).get_backend_name()
+        self._bulk_rows = self._analyzed_rows = 0
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -178,10 +180,22 @@ class SqlStore:
 
         try:
             with self._write_connection() as conn, conn.begin():
-                return bulk_put(SqlTransaction(conn, self), resources, outbox=outbox,
-                                chunk=chunk)
+                created = bulk_put(SqlTransaction(conn, self), resources, outbox=outbox,
+                                   chunk=chunk)
+            self._bulk_rows += created
+            if self._bulk_rows >= max(ANALYZE_AFTER, 2 * self._analyzed_rows):
+                self._analyze()  # at 5k, then each time the loaded volume doubles
+                self._analyzed_rows = self._bulk_rows
+            return created
         except SQLAlchemyError as exc:
             raise translate(exc) from exc
+
+    def _analyze(self) -> None:
+        """Quick planner statistics after a big load (sampled on both databases)."""
+        with self._write_connection() as conn, conn.begin():
+            if self.dialect == "sqlite":
+                conn.exec_driver_sql("PRAGMA analysis_limit=1000")
+            conn.exec_driver_sql("ANALYZE")
 
     # -- inbox --------------------------------------------------------------------------------
 
