@@ -48,7 +48,8 @@ def make_bus(settings: BusSettings, data_dir: Path | None = None) -> Bus:
 def make_relay(settings: BusSettings, store: Store, bus: Bus) -> OutboxRelay:
     return OutboxRelay(store, bus, prefix=settings.topic_prefix, origin=settings.node_id,
                        batch_size=settings.relay_batch_size,
-                       max_backoff=settings.relay_max_backoff, outbox_max=settings.outbox_max)
+                       max_backoff=settings.relay_max_backoff, outbox_max=settings.outbox_max,
+                       topics=HUB_RESOURCE_TYPES)
 
 
 def make_projector(settings: BusSettings, store: Store, bus: Bus) -> HubProjector:
@@ -97,14 +98,12 @@ async def start_bus_components(settings: BusSettings, store: Store, role: str, *
                                data_dir: Path | None = None) -> BusComponents:
     """Start the relay and/or the projector for ``role`` (edge | hub | all).
 
-    Never fails because Kafka is down: the relay and the projector retry with backoff, the
+    Never waits for Kafka and never fails because it is down: the relay (which also creates
+    the topics) and the projector connect in the background and retry with backoff; the
     outbox grows, ``status()`` shows the error.
     """
     bus = make_bus(settings, data_dir)
     parts = BusComponents(settings, bus)
-    with contextlib.suppress(GatewayError):
-        await bus.start()
-        await bus.ensure_topics(HUB_RESOURCE_TYPES)
     parts.relay = make_relay(settings, store, bus)
     await parts.relay.start()
     hub_store = _hub_store(settings, store, role)

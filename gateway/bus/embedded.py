@@ -55,6 +55,7 @@ class EmbeddedBus:
         self._engine: sa.Engine | None = None
         self._published = asyncio.Event()
         self._publishes = 0
+        self._starting = asyncio.Lock()
 
     @property
     def engine(self) -> sa.Engine:
@@ -63,9 +64,10 @@ class EmbeddedBus:
         return self._engine
 
     async def start(self) -> None:
-        if self._engine is None:
-            self._engine = await asyncio.to_thread(_open, self.url)
-            await self._run(self._prune)
+        async with self._starting:
+            if self._engine is None:
+                self._engine = await asyncio.to_thread(_open, self.url)
+                await self._run(self._prune)
 
     async def stop(self) -> None:
         engine, self._engine = self._engine, None

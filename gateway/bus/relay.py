@@ -38,7 +38,8 @@ def record_for(row: OutboxRow, *, prefix: str, origin: str) -> BusRecord:
 class OutboxRelay:
     def __init__(self, store: Store, bus: Bus, *, prefix: str = "gateway", origin: str = "",
                  batch_size: int = 500, max_backoff: float = 30.0, outbox_max: int = 100_000,
-                 poll_interval: float = 1.0, min_backoff: float = 0.2) -> None:
+                 poll_interval: float = 1.0, min_backoff: float = 0.2,
+                 topics: Sequence[str] = ()) -> None:
         self.store = store
         self.bus = bus
         self.prefix = prefix
@@ -48,6 +49,7 @@ class OutboxRelay:
         self.min_backoff = min_backoff
         self.outbox_max = outbox_max
         self.poll_interval = poll_interval
+        self.topics = list(topics)  # resource types whose topics are created at start
         self.pending = 0
         self.published = 0
         self.last_error: str | None = None
@@ -89,6 +91,7 @@ class OutboxRelay:
                 await task
 
     async def run(self) -> None:
+        await self._prepare()
         while True:
             self._wake.clear()
             try:
@@ -96,8 +99,23 @@ class OutboxRelay:
             except GatewayError as exc:
                 await self._failed(exc)
                 continue
+            except Exception as exc:
+                log.exception("relay: unexpected failure; retrying")  # keep relaying
+                await self._failed(GatewayError(f"unexpected {type(exc).__name__}"))
+                continue
             if sent < self.batch_size:
                 await self._sleep_until_woken(self.poll_interval)
+
+    async def _prepare(self) -> None:
+        """Connect and create the topics, retrying in the background: Kafka being down
+        never stops the gateway from starting (the outbox just grows)."""
+        while True:
+            try:
+                await self.bus.start()
+                await self.bus.ensure_topics(self.topics)
+                return
+            except GatewayError as exc:
+                await self._failed(exc)
 
     async def drain_once(self) -> int:
         """Publish one batch of pending rows; returns how many were published."""

@@ -1,0 +1,92 @@
+"""What ``gateway serve`` starts on the bus side, per role, and the /admin/bus status."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gateway.bus.components import start_bus_components
+from gateway.bus.embedded import EmbeddedBus
+from gateway.bus.kafka import KafkaBus
+from gateway.bus.settings import BusSettings, add_arguments, from_sources
+from gateway.store.sql import SqlStore
+from tests.bus.busutil import free_port, patient, versions, wait_until, write
+
+
+async def test_role_all_without_kafka_relays_into_the_embedded_log_in_the_data_dir(
+        tmp_path: Path, edge_store: SqlStore) -> None:
+    parts = await start_bus_components(BusSettings(node_id="laptop"), edge_store, "all",
+                                       data_dir=tmp_path)
+    assert isinstance(parts.bus, EmbeddedBus)
+    assert parts.projector is None  # the hub store is this store
+    write(edge_store, [patient(i) for i in range(3)])
+    parts.notify(3)
+    assert await wait_until(lambda: edge_store.outbox_pending() == 0, deadline=5)
+    assert (tmp_path / "bus.db").exists()
+    status = parts.status()
+    assert status["bus"] == "embedded" and status["projector"] is None
+    assert status["relay"]["published"] == 3  # type: ignore[index]
+    await parts.stop()
+
+
+async def test_role_all_with_a_hub_database_projects_into_it(
+        tmp_path: Path, edge_store: SqlStore) -> None:
+    hub_url = f"sqlite:///{tmp_path / 'hub.db'}"
+    settings = BusSettings(hub_database_url=hub_url)
+    parts = await start_bus_components(settings, edge_store, "all", data_dir=tmp_path)
+    assert parts.projector is not None and parts.hub_store is not None
+    write(edge_store, [patient(i) for i in range(4)])
+    parts.notify(4)
+    expected = versions(edge_store)
+    assert await wait_until(lambda: versions(parts.hub_store) == expected, deadline=10)
+    await parts.stop()
+
+
+async def test_an_edge_starts_while_kafka_is_down_and_keeps_accepting_up_to_the_bound(
+        edge_store: SqlStore) -> None:
+    settings = BusSettings(kafka_bootstrap=f"127.0.0.1:{free_port()}", outbox_max=3,
+                           kafka_request_timeout=0.5, relay_max_backoff=0.2)
+    parts = await start_bus_components(settings, edge_store, "edge")
+    assert isinstance(parts.bus, KafkaBus) and parts.projector is None
+    assert parts.accepting()
+    write(edge_store, [patient(i) for i in range(4)])
+    parts.notify(4)
+    assert not parts.accepting()  # 4 pending > 3: new messages get AE 207
+    assert await wait_until(lambda: parts.status()["relay"]["last_error"] is not None)  # type: ignore[index]
+    await parts.stop()
+
+
+@pytest.mark.kafka
+async def test_a_hub_projects_from_kafka_and_reports_its_lag(
+        kafka_settings: BusSettings, edge_store: SqlStore, hub_store: SqlStore) -> None:
+    edge = await start_bus_components(kafka_settings, edge_store, "edge")
+    hub = await start_bus_components(kafka_settings, hub_store, "hub")
+    write(edge_store, [patient(i) for i in range(6)])
+    edge.notify(6)
+    expected = versions(edge_store)
+    assert await wait_until(lambda: versions(hub_store) == expected, deadline=20)
+    projector = hub.status()["projector"]
+    assert isinstance(projector, dict) and projector["applied"] >= 6
+    assert all(name.startswith(kafka_settings.topic_prefix) for name in projector["lag"])
+    await hub.stop()
+    await edge.stop()
+
+
+def test_settings_come_from_flags_over_environment_over_defaults() -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(["--kafka-bootstrap", "k1:9092,k2:9092", "--topic-partitions", "6"])
+    env = {"GATEWAY_TOPIC_PREFIX": "lombardy", "GATEWAY_TOPIC_PARTITIONS": "3",
+           "GATEWAY_KAFKA_SASL_PASSWORD": "s3cret"}
+    settings = from_sources(args, env)
+    assert settings.kafka_bootstrap == "k1:9092,k2:9092" and settings.topic_partitions == 6
+    assert settings.topic_prefix == "lombardy" and settings.outbox_max == 100_000
+    assert "s3cret" not in repr(settings)
+
+
+def test_sasl_without_credentials_is_refused_at_start() -> None:
+    with pytest.raises(ValueError, match="SASL needs"):
+        BusSettings(kafka_bootstrap="k:9093", kafka_security_protocol="SASL_SSL")
