@@ -20,7 +20,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import CommitFailedError, KafkaError, TopicAlreadyExistsError
 from aiokafka.helpers import create_ssl_context
 
-from gateway.bus.base import Delivery, TopicPartition, topic_for
+from gateway.bus.base import BusRecord, Delivery, TopicPartition, topic_for
 from gateway.bus.settings import BusSettings
 from gateway.errors import BusError
 
@@ -84,7 +84,7 @@ class KafkaBus:
         if producer is not None:
             await producer.stop()
 
-    async def publish(self, records: Sequence[Any]) -> None:
+    async def publish(self, records: Sequence[BusRecord]) -> None:
         if not records:
             return
         await self.start()
@@ -97,7 +97,7 @@ class KafkaBus:
             raise BusError("Kafka did not acknowledge the batch", records=len(records),
                            topic=records[0].topic, reason=type(exc).__name__) from exc
 
-    async def _send_all(self, records: Sequence[Any]) -> None:
+    async def _send_all(self, records: Sequence[BusRecord]) -> None:
         assert self._producer is not None
         futures = []
         for record in records:
@@ -143,7 +143,7 @@ class KafkaBus:
 
 
 def _topic_errors(response: Any) -> list[tuple[str, int, str | None]]:
-    out = []
+    out: list[tuple[str, int, str | None]] = []
     for entry in response.topic_errors:
         out.append((entry[0], entry[1], entry[2] if len(entry) > 2 else None))
     return out
@@ -176,7 +176,7 @@ class KafkaConsumer:
                                                    max_records=max_records)
         except KafkaError as exc:
             raise BusError("Kafka fetch failed", reason=type(exc).__name__) from exc
-        out = []
+        out: list[Delivery] = []
         for tp, messages in batches.items():
             await self._remember_committed(tp)
             out.extend(Delivery(m.topic, m.partition, m.offset, (m.key or b"").decode(),
