@@ -3,13 +3,17 @@
 ``Store.read`` goes through SQLAlchemy Core and parses the JSON (≈160 µs on SQLite); the
 API only needs the stored bytes (they already carry ``meta.versionId``/``lastUpdated``)
 plus version and instant for the ETag and Last-Modified headers. For a ``SqlStore`` this
-reads the store's ``resource`` table (names from ``gateway.store.schema``) on a pooled
-DB-API connection with one prepared statement (≈13 µs); any other Store falls back to
-``read`` + orjson. Candidate for the store itself (``Store.read_raw``).
+reads the store's ``resource`` table (names from ``gateway.store.schema``) with one
+statement on a DB-API connection that each thread keeps in autocommit mode (a single
+round trip: no pool checkout, ping or rollback): ≈13 µs on SQLite, ≈80 µs on a local
+PostgreSQL. Any other Store falls back to ``read`` + orjson. Candidate for the store
+itself (``Store.read_raw``).
 """
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +51,9 @@ class RawReader:
             self.sql = str(compiled)  # in the driver's own paramstyle
             self.positions = compiled.positiontup if compiled.positional else None
             self.db_error: type[Exception] = self.engine.dialect.loaded_dbapi.Error
+        self.local = threading.local()
+        self.lock = threading.Lock()
+        self.opened: list[Any] = []
 
     def read(self, resource_type: str, id: str) -> RawResource:
         if self.engine is None:
@@ -60,19 +67,46 @@ class RawReader:
         return RawResource(bytes(content), str(version_id), str(last_updated))
 
     def _row(self, resource_type: str, id: str) -> tuple[Any, ...] | None:
+        conn = self._connection()
         try:
-            conn = self.engine.raw_connection()
-            try:
-                cursor = conn.cursor()
-                cursor.execute(self.sql, self._params(resource_type, id))
-                row: tuple[Any, ...] | None = cursor.fetchone()
-                cursor.close()
-                return row
-            finally:
-                conn.close()  # back to the pool (which rolls back the read)
+            cursor = conn.cursor()
+            cursor.execute(self.sql, self._params(resource_type, id))
+            row: tuple[Any, ...] | None = cursor.fetchone()
+            cursor.close()
+            return row
         except self.db_error as exc:
+            self._discard()  # a broken connection is replaced on the next read
             raise StoreError(f"database error: {type(exc).__name__}",
                              resource=f"{resource_type}/{id}") from exc
+
+    def _connection(self) -> Any:
+        conn = getattr(self.local, "conn", None)
+        if conn is None:
+            proxied = self.engine.raw_connection()
+            conn = proxied.driver_connection
+            proxied.detach()  # ours from now on, outside the pool
+            if self.store.dialect == "postgresql":  # type: ignore[attr-defined]
+                conn.autocommit = True  # SQLite connections already are (the store's pragma)
+            self.local.conn = conn
+            with self.lock:
+                self.opened.append(conn)
+        return conn
+
+    def _discard(self) -> None:
+        conn = getattr(self.local, "conn", None)
+        self.local.conn = None
+        if conn is not None:
+            with self.lock:
+                self.opened.remove(conn)
+            with contextlib.suppress(Exception):
+                conn.close()
+
+    def close(self) -> None:
+        with self.lock:
+            opened, self.opened = self.opened, []
+        for conn in opened:
+            with contextlib.suppress(Exception):
+                conn.close()
 
     def _params(self, resource_type: str, id: str) -> Any:
         values = {"res_type": resource_type, "res_id": id}
