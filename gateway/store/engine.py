@@ -28,6 +28,7 @@ SQLITE_PRAGMAS = (
     "PRAGMA synchronous=FULL",
     "PRAGMA busy_timeout=30000",
     "PRAGMA foreign_keys=ON",
+    "PRAGMA case_sensitive_like=ON",  # LIKE behaves as on PostgreSQL (uri :below)
 )
 PG_TRANSIENT = {"40001", "40P01", "55P03"}  # serialization failure, deadlock, lock not available
 PG_UNIQUE = "23505"

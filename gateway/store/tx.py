@@ -79,6 +79,8 @@ class SqlTransaction:
                       headers: dict[str, str] | None = None) -> Change:
         rtype, rid = resource["resourceType"], resource["id"]
         meta = resource.get("meta") or {}
+        if "versionId" not in meta or "lastUpdated" not in meta:
+            raise ValueError("apply_version needs meta.versionId and meta.lastUpdated")
         version = int(meta["versionId"])
         last_updated = normalise_instant(meta["lastUpdated"])
         cur = self._current(rtype, rid)

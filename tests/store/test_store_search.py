@@ -202,6 +202,8 @@ def test_common_parameters_tag_source_profile_last_updated(loaded: SqlStore) -> 
     assert ids(loaded, "Observation", ("_lastUpdated", "gt2020-01-01")) == [
         "o1", "o2", "o3", "o4", "o5"]
     assert ids(loaded, "Observation", ("_lastUpdated", "lt2020-01-01")) == []
+    assert ids(loaded, "Observation", ("_source:below", "urn:site")) == ["o1"]
+    assert ids(loaded, "Observation", ("_source:below", "URN:SITE")) == []  # URIs: case counts
 
 
 def test_updates_and_deletes_are_reflected_in_the_index(loaded: SqlStore) -> None:
@@ -239,3 +241,32 @@ def test_total_and_summary_count(loaded: SqlStore) -> None:
     assert loaded.search("Observation", [("code", "718-7")]).total is None
     counted = loaded.search("Observation", [("_summary", "count")])
     assert counted.total == 5 and counted.resources == []
+
+
+def test_specimen_provenance_and_study_parameters(store: SqlStore) -> None:
+    with store.transaction() as tx:
+        tx.put({"resourceType": "Specimen", "id": "sp1", "status": "available",
+                "accessionIdentifier": {"system": "urn:lab", "value": "ACC-1"},
+                "subject": {"reference": "Patient/p1"},
+                "collection": {"collectedPeriod": {"start": "2024-05-01T08:00:00Z",
+                                                   "end": "2024-05-01T09:00:00Z"}},
+                "extension": [{"url": STUDY_EXT,
+                               "valueReference": {"reference": "ResearchStudy/s1"}}]})
+        tx.put({"resourceType": "Specimen", "id": "sp2", "parent": [
+            {"reference": "Specimen/sp1"}], "type": {"text": "Leukapheresis"}})
+        tx.put({"resourceType": "Provenance", "id": "pv", "recorded": "2024-05-02T00:00:00Z",
+                "target": [{"reference": "Specimen/sp1"}, {"reference": "Patient/p1"}],
+                "agent": [{"who": {"reference": "Organization/o1"}}]})
+    assert ids(store, "Specimen", ("accession", "urn:lab|ACC-1")) == ["sp1"]
+    assert ids(store, "Specimen", ("collected", "2024-05-01")) == ["sp1"]
+    assert ids(store, "Specimen", ("collected", "gt2024-05-01T08:30:00Z")) == ["sp1"]
+    assert ids(store, "Specimen", ("parent", "sp1")) == ["sp2"]
+    assert ids(store, "Specimen", ("patient", "p1")) == ["sp1"]
+    assert ids(store, "Specimen", ("type:text", "leuka")) == ["sp2"]
+    assert ids(store, "Specimen", ("research-study", "s1")) == ["sp1"]
+    assert ids(store, "Provenance", ("target", "Specimen/sp1")) == ["pv"]
+    assert ids(store, "Provenance", ("patient", "Patient/p1")) == ["pv"]
+    assert ids(store, "Provenance", ("agent", "Organization/o1")) == ["pv"]
+    assert ids(store, "Provenance", ("recorded", "le2024-05-02")) == ["pv"]
+    assert ids(store, "Specimen", ("_has:Provenance:target:agent", "Organization/o1")) == [
+        "sp1"]
