@@ -22,6 +22,7 @@ from gateway.adapters.site import Site, Study
 from gateway.errors import MappingError
 from gateway.hl7.parser import Message
 from gateway.mapping import manifest
+from gateway.mapping.adt import map_adt_obx, map_patient_facts
 from gateway.mapping.context import (
     MAPPING_VERSION,
     MappingContext,
@@ -107,7 +108,13 @@ def _results(ctx: MappingContext, spec: Spec) -> None:
 
 
 def _patient_only(ctx: MappingContext, spec: Spec) -> None:
-    map_trials(ctx, _patient(ctx, spec))
+    """ADT patient events: the Patient, and the OBX, PDA and ACC facts about it."""
+    patient = _patient(ctx, spec)
+    studies = map_trials(ctx, patient)
+    map_adt_obx(ctx, patient)
+    map_patient_facts(ctx, patient)
+    if studies:
+        tag_with_studies(ctx.resources.values(), studies)
 
 
 def _merge(ctx: MappingContext, spec: Spec) -> None:

@@ -20,7 +20,7 @@ class Content(Enum):
     """What a message carries, and so which builders run."""
 
     RESULTS = "results"  # PID + ORC/OBR/OBX/SPM (+ CTI): Patient, Specimen, Observation
-    PATIENT = "patient"  # PID only: Patient
+    PATIENT = "patient"  # PID (+ OBX, PDA, ACC): Patient, Observation
     MERGE = "merge"  # PID + MRG: survivor and prior Patient, identifier links
     REGISTRATION = "registration"  # PID + CSR (+ CSP): ResearchStudy, ResearchSubject
 
@@ -34,7 +34,12 @@ class Spec:
 
 _RESULTS = Spec(Content.RESULTS, True, ("Patient", "Specimen", "Observation"))
 _SPECIMENS = Spec(Content.RESULTS, False, ("Patient", "Specimen", "Observation"))
-_PATIENT = Spec(Content.PATIENT, True, ("Patient",))
+_PATIENT = Spec(Content.PATIENT, True, ("Patient", "Observation"))
+# Patient-related ADT events (v2-to-FHIR IG: each carries PID, optional OBX, and A02/A03/A13
+# a PDA): A01 admit, A02 transfer, A03 discharge, A04 register, A05 pre-admit, A06/A07
+# change outpatient/inpatient, A08 update, A13 cancel discharge, A28 add person, A31 update
+# person. Scheduling, pending, leave-of-absence and link events are not patient updates.
+PATIENT_EVENTS = ("A01", "A02", "A03", "A04", "A05", "A06", "A07", "A08", "A13", "A28", "A31")
 _MERGE = Spec(Content.MERGE, True, ("Patient",))
 _REGISTRATION = Spec(Content.REGISTRATION, True,
                      ("Patient", "ResearchStudy", "ResearchSubject"))
@@ -48,7 +53,7 @@ MANIFEST: dict[tuple[str, str], Spec] = {
     ("OUL", "R24"): _SPECIMENS,
     ("OML", "O21"): _RESULTS,
     ("OML", "O33"): _RESULTS,
-    **{("ADT", event): _PATIENT for event in ("A01", "A04", "A08", "A28", "A31")},
+    **{("ADT", event): _PATIENT for event in PATIENT_EVENTS},
     ("ADT", "A40"): _MERGE,
     **{("CRM", f"C0{n}"): _REGISTRATION for n in range(1, 9)},
 }
@@ -60,9 +65,10 @@ VERSIONS = frozenset({"2.3", "2.3.1", "2.4", "2.5", "2.5.1", "2.6", "2.7", "2.7.
 # Segment → what becomes of it. "mapped": read by a builder; anything else is the reason
 # it is not, reported (as information, position only) when it occurs.
 MAPPED = frozenset({"MSH", "PID", "MRG", "CSR", "CSP", "CTI", "ORC", "OBR", "OBX", "SPM",
-                    "TQ1", "SAC", "NTE"})  # NTE: kept or dropped by the site's privacy rules
+                    "TQ1", "SAC", "NTE", "PDA", "ACC"})
+# NTE: kept or dropped by the site's privacy rules; PDA, ACC: only the Y/N facts (adt.py)
 DROPPED_PRIVACY = frozenset({"NK1", "PD1", "PV1", "PV2", "GT1", "IN1", "IN2", "IN3", "ROL",
-                             "PRT", "AL1", "DG1", "PR1", "ACC", "DB1", "CON", "ARV", "UB1",
+                             "PRT", "AL1", "DG1", "PR1", "DB1", "CON", "ARV", "UB1",
                              "UB2"})
 IGNORED = frozenset({"SFT", "EVN", "UAC", "DSC", "ERR", "MSA", "FHS", "FTS", "BHS", "BTS"})
 

@@ -20,6 +20,8 @@ from gateway.mapping.context import MappingContext, ReportEntry
 JSON = dict[str, Any]
 LABORATORY = {"coding": [{"system": t.OBSERVATION_CATEGORY, "code": "laboratory",
                           "display": "Laboratory"}]}
+VITAL_SIGNS = {"coding": [{"system": t.OBSERVATION_CATEGORY, "code": "vital-signs",
+                            "display": "Vital Signs"}]}
 UNMAPPED_CODE = "code-invalid"  # report code for local codes missing from the site code map
 
 
@@ -183,6 +185,14 @@ def interpretation(obx: Segment) -> list[JSON]:
     return out
 
 
+def category(code: JSON) -> JSON:
+    """vital-signs for the LOINC vital-sign codes (body weight, height, …), else laboratory."""
+    for coding in code.get("coding", ()):
+        if coding["system"] == t.LOINC and coding["code"] in t.VITAL_SIGNS_LOINC:
+            return VITAL_SIGNS
+    return LABORATORY
+
+
 def status(obx: Segment) -> str:
     return t.OBSERVATION_STATUS.get(obx.get(11).upper(), "unknown")
 
@@ -211,7 +221,7 @@ def build_observation(ctx: MappingContext, obx: Segment, seq: int, order: Order,
     if order.identifiers:
         obs["identifier"] = order.identifiers
     obs["status"] = status(obx)
-    obs["category"] = [LABORATORY]
+    obs["category"] = [category(code)]
     obs["code"] = code
     if subject:
         obs["subject"] = subject

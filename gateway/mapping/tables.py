@@ -53,6 +53,19 @@ LOCAL_NAME = re.compile(r"^(L|LOCAL|99[A-Z0-9]{1,3})$", re.IGNORECASE)
 NETWORK_CODESYSTEM = "https://plagencell.example.org/fhir/CodeSystem/cgt-lab"
 STANDARD_SYSTEMS = frozenset({*CODING_SYSTEMS.values(), NETWORK_CODESYSTEM})
 
+# LOINC codes of the vital signs (FHIR vital-signs profile, R4 §Observation vital signs):
+# an OBX with one of them gets the category vital-signs instead of laboratory.
+VITAL_SIGNS_LOINC = frozenset({
+    "85353-1", "9279-1", "8867-4", "2708-6", "59408-5", "8310-5", "8302-2", "8306-3",
+    "9843-4", "8287-5", "29463-7", "3141-9", "3142-7", "8335-2", "39156-5", "85354-9",
+    "8480-6", "8462-4", "8478-0",
+})
+# Facts FHIR-Converter (and the v2-to-FHIR IG's PDA/ACC segment maps) turn into
+# Observations: the network's system, the converter's codes (so consumers that know either
+# recognise them). PDA-3, PDA-6, PDA-9 and ACC are Y/N indicators (table 0136).
+PATIENT_FACTS = "https://plagencell.example.org/fhir/CodeSystem/v2-patient-facts"
+YES_NO = {"Y": "Yes", "N": "No"}
+
 # OBX-11 (table 0085) → Observation.status. "" (not valued) → unknown.
 OBSERVATION_STATUS: dict[str, str] = {
     "A": "amended",

@@ -30,6 +30,7 @@ from gateway.adapters.site import Privacy, Site
 from gateway.errors import GatewayError, UnsupportedMessage
 from gateway.hl7.parser import parse
 from gateway.mapping import map_message
+from gateway.mapping.adt import map_patient_facts
 from gateway.mapping.context import MappingContext
 from gateway.mapping.datatypes import is_standard
 from gateway.mapping.results import map_results
@@ -99,8 +100,9 @@ def _expected(path: Path) -> list[JSON]:
 def convert(data: bytes) -> list[JSON]:
     """Our mapping of one message: ``map_message`` (the product's entry point; PID optional,
     as in a corpus without usable patient identifiers). Message types the manifest refuses
-    at ingest (ADT^A02, MDM, ORM, VXU, …: AR 200/201) are mapped with ``map_results``
-    directly, so that the results mapping is measured over every corpus message."""
+    at ingest (ADT^A14, MDM, ORM, REF, VXU, …: AR 200/201) are mapped with ``map_results``
+    and ``map_patient_facts`` (PDA, ACC) directly, so that the results mapping is measured
+    over every corpus message."""
     msg = parse(data)
     try:
         result = map_message(msg, SITE, pseudonym_key=KEY, received=RECEIVED,
@@ -108,6 +110,7 @@ def convert(data: bytes) -> list[JSON]:
     except UnsupportedMessage:
         ctx = MappingContext(site=SITE, message=msg, pseudonym_key=KEY, received=RECEIVED)
         map_results(ctx, None)
+        map_patient_facts(ctx, None)
         return list(ctx.resources.values())
     return result.resources
 

@@ -24,10 +24,6 @@ OUT = Path(__file__).with_name("MISSES.md")
 # "DESIGN:" marks a deliberate difference (out of the network's scope, or a rule of ours);
 # "UPSTREAM:" marks an expected value that is itself not valid FHIR or mislabelled.
 EXPLANATIONS: list[tuple[str, str]] = [
-    ("observation-code|", "DESIGN: FHIR-Converter builds these Observations from PDA (patient "
-     "death and autopsy) fields, not from OBX; death data is identifying and out of this mapping."),
-    ("hl7v2/ADT-A", "DESIGN: the manifest maps ADT^A01/A04/A08/A28/A31 to the Patient only: OBX "
-     "in an ADT (vital signs, PDA-derived facts) are not results for the research network."),
     ("valueTime differs",
      "UPSTREAM: FHIR-Converter copies the TM text (\"223100.0000\"), not a valid "
      "FHIR time; ours is hh:mm:ss."),

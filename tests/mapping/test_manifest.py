@@ -45,7 +45,7 @@ def test_an_unsupported_message_type_is_refused_with_ar_200_at_msh_9() -> None:
 
 
 def test_an_unsupported_trigger_event_is_refused_with_ar_201_at_msh_9_2() -> None:
-    err = rejected(hl7(msh("ADT^A03^ADT_A03"), PID))
+    err = rejected(hl7(msh("ADT^A14^ADT_A05"), PID))  # pending admit: not a patient update
     assert (err.ack_code, err.err_code, str(err.location)) == ("AR", "201", "MSH-9.2")
 
 
