@@ -10,11 +10,11 @@ from collections.abc import Sequence
 from typing import Any
 
 import orjson
-from sqlalchemy import Table, insert, select
+from sqlalchemy import Table, delete, insert, select, tuple_
 
 from gateway.store import schema as s
 from gateway.store.base import Resource
-from gateway.store.content import content_hash, dumps, now_instant, with_meta
+from gateway.store.content import content_hash, dumps, loads, now_instant, with_meta
 from gateway.store.search.index import index_rows
 from gateway.store.tx import SqlTransaction
 
@@ -93,3 +93,27 @@ def _insert(tx: SqlTransaction, table: Table, rows: list[dict[str, Any]]) -> Non
     with cursor.copy(f"COPY {table.name} ({names}) FROM STDIN") as copy:
         for row in rows:
             copy.write_row([row[c] for c in columns])
+
+
+def reindex(tx: SqlTransaction, resource_type: str | None, after: tuple[str, str] | None,
+            limit: int) -> tuple[int, tuple[str, str] | None]:
+    """Rebuild the index rows of up to ``limit`` live resources after the key ``after``
+    (after a search-parameter upgrade). Returns (count, last key or None when done)."""
+    r = s.resource.c
+    query = select(r.res_type, r.res_id, r.content).where(r.deleted.is_(False))
+    if resource_type is not None:
+        query = query.where(r.res_type == resource_type)
+    if after is not None:
+        query = query.where(tuple_(r.res_type, r.res_id) > after)
+    rows = tx.conn.execute(query.order_by(r.res_type, r.res_id).limit(limit)).all()
+    index: dict[str, list[dict[str, Any]]] = {kind: [] for kind in s.INDEX_TABLES}
+    for rtype, rid, content in rows:
+        for table in s.INDEX_TABLES.values():
+            tx.conn.execute(delete(table).where(table.c.res_type == rtype,
+                                                table.c.res_id == rid))
+        for kind, kind_rows in index_rows(loads(content)).items():
+            index[kind].extend({"res_type": rtype, "res_id": rid, **row} for row in kind_rows)
+    for kind, kind_rows in index.items():
+        _insert(tx, s.INDEX_TABLES[kind], kind_rows)
+    last = (rows[-1][0], rows[-1][1]) if len(rows) == limit else None
+    return len(rows), last

@@ -190,6 +190,19 @@ class SqlStore:
         except SQLAlchemyError as exc:
             raise translate(exc) from exc
 
+    def reindex(self, resource_type: str | None = None, *, batch: int = 500) -> int:
+        """Rebuild the search index of every live resource (after an upgrade that changes
+        search parameters), one transaction per batch; returns how many were indexed."""
+        from gateway.store.bulk import reindex
+
+        done, after = 0, None
+        while True:
+            with self.transaction() as tx:
+                count, after = reindex(tx, resource_type, after, batch)
+            done += count
+            if after is None:
+                return done
+
     def _analyze(self) -> None:
         """Quick planner statistics after a big load (sampled on both databases)."""
         with self._write_connection() as conn, conn.begin():

@@ -198,7 +198,7 @@ class SqlTransaction:
         self.conn.execute(insert(s.resource_version).values(
             res_type=rtype, res_id=rid, version_id=version, last_updated=last_updated,
             deleted=False, content=data))
-        self._reindex(rtype, rid, stored, fresh=cur is None)
+        self._reindex(rtype, rid, stored, cur.content if cur is not None else None)
 
     def _upsert(self, rtype: str, rid: str, values: dict[str, Any], cur: Current | None) -> None:
         r = s.resource.c
@@ -222,21 +222,37 @@ class SqlTransaction:
         self.conn.execute(insert(s.resource_version).values(
             res_type=rtype, res_id=rid, version_id=version, last_updated=when, deleted=True,
             content=None))
-        self._reindex(rtype, rid, None, fresh=False)
+        self._reindex(rtype, rid, None, cur.content)
         if outbox:
             self._outbox(rtype, rid, version, None, headers)
         return Change(rtype, rid, version, when, changed=True, created=False, deleted=True)
 
-    def _reindex(self, rtype: str, rid: str, resource: Resource | None, *, fresh: bool) -> None:
-        for table in () if fresh else s.INDEX_TABLES.values():
-            self.conn.execute(delete(table).where(table.c.res_type == rtype,
-                                                  table.c.res_id == rid))
-        if resource is None:
-            return
-        for kind, rows in index_rows(resource).items():
-            if rows:
-                self.conn.execute(insert(s.INDEX_TABLES[kind]),
-                                  [{"res_type": rtype, "res_id": rid, **row} for row in rows])
+    def _reindex(self, rtype: str, rid: str, resource: Resource | None,
+                 previous: bytes | None) -> None:
+        """Bring the index rows from those of ``previous`` (the stored content, None if
+        there is none) to those of ``resource``, touching only the tables that change."""
+        new = index_rows(resource) if resource is not None else {}
+        old = index_rows(loads(previous)) if previous is not None else {}
+        for kind, table in s.INDEX_TABLES.items():
+            before, after = old.get(kind, []), new.get(kind, [])
+            if before == after:
+                continue
+            if kind == "date" and _only_last_updated_differs(before, after):
+                self._touch_last_updated(rtype, rid, after)
+                continue
+            if before:
+                self.conn.execute(delete(table).where(table.c.res_type == rtype,
+                                                      table.c.res_id == rid))
+            if after:
+                self.conn.execute(insert(table),
+                                  [{"res_type": rtype, "res_id": rid, **row} for row in after])
+
+    def _touch_last_updated(self, rtype: str, rid: str, rows: list[dict[str, Any]]) -> None:
+        d = s.idx_date.c
+        (row,) = [r for r in rows if r["param"] == "_lastUpdated"]
+        self.conn.execute(update(s.idx_date).where(
+            d.res_type == rtype, d.res_id == rid, d.param == "_lastUpdated",
+        ).values(low=row["low"], high=row["high"]))
 
     def _outbox(self, rtype: str, rid: str, version: int, payload: bytes | None,
                 headers: dict[str, str] | None) -> None:
@@ -244,6 +260,15 @@ class SqlTransaction:
             key=f"{rtype}/{rid}", res_type=rtype, res_id=rid, version_id=version,
             payload=payload, headers=orjson.dumps(headers or {}).decode(),
             created=now_instant()))
+
+
+def _only_last_updated_differs(before: list[dict[str, Any]],
+                               after: list[dict[str, Any]]) -> bool:
+    def rest(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [row for row in rows if row["param"] != "_lastUpdated"]
+
+    stamps = [row for row in after if row["param"] == "_lastUpdated"]
+    return len(stamps) == 1 and len(before) == len(after) and rest(before) == rest(after)
 
 
 def _inbox_values(record: InboxRecord) -> dict[str, Any]:

@@ -223,3 +223,63 @@ def test_bulk_put_stores_new_and_versions_existing_resources(store: SqlStore) ->
     assert store.read("Patient", "p4")["meta"]["versionId"] == "1"  # type: ignore[index]
     assert store.read("Patient", "p0")["gender"] == "male"  # type: ignore[index]
     assert store.read("Patient", "p0")["meta"]["versionId"] == "2"  # type: ignore[index]
+
+
+def stored_index(store: SqlStore, rtype: str, rid: str) -> dict[str, list[tuple[object, ...]]]:
+    from sqlalchemy import select
+
+    from gateway.store import schema
+
+    out = {}
+    with store.engine.connect() as conn:
+        for kind, table in schema.INDEX_TABLES.items():
+            query = select(*[c for c in table.c if c.name not in ("res_type", "res_id")]).where(
+                table.c.res_type == rtype, table.c.res_id == rid)
+            out[kind] = sorted(tuple(map(str, row)) for row in conn.execute(query))
+    return out
+
+
+def expected_index(resource: dict[str, object]) -> dict[str, list[tuple[object, ...]]]:
+    from gateway.store import schema
+    from gateway.store.search.index import index_rows
+
+    rows = index_rows(resource)
+    return {kind: sorted(tuple(str(row[c.name]) for c in table.c
+                               if c.name not in ("res_type", "res_id"))
+                         for row in rows.get(kind, []))
+            for kind, table in schema.INDEX_TABLES.items()}
+
+
+def test_index_rows_follow_every_update_and_delete(store: SqlStore) -> None:
+    o = {"resourceType": "Observation", "id": "o", "status": "preliminary",
+         "code": {"coding": [{"system": "http://loinc.org", "code": "718-7"}]},
+         "effectiveDateTime": "2024-01-01T10:00:00Z"}
+    steps = [o, {**o, "status": "final"}, {**o, "status": "final", "meta": {"tag": [
+        {"code": "t"}]}}, {**o, "status": "final", "effectiveDateTime": "2024-02-01"}]
+    for step in steps:
+        with store.transaction() as tx:
+            tx.put(step)
+        current = store.read("Observation", "o")
+        assert current is not None
+        assert stored_index(store, "Observation", "o") == expected_index(current)
+    with store.transaction() as tx:
+        tx.delete("Observation", "o")
+    assert all(rows == [] for rows in stored_index(store, "Observation", "o").values())
+
+
+def test_reindex_rebuilds_lost_index_rows(store: SqlStore) -> None:
+    from sqlalchemy import delete
+
+    from gateway.store import schema
+
+    with store.transaction() as tx:
+        for i in range(7):
+            tx.put(patient(f"p{i}", identifier=[{"system": "urn:x", "value": f"v{i}"}]))
+        tx.delete("Patient", "p6")
+    with store.engine.begin() as conn:
+        conn.execute(delete(schema.idx_token))
+    assert store.search("Patient", [("identifier", "urn:x|v3")]).resources == []
+    assert store.reindex("Patient", batch=4) == 6
+    assert [r["id"] for r in store.search("Patient", [("identifier", "urn:x|v3")]).resources
+            ] == ["p3"]
+    assert store.search("Patient", [("identifier", "urn:x|v6")]).resources == []
