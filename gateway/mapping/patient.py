@@ -2,6 +2,9 @@
 
 What survives of the PID: the pseudonym (``pseudonym.py``), administrative gender (PID-8,
 table 0001), the year of birth (PID-7), deceased as a boolean (PID-30, or PID-29 valued).
+No ``managingOrganization``: one person known at two sites (same codice fiscale) is one
+Patient, and naming the sending site would make every message from the other site a new
+version; the Provenance of each message names its site.
 Everything else (names, addresses, phones, mother's maiden name, SSN, race, ethnicity,
 account and visit numbers, MRNs in clear) is dropped. The resource is built only from the
 fields kept, so an update that changes dropped fields only produces an identical resource.
@@ -21,7 +24,6 @@ from gateway.mapping.context import (
     Resource,
 )
 from gateway.mapping.manifest import occurrence
-from gateway.mapping.organization import organization_reference
 
 V2_0203 = "http://terminology.hl7.org/CodeSystem/v2-0203"
 ANON_TYPE = {"coding": [{"system": V2_0203, "code": "ANON", "display": "Anonymous identifier"}]}
@@ -70,7 +72,6 @@ def patient_resource(ctx: MappingContext, pseudonym: str, pid: Segment) -> Resou
     deceased = _deceased(pid)
     if deceased is not None:
         patient["deceasedBoolean"] = deceased
-    patient["managingOrganization"] = organization_reference(ctx.site)
     return patient
 
 
@@ -84,7 +85,6 @@ def _deceased(pid: Segment) -> bool | None:
     if flag in ("Y", "N"):
         return flag == "Y"
     return True if pid.get(29) else None
-
 
 
 # --- ADT^A40: merge patient identifier list --------------------------------------------
@@ -114,7 +114,6 @@ def _supersede(ctx: MappingContext, prior: str, survivor: str) -> None:
         "meta": {"security": [dict(SECURITY_PSEUDED)]},
         "identifier": [pseudonym_identifier(prior)],
         "active": False,
-        "managingOrganization": organization_reference(ctx.site),
         "link": [{"other": {"reference": f"Patient/{survivor}"}, "type": "replaced-by"}],
     })
     kept = ctx.resources[("Patient", survivor)]
