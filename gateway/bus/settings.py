@@ -10,7 +10,9 @@ import argparse
 import socket
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validator
+
+from gateway.errors import ConfigError
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
@@ -80,11 +82,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def from_sources(args: argparse.Namespace | None = None,
                  env: dict[str, str] | None = None) -> BusSettings:
-    """Settings from ``GATEWAY_<FIELD>`` environment variables, overridden by flags."""
+    """Settings from ``GATEWAY_<FIELD>`` environment variables, overridden by flags.
+
+    Raises ConfigError naming the setting when a value is wrong."""
     values: dict[str, Any] = {}
     for name in BusSettings.model_fields:
         if env and (value := env.get("GATEWAY_" + name.upper())) not in (None, ""):
             values[name] = value
         if args is not None and getattr(args, name, None) is not None:
             values[name] = getattr(args, name)
-    return BusSettings(**values)
+    try:
+        return BusSettings(**values)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'bus'}: {e['msg']}"
+                             for e in exc.errors())
+        raise ConfigError(f"bad bus settings: {problems}") from exc

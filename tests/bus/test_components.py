@@ -10,6 +10,7 @@ from gateway.bus.components import start_bus_components
 from gateway.bus.embedded import EmbeddedBus
 from gateway.bus.kafka import KafkaBus
 from gateway.bus.settings import BusSettings, add_arguments, from_sources
+from gateway.errors import ConfigError
 from gateway.store.sql import SqlStore
 from tests.bus.busutil import free_port, patient, versions, wait_until, write
 
@@ -66,6 +67,8 @@ async def test_a_hub_projects_from_kafka_and_reports_its_lag(
     edge.notify(6)
     expected = versions(edge_store)
     assert await wait_until(lambda: versions(hub_store) == expected, deadline=20)
+    assert hub.projector is not None
+    assert await wait_until(lambda: hub.projector.status()["lag_total"] == 0)  # type: ignore[union-attr]
     projector = hub.status()["projector"]
     assert isinstance(projector, dict) and projector["applied"] >= 6
     assert all(name.startswith(kafka_settings.topic_prefix) for name in projector["lag"])
@@ -87,6 +90,9 @@ def test_settings_come_from_flags_over_environment_over_defaults() -> None:
     assert "s3cret" not in repr(settings)
 
 
-def test_sasl_without_credentials_is_refused_at_start() -> None:
-    with pytest.raises(ValueError, match="SASL needs"):
-        BusSettings(kafka_bootstrap="k:9093", kafka_security_protocol="SASL_SSL")
+def test_bad_bus_settings_are_refused_at_start_naming_the_setting() -> None:
+    with pytest.raises(ConfigError, match="SASL needs"):
+        from_sources(None, {"GATEWAY_KAFKA_BOOTSTRAP": "k:9093",
+                            "GATEWAY_KAFKA_SECURITY_PROTOCOL": "SASL_SSL"})
+    with pytest.raises(ConfigError, match="topic_partitions"):
+        from_sources(None, {"GATEWAY_TOPIC_PARTITIONS": "zero"})

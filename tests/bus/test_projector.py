@@ -36,7 +36,7 @@ async def test_every_version_written_at_the_edge_appears_in_the_hub_unchanged(
     await projector.start()
     expected = versions(edge_store)
     assert await wait_until(lambda: versions(hub_store) == expected, deadline=30)
-    assert projector.status()["lag_total"] == 0
+    assert await wait_until(lambda: projector.status()["lag_total"] == 0)
     await projector.stop()
     await bus.stop()
 
