@@ -228,6 +228,21 @@ def scenarios(n: int, subjects: int) -> dict[str, list[str]]:
     }
 
 
+def measure(port: int, paths: dict[str, list[str]], conc: dict[str, int],
+            args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """Bare and read alternate for ``--rounds`` rounds (the best round of each is kept:
+    on a shared machine the noise only ever slows a round down); then the searches."""
+    results: dict[str, dict[str, Any]] = {}
+    for _ in range(args.rounds):
+        for name in ("bare", "read"):
+            run = drive(port, paths[name], conc[name], args.seconds)
+            if name not in results or run["rps"] > results[name]["rps"]:
+                results[name] = run
+    for name in ("search subject+code", "search code+date _count=100"):
+        results[name] = drive(port, paths[name], conc[name], args.seconds * args.rounds)
+    return results
+
+
 def report(db: str, n: int, load_s: float, results: dict[str, dict[str, Any]],
            concurrency: dict[str, int]) -> None:
     print(f"\nFHIR API benchmark — {db}, {n:,} Observations (bulk load {load_s:.1f} s)")
@@ -251,9 +266,10 @@ def main() -> None:
     ap.add_argument("--db", choices=("sqlite", "postgresql"), default="sqlite")
     ap.add_argument("--n", type=int, default=100_000)
     ap.add_argument("--subjects", type=int, default=1000)
-    ap.add_argument("--seconds", type=float, default=8.0)
+    ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--concurrency", type=int, default=16, help="for bare and read")
     ap.add_argument("--search-concurrency", type=int, default=1)
+    ap.add_argument("--rounds", type=int, default=3)
     s = sub.add_parser("serve")
     s.add_argument("--url", required=True)
     s.add_argument("--port", type=int, required=True)
@@ -286,8 +302,7 @@ def run(args: argparse.Namespace) -> None:
                 conc = {"bare": args.concurrency, "read": args.concurrency,
                         "search subject+code": args.search_concurrency,
                         "search code+date _count=100": args.search_concurrency}
-                results = {name: drive(port, paths, conc[name], args.seconds)
-                           for name, paths in scenarios(args.n, args.subjects).items()}
+                results = measure(port, scenarios(args.n, args.subjects), conc, args)
             finally:
                 server.terminate()
                 server.wait(timeout=30)

@@ -12,6 +12,7 @@ itself (``Store.read_raw``).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import threading
 from dataclasses import dataclass
@@ -51,14 +52,33 @@ class RawReader:
             self.sql = str(compiled)  # in the driver's own paramstyle
             self.positions = compiled.positiontup if compiled.positional else None
             self.db_error: type[Exception] = self.engine.dialect.loaded_dbapi.Error
+        self.pg = (AsyncPgConnections(self.engine.url.set(drivername="postgresql")
+                                      .render_as_string(hide_password=False))
+                   if self.engine is not None and store.dialect == "postgresql"  # type: ignore[attr-defined]
+                   else None)
         self.local = threading.local()
         self.lock = threading.Lock()
         self.opened: list[Any] = []
 
+    async def read_async(self, resource_type: str, id: str) -> RawResource:
+        """On PostgreSQL, without blocking the event loop (psycopg's async connections);
+        elsewhere the synchronous read (a SQLite primary-key lookup costs less than a hop
+        to a worker thread)."""
+        if self.pg is None:
+            return self.read(resource_type, id)
+        try:
+            row = await self.pg.fetch_one(self.sql, self._params(resource_type, id))
+        except self.db_error as exc:
+            raise StoreError(f"database error: {type(exc).__name__}",
+                             resource=f"{resource_type}/{id}") from exc
+        return self._raw(resource_type, id, row)
+
     def read(self, resource_type: str, id: str) -> RawResource:
         if self.engine is None:
             return self._via_store(resource_type, id)
-        row = self._row(resource_type, id)
+        return self._raw(resource_type, id, self._row(resource_type, id))
+
+    def _raw(self, resource_type: str, id: str, row: tuple[Any, ...] | None) -> RawResource:
         if row is None:
             raise FhirError.of("not-found", f"{resource_type}/{id} is not known")
         deleted, content, version_id, last_updated = row
@@ -121,3 +141,40 @@ class RawReader:
         meta = resource.get("meta") or {}
         return RawResource(orjson.dumps(resource), str(meta.get("versionId", "")),
                            str(meta.get("lastUpdated", "")))
+
+
+class AsyncPgConnections:
+    """A few autocommit ``psycopg.AsyncConnection``s for the reads of one event loop."""
+
+    def __init__(self, conninfo: str, size: int = 4) -> None:
+        self.conninfo = conninfo
+        self.size = size
+        self.created = 0
+        self.idle: asyncio.Queue[Any] | None = None
+
+    async def fetch_one(self, sql: str, params: Any) -> tuple[Any, ...] | None:
+        conn = await self._acquire()
+        try:
+            cursor = await conn.execute(sql, params)
+            row: tuple[Any, ...] | None = await cursor.fetchone()
+        except BaseException:
+            self.created -= 1  # a failed connection is not reused
+            await conn.close()
+            raise
+        assert self.idle is not None
+        self.idle.put_nowait(conn)
+        return row
+
+    async def _acquire(self) -> Any:
+        import psycopg
+
+        if self.idle is None:
+            self.idle = asyncio.Queue()
+        if self.idle.empty() and self.created < self.size:
+            self.created += 1
+            try:
+                return await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True)
+            except BaseException:
+                self.created -= 1
+                raise
+        return await self.idle.get()
