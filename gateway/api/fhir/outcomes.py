@@ -7,6 +7,7 @@ data: parameter names, resource types, ids and element paths only.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -97,7 +98,7 @@ def _first_diagnostics(body: Outcome) -> str:
     return str(issues[0].get("diagnostics", issues[0].get("code", "error")))
 
 
-def outcome_response(status: int, body: Outcome, headers: dict[str, str] | None = None
+def outcome_response(status: int, body: Outcome, headers: Mapping[str, str] | None = None
                      ) -> Response:
     return Response(orjson.dumps(body), status_code=status, headers=headers,
                     media_type=FHIR_MEDIA_TYPE)

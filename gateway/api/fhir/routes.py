@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TypeVar
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode
 
 import orjson
 from fastapi import APIRouter, Request
@@ -175,8 +175,6 @@ def _entry_getter(api: FhirApi, base: str, strict: bool) -> Callable[[str, str],
         parts = path.strip("/").split("/")
         rtype = api.served(parts[0])
         if len(parts) == 1:
-            from urllib.parse import parse_qsl
-
             bundle = search_bundle(api.store.search, rtype, parse_qsl(query), base,
                                    strict=strict)
             return {"resource": bundle, "response": {"status": "200 OK"}}

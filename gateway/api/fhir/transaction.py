@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -87,13 +88,18 @@ def run_transaction(store: Store, bundle: dict[str, Any], ctx: ix.WriteContext, 
         rewrite_references(bundle_resources(entries), lambda ref: _resolve(tx, plan, ref))
         for entry in sorted(entries, key=lambda e: ORDER[e.method]):
             if entry.method not in ("GET", "HEAD"):
-                responses[entry.index] = _in_entry(entry, lambda e=entry: _write(tx, e, ctx),
+                responses[entry.index] = _in_entry(entry, partial(_write, tx, entry, ctx),
                                                    base)
         _check_references(tx, entries)
     for entry in entries:  # reads after the commit: a failing read fails alone
         if entry.method in ("GET", "HEAD"):
-            responses[entry.index] = _guarded(lambda e=entry: get(*e.url.partition("?")[::2]))
+            responses[entry.index] = _guarded(partial(_get, get, entry))
     return _response_bundle("transaction-response", [responses[e.index] for e in entries])
+
+
+def _get(get: Getter, entry: Entry) -> dict[str, Any]:
+    path, _, query = entry.url.partition("?")
+    return get(path, query)
 
 
 def _in_entry(entry: Entry, action: Callable[[], ix.Result], base: str) -> dict[str, Any]:
@@ -255,7 +261,7 @@ def run_batch(store: Store, bundle: dict[str, Any], ctx: ix.WriteContext, base: 
 def _batch_entry(store: Store, entry: Entry, ctx: ix.WriteContext, base: str,
                  get: Getter) -> dict[str, Any]:
     if entry.method in ("GET", "HEAD"):
-        return _guarded(lambda: get(*entry.url.partition("?")[::2]))
+        return _guarded(partial(_get, get, entry))
     return _guarded(lambda: _batch_write(store, entry, ctx, base))
 
 
