@@ -36,6 +36,10 @@ def test_sort_by_date_and_status_both_directions_missing_last(store: SqlStore) -
         "b", "a", "d", "c"]
     assert page_ids(store.search("Observation", [("_sort", "-_id")])) == ["d", "c", "b", "a"]
     assert page_ids(store.search("Observation", [])) == ["a", "b", "c", "d"]
+    assert page_ids(store.search("Observation", [("date", "ge2024-01-02"), ("code", "x"),
+                                                 ("_sort", "-date")])) == ["a", "d"]
+    assert page_ids(store.search("Observation", [("date:missing", "true"),
+                                                 ("_sort", "date")])) == ["c"]
 
 
 def test_cursors_walk_forward_and_back_without_gaps(store: SqlStore) -> None:
@@ -153,3 +157,62 @@ def test_parallel_puts_of_one_new_id_each_get_their_own_version(store: SqlStore)
         versions = sorted(pool.map(worker, range(5)))
     assert versions == [1, 2, 3, 4, 5]
     assert store.outbox_pending() == 5
+
+
+def test_paging_a_date_sort_crosses_from_dated_to_undated_rows_both_ways(
+        store: SqlStore) -> None:
+    with store.transaction() as tx:
+        for i in range(7):
+            tx.put(obs(f"d{i}", f"2024-02-0{1 + i % 3}"))  # ties on the date
+        for i in range(4):
+            tx.put(obs(f"n{i}", None))
+    for direction in ("date", "-date"):
+        descending = direction.startswith("-")
+        query = [("_sort", direction), ("_count", "3")]
+        results = [store.search("Observation", query)]
+        while results[-1].next_cursor is not None:
+            results.append(store.search("Observation",
+                                        [*query, ("_cursor", results[-1].next_cursor)]))
+        pages = [page_ids(r) for r in results]
+        walked = [oid for page in pages for oid in page]
+        assert sorted(walked) == sorted([f"d{i}" for i in range(7)] + [f"n{i}" for i in range(4)])
+        assert walked[-4:] == sorted(walked[-4:], reverse=descending)  # undated last, by id
+        assert all(oid.startswith("n") for oid in walked[-4:])
+        dated = [store.read("Observation", oid) for oid in walked[:7]]
+        when = [(r or {})["effectiveDateTime"] for r in dated]
+        assert when == sorted(when, reverse=descending)
+        back = [results[-1]]  # and back from the last page, page by page
+        while back[-1].prev_cursor is not None:
+            back.append(store.search("Observation", [*query, ("_cursor", back[-1].prev_cursor)]))
+        assert [page_ids(r) for r in reversed(back)] == pages
+
+
+def test_query_plans_with_and_without_a_driving_filter_agree(
+        store: SqlStore, monkeypatch: Any) -> None:
+    from gateway.store.search import query as query_module
+
+    with store.transaction() as tx:
+        for i in range(12):
+            tx.put(obs(f"o{i:02d}", f"2024-03-{1 + i % 4:02d}" if i % 5 else None,
+                       "final" if i % 3 else "amended", subject=f"Patient/p{i % 2}"))
+    searches = [[("status", "final")], [("status", "final"), ("_sort", "-date")],
+                [("status", "final,amended"), ("date", "ge2024-03-02"), ("_sort", "date")],
+                [("status:not", "amended"), ("_sort", "-_lastUpdated")],
+                [("code", "x"), ("subject", "Patient/p1"), ("_sort", "-date")]]
+
+    def walk(params: list[tuple[str, str]]) -> list[str]:
+        seen, cursor = [], None
+        while True:
+            page = store.search("Observation", [*params, ("_count", "4")]
+                                + ([("_cursor", cursor)] if cursor else []))
+            seen += page_ids(page)
+            cursor = page.next_cursor
+            if cursor is None:
+                return seen
+
+    driven = [walk(params) for params in searches]
+    monkeypatch.setattr(query_module, "DRIVER_MAX", 0)
+    monkeypatch.setattr(query_module, "DRIVER_MAX_SORTED", 0)
+    assert [walk(params) for params in searches] == driven
+    assert all(len(ids) == len(set(ids)) for ids in driven)
+    assert len(driven[0]) == 8 and len(driven[3]) == 8

@@ -106,7 +106,7 @@ OBSERVATION = [
       "dataAbsentReason"),
     p("date", "date", "Observation.effective",
       "Obtained date/time. If the obtained element is a period, a date that falls in the "
-      "period", "effectiveDateTime", "effectivePeriod", "effectiveInstant"),
+      "period", "effectiveDateTime", "effectivePeriod", "effectiveInstant", single=True),
     p("derived-from", "reference", "Observation.derivedFrom",
       "Related measurements the observation is made from", "derivedFrom", targets=(
           "DocumentReference", "ImagingStudy", "Media", "MolecularSequence", "Observation",

@@ -30,6 +30,7 @@ class ParamDef:
     where: Callable[[Any], bool] | None = None
     components: tuple[str, str] = ("", "")  # composite: the two parts' types
     extract: Callable[[Any], list[Any]] | None = None  # instead of ``paths``
+    single: bool = False  # at most one value per resource (a date: sorts via its index)
     url: str = ""  # canonical SearchParameter URL
     base: tuple[str, ...] = ()  # resource types, filled in by the registry
 
@@ -37,9 +38,9 @@ class ParamDef:
 def p(name: str, type_: str, expression: str, description: str, *paths: str,
       targets: tuple[str, ...] = (), where: Callable[[Any], bool] | None = None,
       components: tuple[str, str] = ("", ""),
-      extract: Callable[[Any], list[Any]] | None = None) -> ParamDef:
+      extract: Callable[[Any], list[Any]] | None = None, single: bool = False) -> ParamDef:
     return ParamDef(name, type_, expression, description, paths, targets, where, components,
-                    extract)
+                    extract, single)
 
 
 def _system(name: str) -> Callable[[Any], bool]:
@@ -84,10 +85,11 @@ def _address(rtype: str) -> list[ParamDef]:
 PATIENT = [
     p("active", "token", "Patient.active", "Whether the patient record is active", "active"),
     *_address("Patient"),
-    p("birthdate", "date", "Patient.birthDate", "The patient's date of birth", "birthDate"),
+    p("birthdate", "date", "Patient.birthDate", "The patient's date of birth", "birthDate",
+      single=True),
     p("death-date", "date", "(Patient.deceased as dateTime)",
       "The date of death has been provided and satisfies this search value",
-      "deceasedDateTime"),
+      "deceasedDateTime", single=True),
     p("deceased", "token", "Patient.deceased.exists() and Patient.deceased != false",
       "This patient has been marked as deceased, or as a death date entered",
       extract=lambda r: [bool(r.get("deceasedBoolean") or "deceasedDateTime" in r)]),
@@ -144,7 +146,8 @@ RESEARCH_STUDY = [
     p("category", "token", "ResearchStudy.category", "Classifications for the study",
       "category"),
     p("condition", "token", "ResearchStudy.condition", "Condition being studied", "condition"),
-    p("date", "date", "ResearchStudy.period", "When the study began and ended", "period"),
+    p("date", "date", "ResearchStudy.period", "When the study began and ended", "period",
+      single=True),
     p("focus", "token", "ResearchStudy.focus", "Drugs, devices, etc. under study", "focus"),
     p("identifier", "token", "ResearchStudy.identifier", "Business Identifier for study",
       "identifier"),
@@ -171,7 +174,8 @@ RESEARCH_STUDY = [
 ]
 
 RESEARCH_SUBJECT = [
-    p("date", "date", "ResearchSubject.period", "Start and end of participation", "period"),
+    p("date", "date", "ResearchSubject.period", "Start and end of participation", "period",
+      single=True),
     p("identifier", "token", "ResearchSubject.identifier", "Business Identifier for research "
       "subject in a study", "identifier"),
     p("individual", "reference", "ResearchSubject.individual", "Who is part of study",
@@ -200,7 +204,7 @@ SPECIMEN = [
       "collection.bodySite"),
     p("collected", "date", "Specimen.collection.collected",
       "The date the specimen was collected", "collection.collectedDateTime",
-      "collection.collectedPeriod"),
+      "collection.collectedPeriod", single=True),
     p("collector", "reference", "Specimen.collection.collector", "Who collected the specimen",
       "collection.collector", targets=("Practitioner", "PractitionerRole")),
     p("container", "token", "Specimen.container.type", "The kind of specimen container",
@@ -236,13 +240,13 @@ PROVENANCE = [
     p("patient", "reference", "Provenance.target.where(resolve() is Patient)",
       "Target Reference(s) (usually version specific)", "target", targets=("Patient",)),
     p("recorded", "date", "Provenance.recorded", "When the activity was recorded / updated",
-      "recorded"),
+      "recorded", single=True),
     p("signature-type", "token", "Provenance.signature.type", "Indication of the reason the "
       "entity signed the object(s)", "signature.type"),
     p("target", "reference", "Provenance.target", "Target Reference(s) (usually version "
       "specific)", "target", targets=ANY),
     p("when", "date", "(Provenance.occurred as dateTime)", "When the activity occurred",
-      "occurredDateTime", "occurredPeriod"),
+      "occurredDateTime", "occurredPeriod", single=True),
 ]
 
 
@@ -273,7 +277,8 @@ def _bind(definition: ParamDef, rtype: str) -> ParamDef:
     expression = definition.expression.replace("{type}", rtype)
     return ParamDef(definition.name, definition.type, expression, definition.description,
                     definition.paths, definition.targets, definition.where,
-                    definition.components, definition.extract, url, (rtype,))
+                    definition.components, definition.extract, definition.single, url,
+                    (rtype,))
 
 
 REGISTRY = _registry()

@@ -11,7 +11,19 @@ import base64
 from typing import Any
 
 import orjson
-from sqlalchemy import ColumnElement, Connection, and_, exists, false, func, not_, or_, select
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Connection,
+    and_,
+    exists,
+    false,
+    func,
+    literal,
+    not_,
+    or_,
+    select,
+)
 
 from gateway.errors import SearchError
 from gateway.store import schema as s
@@ -25,6 +37,9 @@ from gateway.store.search.values import MAX_MS, MIN_MS, TOP
 SORT_COLUMN = {"token": "code", "string": "value_norm", "quantity": "value", "number": "value",
                "reference": "target_id", "uri": "value"}
 Key = tuple[Any, bool]  # (expression, descending)
+DRIVER_MAX = 20_000  # a filter matching more rows than this does not drive an ordered walk
+DRIVER_MAX_SORTED = 2_000  # … when its rows would also need a sort on a date
+INDEX_ORDERED = {"_id", "_lastUpdated"}
 
 
 def run_search(conn: Connection, dialect: str, resource_type: str,
@@ -41,13 +56,17 @@ def run_search(conn: Connection, dialect: str, resource_type: str,
                         plan.issues)
 
 
-def _filtered(plan: Plan, *columns: Any) -> Any:
-    """The matching resources: the most selective positive filter (by rank) drives as
-    ``id IN (…)``; the others are checked per candidate as correlated (NOT) EXISTS."""
+def _filtered(plan: Plan, *columns: Any, source: Any = None, drive_below: int = 99) -> Any:
+    """The matching resources: the most selective positive filter (by rank, if its rank
+    is below ``drive_below``) drives as ``id IN (…)``; the others are checked per
+    candidate as correlated (NOT) EXISTS."""
     r = s.resource.c
-    query = select(*columns).where(r.res_type == plan.resource_type, r.deleted == false())
+    query = select(*columns)
+    if source is not None:
+        query = query.select_from(source)
+    query = query.where(r.res_type == plan.resource_type, r.deleted == false())
     positive = sorted((f for f in plan.filters if not f.negated), key=lambda f: f.rank)
-    driver = positive[0] if positive else None
+    driver = positive[0] if positive and positive[0].rank < drive_below else None
     for flt in plan.filters:
         if flt.rank < 0:  # _id: a plain condition on the resource row
             condition = flt.ids.whereclause
@@ -68,28 +87,88 @@ def _count(conn: Connection, plan: Plan) -> int:
 
 def _page(conn: Connection, plan: Plan, strict: bool) -> tuple[list[Any], str | None,
                                                                   str | None]:
-    r = s.resource.c
-    keys = [_sort_key(plan.resource_type, name, desc) for name, desc in plan.sort]
     cursor = _decode(plan.cursor, plan, strict) if plan.cursor else None
     backwards = cursor is not None and cursor["d"] == "p"
-    labeled = [expr.label(f"k{i}") for i, (expr, _desc) in enumerate(keys)]
-    query = _filtered(plan, r.res_id, r.content, *labeled)
-    if cursor is not None:
-        query = query.where(_beyond(keys, cursor["v"], cursor["id"], backwards))
-    order = [(expr.desc() if desc != backwards else expr.asc()) for expr, desc in keys]
-    order.append(r.res_id.desc() if backwards else r.res_id.asc())
-    rows = list(conn.execute(query.order_by(*order).limit(plan.count + 1)).all())
+    segments = _segments(plan, _drive_below(conn, plan))
+    rows: list[Any] = []
+    for query, keys in reversed(segments) if backwards else segments:
+        rows += _fetch(conn, query, keys, cursor, backwards, plan.count + 1 - len(rows))
+        if len(rows) > plan.count:
+            break
     more = len(rows) > plan.count
     rows = rows[:plan.count]
     if backwards:
         rows.reverse()
     if not rows:
         return rows, None, None
-    first, last = rows[0], rows[-1]
     has_next = more if not backwards else True
     has_prev = (cursor is not None) if not backwards else more
-    return (rows, _encode(plan, "n", last, len(keys)) if has_next else None,
-            _encode(plan, "p", first, len(keys)) if has_prev else None)
+    return (rows, _encode(plan, "n", rows[-1], len(plan.sort)) if has_next else None,
+            _encode(plan, "p", rows[0], len(plan.sort)) if has_prev else None)
+
+
+def _drive_below(conn: Connection, plan: Plan) -> int:
+    """Whether the best filter should drive the query (99) or not (0).
+
+    When the order can come from an index (id, _lastUpdated, a single-valued date), a
+    filter matching many rows is better checked per row while the database walks that
+    index and stops at the page size; a filter matching few rows (a reference, or up to a
+    cap, probed with a capped count) drives, and its rows are sorted."""
+    positive = sorted((f for f in plan.filters if not f.negated and f.rank >= 0),
+                      key=lambda f: f.rank)
+    if not positive or positive[0].rank == 0 or not _index_ordered(plan):
+        return 99
+    cap = DRIVER_MAX_SORTED if plan.sort and plan.sort[0][0] not in INDEX_ORDERED else DRIVER_MAX
+    capped = positive[0].ids.limit(cap + 1).subquery()
+    matches = conn.execute(select(func.count()).select_from(capped)).scalar_one()
+    return 99 if matches <= cap else 0
+
+
+def _index_ordered(plan: Plan) -> bool:
+    if not plan.sort:
+        return True
+    if len(plan.sort) != 1:
+        return False
+    definition = registry.lookup(plan.resource_type, plan.sort[0][0])
+    return plan.sort[0][0] in INDEX_ORDERED or (definition is not None and definition.single)
+
+
+def _segments(plan: Plan, drive_below: int) -> list[tuple[Any, list[Key]]]:
+    """The result in sort order, as one query or, for a sort on one single-valued date,
+    two: resources with the date (joined to the date index, so the database can walk it
+    in order and stop at the page size) then those without it."""
+    r = s.resource.c
+    definition = registry.lookup(plan.resource_type, plan.sort[0][0]) if plan.sort else None
+    if len(plan.sort) != 1 or definition is None or not definition.single:
+        keys = [_sort_key(plan.resource_type, name, desc) for name, desc in plan.sort]
+        labeled = [expr.label(f"k{i}") for i, (expr, _desc) in enumerate(keys)]
+        return [(_filtered(plan, r.res_id, r.content, *labeled, drive_below=drive_below),
+                 keys)]
+    desc = plan.sort[0][1]
+    sort_index = s.idx_date.alias("sort_date")  # apart from idx_date in the filters
+    d = sort_index.c
+    column = d.high if desc else d.low
+    joined = s.resource.join(sort_index, and_(d.res_type == r.res_type, d.res_id == r.res_id,
+                                              d.param == definition.name))
+    present = _filtered(plan, r.res_id, r.content, column.label("k0"), source=joined,
+                        drive_below=drive_below)
+    sentinel = literal(_missing_last("date", desc), BigInteger)
+    without = select(d.res_id).where(d.res_type == r.res_type, d.res_id == r.res_id,
+                                     d.param == definition.name)
+    missing = _filtered(plan, r.res_id, r.content, sentinel.label("k0"),
+                        drive_below=drive_below).where(~exists(without))
+    return [(present, [(column, desc)]), (missing, [(sentinel, desc)])]
+
+
+def _fetch(conn: Connection, query: Any, keys: list[Key], cursor: dict[str, Any] | None,
+           backwards: bool, limit: int) -> list[Any]:
+    r = s.resource.c
+    id_desc = keys[-1][1] if keys else False  # ties follow the last key's direction
+    if cursor is not None:
+        query = query.where(_beyond(keys, cursor["v"], cursor["id"], backwards))
+    order = [(expr.desc() if desc != backwards else expr.asc()) for expr, desc in keys]
+    order.append(r.res_id.desc() if id_desc != backwards else r.res_id.asc())
+    return list(conn.execute(query.order_by(*order).limit(limit)).all())
 
 
 def _sort_key(rtype: str, name: str, desc: bool) -> Key:
@@ -126,7 +205,8 @@ def _beyond(keys: list[Key], values: list[Any], last_id: str,
     for (expr, desc), value in zip(keys, values, strict=True):
         terms.append(and_(*equal, expr < value if desc != backwards else expr > value))
         equal.append(expr == value)
-    terms.append(and_(*equal, r.res_id < last_id if backwards else r.res_id > last_id))
+    id_desc = keys[-1][1] if keys else False
+    terms.append(and_(*equal, r.res_id < last_id if id_desc != backwards else r.res_id > last_id))
     return or_(*terms)
 
 
