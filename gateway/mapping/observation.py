@@ -12,10 +12,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.errors import Location, MappingError
-from gateway.hl7.parser import Composite, Segment
+from gateway.hl7.parser import Composite, Segment, escape
 from gateway.mapping import datatypes as dt
 from gateway.mapping import tables as t
 from gateway.mapping.context import MappingContext, ReportEntry
+from gateway.mapping.overrides import coded, override, plain_coding
 
 JSON = dict[str, Any]
 LABORATORY = {"coding": [{"system": t.OBSERVATION_CATEGORY, "code": "laboratory",
@@ -62,8 +63,11 @@ def time_field(ctx: MappingContext, seg: Segment, seq: int, fld: int,
 
 
 def observation_code(ctx: MappingContext, obx: Segment, seq: int) -> JSON | None:
-    """OBX-3 with the site's code map; a local code without a standard coding is reported."""
-    cc = dt.cwe_to_codeable_concept(obx.first(3), ctx.site, code_map=True)
+    """OBX-3 with the site's code map (and overrides); a local code without a standard
+    coding is reported."""
+    hit = override(ctx.site, "Observation.code", obx, ctx.message)
+    cc = (coded(ctx.site, obx.first(3), *hit, code_map=True) if hit else
+          dt.cwe_to_codeable_concept(obx.first(3), ctx.site, code_map=True))
     if cc is None:
         ctx.report.append(ReportEntry("error", "required", where(obx, seq, 3),
                                       "OBX-3 is empty: the observation was not mapped"))
@@ -170,19 +174,17 @@ def reference_range(obx: Segment, unit: JSON, seq: int) -> list[JSON]:
 
 def interpretation(obx: Segment) -> list[JSON]:
     """OBX-8 (table 0078, repeating) → v3-ObservationInterpretation codings."""
-    out = []
-    for rep in obx.reps(8):
-        code = rep.c(1)
-        if not code:
-            continue
-        system = t.V3_INTERPRETATION if code in t.INTERPRETATION_V3 else t.V2_SYSTEM.format(
-            table="0078")
-        coding: JSON = {"system": system, "code": code}
-        display = t.INTERPRETATION_DISPLAY.get(code) or rep.c(2)
-        if display:
-            coding["display"] = display
-        out.append({"coding": [coding]})
-    return out
+    return [interpretation_concept(rep.c(1), rep.c(2)) for rep in obx.reps(8) if rep.c(1)]
+
+
+def interpretation_concept(code: str, text: str = "") -> JSON:
+    system = t.V3_INTERPRETATION if code in t.INTERPRETATION_V3 else t.V2_SYSTEM.format(
+        table="0078")
+    coding: JSON = {"system": system, "code": code}
+    display = t.INTERPRETATION_DISPLAY.get(code) or text
+    if display:
+        coding["display"] = display
+    return {"coding": [coding]}
 
 
 def category(code: JSON) -> JSON:
@@ -193,8 +195,11 @@ def category(code: JSON) -> JSON:
     return LABORATORY
 
 
-def status(obx: Segment) -> str:
-    return t.OBSERVATION_STATUS.get(obx.get(11).upper(), "unknown")
+def status(ctx: MappingContext, obx: Segment) -> str:
+    """OBX-11 (table 0085), or the site's override of Observation.status."""
+    hit = override(ctx.site, "Observation.status", obx, ctx.message)
+    code = hit[0] if hit else obx.get(11)
+    return t.OBSERVATION_STATUS.get(code.strip().upper(), "unknown")
 
 
 def observation_id(ctx: MappingContext, order: Order, code: JSON, obx: Segment) -> str:
@@ -220,7 +225,7 @@ def build_observation(ctx: MappingContext, obx: Segment, seq: int, order: Order,
                  "id": observation_id(ctx, order, code, obx)}
     if order.identifiers:
         obs["identifier"] = order.identifiers
-    obs["status"] = status(obx)
+    obs["status"] = status(ctx, obx)
     obs["category"] = [category(code)]
     obs["code"] = code
     if subject:
@@ -234,7 +239,8 @@ def build_observation(ctx: MappingContext, obx: Segment, seq: int, order: Order,
 
 
 def _times(ctx: MappingContext, obx: Segment, seq: int, order: Order, obs: JSON) -> None:
-    effective = time_field(ctx, obx, seq, 14) or order.effective
+    hit = override(ctx.site, "Observation.effectiveDateTime", obx, ctx.message)
+    effective = time_field(ctx, obx, seq, 14, hit[0] if hit else None) or order.effective
     if effective:
         obs["effectiveDateTime"] = effective
     issued = time_field(ctx, obx, seq, 19)
@@ -245,16 +251,29 @@ def _times(ctx: MappingContext, obx: Segment, seq: int, order: Order, obs: JSON)
 
 def _result(ctx: MappingContext, obx: Segment, seq: int, obs: JSON) -> None:
     vt = value_type(ctx, obx, seq)
-    unit = dt.units(obx.first(6), ctx.site)
+    unit_hit = override(ctx.site, "Observation.valueQuantity.unit", obx, ctx.message)
+    unit = dt.units(unit_composite(unit_hit[0], obx) if unit_hit else obx.first(6), ctx.site)
     value = observation_value(ctx, obx, seq, vt, unit)
     if value is not None:
         obs[value[0]] = value[1]
     ranges = reference_range(obx, unit, seq)
     if ranges:
         obs["referenceRange"] = ranges
-    interp = interpretation(obx)
+    hit = override(ctx.site, "Observation.interpretation", obx, ctx.message)
+    interp = [interpretation_concept(hit[0])] if hit else interpretation(obx)
     if interp:
         obs["interpretation"] = interp
+    hit = override(ctx.site, "Observation.method", obx, ctx.message)
+    method = plain_coding(ctx.site, *hit) if hit else dt.cwe_to_codeable_concept(
+        obx.first(17), ctx.site)
+    if method:
+        obs["method"] = method
+
+
+def unit_composite(unit: str, obx: Segment) -> Composite:
+    """An OBX-6 holding ``unit`` as code and text (a site override of the unit)."""
+    text = escape(unit, obx.enc)
+    return Composite(f"{text}{obx.enc.component}{text}", obx.enc)
 
 
 def _notes(ctx: MappingContext, notes: list[Segment], obs: JSON) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 
 from gateway.errors import MappingError
-from gateway.hl7.parser import Segment
+from gateway.hl7.parser import Composite, Segment, escape
 from gateway.mapping import pseudonym as ps
 from gateway.mapping.context import (
     PSEUDONYM_SYSTEM,
@@ -24,6 +24,7 @@ from gateway.mapping.context import (
     Resource,
 )
 from gateway.mapping.manifest import occurrence
+from gateway.mapping.overrides import override
 
 V2_0203 = "http://terminology.hl7.org/CodeSystem/v2-0203"
 ANON_TYPE = {"coding": [{"system": V2_0203, "code": "ANON", "display": "Anonymous identifier"}]}
@@ -35,7 +36,7 @@ _YEAR = re.compile(r"^(1[89]\d\d|2\d\d\d)")
 
 def map_patient(ctx: MappingContext, pid: Segment) -> str:
     """Add the Patient of ``pid`` (and the prior Patient it supersedes, if any); its id."""
-    ids = ps.read_cx_list(ctx, pid.reps(3), "PID-3")
+    ids = ps.read_cx_list(ctx, pid_identifiers(ctx, pid), "PID-3")
     resolution = ps.resolve(ctx, ids)
     if resolution is None:
         raise MappingError("PID-3: patient identifier list is empty", segment="PID",
@@ -53,6 +54,20 @@ def map_patient(ctx: MappingContext, pid: Segment) -> str:
                  "Patient is marked replaced-by", code="informational")
         _supersede(ctx, prior, resolution.pseudonym)
     return resolution.pseudonym
+
+
+def pid_identifiers(ctx: MappingContext, pid: Segment) -> list[Composite]:
+    """PID-3, plus the value of the site's override of Patient.identifier as one more CX
+    (assigning authority: the site's first MRN authority, else its first facility; MR)."""
+    reps = pid.reps(3)
+    hit = override(ctx.site, "Patient.identifier", pid, ctx.message)
+    if hit is None:
+        return reps
+    rules = ctx.site.identifiers
+    authority = (rules.mrn_authorities or ctx.site.facilities)[0]
+    enc = pid.enc
+    value = escape(hit[0], enc)
+    return [*reps, Composite(enc.component.join((value, "", "", authority, "MR")), enc)]
 
 
 def patient_resource(ctx: MappingContext, pseudonym: str, pid: Segment) -> Resource:

@@ -25,6 +25,7 @@ from gateway.mapping import datatypes as dt
 from gateway.mapping import tables as t
 from gateway.mapping.context import MappingContext
 from gateway.mapping.observation import Order, at, time_field, where
+from gateway.mapping.overrides import coded, override
 
 JSON = dict[str, Any]
 DIN_PATTERN = re.compile(r"^[A-Z][A-Z0-9]{4}\d{2}\d{6}$")  # FIN (5) + year (2) + sequence (6)
@@ -126,14 +127,15 @@ def _parents(ctx: MappingContext, spm: Segment, subject: JSON | None) -> list[JS
 def build_specimen(ctx: MappingContext, spm: Segment, seq: int, order: Order | None, *,
                    subject: JSON | None = None) -> JSON:
     """One SPM → a Specimen added to ``ctx`` (replacing a stub of the same id)."""
-    idents = eip_identifiers(ctx, spm.first(2))
+    idents = _override_identifier(ctx, spm) + eip_identifiers(ctx, spm.first(2))
     idents += _cx_identifiers(ctx, spm, 30, "ACSN") + _cx_identifiers(ctx, spm, 31, "")
+    idents = [i for n, i in enumerate(idents) if i not in idents[:n]]
     fallback = ((order.key if order else ctx.message.control_id), "SPM", spm.get(1) or str(seq))
     spec: JSON = {"resourceType": "Specimen", "id": specimen_id(ctx, idents, fallback)}
     if idents:
         spec["identifier"] = idents
     _status(ctx, spm, seq, spec)
-    kind = dt.cwe_to_codeable_concept(_with_table(spm.first(4), "HL70487"), ctx.site)
+    kind = _specimen_type(ctx, spm)
     if kind:
         spec["type"] = kind
     if subject:
@@ -152,6 +154,25 @@ def build_specimen(ctx: MappingContext, spm: Segment, seq: int, order: Order | N
     return ctx.add(spec)
 
 
+def _specimen_type(ctx: MappingContext, spm: Segment) -> JSON | None:
+    """SPM-4 (table 0487 by default), or the site's override of Specimen.type."""
+    comp = _with_table(spm.first(4), "HL70487")
+    hit = override(ctx.site, "Specimen.type", spm, ctx.message)
+    return coded(ctx.site, comp, *hit) if hit else dt.cwe_to_codeable_concept(comp, ctx.site)
+
+
+def _override_identifier(ctx: MappingContext, spm: Segment) -> list[JSON]:
+    """The site's override of Specimen.identifier: a DIN in clear, else hashed."""
+    hit = override(ctx.site, "Specimen.identifier", spm, ctx.message)
+    if hit is None:
+        return []
+    din = din_of(hit[0], "ISBT128")
+    if din:
+        return [din_identifier(din)]
+    system = dt.hd_to_system("", "", "", ctx.site.id)
+    return [dt.hashed_identifier("specimen", system, hit[0], ctx.pseudonym, "PLAC")]
+
+
 def _status(ctx: MappingContext, spm: Segment, seq: int, spec: JSON) -> None:
     if spm.reps(21):
         spec["status"] = "unsatisfactory"
@@ -165,7 +186,9 @@ def _collection(ctx: MappingContext, spm: Segment, seq: int, order: Order | None
     """SPM-17 (DR; start, else the group's OBR-7), SPM-12, SPM-7, SPM-8."""
     out: JSON = {}
     dr = spm.first(17)
-    start = time_field(ctx, spm, seq, 17, dr.c(1, 1)) or (order.collected if order else None)
+    hit = override(ctx.site, "Specimen.collection.collectedDateTime", spm, ctx.message)
+    start = time_field(ctx, spm, seq, 17, hit[0] if hit else dr.c(1, 1)) or (
+        order.collected if order else None)
     end = time_field(ctx, spm, seq, 17, dr.c(2, 1))
     if start and end:
         out["collectedPeriod"] = {"start": start, "end": end}
