@@ -33,6 +33,9 @@ _TM = re.compile(r"^(\d{2})(\d{2})?(\d{2})?(\.\d{1,6})?([+-]\d{4})?$")
 NM_PATTERN = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)$")
 # SN-1 → Quantity.comparator; "=", empty and the v2 null '""' mean no comparator.
 SN_COMPARATORS = {"<": "<", ">": ">", "<=": "<=", ">=": ">=", "=": None, "": None, '"': None}
+# SN-1 "-" is no comparator of HL7 table SN (>, <, >=, <=, =, <>); with SN-3 "-" the IG's
+# OBX-5 rule (SN-3 "-" → Range) still applies: a Range, and the caller reports SN-1.
+SN_NOT_COMPARATOR = "-"
 
 
 _ODD_SPACE = re.compile(r"[^\S \r\n\t]")
@@ -292,7 +295,7 @@ def sn_to_value(comp: Composite, unit: JSON, at: Location) -> tuple[str, Any]:
     comparator, num1, sep, num2 = comp.c(1), comp.c(2), comp.c(3), comp.c(4)
     if sep in ("-", ":", "/") and num1 and num2:
         low, high = nm_to_decimal(num1, at), nm_to_decimal(num2, at)
-        if sep == "-" and comparator in ("", "=", '"'):
+        if sep == "-" and comparator in ("", "=", '"', "-"):  # "-": see SN_NOT_COMPARATOR
             return "valueRange", {"low": quantity(low, unit), "high": quantity(high, unit)}
         if sep in (":", "/") and comparator in ("", "=", '"'):
             return "valueRatio", {"numerator": quantity(low, {}),

@@ -108,6 +108,8 @@ def observation_value(ctx: MappingContext, obx: Segment, seq: int, vt: str, unit
         comparator, number = dt.split_comparator(first.text)
         return "valueQuantity", dt.quantity(dt.nm_to_decimal(number, loc), unit, comparator)
     if vt == "SN":
+        if first.c(1) == dt.SN_NOT_COMPARATOR:
+            ctx.warn(where(obx, seq, 5), "SN-1 '-' is not a comparator: ignored")
         return dt.sn_to_value(first, unit, loc)
     if vt in ("CE", "CWE", "CNE", "CF"):
         cc = dt.cwe_to_codeable_concept(first, ctx.site)

@@ -34,9 +34,9 @@ EXPLANATIONS: list[tuple[str, str]] = [
      "OBR-derived Specimen; the later OBR-7 wins."),
     ("sn-as-string", "ReportStream writes SN -^1^+^3 as \"-+1+++3\"; ours concatenates the "
      "components (\"-1+3\")."),
-    ("sn-as-range", "SN-1 is \"-\", not a comparator: ours keeps the SN as text instead of "
-     "guessing a Range."),
-    ("sn-as-quantity", "SN >^1^.^3: ReportStream drops \".3\"; ours keeps the SN as text."),
+    ("sn-as-quantity", "SN >^1^.^3: ReportStream drops \".3\" (the IG's SN→Quantity map reads "
+     "SN-1 and SN-2 only); \".\" is neither a range nor a ratio separator, so ours keeps the SN "
+     "as text rather than lose part of it."),
     ("vr-value", "OBX-2 VR (value range) is not mapped (not a v2.5+ result type)."),
     ("OML-O21-0",
      "DESIGN: FHIR-Converter also makes a Specimen from OBR-7 when the order group has an "

@@ -110,6 +110,9 @@ UNIT = {"unit": "mg/L", "system": dt.t.UCUM, "code": "mg/L"}
     ("=^7", "valueQuantity", {"value": 7, **UNIT}),
     ("^7", "valueQuantity", {"value": 7, **UNIT}),
     ("^2^-^5", "valueRange", {"low": {"value": 2, **UNIT}, "high": {"value": 5, **UNIT}}),
+    # SN-1 "-" is no comparator: SN-3 "-" still makes a Range (the caller reports SN-1)
+    ("-^1^-^3", "valueRange", {"low": {"value": 1, **UNIT}, "high": {"value": 3, **UNIT}}),
+    (">^1^-^3", "valueString", ">1-3"),
     ("^1^:^128", "valueRatio", {"numerator": {"value": 1}, "denominator": {"value": 128}}),
     ("^1^/^2", "valueRatio", {"numerator": {"value": 1}, "denominator": {"value": 2}}),
     ("^2^+", "valueString", "2+"),

@@ -17,9 +17,9 @@ from gateway.hl7.parser import split_messages
 from tests.conftest import FHIR_SCHEMA
 from tests.golden.golden import Run, convert, pairs, run
 
-# Measured by tests/golden/make_misses.py (518/538 on 2026-11-27: ADT OBX, PDA and ACC
-# facts mapped; MISSES.md lists every miss with its reason).
-MEASURED_RATE = 0.9628
+# Measured by tests/golden/make_misses.py (519/538 on 2026-11-27: ADT OBX, PDA and ACC
+# facts mapped, SN "-^1^-^3" a Range; MISSES.md lists every miss with its reason).
+MEASURED_RATE = 0.9647
 MARGIN = 0.002
 
 

@@ -187,3 +187,11 @@ def test_an_nm_below_the_detection_limit_keeps_its_comparator() -> None:
     obs = observation("OBX|1|NM|26881-3^IL-6^LN||<1.5|pg/mL")
     assert obs["valueQuantity"]["comparator"] == "<"
     assert obs["valueQuantity"]["value"] == 1.5
+
+
+def test_an_sn_range_with_a_dash_in_sn_1_is_a_range_and_sn_1_is_reported() -> None:
+    ctx = mapped(message("ORU^R01^ORU_R01", ORC, OBR,
+                         "OBX|1|SN|8675-3^Fake^LN||-^1^-^3|cm^cm^UCUM|||||F"), SITE)
+    obs = of_type(ctx, "Observation")[0]
+    assert obs["valueRange"]["low"]["value"] == 1 and obs["valueRange"]["high"]["value"] == 3
+    assert [e.location for e in ctx.report if "SN-1" in e.diagnostics] == ["OBX[1]-5"]
