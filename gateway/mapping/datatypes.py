@@ -95,10 +95,55 @@ def _mapped(coding: JSON, name: str, site: Site) -> JSON | None:
     return out
 
 
+# --- memo of conversions that depend only on (site, raw text) -----------------------------
+# Lab codes, units, flags and ranges repeat in every message; their conversions are memoised
+# per Site object (a reloaded site file is a new object, so a new memo) and handed out as
+# copies, so that no two resources share a mutable dict. Bounded: cleared when full.
+_MEMO_SIZE = 4096
+_MEMOS: dict[int, tuple[Site, dict[Any, Any]]] = {}
+_MISSING = object()
+
+
+def site_memo(site: Site) -> dict[Any, Any]:
+    entry = _MEMOS.get(id(site))
+    if entry is None or entry[0] is not site:
+        if len(_MEMOS) >= 64:
+            _MEMOS.clear()
+        entry = _MEMOS[id(site)] = (site, {})
+    if len(entry[1]) >= _MEMO_SIZE:
+        entry[1].clear()
+    return entry[1]
+
+
+def copy_json(value: Any) -> Any:
+    """A deep copy of JSON-shaped data (dicts, lists, scalars); faster than copy.deepcopy."""
+    if type(value) is dict:
+        return {k: copy_json(v) for k, v in value.items()}
+    if type(value) is list:
+        return [copy_json(v) for v in value]
+    return value
+
+
 def cwe_to_codeable_concept(comp: Composite, site: Site, *, code_map: bool = False) -> JSON | None:
     """CWE/CE/CNE → CodeableConcept: triplets 1-3 and 4-6 (versions 7, 8), text from CWE-9
     or the first display. With ``code_map`` the site's mapping of a local code is put first,
     the local coding kept beside it. None when the field is empty."""
+    if not comp.raw:
+        return None
+    memo = site_memo(site)
+    key = ("CWE", comp.raw, comp.enc, code_map)
+    cc = memo.get(key, _MISSING)
+    if cc is _MISSING:
+        cc = memo[key] = _cwe(comp, site, code_map)
+    if cc is None:
+        return None
+    out: JSON = {"coding": [dict(c) for c in cc["coding"]]} if "coding" in cc else {}
+    if "text" in cc:
+        out["text"] = cc["text"]
+    return out
+
+
+def _cwe(comp: Composite, site: Site, code_map: bool) -> JSON | None:
     codings: list[JSON] = []
     texts = []
     for code_i, text_i, name_i, version_i in ((1, 2, 3, 7), (4, 5, 6, 8)):
@@ -251,6 +296,17 @@ def units(comp: Composite, site: Site) -> JSON:
     """OBX-6 (CWE) → Quantity unit/system/code. UCUM when the site's unit_map says so, when
     the coding system is UCUM, or when the unit is a common UCUM lab unit (or its usual
     spelling); otherwise only the human-readable ``unit``."""
+    if not comp.raw:
+        return {}
+    memo = site_memo(site)
+    key = ("units", comp.raw, comp.enc)
+    out = memo.get(key)
+    if out is None:
+        out = memo[key] = _units(comp, site)
+    return dict(out)
+
+
+def _units(comp: Composite, site: Site) -> JSON:
     code, text, name = comp.c(1).strip(), comp.c(2).strip(), comp.c(3).strip()
     if not code and not text:
         return {}

@@ -9,10 +9,11 @@ version with status ``corrected``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from gateway.errors import Location, MappingError
-from gateway.hl7.parser import Composite, Segment, escape
+from gateway.hl7.parser import Composite, Encoding, Segment, escape
 from gateway.mapping import datatypes as dt
 from gateway.mapping import tables as t
 from gateway.mapping.context import MappingContext, ReportEntry
@@ -42,6 +43,19 @@ def at(seg: Segment, seq: int, fld: int, comp: int | None = None) -> Location:
     return Location(seg.name, seq, fld, comp)
 
 
+def plain(seg: Segment, n: int) -> str:
+    """``seg.get(n)`` (field ``n``, component 1), without building a Composite when the raw
+    field holds no delimiter or escape character (OBX-2 ``NM``, OBX-11 ``F``, a DTM: the
+    hot path)."""
+    fields = seg.fields
+    value = fields[n] if n < len(fields) else ""
+    enc = seg.enc
+    if not value or (enc.component not in value and enc.repetition not in value
+                     and enc.escape not in value and enc.subcomponent not in value):
+        return value
+    return seg.get(n)
+
+
 def where(seg: Segment, seq: int, fld: int) -> str:
     """Report location, e.g. ``OBX[3]-5``."""
     return f"{seg.name}[{seq}]-{fld}"
@@ -52,7 +66,7 @@ def time_field(ctx: MappingContext, seg: Segment, seq: int, fld: int,
     """A DTM/TS field that is not the result itself (OBX-14, OBX-19, OBR-7/8/14/22,
     SPM-17/18): an invalid value is reported (``invalid`` at its position) and left out,
     so that one bad timestamp does not reject the results around it."""
-    text = seg.first(fld).c(1, 1) if value is None else value
+    text = plain(seg, fld) if value is None else value
     if not text:
         return None
     out = dt.dtm_or_reason(text, ctx.site.timezone)
@@ -80,7 +94,7 @@ def observation_code(ctx: MappingContext, obx: Segment, seq: int) -> JSON | None
 
 def value_type(ctx: MappingContext, obx: Segment, seq: int) -> str:
     """OBX-2, or inferred from OBX-5 when missing (reported)."""
-    declared = obx.get(2).upper()
+    declared = plain(obx, 2).upper()
     if declared:
         return declared
     raw = obx.raw(5)
@@ -156,11 +170,19 @@ def _period(comp: Composite, tz: str, loc: Location) -> JSON:
 
 def reference_range(obx: Segment, unit: JSON, seq: int) -> list[JSON]:
     """OBX-7: "low-high", "<x", ">x" with the OBX-6 unit; anything else as text."""
-    text = obx.get(7)
+    text = plain(obx, 7)
     if not text:
         return []
+    return [{k: dict(v) if type(v) is dict else v for k, v in r.items()}
+            for r in _reference_range(text, tuple(unit.items()))]
+
+
+@lru_cache(maxsize=4096)
+def _reference_range(text: str, unit_items: tuple[tuple[str, Any], ...]) -> list[JSON]:
+    """The conversion, memoised (ranges repeat with their units); callers get a copy."""
+    unit = dict(unit_items)
     low, sep, high = text.partition("-")
-    loc = at(obx, seq, 7)  # only for the error that is caught below
+    loc = Location("OBX", 0, 7)  # only for the error that is caught below
     try:
         if sep and low.strip() and high.strip():
             return [{"low": dt.quantity(dt.nm_to_decimal(low, loc), unit),
@@ -176,7 +198,16 @@ def reference_range(obx: Segment, unit: JSON, seq: int) -> list[JSON]:
 
 def interpretation(obx: Segment) -> list[JSON]:
     """OBX-8 (table 0078, repeating) → v3-ObservationInterpretation codings."""
-    return [interpretation_concept(rep.c(1), rep.c(2)) for rep in obx.reps(8) if rep.c(1)]
+    raw = obx.raw(8)
+    if not raw:
+        return []
+    return [{"coding": [dict(c) for c in i["coding"]]} for i in _interpretation(raw, obx.enc)]
+
+
+@lru_cache(maxsize=1024)
+def _interpretation(raw: str, enc: Encoding) -> list[JSON]:
+    reps = [Composite(r, enc) for r in raw.split(enc.repetition) if r]
+    return [interpretation_concept(rep.c(1), rep.c(2)) for rep in reps if rep.c(1)]
 
 
 def interpretation_concept(code: str, text: str = "") -> JSON:
@@ -200,14 +231,14 @@ def category(code: JSON) -> JSON:
 def status(ctx: MappingContext, obx: Segment) -> str:
     """OBX-11 (table 0085), or the site's override of Observation.status."""
     hit = override(ctx.site, "Observation.status", obx, ctx.message)
-    code = hit[0] if hit else obx.get(11)
+    code = hit[0] if hit else plain(obx, 11)
     return t.OBSERVATION_STATUS.get(code.strip().upper(), "unknown")
 
 
 def observation_id(ctx: MappingContext, order: Order, code: JSON, obx: Segment) -> str:
     """Deterministic id; a repeated (order, code, sub-id) in one message gets an ordinal."""
     first = (code.get("coding") or [{"system": "", "code": code.get("text", "")}])[0]
-    key = (order.key, f"{first['system']}|{first['code']}", obx.get(4))
+    key = (order.key, f"{first['system']}|{first['code']}", plain(obx, 4))
     rid = ctx.rid("Observation", *key)
     n = 1
     while ("Observation", rid) in ctx.resources:
@@ -266,8 +297,8 @@ def _result(ctx: MappingContext, obx: Segment, seq: int, obs: JSON) -> None:
     if interp:
         obs["interpretation"] = interp
     hit = override(ctx.site, "Observation.method", obx, ctx.message)
-    method = plain_coding(ctx.site, *hit) if hit else dt.cwe_to_codeable_concept(
-        obx.first(17), ctx.site)
+    method = plain_coding(ctx.site, *hit) if hit else (dt.cwe_to_codeable_concept(
+        obx.first(17), ctx.site) if obx.raw(17) else None)
     if method:
         obs["method"] = method
 

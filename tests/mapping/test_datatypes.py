@@ -189,3 +189,26 @@ def test_identifiers_are_hashed_and_systems_come_from_hd() -> None:
     assert cx == {"system": "urn:oid:1.2.3", "value": "123",
                   "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203",
                                        "code": "MR"}]}}
+
+
+def test_memoised_codeable_concepts_and_units_are_copies_never_shared() -> None:
+    first = dt.cwe_to_codeable_concept(comp("PCR^Proteina C^L"), SITE, code_map=True)
+    assert first is not None
+    first["coding"][0]["code"] = "changed"
+    first["text"] = "changed"
+    again = dt.cwe_to_codeable_concept(comp("PCR^Proteina C^L"), SITE, code_map=True)
+    assert again == {"coding": [{"system": "urn:plagencell:site:hpg23:codes", "code": "PCR",
+                                 "display": "Proteina C"}], "text": "Proteina C"}
+    unit = dt.units(comp("mg/L^mg/L^UCUM"), SITE)
+    unit["code"] = "changed"
+    assert dt.units(comp("mg/L^mg/L^UCUM"), SITE)["code"] == "mg/L"
+
+
+def test_a_reloaded_site_with_another_code_map_is_not_served_from_the_old_memo() -> None:
+    before = dt.cwe_to_codeable_concept(comp("PCR^Proteina C^L"), SITE, code_map=True)
+    reloaded = SITE.model_copy(update={"code_map": {"PCR": Coding(
+        system="http://loinc.org", code="1988-5")}})
+    after = dt.cwe_to_codeable_concept(comp("PCR^Proteina C^L"), reloaded, code_map=True)
+    assert before is not None and after is not None
+    assert [c["code"] for c in before["coding"]] == ["PCR"]
+    assert [c["code"] for c in after["coding"]] == ["1988-5", "PCR"]

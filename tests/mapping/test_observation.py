@@ -195,3 +195,13 @@ def test_an_sn_range_with_a_dash_in_sn_1_is_a_range_and_sn_1_is_reported() -> No
     obs = of_type(ctx, "Observation")[0]
     assert obs["valueRange"]["low"]["value"] == 1 and obs["valueRange"]["high"]["value"] == 3
     assert [e.location for e in ctx.report if "SN-1" in e.diagnostics] == ["OBX[1]-5"]
+
+
+def test_memoised_ranges_and_flags_are_not_shared_between_observations() -> None:
+    crp2 = CRP.format(status="F").replace("OBX|1|", "OBX|2|").replace("^L||", "^L|2|")
+    ctx = mapped(message("ORU^R01^ORU_R01", ORC, OBR, CRP.format(status="F"), crp2), SITE)
+    first, second = of_type(ctx, "Observation")
+    first["referenceRange"][0]["low"]["value"] = -1
+    first["interpretation"][0]["coding"][0]["code"] = "X"
+    assert second["referenceRange"][0]["low"]["value"] == 0.0
+    assert second["interpretation"][0]["coding"][0]["code"] == "H"
