@@ -44,6 +44,23 @@ def apply_delivery(tx: ProjectorTransaction, record: Delivery) -> bool:
                            version_id=int(version) if version else None).changed
 
 
+def apply_batch(tx: ProjectorTransaction, records: Sequence[Delivery]) -> int:
+    """Every record in order; runs of versions in one batch write when the store has one
+    (``apply_versions``), tombstones one by one. Returns how many changed something."""
+    batch_write = getattr(tx, "apply_versions", None)
+    if batch_write is None:
+        return sum(apply_delivery(tx, r) for r in records)
+    changed, run = 0, []
+    for record in records:
+        if record.value is not None:
+            run.append(orjson.loads(record.value))
+            continue
+        changed += int(batch_write(run)) if run else 0
+        run = []
+        changed += apply_delivery(tx, record)
+    return changed + (int(batch_write(run)) if run else 0)
+
+
 def next_offsets(records: Sequence[Delivery]) -> dict[TopicPartition, int]:
     out: dict[TopicPartition, int] = {}
     for r in records:
@@ -119,8 +136,8 @@ class HubProjector:
 
     def _apply(self, records: Sequence[Delivery]) -> int:
         with self.store.transaction() as tx:
-            writer: Any = tx  # SqlTransaction: apply_version + apply_delete
-            return sum(apply_delivery(writer, r) for r in records)
+            writer: Any = tx  # SqlTransaction: apply_version(s) + apply_delete
+            return apply_batch(writer, records)
 
     def status(self) -> dict[str, object]:
         lag = self.consumer.lag()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -94,6 +94,14 @@ class SqlTransaction:
             self._outbox(rtype, rid, version, dumps(stored), headers)
         return Change(rtype, rid, version, last_updated, changed=True,
                       created=cur is None or cur.deleted, resource=stored)
+
+    @translated
+    def apply_versions(self, resources: Sequence[Resource]) -> int:
+        """Projector batch write: ``apply_version`` for each, in a few statements
+        (``gateway.store.project``); returns how many versions were new."""
+        from gateway.store.project import apply_versions
+
+        return apply_versions(self, resources)
 
     @translated
     def delete(self, resource_type: str, id: str, *, source: str | None = None,

@@ -1,0 +1,90 @@
+"""The projector's batch write (``apply_versions``) stores exactly what ``apply_version``
+one by one stores: history, current rows and search index rows, on both databases."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from gateway.bus.base import Delivery
+from gateway.bus.projector import apply_batch, apply_delivery
+from gateway.store import schema as s
+from gateway.store.sql import SqlStore
+from tests.bus.busutil import observation, patient, versions
+from tests.conftest import drop_pg_database, make_pg_database
+
+
+def version(resource: dict[str, Any], n: int, second: int = 0) -> dict[str, Any]:
+    return {**resource, "meta": {"versionId": str(n), "source": "urn:edge",
+                                 "lastUpdated": f"2026-11-27T10:00:{second:02d}+01:00"}}
+
+
+def deliveries() -> list[Delivery]:
+    """Versions in log order with redeliveries, an older version after a newer one, several
+    versions of one key in one batch, a delete and a re-creation."""
+    rng = random.Random(7)
+    out: list[Delivery] = []
+    for n in (1, 2, 3):
+        for i in range(30):
+            res = version(observation(i, float(n * 10 + i)) if i % 2 else patient(i, ("female",
+                          "male", "other")[n - 1]), n, n)
+            out.append(Delivery("t", 0, 0, f"{res['resourceType']}/{res['id']}",
+                                _dumps(res), {"version-id": str(n)}))
+    out += rng.sample(out, 20)  # redelivered, in any order (older after newer too)
+    out.append(Delivery("t", 0, 0, "Observation/o1", None, {"version-id": "4"}))
+    out.append(Delivery("t", 0, 0, "Observation/o1",
+                        _dumps(version(observation(1, 99.0), 5, 9)), {"version-id": "5"}))
+    return out
+
+
+def _dumps(resource: dict[str, Any]) -> bytes:
+    import orjson
+
+    return orjson.dumps(resource)
+
+
+def index_contents(store: SqlStore) -> dict[str, list[tuple[Any, ...]]]:
+    with store.engine.connect() as conn:
+        return {kind: sorted(tuple(str(v) for v in row)
+                             for row in conn.execute(select(table)))
+                for kind, table in s.INDEX_TABLES.items()} | {
+            "resource": sorted(tuple(str(v) for v in row)
+                               for row in conn.execute(select(s.resource)))}
+
+
+@pytest.fixture
+def two_stores(database_url: str, tmp_path: Path, pg_server: str) -> Iterator[tuple[SqlStore,
+                                                                                    SqlStore]]:
+    if database_url.startswith("sqlite"):
+        other, cleanup = f"sqlite:///{tmp_path / 'other.db'}", None
+    else:
+        other, cleanup = make_pg_database(pg_server)
+    stores = (SqlStore(database_url), SqlStore(other))
+    for store in stores:
+        store.migrate()
+    yield stores
+    for store in stores:
+        store.close()
+    if cleanup:
+        drop_pg_database(pg_server, cleanup)
+
+
+def test_the_batch_write_stores_what_one_by_one_stores(
+        two_stores: tuple[SqlStore, SqlStore]) -> None:
+    one_by_one, batched = two_stores
+    records = deliveries()
+    with one_by_one.transaction() as tx:
+        expected_changed = sum(apply_delivery(tx, r) for r in records)  # type: ignore[arg-type]
+    changed = 0
+    for start in range(0, len(records), 25):  # several batches, as fetched from the bus
+        with batched.transaction() as tx:
+            changed += apply_batch(tx, records[start:start + 25])  # type: ignore[arg-type]
+    assert changed == expected_changed == 30 * 3 + 2
+    assert versions(batched) == versions(one_by_one)
+    assert index_contents(batched) == index_contents(one_by_one)
+    assert batched.read("Observation", "o1")["valueQuantity"]["value"] == 99.0  # type: ignore[index]
