@@ -80,6 +80,9 @@ class IngestService:
         self.accepting = accepting
         self.on_commit = on_commit
         self.strict_check = strict_check
+        # meta.source names this node, not the site: resources shared by sites (a
+        # ResearchStudy, a Patient known by codice fiscale) must not flip with every sender.
+        self.source = f"urn:plagencell:node:{node_id}"
         self._queue: queue.Queue[_Job | None] = queue.Queue()
         self._thread: threading.Thread | None = None
 
@@ -169,7 +172,8 @@ class IngestService:
     # --- one message ---------------------------------------------------------------------
     def _process(self, tx: Transaction, job: _Job,
                  seen: dict[tuple[str, str, str], Outcome]) -> Outcome:
-        received = _instant(self.clock())
+        # a replay keeps the original receive time: Provenance.recorded must not change
+        received = job.replay_of.received if job.replay_of else _instant(self.clock())
         try:
             msg = parse(job.raw)
         except ParseError as exc:
@@ -231,7 +235,7 @@ class IngestService:
             rkey = (resource["resourceType"], resource["id"])
             if rkey in create_only and tx.get(*rkey) is not None:
                 continue
-            change = tx.put(resource, source=f"urn:plagencell:site:{site.id}",
+            change = tx.put(resource, source=self.source,
                             headers=headers)
             refs.append(f"{change.resource_type}/{change.id}/_history/{change.version_id}")
             changed += int(change.changed)

@@ -91,9 +91,11 @@ def ingest_site_samples(store: Store) -> int:
     from pathlib import Path
 
     from gateway.adapters.loader import EXAMPLE_SITES, load_network
+    from gateway.bus.settings import BusSettings
     from gateway.ingest import IngestService
 
-    service = IngestService(store, load_network(EXAMPLE_SITES), b"k" * 32, node_id="edge-test")
+    service = IngestService(store, load_network(EXAMPLE_SITES), b"k" * 32,
+                            node_id=BusSettings().node_id)  # as gateway replay will
     changed = 0
     for path in sorted(Path(EXAMPLE_SITES, "samples").glob("*/*.hl7")):
         outcome = service.process_now(path.read_bytes(), "file")

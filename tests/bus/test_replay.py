@@ -48,10 +48,6 @@ def test_a_message_that_failed_earlier_is_re_mapped_and_its_resources_created(
     assert record.status == "processed" and record.resource_refs
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "ingest: a replay maps with the replay time as Provenance.recorded instead of the "
-    "original receive time, and a ResearchStudy shared by several sites flips meta.source "
-    "(part of the content hash) with every site's message: 18 needless versions"))
 def test_replaying_unchanged_messages_adds_no_version_and_no_bus_record(
         tmp_path: Path, store: SqlStore, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "pseudonym.key").write_bytes(b"k" * 32)
