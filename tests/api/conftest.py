@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import pytest
@@ -25,9 +26,9 @@ from tests.conftest import drop_pg_database, make_pg_database
 FHIR_JSON = "application/fhir+json"
 
 
-def make_app(store: SqlStore) -> FastAPI:
+def make_app(store: SqlStore, **options: Any) -> FastAPI:
     app = FastAPI()
-    app.include_router(fhir_router(store))
+    app.include_router(fhir_router(store, **options))
     install_fhir_errors(app)
     app.add_middleware(GZipMiddleware, minimum_size=1000)
     return app
@@ -72,8 +73,8 @@ def open_store(url: str) -> SqlStore:
 
 
 @contextmanager
-def serving(store: SqlStore) -> Iterator[Served]:
-    with ThreadedServer(make_app(store)) as port:
+def serving(store: SqlStore, **options: Any) -> Iterator[Served]:
+    with ThreadedServer(make_app(store, **options)) as port:
         url = f"http://127.0.0.1:{port}"
         yield Served(store, url, f"{url}/fhir")
 

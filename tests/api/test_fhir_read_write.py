@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from .conftest import FHIR_JSON, Served
+from .conftest import FHIR_JSON, Served, serving
 
 PATIENT = {"resourceType": "Patient", "gender": "female", "birthDate": "1970"}
 
@@ -171,3 +171,15 @@ def test_history_with_a_malformed_since_is_400(client: httpx.Client):
 
 def test_history_of_an_unknown_resource_is_404(client: httpx.Client):
     assert client.get("/Patient/nope/_history").status_code == 404
+
+
+def test_nonblocking_reads_answer_like_the_inline_ones(store):
+    with serving(store, nonblocking_reads=True) as served, served.client() as http:
+        pid = create(http, PATIENT).json()["id"]
+        for _ in range(3):  # several reads reuse the pooled async connections
+            response = http.get(f"/Patient/{pid}")
+            assert response.status_code == 200
+            assert response.headers["etag"] == 'W/"1"'
+        assert http.get("/Patient/unknown").status_code == 404
+        http.delete(f"/Patient/{pid}")
+        assert http.get(f"/Patient/{pid}").status_code == 410

@@ -42,7 +42,7 @@ class RawResource:
 class RawReader:
     """Reads current versions as bytes; 404 / 410 as FhirError."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, *, nonblocking: bool = False) -> None:
         self.store = store
         engine = getattr(store, "engine", None)
         self.engine: Any = engine if getattr(store, "dialect", None) in (
@@ -54,16 +54,19 @@ class RawReader:
             self.db_error: type[Exception] = self.engine.dialect.loaded_dbapi.Error
         self.pg = (AsyncPgConnections(self.engine.url.set(drivername="postgresql")
                                       .render_as_string(hide_password=False))
-                   if self.engine is not None and store.dialect == "postgresql"  # type: ignore[attr-defined]
+                   if nonblocking and self.engine is not None
+                   and store.dialect == "postgresql"  # type: ignore[attr-defined]
                    else None)
         self.local = threading.local()
         self.lock = threading.Lock()
         self.opened: list[Any] = []
 
     async def read_async(self, resource_type: str, id: str) -> RawResource:
-        """On PostgreSQL, without blocking the event loop (psycopg's async connections);
-        elsewhere the synchronous read (a SQLite primary-key lookup costs less than a hop
-        to a worker thread)."""
+        """With ``nonblocking`` on PostgreSQL, through psycopg's async connections (the
+        event loop is not held during the round trip); otherwise the synchronous read,
+        which costs less than a hop to a worker thread: measured on one machine with a
+        local PostgreSQL, 3,500 reads/s inline against 1,300-1,700 async. Choose
+        ``nonblocking`` when the database is across a network (round trip > ~0.3 ms)."""
         if self.pg is None:
             return self.read(resource_type, id)
         try:
@@ -153,16 +156,16 @@ class AsyncPgConnections:
         self.idle: asyncio.Queue[Any] | None = None
 
     async def fetch_one(self, sql: str, params: Any) -> tuple[Any, ...] | None:
-        conn = await self._acquire()
+        conn, cursor = await self._acquire()
         try:
-            cursor = await conn.execute(sql, params)
+            await cursor.execute(sql, params, prepare=True)
             row: tuple[Any, ...] | None = await cursor.fetchone()
         except BaseException:
             self.created -= 1  # a failed connection is not reused
             await conn.close()
             raise
         assert self.idle is not None
-        self.idle.put_nowait(conn)
+        self.idle.put_nowait((conn, cursor))
         return row
 
     async def _acquire(self) -> Any:
@@ -173,7 +176,8 @@ class AsyncPgConnections:
         if self.idle.empty() and self.created < self.size:
             self.created += 1
             try:
-                return await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True)
+                conn = await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True)
+                return conn, conn.cursor()
             except BaseException:
                 self.created -= 1
                 raise

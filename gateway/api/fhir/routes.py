@@ -49,12 +49,12 @@ class FhirApi:
     """The state behind the routes: the store, the capability, how to name the base."""
 
     def __init__(self, store: Store, *, base_url: str | None = None,
-                 origin: str | None = None) -> None:
+                 origin: str | None = None, nonblocking_reads: bool = False) -> None:
         self.store = store
         self.base_url = base_url.rstrip("/") if base_url else None
         self.origin = origin
         self.capability = Capability()
-        self.reader = RawReader(store)
+        self.reader = RawReader(store, nonblocking=nonblocking_reads)
 
     async def read_now(self, rtype: str, id: str) -> RawResource:
         """A read by primary key without a hop to a worker thread (see ``fastread``)."""
@@ -113,10 +113,14 @@ class FhirRoute(APIRoute):
 
 
 def fhir_router(store: Store, *, base_url_from_request: bool = True,
-                base_url: str | None = None, origin: str | None = None) -> APIRouter:
+                base_url: str | None = None, origin: str | None = None,
+                nonblocking_reads: bool = False) -> APIRouter:
     """The ``/fhir`` router. ``base_url`` (when not taken from the request) is the public
-    base used in ``fullUrl``, ``Location`` and paging links."""
-    api = FhirApi(store, base_url=None if base_url_from_request else base_url, origin=origin)
+    base used in ``fullUrl``, ``Location`` and paging links; ``origin`` names this node in
+    the bus headers of API writes; ``nonblocking_reads`` reads by id on PostgreSQL without
+    holding the event loop (for a database across a network; see ``fastread``)."""
+    api = FhirApi(store, base_url=None if base_url_from_request else base_url, origin=origin,
+                  nonblocking_reads=nonblocking_reads)
     router = APIRouter(prefix="/fhir", route_class=FhirRoute)
     _read_routes(router, api)  # first: matched in order, and reads are the hot path
     _system_routes(router, api)
