@@ -157,7 +157,8 @@ class KafkaConsumer:
             *topics, **client_options(settings), group_id=group, enable_auto_commit=False,
             session_timeout_ms=int(settings.kafka_session_timeout * 1000),
             heartbeat_interval_ms=int(settings.kafka_session_timeout * 250),
-            auto_offset_reset="earliest", max_partition_fetch_bytes=4 * 1024 * 1024)
+            auto_offset_reset="earliest", max_partition_fetch_bytes=4 * 1024 * 1024,
+            metadata_max_age_ms=10_000)  # a topic created after the hub started joins soon
         self._committed: dict[KafkaTP, int] = {}
 
     async def start(self) -> None:

@@ -61,8 +61,8 @@ async def test_an_edge_starts_while_kafka_is_down_and_keeps_accepting_up_to_the_
 @pytest.mark.kafka
 async def test_a_hub_projects_from_kafka_and_reports_its_lag(
         kafka_settings: BusSettings, edge_store: SqlStore, hub_store: SqlStore) -> None:
+    hub = await start_bus_components(kafka_settings, hub_store, "hub")  # before any topic
     edge = await start_bus_components(kafka_settings, edge_store, "edge")
-    hub = await start_bus_components(kafka_settings, hub_store, "hub")
     write(edge_store, [patient(i) for i in range(6)])
     edge.notify(6)
     expected = versions(edge_store)
