@@ -7,6 +7,8 @@ import httpx
 from gateway.api.fhir.validation import validate_resource
 from gateway.store.search import params as registry
 
+from .conftest import serving
+
 
 def test_metadata_is_a_valid_r4_capability_statement(client: httpx.Client):
     statement = client.get("/metadata").json()
@@ -47,3 +49,10 @@ def test_the_research_study_search_parameter_resource_is_valid_r4(client: httpx.
     validate_resource(definition)
     assert definition["url"] == f"{registry.NETWORK_BASE}/research-study"
     assert "workflow-researchStudy" in definition["expression"]
+
+
+def test_types_served_by_other_routers_can_be_added_to_the_statement(store):
+    codesystem = {"type": "CodeSystem", "interaction": [{"code": "read"}]}
+    with serving(store, capability_resources=[codesystem]) as served, served.client() as http:
+        types = [r["type"] for r in http.get("/metadata").json()["rest"][0]["resource"]]
+    assert types[-1] == "CodeSystem"

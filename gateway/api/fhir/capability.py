@@ -8,6 +8,7 @@ SearchParameter resources at ``/fhir/SearchParameter/<code>``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,8 +65,12 @@ def registry_params() -> list[Param]:
 class Capability:
     """What the server serves; built once from the registry."""
 
-    def __init__(self, params: list[Param] | None = None) -> None:
+    def __init__(self, params: list[Param] | None = None,
+                 others: Sequence[dict[str, Any]] = ()) -> None:
+        """``others``: CapabilityStatement.rest.resource entries of resource types that
+        other routers serve under ``/fhir`` (e.g. the terminology's CodeSystem)."""
         self.params = params if params is not None else registry_params()
+        self.others = list(others)
         self.types = tuple(sorted({*SERVED_TYPES, *(p.resource_type for p in self.params
                                                     if p.resource_type != "Resource")}))
 
@@ -92,7 +97,7 @@ class Capability:
             "implementation": {"description": "Network FHIR API", "url": base},
             "rest": [{"mode": "server",
                       "resource": [self._resource(t) for t in self.types]
-                      + [self._search_parameter_resource()],
+                      + [self._search_parameter_resource(), *self.others],
                       "interaction": [{"code": c} for c in SYSTEM_INTERACTIONS]}],
         }
 
