@@ -84,10 +84,15 @@ class BusComponents:
             "projector": self.projector.status() if self.projector else None,
         }
 
-    async def stop(self) -> None:
-        for part in (self.projector, self.relay):
-            if part is not None:
-                await part.stop()
+    async def stop(self, drain_timeout: float = 5.0) -> None:
+        """Stop the projector, then the relay after a last drain (bounded: rows left behind
+        are published at the next start)."""
+        if self.projector is not None:
+            await self.projector.stop()
+        if self.relay is not None:
+            await self.relay.stop()
+            with contextlib.suppress(GatewayError, TimeoutError):
+                await asyncio.wait_for(self.relay.drain(), drain_timeout)
         with contextlib.suppress(GatewayError):
             await self.bus.stop()
         if self.hub_store is not None:

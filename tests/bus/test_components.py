@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -96,3 +97,12 @@ def test_bad_bus_settings_are_refused_at_start_naming_the_setting() -> None:
                             "GATEWAY_KAFKA_SECURITY_PROTOCOL": "SASL_SSL"})
     with pytest.raises(ConfigError, match="topic_partitions"):
         from_sources(None, {"GATEWAY_TOPIC_PARTITIONS": "zero"})
+
+
+async def test_stopping_publishes_what_was_committed_just_before(
+        tmp_path: Path, edge_store: SqlStore) -> None:
+    parts = await start_bus_components(BusSettings(), edge_store, "all", data_dir=tmp_path)
+    await asyncio.sleep(0.2)  # the relay is asleep on an empty outbox (1 s poll)
+    write(edge_store, [patient(i) for i in range(3)])  # committed, nobody notified
+    await parts.stop()
+    assert edge_store.outbox_pending() == 0
