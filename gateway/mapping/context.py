@@ -12,6 +12,7 @@ import hashlib
 import hmac
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from gateway.adapters.site import Site
@@ -33,6 +34,13 @@ def resource_id(resource_type: str, site: str, *natural_key: str) -> str:
     """Deterministic, FHIR-id-safe id: sha256(type | site | natural key), 64 hex chars."""
     text = "|".join((resource_type, site, *natural_key))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+@lru_cache(maxsize=8)
+def _keyed(key: bytes) -> hmac.HMAC:
+    """An HMAC-SHA256 primed with ``key``, copied for every pseudonym (same digest as
+    ``hmac.new(key, text, sha256)``, without re-deriving the inner and outer pads)."""
+    return hmac.new(key, digestmod=hashlib.sha256)
 
 
 @dataclass(slots=True)
@@ -77,8 +85,9 @@ class MappingContext:
     def pseudonym(self, *parts: str) -> str:
         """Keyed HMAC-SHA256 of identifying parts (64 hex chars): pseudonyms for patients,
         and the hashed form of order, visit and specimen numbers that must not travel in clear."""
-        text = "|".join(parts)
-        return hmac.new(self.pseudonym_key, text.encode("utf-8"), hashlib.sha256).hexdigest()
+        mac = _keyed(self.pseudonym_key).copy()  # the key schedule is computed once per key
+        mac.update("|".join(parts).encode("utf-8"))
+        return mac.hexdigest()
 
     def add(self, resource: Resource) -> Resource:
         """Collect a resource; a later one with the same type and id replaces the earlier."""

@@ -131,7 +131,8 @@ def cwe_to_codeable_concept(comp: Composite, site: Site, *, code_map: bool = Fal
     if not comp.raw:
         return None
     memo = site_memo(site)
-    key = ("CWE", comp.raw, comp.enc, code_map)
+    enc = comp.enc
+    key = ("CWE", comp.raw, enc.component, enc.subcomponent, enc.escape, code_map)
     cc = memo.get(key, _MISSING)
     if cc is _MISSING:
         cc = memo[key] = _cwe(comp, site, code_map)
@@ -299,7 +300,8 @@ def units(comp: Composite, site: Site) -> JSON:
     if not comp.raw:
         return {}
     memo = site_memo(site)
-    key = ("units", comp.raw, comp.enc)
+    enc = comp.enc
+    key = ("units", comp.raw, enc.component, enc.subcomponent, enc.escape)
     out = memo.get(key)
     if out is None:
         out = memo[key] = _units(comp, site)

@@ -201,12 +201,17 @@ def interpretation(obx: Segment) -> list[JSON]:
     raw = obx.raw(8)
     if not raw:
         return []
-    return [{"coding": [dict(c) for c in i["coding"]]} for i in _interpretation(raw, obx.enc)]
+    enc = obx.enc
+    return [{"coding": [dict(c) for c in i["coding"]]} for i in _interpretation(
+        raw, enc.component, enc.repetition, enc.subcomponent, enc.escape)]
 
 
 @lru_cache(maxsize=1024)
-def _interpretation(raw: str, enc: Encoding) -> list[JSON]:
-    reps = [Composite(r, enc) for r in raw.split(enc.repetition) if r]
+def _interpretation(raw: str, component: str, repetition: str, subcomponent: str,
+                    escape_char: str) -> list[JSON]:
+    enc = Encoding(component=component, repetition=repetition, subcomponent=subcomponent,
+                   escape=escape_char)
+    reps = [Composite(r, enc) for r in raw.split(repetition) if r]
     return [interpretation_concept(rep.c(1), rep.c(2)) for rep in reps if rep.c(1)]
 
 
