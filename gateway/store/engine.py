@@ -30,6 +30,8 @@ SQLITE_PRAGMAS = (
     "PRAGMA foreign_keys=ON",
     "PRAGMA case_sensitive_like=ON",  # LIKE behaves as on PostgreSQL (uri :below)
 )
+# searches read one page: parallel workers only add start-up time (tens of ms on 2 cores)
+PG_OPTIONS = "-c max_parallel_workers_per_gather=0"
 PG_TRANSIENT = {"40001", "40P01", "55P03"}  # serialization failure, deadlock, lock not available
 PG_UNIQUE = "23505"
 
@@ -51,7 +53,7 @@ def make_engine(url: str, *, pool_size: int = 8) -> Engine:
     if parsed.get_backend_name() != "postgresql":
         raise StoreError("unsupported database URL scheme", scheme=parsed.drivername)
     return create_engine(parsed, pool_size=pool_size, max_overflow=pool_size * 2,
-                         pool_pre_ping=True)
+                         pool_pre_ping=True, connect_args={"options": PG_OPTIONS})
 
 
 def _configure_sqlite(engine: Engine) -> None:

@@ -56,6 +56,9 @@ resource = Table(
     Column("content_hash", _c(64), nullable=True),
 )
 Index("ix_resource_type_updated", resource.c.res_type, resource.c.last_updated, resource.c.res_id)
+# covering: pages are chosen without reading resource content
+Index("ix_resource_live", resource.c.res_type, resource.c.res_id, resource.c.deleted,
+      resource.c.last_updated)
 
 resource_version = Table(
     "resource_version", metadata,

@@ -189,7 +189,7 @@ def test_paging_a_date_sort_crosses_from_dated_to_undated_rows_both_ways(
 
 def test_query_plans_with_and_without_a_driving_filter_agree(
         store: SqlStore, monkeypatch: Any) -> None:
-    from gateway.store.search import query as query_module
+    from gateway.store.search import order as order_module
 
     with store.transaction() as tx:
         for i in range(12):
@@ -211,8 +211,8 @@ def test_query_plans_with_and_without_a_driving_filter_agree(
                 return seen
 
     driven = [walk(params) for params in searches]
-    monkeypatch.setattr(query_module, "DRIVER_MAX", 0)
-    monkeypatch.setattr(query_module, "DRIVER_MAX_SORTED", 0)
+    monkeypatch.setattr(order_module, "DRIVER_MAX", 0)
+    monkeypatch.setattr(order_module, "DRIVER_MAX_SORTED", 0)
     assert [walk(params) for params in searches] == driven
     assert all(len(ids) == len(set(ids)) for ids in driven)
     assert len(driven[0]) == 8 and len(driven[3]) == 8
