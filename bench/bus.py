@@ -197,7 +197,8 @@ async def edge_child(url: str, bootstrap: str, prefix: str, rate: float, seconds
     """The edge of the latency run, in its own process: writes, relays, reports commits."""
     edge = store(url)
     settings = BusSettings(kafka_bootstrap=bootstrap, topic_prefix=prefix)
-    relay = make_relay(settings, edge, KafkaBus(settings))
+    bus = KafkaBus(settings)
+    relay = make_relay(settings, edge, bus)
     await relay.start()
     committed: dict[str, float] = {}
     writer = threading.Thread(target=steady_writer, args=(
@@ -206,6 +207,7 @@ async def edge_child(url: str, bootstrap: str, prefix: str, rate: float, seconds
     await asyncio.to_thread(writer.join)
     await relay.stop()
     await relay.drain()  # what the running relay had not reached yet
+    await bus.stop()
     await asyncio.to_thread(Path(out).write_text, json.dumps(committed))
 
 
@@ -256,7 +258,8 @@ async def main(args: argparse.Namespace) -> None:
             await throughput(settings, tmp, pg_urls[0][0], n)
         edge_url = (pg_urls[2][0] if args.edge_db == "postgresql"
                     else f"sqlite:///{tmp / 'edge2.db'}")
-        p50, p99, samples = await latency(settings, edge_url, store(pg_urls[1][0]), args.rate,
+        fresh = settings.model_copy(update={"topic_prefix": f"lat{prefix}"})  # empty topics
+        p50, p99, samples = await latency(fresh, edge_url, store(pg_urls[1][0]), args.rate,
                                           args.seconds)
         print(f"commit ({args.edge_db} edge) → visible in PG hub, asked {args.rate:,.0f}/s, "
               f"written {samples / args.seconds:,.0f}/s: p50 {p50 * 1000:.0f} ms, "
