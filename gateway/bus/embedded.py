@@ -173,6 +173,8 @@ class EmbeddedConsumer:
     def _read(self, limit: int) -> list[Delivery]:
         clauses = [sa.and_(bus_log.c.topic == t, bus_log.c.offset >= p)
                    for t, p in self._position.items()]
+        if not clauses:
+            return []
         q = sa.select(bus_log).where(sa.or_(*clauses)).order_by(bus_log.c.offset).limit(limit)
         with self.bus.engine.connect() as conn:
             return [Delivery(r.topic, 0, int(r.offset), r.key, r.value, json.loads(r.headers))

@@ -14,13 +14,12 @@ import contextlib
 import logging
 import time
 from collections.abc import Sequence
-from typing import Any, Protocol
 
 import orjson
 
 from gateway.bus.base import Consumer, Delivery, TopicPartition
 from gateway.errors import GatewayError
-from gateway.store.base import Change, Store, Transaction
+from gateway.store.base import Store, Transaction
 
 log = logging.getLogger(__name__)
 
@@ -28,13 +27,7 @@ HUB_RESOURCE_TYPES = ("Organization", "Patient", "ResearchStudy", "ResearchSubje
                       "Specimen", "Observation", "Provenance")
 
 
-class ProjectorTransaction(Transaction, Protocol):
-    def apply_delete(self, resource_type: str, id: str, *, version_id: int | None = None,
-                     last_updated: str | None = None) -> Change:
-        """Tombstone: no-op if missing, already deleted, or held at ``version_id`` or newer."""
-
-
-def apply_delivery(tx: ProjectorTransaction, record: Delivery) -> bool:
+def apply_delivery(tx: Transaction, record: Delivery) -> bool:
     """Write one record into the store; True when something changed."""
     if record.value is not None:
         return tx.apply_version(orjson.loads(record.value)).changed
@@ -44,7 +37,7 @@ def apply_delivery(tx: ProjectorTransaction, record: Delivery) -> bool:
                            version_id=int(version) if version else None).changed
 
 
-def apply_batch(tx: ProjectorTransaction, records: Sequence[Delivery]) -> int:
+def apply_batch(tx: Transaction, records: Sequence[Delivery]) -> int:
     """Every record in order; runs of versions in one batch write when the store has one
     (``apply_versions``), tombstones one by one. Returns how many changed something."""
     batch_write = getattr(tx, "apply_versions", None)
@@ -136,8 +129,7 @@ class HubProjector:
 
     def _apply(self, records: Sequence[Delivery]) -> int:
         with self.store.transaction() as tx:
-            writer: Any = tx  # SqlTransaction: apply_version(s) + apply_delete
-            return apply_batch(writer, records)
+            return apply_batch(tx, records)
 
     def status(self) -> dict[str, object]:
         lag = self.consumer.lag()

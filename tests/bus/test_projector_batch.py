@@ -79,11 +79,11 @@ def test_the_batch_write_stores_what_one_by_one_stores(
     one_by_one, batched = two_stores
     records = deliveries()
     with one_by_one.transaction() as tx:
-        expected_changed = sum(apply_delivery(tx, r) for r in records)  # type: ignore[arg-type]
+        expected_changed = sum(apply_delivery(tx, r) for r in records)
     changed = 0
     for start in range(0, len(records), 25):  # several batches, as fetched from the bus
         with batched.transaction() as tx:
-            changed += apply_batch(tx, records[start:start + 25])  # type: ignore[arg-type]
+            changed += apply_batch(tx, records[start:start + 25])
     assert changed == expected_changed == 30 * 3 + 2
     assert versions(batched) == versions(one_by_one)
     assert index_contents(batched) == index_contents(one_by_one)
