@@ -2,8 +2,9 @@
 
 An override says: for ``target``, read the value at ``source`` (an HL7 path such as
 ``OBX-3.1``), when the tiny condition ``when`` holds, through the named ``function``.
-``gateway.adapters.functions.apply_override`` evaluates one against the segment being mapped
-(the OBX for Observation targets, the SPM for Specimen targets, the PID for
+``gateway.adapters.functions`` (``apply_override``, here with the condition parsed once)
+evaluates one against the segment being mapped (the OBX for Observation targets, the SPM
+for Specimen targets, the PID for
 ``Patient.identifier``); a path of another segment reads that segment's first occurrence.
 The first override of a target that yields a value wins; none → the standard mapping.
 
@@ -27,9 +28,10 @@ What the value becomes, per target (docs/mapping.md, "Site overrides"):
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
-from gateway.adapters.functions import apply_override
+from gateway.adapters.functions import FUNCTIONS, Clause, field_value, parse_condition
 from gateway.adapters.site import FieldOverride, Site
 from gateway.hl7.parser import Composite, Message, Segment, escape
 from gateway.mapping import datatypes as dt
@@ -43,13 +45,44 @@ def override(site: Site, target: str, segment: Segment,
     """(value, rule) of the first override of ``target`` that applies to ``segment``."""
     if not site.overrides:
         return None
-    for rule in site.overrides:
-        if rule.target != target:
-            continue
-        value = apply_override(rule.source, rule.when, rule.function, segment, message)
+    for rule in _by_target(site).get(target, ()):
+        value = _apply(rule, segment, message)
         if value:
             return value, rule
     return None
+
+
+def _apply(rule: FieldOverride, segment: Segment, message: Message) -> str | None:
+    """``functions.apply_override`` with the condition parsed once per text (the hot path:
+    every OBX of a site with overrides)."""
+    if rule.when and not all(c.holds(field_value(c.path, segment, message))
+                             for c in _condition(rule.when)):
+        return None
+    value = field_value(rule.source, segment, message)
+    if not value:
+        return None
+    return FUNCTIONS[rule.function](value) if rule.function else value
+
+
+@lru_cache(maxsize=256)
+def _condition(text: str) -> tuple[Clause, ...]:
+    return parse_condition(text)
+
+
+_TARGETS: dict[int, tuple[Site, dict[str, list[FieldOverride]]]] = {}
+
+
+def _by_target(site: Site) -> dict[str, list[FieldOverride]]:
+    """The site's overrides grouped by target, once per Site object."""
+    entry = _TARGETS.get(id(site))
+    if entry is None or entry[0] is not site:
+        if len(_TARGETS) >= 64:
+            _TARGETS.clear()
+        grouped: dict[str, list[FieldOverride]] = {}
+        for rule in site.overrides:
+            grouped.setdefault(rule.target, []).append(rule)
+        entry = _TARGETS[id(site)] = (site, grouped)
+    return entry[1]
 
 
 def coded(site: Site, comp: Composite, value: str, rule: FieldOverride, *,

@@ -8,6 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from gateway.adapters.loader import load_network
 from gateway.adapters.site import Site
 from gateway.hl7.parser import parse
@@ -144,3 +146,22 @@ def test_a_patient_identifier_override_adds_an_mrn_before_the_pseudonym(
                        site, pseudonym_key=KEY, received=RECEIVED)
     assert one(result, "Patient")["id"] == one(same, "Patient")["id"]
     assert "OLD-9" not in str(result.resources)
+
+
+@pytest.mark.parametrize(("when", "function"), [
+    (None, None), ("OBX-3.3 = L", "strip-leading-zeros"), ("OBX-3.3 = LN", None),
+    ("OBX-3.3 != LN and OBX-14 absent", "upper"), ("PID-8 = F", "before-dash"),
+    ("OBX-99 present", None)])
+def test_the_mapping_evaluates_an_override_exactly_as_functions_apply_override(
+        when: str | None, function: str | None) -> None:
+    from gateway.adapters.functions import apply_override
+    from gateway.adapters.site import FieldOverride
+    from gateway.mapping.overrides import _apply
+
+    message = parse(hl7(MSH, PID, OBR, OBX))
+    obx = message.segment("OBX")
+    assert obx is not None
+    rule = FieldOverride(source="OBX-3.1", target="Observation.code", when=when,
+                         function=function)
+    assert _apply(rule, obx, message) == apply_override("OBX-3.1", when, function, obx,
+                                                        message)
