@@ -241,6 +241,13 @@ def test_total_and_summary_count(loaded: SqlStore) -> None:
     assert loaded.search("Observation", [("code", "718-7")]).total is None
     counted = loaded.search("Observation", [("_summary", "count")])
     assert counted.total == 5 and counted.resources == []
+    # o5's subject is a patient this server does not hold: _has must not invent it
+    dangling = loaded.search("Patient", [("_has:Observation:subject:status", "preliminary"),
+                                         ("_total", "accurate")])
+    assert dangling.resources == [] and dangling.total == 0
+    has = loaded.search("Patient", [("_has:Observation:subject:code", "718-7,2345-7"),
+                                    ("_total", "accurate")])
+    assert has.total == 2
 
 
 def test_specimen_provenance_and_study_parameters(store: SqlStore) -> None:

@@ -90,6 +90,16 @@ def filtered(plan: Plan, *columns: Any, source: Any = None,
     return query
 
 
+def counted(plan: Plan) -> Any:
+    """``SELECT count(*)`` of the matches, on the most selective filter's index."""
+    positive = sorted((f for f in plan.filters if not f.negated and f.rank >= 0),
+                      key=lambda f: f.rank)
+    if not positive or any(f.rank < 0 for f in plan.filters):
+        return filtered(plan, func.count())
+    ids = _driver_segment(plan, positive[0], False).query.subquery()
+    return select(func.count()).select_from(ids)
+
+
 def _probe(flt: Filter, id_column: Any) -> ColumnElement[bool]:
     column = flt.ids.selected_columns[0]
     found = exists(flt.ids.where(column == id_column))
@@ -125,12 +135,13 @@ def _driver_segment(plan: Plan, driver: Filter, descending: bool) -> Segment:
     """Ids straight from the driver's index (in id order, so the page can stop early)."""
     page = driver.ids.subquery("driver")
     id_column = next(iter(page.c))
-    r = s.resource.c
-    live = exists(select(r.res_id).where(r.res_type == plan.resource_type,
-                                         r.res_id == id_column, r.deleted == false()))
     sorted_by_id = bool(plan.sort)
     labels = [id_column.label("res_id")] + ([id_column.label("k0")] if sorted_by_id else [])
-    query = select(*labels).distinct().where(live)
+    query = select(*labels).distinct()
+    if id_column.name != "res_id":  # ids of other rows' targets (_has): may be dangling
+        r = s.resource.c
+        query = query.where(exists(select(r.res_id).where(
+            r.res_type == plan.resource_type, r.res_id == id_column, r.deleted == false())))
     for flt in plan.filters:
         if flt is not driver:
             query = query.where(_probe(flt, id_column))

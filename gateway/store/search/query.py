@@ -11,14 +11,14 @@ import base64
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, select
 
 from gateway.errors import SearchError
 from gateway.store import schema as s
 from gateway.store.base import Resource, SearchResult
 from gateway.store.content import loads
 from gateway.store.search.include import resolve_includes
-from gateway.store.search.order import fetch, filtered, segments
+from gateway.store.search.order import counted, fetch, segments
 from gateway.store.search.plan import Plan, make_plan
 
 
@@ -48,8 +48,7 @@ def _contents(conn: Connection, rtype: str, ids: list[str]) -> list[Resource]:
 
 
 def _count(conn: Connection, plan: Plan) -> int:
-    query = filtered(plan, func.count())
-    return int(conn.execute(query).scalar_one())
+    return int(conn.execute(counted(plan)).scalar_one())
 
 
 def _page(conn: Connection, plan: Plan, strict: bool) -> tuple[list[Any], str | None,
