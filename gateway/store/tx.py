@@ -7,11 +7,12 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import orjson
-from sqlalchemy import Connection, delete, insert, select, text, update
+from sqlalchemy import Connection, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from gateway.errors import ConflictError, VersionConflict
 from gateway.store import schema as s
+from gateway.store import statements as sql
 from gateway.store.base import Change, InboxRecord, Resource, SearchResult
 from gateway.store.content import (
     content_hash,
@@ -187,12 +188,9 @@ class SqlTransaction:
     # -- internals ----------------------------------------------------------------------------
 
     def _current(self, rtype: str, rid: str, *, lock: bool = True) -> Current | None:
-        r = s.resource.c
-        query = select(r.version_id, r.last_updated, r.deleted, r.content, r.content_hash
-                       ).where(r.res_type == rtype, r.res_id == rid)
-        if lock and self.store.dialect == "postgresql":
-            query = query.with_for_update()
-        row = self.conn.execute(query).first()
+        locking = lock and self.store.dialect == "postgresql"
+        query = sql.CURRENT_FOR_UPDATE if locking else sql.CURRENT
+        row = self.conn.execute(query, {"k_type": rtype, "k_id": rid}).first()
         return Current(*row) if row else None
 
     def _write(self, stored: Resource, digest: str, cur: Current | None) -> None:
@@ -203,18 +201,16 @@ class SqlTransaction:
         values = {"version_id": version, "last_updated": last_updated, "deleted": False,
                   "content": data, "content_hash": digest}
         self._upsert(rtype, rid, values, cur)
-        self.conn.execute(insert(s.resource_version).values(
-            res_type=rtype, res_id=rid, version_id=version, last_updated=last_updated,
-            deleted=False, content=data))
+        self.conn.execute(sql.INSERT_VERSION, {
+            "res_type": rtype, "res_id": rid, "version_id": version,
+            "last_updated": last_updated, "deleted": False, "content": data})
         self._reindex(rtype, rid, stored, cur.content if cur is not None else None)
 
     def _upsert(self, rtype: str, rid: str, values: dict[str, Any], cur: Current | None) -> None:
-        r = s.resource.c
         if cur is None:
-            self.conn.execute(insert(s.resource).values(res_type=rtype, res_id=rid, **values))
+            self.conn.execute(sql.INSERT_RESOURCE, {"res_type": rtype, "res_id": rid, **values})
         else:
-            self.conn.execute(update(s.resource).where(r.res_type == rtype, r.res_id == rid)
-                              .values(**values))
+            self.conn.execute(sql.UPDATE_RESOURCE, {"k_type": rtype, "k_id": rid, **values})
 
     def _tombstone(self, rtype: str, rid: str, version_id: int | None, last_updated: str | None,
                    *, outbox: bool, headers: dict[str, str] | None) -> Change:
@@ -227,9 +223,9 @@ class SqlTransaction:
         when = normalise_instant(last_updated) if last_updated else now_instant()
         self._upsert(rtype, rid, {"version_id": version, "last_updated": when, "deleted": True,
                                   "content": None, "content_hash": None}, cur)
-        self.conn.execute(insert(s.resource_version).values(
-            res_type=rtype, res_id=rid, version_id=version, last_updated=when, deleted=True,
-            content=None))
+        self.conn.execute(sql.INSERT_VERSION, {
+            "res_type": rtype, "res_id": rid, "version_id": version, "last_updated": when,
+            "deleted": True, "content": None})
         self._reindex(rtype, rid, None, cur.content)
         if outbox:
             self._outbox(rtype, rid, version, None, headers)
@@ -241,33 +237,28 @@ class SqlTransaction:
         there is none) to those of ``resource``, touching only the tables that change."""
         new = index_rows(resource) if resource is not None else {}
         old = index_rows(loads(previous)) if previous is not None else {}
-        for kind, table in s.INDEX_TABLES.items():
+        key = {"k_type": rtype, "k_id": rid}
+        for kind in s.INDEX_TABLES:
             before, after = old.get(kind, []), new.get(kind, [])
             if before == after:
                 continue
             if kind == "date" and _only_last_updated_differs(before, after):
-                self._touch_last_updated(rtype, rid, after)
+                (stamp,) = [row for row in after if row["param"] == "_lastUpdated"]
+                self.conn.execute(sql.TOUCH_LAST_UPDATED,
+                                  {**key, "low": stamp["low"], "high": stamp["high"]})
                 continue
             if before:
-                self.conn.execute(delete(table).where(table.c.res_type == rtype,
-                                                      table.c.res_id == rid))
+                self.conn.execute(sql.DELETE_INDEX[kind], key)
             if after:
-                self.conn.execute(insert(table),
+                self.conn.execute(sql.INSERT_INDEX[kind],
                                   [{"res_type": rtype, "res_id": rid, **row} for row in after])
-
-    def _touch_last_updated(self, rtype: str, rid: str, rows: list[dict[str, Any]]) -> None:
-        d = s.idx_date.c
-        (row,) = [r for r in rows if r["param"] == "_lastUpdated"]
-        self.conn.execute(update(s.idx_date).where(
-            d.res_type == rtype, d.res_id == rid, d.param == "_lastUpdated",
-        ).values(low=row["low"], high=row["high"]))
 
     def _outbox(self, rtype: str, rid: str, version: int, payload: bytes | None,
                 headers: dict[str, str] | None) -> None:
-        self.conn.execute(insert(s.outbox).values(
-            key=f"{rtype}/{rid}", res_type=rtype, res_id=rid, version_id=version,
-            payload=payload, headers=orjson.dumps(headers or {}).decode(),
-            created=now_instant()))
+        self.conn.execute(sql.INSERT_OUTBOX, {
+            "key": f"{rtype}/{rid}", "res_type": rtype, "res_id": rid, "version_id": version,
+            "payload": payload, "headers": orjson.dumps(headers or {}).decode(),
+            "created": now_instant()})
 
 
 def _only_last_updated_differs(before: list[dict[str, Any]],

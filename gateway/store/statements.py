@@ -1,0 +1,30 @@
+"""The write path's statements, built once (SQLAlchemy then only binds parameters: no
+per-call statement construction or cache-key work on the hot path)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import bindparam, delete, insert, select, update
+
+from gateway.store import schema as s
+
+_r = s.resource.c
+_KEY = (_r.res_type == bindparam("k_type")) & (_r.res_id == bindparam("k_id"))
+
+CURRENT = select(_r.version_id, _r.last_updated, _r.deleted, _r.content,
+                 _r.content_hash).where(_KEY)
+CURRENT_FOR_UPDATE = CURRENT.with_for_update()
+INSERT_RESOURCE = insert(s.resource)
+UPDATE_RESOURCE = update(s.resource).where(_KEY)
+INSERT_VERSION = insert(s.resource_version)
+INSERT_OUTBOX = insert(s.outbox)
+INSERT_INDEX = {kind: insert(table) for kind, table in s.INDEX_TABLES.items()}
+DELETE_INDEX: dict[str, Any] = {
+    kind: delete(table).where(table.c.res_type == bindparam("k_type"),
+                              table.c.res_id == bindparam("k_id"))
+    for kind, table in s.INDEX_TABLES.items()}
+_d = s.idx_date.c
+TOUCH_LAST_UPDATED = update(s.idx_date).where(
+    _d.res_type == bindparam("k_type"), _d.res_id == bindparam("k_id"),
+    _d.param == "_lastUpdated")
