@@ -77,11 +77,7 @@ def load(url: str, n: int, subjects: int) -> float:
                         for i in range(offset, min(n, offset + batch))])
         print(f"  loaded {min(n, offset + batch):>8} observations", file=sys.stderr)
     elapsed = time.perf_counter() - start
-    if store.dialect == "postgresql":  # planner statistics, as autovacuum would gather them
-        from sqlalchemy import text
-
-        with store.engine.connect() as conn:
-            conn.execution_options(isolation_level="AUTOCOMMIT").execute(text("ANALYZE"))
+    store.optimize()  # planner statistics, as autovacuum would gather them
     store.close()
     return elapsed
 

@@ -145,8 +145,10 @@ def _read_routes(router: APIRouter, api: FhirApi) -> None:
     async def type_history(rtype: str, request: Request) -> Response:
         return await _history(api, request, api.served(rtype), None)
 
-    @router.get("/{rtype}/{id}")
-    async def read(rtype: str, id: str, request: Request) -> Response:
+    async def read(request: Request) -> Response:
+        """The hot path: a plain Starlette route (no FastAPI parameter solving)."""
+        check_format(request)
+        rtype, id = request.path_params["rtype"], request.path_params["id"]
         api.served(rtype)
         if rtype == "SearchParameter":
             return fhir_response(api.capability.search_parameter(id, api.base(request)))
@@ -155,6 +157,9 @@ def _read_routes(router: APIRouter, api: FhirApi) -> None:
         if not_modified(request, raw.version_id, raw.last_updated):
             return Response(b"", status_code=304, headers=headers)
         return fhir_response(raw.content, 200, headers)
+
+    router.add_route(f"{router.prefix}/{{rtype}}/{{id}}", read, methods=["GET"],
+                     include_in_schema=False)
 
 
 # -- system level ------------------------------------------------------------------------------
