@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import base64
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import orjson
+import pytest
+
+from gateway.errors import SearchError
 from gateway.store.sql import SqlStore
 
 
@@ -57,6 +62,12 @@ def test_cursors_walk_forward_and_back_without_gaps(store: SqlStore) -> None:
     back = store.search("Observation", [*query, ("_cursor", second.prev_cursor or "")])
     assert page_ids(back) == page_ids(first)
     assert ("_cursor", first.next_cursor) not in second.applied
+    forged = base64.urlsafe_b64encode(orjson.dumps(
+        {"d": "n", "v": ["x' OR 1=1"], "id": "o1", "s": "-date"})).decode()
+    with pytest.raises(SearchError):
+        store.search("Observation", [*query, ("_cursor", forged)], strict=True)
+    lenient = store.search("Observation", [*query, ("_cursor", "not-a-cursor")])
+    assert page_ids(lenient) == page_ids(first) and lenient.issues
 
 
 def test_paging_while_writing_neither_skips_nor_repeats_existing_rows(store: SqlStore) -> None:

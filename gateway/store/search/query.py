@@ -17,6 +17,7 @@ from gateway.errors import SearchError
 from gateway.store import schema as s
 from gateway.store.base import Resource, SearchResult
 from gateway.store.content import loads
+from gateway.store.search import params as registry
 from gateway.store.search.include import resolve_includes
 from gateway.store.search.order import counted, fetch, segments
 from gateway.store.search.plan import Plan, make_plan
@@ -92,6 +93,9 @@ def _decode(token: str, plan: Plan, strict: bool) -> dict[str, Any] | None:
             raise ValueError("cursor from another sort order")
         if state["d"] not in ("n", "p") or not isinstance(state["id"], str):
             raise ValueError("bad cursor")
+        for (name, _desc), value in zip(plan.sort, state["v"], strict=True):
+            if not isinstance(value, _cursor_type(plan.resource_type, name)):
+                raise ValueError("cursor value of the wrong type")
         return state
     except (ValueError, KeyError, TypeError) as exc:
         issue = {"severity": "error" if strict else "warning", "code": "invalid",
@@ -100,6 +104,14 @@ def _decode(token: str, plan: Plan, strict: bool) -> dict[str, Any] | None:
             raise SearchError("invalid cursor", issues=[issue]) from exc
         plan.issues.append(issue)
         return None
+
+
+def _cursor_type(rtype: str, name: str) -> type | tuple[type, ...]:
+    definition = registry.lookup(rtype, name)
+    kind = definition.type if definition is not None and not name.startswith("_") else "string"
+    if kind == "date":
+        return int
+    return (int, float) if kind in ("quantity", "number") else str
 
 
 __all__ = ["Resource", "run_search"]
