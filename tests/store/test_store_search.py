@@ -232,6 +232,11 @@ def test_strict_mode_raises_with_every_issue(loaded: SqlStore) -> None:
     assert all(i["severity"] == "error" for i in info.value.issues)
     with pytest.raises(SearchError):
         loaded.search("Encounter", [])
+    for bad in ([("family", "a\x00b")], [("value-quantity", "NaN")], [("date", "9999-12")],
+                [("_count", "-1")], [("_sort", "code-value-quantity")], [("_include", "X:y")]):
+        with pytest.raises(SearchError):
+            loaded.search("Observation" if bad[0][0] != "family" else "Patient", bad,
+                          strict=True)
 
 
 def test_total_and_summary_count(loaded: SqlStore) -> None:

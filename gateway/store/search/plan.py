@@ -70,6 +70,8 @@ def _issue(severity: str, code: str, text: str, name: str | None = None) -> dict
 
 
 def _apply(plan: Plan, name: str, value: str, base_url: str | None) -> None:
+    if "\x00" in name or "\x00" in value:
+        raise BadParam("NUL characters are not allowed")
     base = name.split(":")[0]
     handler = RESULT_PARAMS.get(base)
     if handler is not None and not name.startswith("_has"):
