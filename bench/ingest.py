@@ -39,11 +39,18 @@ def sample_text() -> str:
     return text.strip("\r") + "\r"
 
 
-def with_control_id(text: str, control_id: str) -> bytes:
+def with_control_id(text: str, control_id: str, *, new_data: bool = True) -> bytes:
+    """The sample with its own MSH-10; with ``new_data`` also its own patient (PID-3) and
+    order numbers, so that every message creates new resources (not no-op updates)."""
     first, _, rest = text.partition("\r")
     fields = first.split("|")
     fields[3] = "HPG23"  # MSH-4: a known site
     fields[9] = control_id  # MSH-10
+    if new_data:
+        n = control_id[-8:]
+        for old, new in (("MRN0048213", f"MRN{n}"), ("RSSMRA70A01A794X", f"RSSMRA70A01A{n[-3:]}X"),
+                         ("ORD-2026-55123", f"ORD-{n}"), ("LAB-2026-998877", f"LAB-{n}")):
+            rest = rest.replace(old, new)
     return ("|".join(fields) + "\r" + rest).encode()
 
 
