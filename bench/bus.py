@@ -224,7 +224,11 @@ async def latency(settings: BusSettings, edge_url: str, hub: SqlStore, rate: flo
     child = await asyncio.create_subprocess_exec(
         sys.executable, __file__, "--edge-child", edge_url, settings.kafka_bootstrap or "",
         settings.topic_prefix, str(rate), str(seconds), str(out))
-    await child.wait()
+    try:
+        await asyncio.wait_for(child.wait(), seconds + 120)
+    except TimeoutError:
+        child.kill()
+        raise
     committed: dict[str, float] = json.loads(await asyncio.to_thread(out.read_text))
     deadline = time.time() + 30
     while any(k not in projector.visible for k in committed):
