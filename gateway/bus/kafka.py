@@ -14,7 +14,7 @@ import logging
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
 from aiokafka import TopicPartition as KafkaTP
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import CommitFailedError, KafkaError, TopicAlreadyExistsError
@@ -149,17 +149,31 @@ def _topic_errors(response: Any) -> list[tuple[str, int, str | None]]:
     return out
 
 
+class _ForgetOnRebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    """After a rebalance another member may have committed: re-read the group's offsets."""
+
+    def __init__(self, committed: dict[KafkaTP, int]) -> None:
+        self.committed = committed
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        self.committed.clear()
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        self.committed.clear()
+
+
 class KafkaConsumer:
     """A consumer-group member with manual commits and a per-partition lag."""
 
     def __init__(self, settings: BusSettings, group: str, topics: Sequence[str]) -> None:
         self._consumer = AIOKafkaConsumer(
-            *topics, **client_options(settings), group_id=group, enable_auto_commit=False,
+            **client_options(settings), group_id=group, enable_auto_commit=False,
             session_timeout_ms=int(settings.kafka_session_timeout * 1000),
             heartbeat_interval_ms=int(settings.kafka_session_timeout * 250),
             auto_offset_reset="earliest", max_partition_fetch_bytes=4 * 1024 * 1024,
             metadata_max_age_ms=10_000)  # a topic created after the hub started joins soon
         self._committed: dict[KafkaTP, int] = {}
+        self._consumer.subscribe(list(topics), listener=_ForgetOnRebalance(self._committed))
 
     async def start(self) -> None:
         try:
