@@ -166,16 +166,27 @@ class KafkaConsumer:
     """A consumer-group member with manual commits and a per-partition lag."""
 
     def __init__(self, settings: BusSettings, group: str, topics: Sequence[str]) -> None:
-        self._consumer = AIOKafkaConsumer(
-            **client_options(settings), group_id=group, enable_auto_commit=False,
+        self._settings, self._group, self._topics = settings, group, list(topics)
+        self._committed: dict[KafkaTP, int] = {}
+        self._consumer = self._new()
+        self._used = False  # a started (or failed) aiokafka consumer cannot start again
+
+    def _new(self) -> AIOKafkaConsumer:
+        settings = self._settings
+        consumer = AIOKafkaConsumer(
+            **client_options(settings), group_id=self._group, enable_auto_commit=False,
             session_timeout_ms=int(settings.kafka_session_timeout * 1000),
             heartbeat_interval_ms=int(settings.kafka_session_timeout * 250),
             auto_offset_reset="earliest", max_partition_fetch_bytes=4 * 1024 * 1024,
             metadata_max_age_ms=10_000)  # a topic created after the hub started joins soon
-        self._committed: dict[KafkaTP, int] = {}
-        self._consumer.subscribe(list(topics), listener=_ForgetOnRebalance(self._committed))
+        consumer.subscribe(self._topics, listener=_ForgetOnRebalance(self._committed))
+        return consumer
 
     async def start(self) -> None:
+        if self._used:
+            self._committed.clear()
+            self._consumer = self._new()
+        self._used = True
         try:
             await self._consumer.start()
         except KafkaError as exc:

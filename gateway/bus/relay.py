@@ -56,17 +56,39 @@ class OutboxRelay:
         self.last_success: float | None = None
         self._failures = 0
         self._wake = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._counted = 0.0
         self._task: asyncio.Task[None] | None = None
 
     # the ingest's side ------------------------------------------------------------
     def notify(self, rows: int = 1) -> None:
-        """New outbox rows were committed: publish them now."""
+        """New outbox rows were committed: publish them now. Safe from any thread (the
+        ingest's writer thread calls it after its commit)."""
         self.pending += rows
-        self._wake.set()
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            self._wake.set()
+        else:
+            loop.call_soon_threadsafe(self._wake.set)
 
     def accepting(self) -> bool:
-        """False when the outbox holds more than ``outbox_max`` unpublished rows."""
+        """False when the outbox holds more than ``outbox_max`` unpublished rows. While the
+        bus is failing the count is re-read from the store (at most five times a second),
+        so the bound holds within a fifth of a second of traffic."""
+        if not self.healthy and time.monotonic() - self._counted > 0.2:
+            with contextlib.suppress(GatewayError):  # the store answers for itself
+                self._count()
         return self.pending < self.outbox_max
+
+    def _count(self) -> None:
+        self.pending = self.store.outbox_pending()
+        self._counted = time.monotonic()
 
     @property
     def healthy(self) -> bool:
@@ -80,7 +102,8 @@ class OutboxRelay:
 
     # the task ------------------------------------------------------------------
     async def start(self) -> None:
-        self.pending = await asyncio.to_thread(self.store.outbox_pending)
+        self._loop = asyncio.get_running_loop()
+        await asyncio.to_thread(self._count)
         self._task = asyncio.create_task(self.run(), name="outbox-relay")
 
     async def stop(self) -> None:
@@ -126,7 +149,7 @@ class OutboxRelay:
                                     for r in rows])
             await asyncio.to_thread(self.store.outbox_mark_published, [r.seq for r in rows])
             self.published += len(rows)
-        self.pending = await asyncio.to_thread(self.store.outbox_pending)
+        await asyncio.to_thread(self._count)
         self._succeeded()
         return len(rows)
 
@@ -146,7 +169,7 @@ class OutboxRelay:
         self._failures += 1
         self.last_error = str(exc)
         with contextlib.suppress(GatewayError):
-            self.pending = await asyncio.to_thread(self.store.outbox_pending)
+            await asyncio.to_thread(self._count)
         delay = self.backoff(self._failures)
         log.warning("relay failed (%s); retry %d in %.1fs", exc, self._failures, delay)
         await asyncio.sleep(delay)

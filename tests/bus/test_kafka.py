@@ -87,3 +87,25 @@ async def test_the_consumer_reports_its_lag_per_partition_until_it_commits(
     assert all(name.startswith(f"{topic}[") for name in consumer.lag())
     await consumer.stop()
     await bus.stop()
+
+
+async def test_a_consumer_started_while_kafka_is_down_joins_once_it_is_up(
+        broker_factory: type, prefix: str) -> None:
+    broker = broker_factory()
+    settings = BusSettings(kafka_bootstrap=broker.bootstrap, topic_prefix=prefix,
+                           kafka_request_timeout=2.0, kafka_session_timeout=2.0)
+    consumer = KafkaBus(settings).subscribe("late", [topic_for("Patient", prefix)])
+    with pytest.raises(BusError):
+        await consumer.start()
+    broker.start()
+    bus = KafkaBus(settings)
+    await bus.publish([BusRecord(topic_for("Patient", prefix), "Patient/p1", b"{}", {})])
+    await consumer.start()  # the same member, second attempt
+    got = []
+    for _ in range(20):
+        got += await consumer.getmany(max_wait=0.5)
+        if got:
+            break
+    assert [d.key for d in got] == ["Patient/p1"]
+    await consumer.stop()
+    await bus.stop()

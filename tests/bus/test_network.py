@@ -71,3 +71,48 @@ async def test_every_resource_acknowledged_at_the_edge_is_served_by_the_hub_api(
         status = (await http.get(f"http://127.0.0.1:{hub.http_port}/admin/bus")).json()
     assert status["projector"]["last_error"] is None
     assert await wait_until(lambda: edge.bus.status()["relay"]["pending"] == 0)
+
+
+async def test_kafka_down_the_edge_accepts_up_to_the_bound_then_all_reaches_the_hub(
+        tmp_path: Path, broker_factory: type, prefix: str, pg_url: str) -> None:
+    broker = broker_factory()  # its port is known, nothing listens yet
+    bus = BusSettings(kafka_bootstrap=broker.bootstrap, topic_prefix=prefix,
+                      kafka_request_timeout=1.0, kafka_session_timeout=2.0,
+                      relay_max_backoff=0.5, outbox_max=40)
+    hub = await started(tmp_path, "hub", bus, pg_url)
+    edge = await started(tmp_path, "edge", bus, None)
+    try:
+        assert edge.mllp is not None and edge.store is not None
+        answers: dict[Path, bytes] = {}
+        async with await MllpClient.connect("127.0.0.1", edge.mllp.port, timeout=10) as client:
+            for path in SAMPLES:
+                answers[path] = b"".join(await client.send(path.read_bytes()))
+                await asyncio.sleep(0.25)  # the bound holds within 0.2 s of traffic
+        accepted = [p for p, a in answers.items() if b"MSA|AA|" in a or b"MSA|CA|" in a]
+        refused = [p for p, a in answers.items() if p not in accepted]
+        assert accepted and refused  # the outbox bound (40 rows) was reached on the way
+        assert all(b"MSA|AE|" in answers[p] or b"MSA|CE|" in answers[p] for p in refused)
+        assert all(b"|207^" in answers[p] for p in refused)  # ERR-3 207
+        assert edge.bus.status()["relay"]["healthy"] is False
+        broker.start()  # Kafka is back: the outbox drains, the senders resend
+        assert await wait_until(lambda: edge.store.outbox_pending() == 0, deadline=30)
+        async with await MllpClient.connect("127.0.0.1", edge.mllp.port, timeout=10) as client:
+            for path in refused:
+                answer = b"".join(await client.send(path.read_bytes()))
+                assert b"MSA|AA|" in answer or b"MSA|CA|" in answer
+        refs = {ref.rsplit("/_history/", 1)[0] for record in edge.store.inbox_list(limit=100)
+                for ref in record.resource_refs}
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{hub.http_port}/fhir") as api:
+
+            async def all_served() -> bool:
+                answers = await asyncio.gather(*(api.get(ref) for ref in refs))
+                return all(r.status_code == 200 and r.json() == edge.store.read(
+                    *ref.split("/")) for ref, r in zip(refs, answers, strict=True))
+
+            deadline = asyncio.get_running_loop().time() + 40
+            while not await all_served():
+                assert asyncio.get_running_loop().time() < deadline, "not all reached the hub"
+                await asyncio.sleep(0.3)
+    finally:
+        await edge.stop()
+        await hub.stop()

@@ -113,6 +113,26 @@ async def test_notify_wakes_the_relay_without_waiting_for_the_poll_interval(
     await bus.stop()
 
 
+async def test_notify_from_the_ingest_writer_thread_wakes_the_relay_at_once(
+        kafka_settings: BusSettings, edge_store: SqlStore) -> None:
+    bus = KafkaBus(kafka_settings)
+    relay = make_relay(kafka_settings, edge_store, bus)
+    relay.poll_interval = 60.0
+    await relay.start()
+    await asyncio.sleep(0.3)
+
+    def ingest_commit() -> None:  # what the writer thread does after its commit
+        write(edge_store, [patient(2)])
+        relay.notify(1)
+
+    started = time.monotonic()
+    await asyncio.to_thread(ingest_commit)
+    assert await wait_until(lambda: edge_store.outbox_pending() == 0, deadline=5)
+    assert time.monotonic() - started < 2
+    await relay.stop()
+    await bus.stop()
+
+
 def test_the_backoff_grows_exponentially_with_jitter_up_to_the_cap(
         edge_store: SqlStore) -> None:
     relay = make_relay(BusSettings(relay_max_backoff=8.0), edge_store, bus=None)  # type: ignore[arg-type]
