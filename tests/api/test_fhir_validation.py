@@ -8,7 +8,7 @@ import pytest
 from gateway.api.fhir.outcomes import FhirError
 from gateway.api.fhir.validation import resource_types, validate_resource
 
-from .conftest import Served
+from .conftest import Served, serving
 
 OBSERVATION = {
     "resourceType": "Observation", "status": "final",
@@ -89,3 +89,13 @@ def test_writes_through_the_api_leave_outbox_rows_with_the_api_headers(
     assert len(rows) == 1
     assert rows[0].headers["site"] == "api"
     assert rows[0].headers["traceparent"].startswith("00-0af7")
+    assert rows[0].headers["message-id"]
+
+
+def test_api_writes_name_the_node_as_ingest_does(store):
+    with serving(store, origin="hub-1") as served, served.client() as http:
+        created = http.post("/Observation", json=OBSERVATION).json()
+    assert created["meta"]["source"] == "urn:plagencell:node:hub-1"
+    (row,) = store.outbox_fetch()
+    assert row.headers["origin"] == "hub-1"
+    assert row.headers["traceparent"].startswith("00-")

@@ -71,7 +71,7 @@ def _location(change: Change) -> str:
 def _put(tx: Transaction, resource: Resource, ctx: WriteContext,
          if_match: int | None = None) -> Change:
     validate_resource(resource)
-    source = ctx.source or (resource.get("meta") or {}).get("source")
+    source = (resource.get("meta") or {}).get("source") or ctx.source  # the client's first
     return tx.put(resource, source=source, if_match=if_match, headers=dict(ctx.headers))
 
 

@@ -7,6 +7,7 @@ with FHIR JSON bytes. Errors are raised as ``FhirError`` and answered by the han
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
@@ -68,12 +69,16 @@ class FhirApi:
         return self.base_url or f"{str(request.base_url).rstrip('/')}/fhir"
 
     def context(self, request: Request) -> ix.WriteContext:
-        headers = {"site": "api", "content-type": "application/fhir+json"}
+        """The bus headers of an API write, shaped as ingest's (``origin``, ``site``,
+        ``message-id``, ``traceparent``); the client's trace is kept when it sends one."""
+        message_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        headers = {"site": "api", "message-id": message_id,
+                   "traceparent": request.headers.get("traceparent")
+                   or f"00-{uuid.uuid4().hex}-{uuid.uuid4().hex[:16]}-01"}
         if self.origin:
             headers["origin"] = self.origin
-        if trace := request.headers.get("traceparent"):
-            headers["traceparent"] = trace
-        return ix.WriteContext(source=None, headers=headers)
+        source = f"urn:plagencell:node:{self.origin}" if self.origin else None
+        return ix.WriteContext(source=source, headers=headers)
 
     def served(self, rtype: str) -> str:
         if not self.capability.serves(rtype):
