@@ -135,3 +135,11 @@ def test_a_bundle_of_another_type_or_without_request_is_400(client: httpx.Client
     assert send(client, bundle("collection")).status_code == 400
     assert send(client, bundle("transaction", {"resource": {"resourceType": "Patient"}})
                 ).status_code == 400
+
+
+def test_prefer_minimal_leaves_the_written_resources_out_of_the_response(client: httpx.Client):
+    body = bundle("transaction", post(urn(), {"resourceType": "Patient"}))
+    answer = client.post("", json=body, headers={"Prefer": "return=minimal"}).json()
+    (entry,) = answer["entry"]
+    assert "resource" not in entry
+    assert entry["response"]["location"]

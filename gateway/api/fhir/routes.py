@@ -180,11 +180,21 @@ def _system_routes(router: APIRouter, api: FhirApi) -> None:
         run = run_transaction if body["type"] == "transaction" else run_batch
         base, ctx = api.base(request), api.context(request)
         get = _entry_getter(api, base, prefer(request).strict)
-        return fhir_response(await call(run, api.store, body, ctx, base, get))
+        answer = await call(run, api.store, body, ctx, base, get)
+        if prefer(request).return_ == "minimal":
+            _minimal_entries(body, answer)
+        return fhir_response(answer)
 
     @router.get("/_history")
     async def system_history(request: Request) -> Response:
         return await _history(api, request, None, None)
+
+
+def _minimal_entries(bundle: dict[str, Any], answer: dict[str, Any]) -> None:
+    """``Prefer: return=minimal``: write entries answer without the resource."""
+    for sent, got in zip(bundle.get("entry") or [], answer["entry"], strict=True):
+        if sent["request"]["method"].upper() not in ("GET", "HEAD"):
+            got.pop("resource", None)
 
 
 def _entry_getter(api: FhirApi, base: str, strict: bool) -> Callable[[str, str], dict[str, Any]]:
