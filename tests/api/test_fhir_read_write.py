@@ -183,3 +183,15 @@ def test_nonblocking_reads_answer_like_the_inline_ones(store):
         assert http.get("/Patient/unknown").status_code == 404
         http.delete(f"/Patient/{pid}")
         assert http.get(f"/Patient/{pid}").status_code == 410
+
+
+def test_summary_and_elements_trim_a_read(client: httpx.Client):
+    pid = create(client, {**PATIENT, "text": {"status": "generated",
+                                              "div": "<div xmlns=\"http://www.w3.org/1999/xhtml\">x</div>"}}
+                 ).json()["id"]
+    summary = client.get(f"/Patient/{pid}", params={"_summary": "true"}).json()
+    assert "text" not in summary and summary["gender"] == "female"
+    assert summary["meta"]["tag"][0]["code"] == "SUBSETTED"
+    elements = client.get(f"/Patient/{pid}", params={"_elements": "birthDate"}).json()
+    assert set(elements) == {"resourceType", "id", "meta", "birthDate"}
+    assert "text" in client.get(f"/Patient/{pid}", params={"_format": "json"}).json()

@@ -39,6 +39,7 @@ from .negotiation import (
 )
 from .outcomes import FhirError, from_gateway_error, information
 from .search import search_bundle
+from .summary import apply_elements, apply_summary, parse_elements
 from .transaction import run_batch, run_transaction
 
 T = TypeVar("T")
@@ -161,6 +162,8 @@ def _read_routes(router: APIRouter, api: FhirApi) -> None:
         headers = headers_for(raw.version_id, raw.last_updated)
         if not_modified(request, raw.version_id, raw.last_updated):
             return Response(b"", status_code=304, headers=headers)
+        if request.url.query:
+            return fhir_response(_shaped(raw.content, request), 200, headers)
         return fhir_response(raw.content, 200, headers)
 
     router.add_route(f"{router.prefix}/{{rtype}}/{{id}}", read, methods=["GET"],
@@ -188,6 +191,17 @@ def _system_routes(router: APIRouter, api: FhirApi) -> None:
     @router.get("/_history")
     async def system_history(request: Request) -> Response:
         return await _history(api, request, None, None)
+
+
+def _shaped(content: bytes, request: Request) -> bytes:
+    """``_summary`` / ``_elements`` on a read (the bytes are served untouched otherwise)."""
+    summary, elements = (request.query_params.get(k) for k in ("_summary", "_elements"))
+    if summary in (None, "false") and not elements:
+        return content
+    resource = orjson.loads(content)
+    if summary not in (None, "false", "count"):
+        return orjson.dumps(apply_summary(resource, summary))
+    return orjson.dumps(apply_elements(resource, parse_elements(elements)))
 
 
 def _minimal_entries(bundle: dict[str, Any], answer: dict[str, Any]) -> None:
