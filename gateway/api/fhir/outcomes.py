@@ -15,7 +15,7 @@ from fastapi import FastAPI, Request
 from fastapi.exception_handlers import http_exception_handler, request_validation_exception_handler
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 
 from gateway.errors import (
     ConflictError,
@@ -151,6 +151,8 @@ def install_fhir_errors(app: FastAPI) -> None:
     async def on_gateway_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, GatewayError)
         err = from_gateway_error(exc)
+        if not _is_fhir_path(request):  # other routers keep FastAPI's error shape
+            return JSONResponse({"detail": str(err)}, status_code=err.status)
         return outcome_response(err.status, err.outcome)
 
     app.add_exception_handler(FhirError, on_fhir_error)
