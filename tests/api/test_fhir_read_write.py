@@ -152,7 +152,12 @@ def test_history_of_instance_type_and_system_honour_count_and_since(
     instance = client.get(f"/Patient/{pid}/_history").json()
     assert instance["type"] == "history"
     assert [e["resource"]["meta"]["versionId"] for e in instance["entry"]] == ["2", "1"]
-    assert client.get(f"/Patient/{pid}/_history", params={"_count": 1}).json()["total"] == 1
+    first = client.get(f"/Patient/{pid}/_history", params={"_count": 1}).json()
+    assert [e["resource"]["meta"]["versionId"] for e in first["entry"]] == ["2"]
+    following = next(lnk["url"] for lnk in first["link"] if lnk["relation"] == "next")
+    second = httpx.get(following).json()
+    assert [e["resource"]["meta"]["versionId"] for e in second["entry"]] == ["1"]
+    assert [lnk["relation"] for lnk in second["link"]] == ["self"]
     by_type = client.get("/Patient/_history").json()
     assert {e["resource"]["id"] for e in by_type["entry"]} == {pid}
     system = client.get("/_history").json()
@@ -195,3 +200,19 @@ def test_summary_and_elements_trim_a_read(client: httpx.Client):
     elements = client.get(f"/Patient/{pid}", params={"_elements": "birthDate"}).json()
     assert set(elements) == {"resourceType", "id", "meta", "birthDate"}
     assert "text" in client.get(f"/Patient/{pid}", params={"_format": "json"}).json()
+
+
+def test_history_pages_never_split_versions_that_share_an_instant(fhir_server: Served):
+    fhir_server.store.bulk_put([{"resourceType": "Organization", "id": f"bulk-{i}"}
+                                for i in range(5)])  # five versions, one lastUpdated
+    with fhir_server.client() as http:
+        for i in range(3):
+            create(http, {"resourceType": "Organization", "name": f"org {i}"})
+        seen: list[tuple[str, str]] = []
+        url: str | None = f"{fhir_server.base}/Organization/_history?_count=2"
+        while url:
+            page = http.get(url).json()
+            seen += [(e["resource"]["id"], e["resource"]["meta"]["versionId"])
+                     for e in page["entry"]]
+            url = next((lnk["url"] for lnk in page["link"] if lnk["relation"] == "next"), None)
+    assert len(seen) == len(set(seen)) == 8

@@ -26,6 +26,7 @@ from . import interactions as ix
 from .bundles import history_bundle, response_entry
 from .capability import Capability
 from .fastread import RawReader, RawResource
+from .history import history_page
 from .negotiation import (
     check_body_type,
     check_format,
@@ -357,39 +358,30 @@ async def _history(api: FhirApi, request: Request, rtype: str | None, id: str | 
                    ) -> Response:
     params = request.query_params
     count = _count(params.get("_count"))
-    since = _since(params.get("_since"))
-    versions = await call(_versions, api.store, rtype, id, since, count)
-    if id is not None and not versions:
+    since, before = _since(params.get("_since")), _since(params.get("_before"), "_before")
+    versions, next_before = await call(history_page, api.store, rtype, id, since=since,
+                                       before=before, count=count)
+    if id is not None and not versions and before is None:
         raise FhirError.of("not-found", f"{rtype}/{id} is not known")
-    base = api.base(request)
-    return fhir_response(history_bundle(versions, base, str(request.url)))
+    bundle = history_bundle(versions, api.base(request), str(request.url))
+    if next_before is not None:
+        query = [(k, v) for k, v in params.multi_items() if k != "_before"]
+        url = request.url.replace(query=urlencode([*query, ("_before", next_before)]))
+        bundle["link"].append({"relation": "next", "url": str(url)})
+        del bundle["total"]  # the size of this page is not the total
+    return fhir_response(bundle)
 
 
-def _versions(store: Store, rtype: str | None, id: str | None, since: str | None,
-              count: int) -> list[tuple[Resource, bool]]:
-    detailed = getattr(store, "history_versions", None)
-    if detailed is None:
-        return [(r, False) for r in store.history(rtype, id, since=since, count=count)]
-    return [(v.resource or _stub(v), v.deleted)
-            for v in detailed(rtype, id, since=since, count=count)]
-
-
-def _stub(version: Any) -> Resource:
-    return {"resourceType": version.resource_type, "id": version.id,
-            "meta": {"versionId": str(version.version_id),
-                     "lastUpdated": version.last_updated}}
-
-
-def _since(value: str | None) -> str | None:
+def _since(value: str | None, name: str = "_since") -> str | None:
     if value is None:
         return None
     try:
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError as exc:
-        raise FhirError.of("invalid", "_since must be a FHIR instant such as "
-                           "2026-01-01T00:00:00Z", expression=["_since"]) from exc
+        raise FhirError.of("invalid", f"{name} must be a FHIR instant such as "
+                           "2026-01-01T00:00:00Z", expression=[name]) from exc
     if moment.tzinfo is None:
-        raise FhirError.of("invalid", "_since needs a time zone", expression=["_since"])
+        raise FhirError.of("invalid", f"{name} needs a time zone", expression=[name])
     return value
 
 
