@@ -18,16 +18,18 @@ from datetime import UTC, datetime
 from typing import Any
 
 import uvicorn
+from fastapi import FastAPI
+from starlette.middleware.gzip import GZipMiddleware
 
 from gateway.adapters.fhirsource import start_fhir_sources
 from gateway.adapters.governance import admin_codes_router
 from gateway.adapters.labexport.drop import start_drop_folders
 from gateway.adapters.labexport.http import labexport_router
 from gateway.adapters.loader import Network, load_network, reload_network
-from gateway.adapters.terminology import terminology_router
+from gateway.adapters.terminology import capability_entries, terminology_router
 from gateway.api.admin import admin_router, bus_admin_router
 from gateway.api.app import create_app
-from gateway.api.fhir import fhir_router
+from gateway.api.fhir import fhir_router, install_fhir_errors
 from gateway.api.ingest import hl7v2_router
 from gateway.bus import start_bus_components
 from gateway.config import Settings
@@ -129,7 +131,9 @@ class Gateway:
             routers.append(bus_admin_router(self.bus))
         if self.settings.role != "edge":
             # the terminology routes come before the FHIR API's generic /fhir/{type}/{id}
-            routers += [terminology_router(self.network), fhir_router(self.store)]
+            routers += [terminology_router(self.network),
+                        fhir_router(self.store, origin=self.settings.node_id,
+                                    capability_resources=capability_entries())]
         return routers
 
     def _start_file_sources(self) -> None:
@@ -141,7 +145,8 @@ class Gateway:
                                           s.data_dir, now=_now_instant)
 
     async def _start_http(self) -> None:
-        app = create_app(routers=self._routers(), ready=lambda: self.ready)
+        app = create_app(routers=self._routers(), ready=lambda: self.ready,
+                         setup=[install_fhir_errors, _gzip])
         config = uvicorn.Config(app, host=self.settings.host, port=self.settings.http_port,
                                 log_level="warning", lifespan="off", access_log=False)
         self.http = _QuietServer(config)
@@ -194,6 +199,10 @@ class Gateway:
         if self.store is not None:
             self.store.close()
         log.info("gateway stopped")
+
+
+def _gzip(app: FastAPI) -> None:
+    app.add_middleware(GZipMiddleware, minimum_size=1000)
 
 
 def _now_instant() -> str:

@@ -89,3 +89,15 @@ def terminology_router(network: Network) -> APIRouter:
         return _fhir(cs) if id == cs["id"] else _not_found(f"CodeSystem/{id}")
 
     return router
+
+
+def capability_entries() -> list[Resource]:
+    """CapabilityStatement.rest.resource entries for what this router serves under /fhir."""
+    read_search = [{"code": "read"}, {"code": "search-type"}]
+    return [
+        {"type": "CodeSystem", "interaction": read_search},
+        {"type": "ConceptMap", "interaction": read_search,
+         "searchParam": [{"name": "url", "type": "uri"}],
+         "operation": [{"name": "translate", "definition":
+                        "http://hl7.org/fhir/OperationDefinition/ConceptMap-translate"}]},
+    ]

@@ -99,6 +99,10 @@ class Transaction(Protocol):
             if_match: int | None = None, headers: dict[str, str] | None = None) -> Change:
         """Create or update ``resource`` (it carries resourceType and id)."""
 
+    def put_many(self, resources: Sequence[Resource], *, source: str | None = None,
+                 headers: dict[str, str] | None = None) -> list[Change]:
+        """``put`` for each resource in order, with the same outcome, in a few statements."""
+
     def apply_version(self, resource: Resource) -> Change:
         """Projector write: store exactly ``resource.meta.versionId``/``lastUpdated`` if it
         is newer than what is stored; same or older version → no-op (changed=False)."""
@@ -108,7 +112,8 @@ class Transaction(Protocol):
         """Projector tombstone: no-op if missing, already deleted, or held at
         ``version_id`` or newer."""
 
-    def delete(self, resource_type: str, id: str, *, source: str | None = None) -> Change:
+    def delete(self, resource_type: str, id: str, *, source: str | None = None,
+               headers: dict[str, str] | None = None) -> Change:
         """Tombstone version + outbox tombstone; a missing or deleted resource: no-op."""
 
     def lock_key(self, key: str) -> None:
@@ -126,6 +131,10 @@ class Transaction(Protocol):
 
     def inbox_update(self, record: InboxRecord) -> None:
         ...
+
+    def inbox_find_many(self, keys: Sequence[tuple[str, str, str]]) -> dict[
+            tuple[str, str, str], InboxRecord]:
+        """Stored records by (sender application, sender facility, MSH-10)."""
 
     def link_get(self, key: str) -> str | None:
         """Pseudonym link table: identifier hash → pseudonym."""
