@@ -162,8 +162,10 @@ class Gateway:
         s = self.settings
         assert self.service is not None
         ssl_ctx = None
-        if s.mllp_tls_cert and s.mllp_tls_key:
-            ssl_ctx = server_ssl_context(s.mllp_tls_cert, s.mllp_tls_key, s.mllp_tls_client_ca)
+        if s.mllp_tls_cert:
+            key = str(s.mllp_tls_key) if s.mllp_tls_key else None
+            client_ca = str(s.mllp_tls_client_ca) if s.mllp_tls_client_ca else None
+            ssl_ctx = server_ssl_context(str(s.mllp_tls_cert), key, client_ca)
         self.mllp = MllpServer(MllpHandler(self.service, s.max_message_size), s.host,
                                s.mllp_port, ssl_context=ssl_ctx,
                                max_message_size=s.max_message_size,

@@ -175,3 +175,39 @@ async def test_a_message_asking_for_no_ack_still_gets_a_commit_ack(gateway: Gate
     message = oru("MSG0009").replace(b"|P|2.5.1\r", b"|P|2.5.1|||NE|NE\r")
     answers = await send(gateway, message)
     assert [msa(a) for a in answers] == [["CA", "MSG0009"]]
+
+
+async def test_mllp_over_mutual_tls_needs_a_client_certificate_from_the_configured_ca(
+        tmp_path: Path, sqlite_url: str) -> None:
+    import ssl
+
+    import trustme
+
+    from gateway.hl7.mllp import client_ssl_context
+
+    ca = trustme.CA()
+    server = ca.issue_cert("127.0.0.1")
+    client = ca.issue_cert("lab.hpg23.example")
+    for name, blob in (("ca.pem", ca.cert_pem), ("server.pem",
+                       server.private_key_and_cert_chain_pem),
+                       ("client.pem", client.private_key_and_cert_chain_pem)):
+        blob.write_to_path(str(tmp_path / name))
+    settings = Settings(http_port=0, mllp_port=0, data_dir=tmp_path / "var",
+                        database_url=sqlite_url, mllp_tls_cert=tmp_path / "server.pem",
+                        mllp_tls_client_ca=tmp_path / "ca.pem")
+    gw = Gateway(settings)
+    await gw.start()
+    try:
+        assert gw.mllp is not None
+        trusted = client_ssl_context(str(tmp_path / "ca.pem"), str(tmp_path / "client.pem"))
+        async with await MllpClient.connect("127.0.0.1", gw.mllp.port, ssl_context=trusted,
+                                            timeout=10) as c:
+            [ack] = await c.send(oru("TLS0001"))
+        assert msa(ack) == ["AA", "TLS0001"]
+        anonymous = client_ssl_context(str(tmp_path / "ca.pem"))
+        with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
+            async with await MllpClient.connect("127.0.0.1", gw.mllp.port,
+                                                ssl_context=anonymous, timeout=5) as c:
+                await c.send(oru("TLS0002"))
+    finally:
+        await gw.stop()
