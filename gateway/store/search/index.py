@@ -1,92 +1,227 @@
 """Index extraction: the search index rows of one resource, per index table.
 
-Written in the same transaction as the resource version (``SqlTransaction._reindex``).
-Values are walked along each parameter's ``paths`` and converted by element shape
-(CodeableConcept, Coding, Identifier, ContactPoint, HumanName, Address, Period, Quantity,
-Reference, primitives).
+Written in the same transaction as the resource version (``SqlTransaction._reindex``, the
+projector's and the bulk path's batch writes): it is on every write's hot path.
+
+Every parameter of the registry is compiled once, at import, into an extractor: a getter
+that walks the parameter's ``paths`` (dotted element paths over the resource JSON, lists
+flattened at every step; or its own ``extract``), and an emitter per search parameter type
+that appends finished rows (``{"param": name, ...}``) by element shape (CodeableConcept,
+Coding, Identifier, ContactPoint, HumanName, Address, Period, Quantity, Reference,
+primitives). Which parameters can have values depends only on which top-level elements a
+resource has, so that choice is cached per tuple of element names; string normalisation and
+date ranges are cached per value. A malformed element is not indexed (validation reports
+it). ``tests/store/frozen_index.py`` keeps the plain walk these rows must equal.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from gateway.store.search.params import REGISTRY, ParamDef
-from gateway.store.search.values import date_range, normalise, period_range
+from gateway.store.search.values import MAX_MS, MIN_MS, date_range, normalise
 
 Row = dict[str, Any]
+Rows = list[Row]
+Resource = dict[str, Any]
+Emit = Callable[[Any, Rows], None]
+Extract = Callable[[Resource], Rows]
 NAME_PARTS = ("text", "family", "given", "prefix", "suffix")
 ADDRESS_PARTS = ("text", "line", "city", "district", "state", "postalCode", "country")
+MALFORMED = (ValueError, TypeError, AttributeError)
+CACHE_SIZE = 4096  # entries per value cache; emptied when full
 
 
-def index_rows(resource: dict[str, Any]) -> dict[str, list[Row]]:
+def index_rows(resource: Resource) -> dict[str, Rows]:
     """Rows for every parameter of the resource's type (``_id`` lives on the resource row)."""
-    out: dict[str, list[Row]] = {}
-    for definition, roots in _PLANS.get(resource.get("resourceType", ""), ()):
-        if roots and not any(root in resource for root in roots):
-            continue  # none of its elements is present
-        rows = list(_rows(definition, resource))
+    plan = _PLANS.get(resource.get("resourceType", ""))
+    if plan is None:
+        return {}
+    out: dict[str, Rows] = {}
+    for kind, extract in plan.select(resource):
+        rows = extract(resource)
         if rows:
-            out.setdefault(definition.type, []).extend(
-                {"param": definition.name, **row} for row in _unique(rows))
+            found = out.get(kind)
+            if found is None:
+                out[kind] = rows
+            else:
+                found.extend(rows)
     return out
 
 
-def _plans() -> dict[str, list[tuple[ParamDef, frozenset[str]]]]:
-    """Per type: each indexed parameter with the top-level elements its paths start at
-    (empty: always evaluate, for parameters with their own ``extract``)."""
-    return {rtype: [(d, frozenset() if d.extract else frozenset(p.split(".")[0]
-                                                                for p in d.paths))
-                    for d in params.values() if d.name != "_id"]
-            for rtype, params in REGISTRY.items()}
+class Plan:
+    """One resource type's extractors in registry order, each with the top-level elements
+    its paths start at (empty: always run, for parameters with their own ``extract``)."""
+
+    def __init__(self, params: list[ParamDef]) -> None:
+        self.entries = [(_roots(d), (d.type, compile_param(d))) for d in params
+                        if d.name != "_id"]
+        self.chosen: dict[tuple[str, ...], list[tuple[str, Extract]]] = {}
+
+    def select(self, resource: Resource) -> list[tuple[str, Extract]]:
+        names = tuple(resource)
+        chosen = self.chosen.get(names)
+        if chosen is None:
+            if len(self.chosen) >= CACHE_SIZE:
+                self.chosen.clear()
+            chosen = [entry for roots, entry in self.entries
+                      if not roots or not roots.isdisjoint(names)]
+            self.chosen[names] = chosen
+        return chosen
 
 
-_PLANS = _plans()
-
-
-def values(definition: ParamDef, resource: dict[str, Any]) -> list[Any]:
+def _roots(definition: ParamDef) -> frozenset[str]:
     if definition.extract is not None:
-        return definition.extract(resource)
-    found = [v for path in definition.paths for v in walk(resource, path.split("."))]
-    return [v for v in found if definition.where(v)] if definition.where else found
+        return frozenset()
+    return frozenset(path.split(".")[0] for path in definition.paths)
 
 
-def walk(node: Any, steps: list[str]) -> Iterator[Any]:
-    if isinstance(node, list):
-        for item in node:
-            yield from walk(item, steps)
-        return
-    if not steps:
-        if node is not None:
-            yield node
-        return
-    if isinstance(node, dict):
-        yield from walk(node.get(steps[0]), steps[1:])
+def compile_param(definition: ParamDef) -> Extract:
+    """The rows of one parameter for a resource: values found, filtered by ``where``,
+    converted, duplicates dropped (first kept)."""
+    get = definition.extract or _getter(definition.paths)
+    where = None if definition.extract else definition.where
+    emit = EMITTERS[definition.type](definition)
+
+    def extract(resource: Resource) -> Rows:
+        found = get(resource)
+        if where is not None:
+            found = [value for value in found if where(value)]
+        rows: Rows = []
+        for value in found:
+            try:
+                emit(value, rows)
+            except MALFORMED:
+                continue  # the rows it appended before failing stay, as the walk had them
+        return _unique(rows) if rows else rows
+
+    return extract
 
 
-def _rows(definition: ParamDef, resource: dict[str, Any]) -> Iterator[Row]:
-    convert = CONVERTERS[definition.type]
-    for value in values(definition, resource):
-        try:
-            yield from convert(definition, value)
-        except (ValueError, TypeError, AttributeError):
-            continue  # a malformed element is not indexed (validation reports it)
-
-
-def _unique(rows: list[Row]) -> list[Row]:
-    seen, out = set(), []
-    for row in rows:
-        key = tuple(sorted(row.items()))
+def _unique(rows: Rows) -> Rows:
+    seen: set[tuple[Any, ...]] = set()
+    out: Rows = []
+    for row in rows:  # one parameter's rows share their keys and key order
+        key = tuple(row.values())
         if key not in seen:
             seen.add(key)
             out.append(row)
     return out
 
 
-# -- converters by search parameter type --------------------------------------------------------
+# -- walking paths ------------------------------------------------------------------------------
 
-def tokens(value: Any) -> Iterator[tuple[str | None, str | None, str | None]]:
-    """(system, code, text) for CodeableConcept, Coding, Identifier, ContactPoint, code."""
+def _getter(paths: tuple[str, ...]) -> Callable[[Resource], list[Any]]:
+    steps = [tuple(path.split(".")) for path in paths]
+    if len(steps) == 1 and len(steps[0]) == 1:
+        name = steps[0][0]
+
+        def element(resource: Resource) -> list[Any]:
+            value = resource.get(name)
+            if value is None:
+                return []
+            return _leaves(value, []) if isinstance(value, list) else [value]
+
+        return element
+
+    def walk_all(resource: Resource) -> list[Any]:
+        found: list[Any] = []
+        for path in steps:
+            walk(resource, path, found)
+        return found
+
+    return walk_all
+
+
+def walk(resource: Resource, path: tuple[str, ...], out: list[Any]) -> None:
+    """Append the values at ``path`` (lists flattened at every step, nulls skipped) in
+    document order."""
+    nodes: list[Any] = [resource]
+    for step in path:
+        following: list[Any] = []
+        for node in nodes:
+            if isinstance(node, dict):
+                value = node.get(step)
+                if isinstance(value, list):
+                    _leaves(value, following)
+                elif value is not None:
+                    following.append(value)
+        if not following:
+            return
+        nodes = following
+    out.extend(nodes)
+
+
+def _leaves(items: list[Any], out: list[Any]) -> list[Any]:
+    for item in items:
+        if isinstance(item, list):
+            _leaves(item, out)
+        elif item is not None:
+            out.append(item)
+    return out
+
+
+# -- value caches ----------------------------------------------------------------------------
+
+_NORMALISED: dict[str, str] = {}
+_RANGES: dict[str, tuple[int, int]] = {}
+
+
+def _normalise(text: str) -> str:
+    found = _NORMALISED.get(text)
+    if found is None:
+        found = normalise(text)
+        if len(_NORMALISED) >= CACHE_SIZE:
+            _NORMALISED.clear()
+        _NORMALISED[text] = found
+    return found
+
+
+def _date_range(value: str) -> tuple[int, int]:
+    found = _RANGES.get(value)
+    if found is None:
+        found = date_range(value)
+        if len(_RANGES) >= CACHE_SIZE:
+            _RANGES.clear()
+        _RANGES[value] = found
+    return found
+
+
+# -- emitters by search parameter type --------------------------------------------------------
+
+def _token(definition: ParamDef) -> Emit:
+    """CodeableConcept, Coding, Identifier, ContactPoint, code, boolean."""
+    name = definition.name
+
+    def row(system: Any, code: Any, text: Any) -> Row:
+        return {"param": name, "system": system, "code": code,
+                "text": _normalise(text) if text else None}
+
+    def emit(value: Any, rows: Rows) -> None:
+        if isinstance(value, bool):
+            rows.append(row(None, "true" if value else "false", None))
+        elif isinstance(value, str | int | float):
+            rows.append(row(None, str(value), None))
+        elif isinstance(value, dict):
+            if "coding" in value or ("text" in value and "value" not in value):
+                text = value.get("text")
+                for coding in value.get("coding", []):
+                    rows.append(row(coding.get("system"), coding.get("code"),
+                                    text or coding.get("display")))
+                if not value.get("coding") and text:
+                    rows.append(row(None, None, text))
+            elif "code" in value:
+                rows.append(row(value.get("system"), value.get("code"), value.get("display")))
+            elif "value" in value:
+                type_text = (value.get("type") or {}).get("text")
+                rows.append(row(value.get("system"), str(value["value"]), type_text))
+
+    return emit
+
+
+def tokens(value: Any) -> Iterator[tuple[Any, Any, Any]]:
+    """(system, code, text) of a token value, text as found (composites read these)."""
     if isinstance(value, bool):
         yield None, "true" if value else "false", None
     elif isinstance(value, str | int | float):
@@ -105,39 +240,45 @@ def tokens(value: Any) -> Iterator[tuple[str | None, str | None, str | None]]:
             yield value.get("system"), str(value["value"]), type_text
 
 
-def _token(_d: ParamDef, value: Any) -> Iterator[Row]:
-    for system, code, text in tokens(value):
-        yield {"system": system, "code": code,
-               "text": normalise(text) if text else None}
+def _string(definition: ParamDef) -> Emit:
+    """A string, or every text part of a HumanName / Address."""
+    name = definition.name
+
+    def emit(value: Any, rows: Rows) -> None:
+        if isinstance(value, str):
+            rows.append({"param": name, "value_norm": _normalise(value)[:512],
+                         "value": value[:512]})
+        elif isinstance(value, dict):
+            parts = NAME_PARTS if "family" in value or "given" in value else ADDRESS_PARTS
+            for part in parts:
+                item = value.get(part)
+                for text in item if isinstance(item, list) else [item]:
+                    if isinstance(text, str):
+                        rows.append({"param": name, "value_norm": _normalise(text)[:512],
+                                     "value": text[:512]})
+
+    return emit
 
 
-def strings(value: Any) -> Iterator[str]:
+def ranges(value: Any) -> list[tuple[int, int]]:
+    """``[low, high)`` of a date/dateTime/instant or a Period (open ends are the extremes)."""
     if isinstance(value, str):
-        yield value
-    elif isinstance(value, dict):
-        parts = NAME_PARTS if "family" in value or "given" in value else ADDRESS_PARTS
-        for part in parts:
-            item = value.get(part)
-            for text in item if isinstance(item, list) else [item]:
-                if isinstance(text, str):
-                    yield text
+        return [_date_range(value)]
+    if isinstance(value, dict) and ("start" in value or "end" in value):
+        start, end = value.get("start"), value.get("end")
+        return [(_date_range(start)[0] if start else MIN_MS,
+                 _date_range(end)[1] if end else MAX_MS)]
+    return []
 
 
-def _string(_d: ParamDef, value: Any) -> Iterator[Row]:
-    for text in strings(value):
-        yield {"value_norm": normalise(text)[:512], "value": text[:512]}
+def _date(definition: ParamDef) -> Emit:
+    name = definition.name
 
+    def emit(value: Any, rows: Rows) -> None:
+        for low, high in ranges(value):
+            rows.append({"param": name, "low": low, "high": high})
 
-def ranges(value: Any) -> Iterator[tuple[int, int]]:
-    if isinstance(value, str):
-        yield date_range(value)
-    elif isinstance(value, dict) and ("start" in value or "end" in value):
-        yield period_range(value.get("start"), value.get("end"))
-
-
-def _date(_d: ParamDef, value: Any) -> Iterator[Row]:
-    for low, high in ranges(value):
-        yield {"low": low, "high": high}
+    return emit
 
 
 def reference_target(ref: str, rtype_hint: str | None) -> tuple[str | None, str | None, str | None]:
@@ -155,52 +296,83 @@ def reference_target(ref: str, rtype_hint: str | None) -> tuple[str | None, str 
     return None, None, ref
 
 
-def _reference(definition: ParamDef, value: Any) -> Iterator[Row]:
-    if isinstance(value, dict) and value.get("url") and "valueReference" in value:
-        value = value["valueReference"]  # an extension holding a Reference
-    ref = value if isinstance(value, str) else value.get("reference")
-    if not isinstance(ref, str) or not ref:
-        return
-    hint = None if isinstance(value, str) else value.get("type")
-    ttype, tid, url = reference_target(ref, hint)
-    if ttype is not None and definition.targets and ttype not in definition.targets:
-        return
-    yield {"target_type": ttype, "target_id": tid, "url": url}
+def _reference(definition: ParamDef) -> Emit:
+    name, targets = definition.name, definition.targets
+
+    def emit(value: Any, rows: Rows) -> None:
+        if isinstance(value, dict) and value.get("url") and "valueReference" in value:
+            value = value["valueReference"]  # an extension holding a Reference
+        ref = value if isinstance(value, str) else value.get("reference")
+        if not isinstance(ref, str) or not ref:
+            return
+        hint = None if isinstance(value, str) else value.get("type")
+        ttype, tid, url = reference_target(ref, hint)
+        if ttype is not None and targets and ttype not in targets:
+            return
+        rows.append({"param": name, "target_type": ttype, "target_id": tid, "url": url})
+
+    return emit
 
 
-def _quantity(_d: ParamDef, value: Any) -> Iterator[Row]:
-    if isinstance(value, dict) and isinstance(value.get("value"), int | float):
-        yield {"value": float(value["value"]), "system": value.get("system"),
-               "code": value.get("code"), "unit": value.get("unit")}
+def _quantity(definition: ParamDef) -> Emit:
+    name = definition.name
+
+    def emit(value: Any, rows: Rows) -> None:
+        if isinstance(value, dict) and isinstance(value.get("value"), int | float):
+            rows.append({"param": name, "value": float(value["value"]),
+                         "system": value.get("system"), "code": value.get("code"),
+                         "unit": value.get("unit")})
+
+    return emit
 
 
-def _number(_d: ParamDef, value: Any) -> Iterator[Row]:
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        yield {"value": float(value)}
+def _number(definition: ParamDef) -> Emit:
+    name = definition.name
+
+    def emit(value: Any, rows: Rows) -> None:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            rows.append({"param": name, "value": float(value)})
+
+    return emit
 
 
-def _uri(_d: ParamDef, value: Any) -> Iterator[Row]:
-    if isinstance(value, str):
-        yield {"value": value}
+def _uri(definition: ParamDef) -> Emit:
+    name = definition.name
+
+    def emit(value: Any, rows: Rows) -> None:
+        if isinstance(value, str):
+            rows.append({"param": name, "value": value})
+
+    return emit
 
 
-def _composite(definition: ParamDef, pair: Any) -> Iterator[Row]:
-    coding, value = pair
-    base = {"system": coding.get("system"), "code": coding.get("code"), "v_system": None,
-            "v_code": None, "v_value": None, "v_low": None, "v_high": None, "v_string": None}
-    kind = definition.components[1]
-    if kind == "quantity":
-        for q in _quantity(definition, value):
-            yield {**base, "v_value": q["value"], "v_system": q["system"], "v_code": q["code"]}
-    elif kind == "token":
-        for system, code, _text in tokens(value):
-            yield {**base, "v_system": system, "v_code": code}
-    elif kind == "date":
-        for low, high in ranges(value):
-            yield {**base, "v_low": low, "v_high": high}
-    elif kind == "string":
-        yield {**base, "v_string": normalise(value)[:512]}
+def _composite(definition: ParamDef) -> Emit:
+    """A (coding, value) pair from the parameter's ``extract``: the coding's token and the
+    value as the second component's type."""
+    name, kind = definition.name, definition.components[1]
+
+    def emit(pair: Any, rows: Rows) -> None:
+        coding, value = pair
+        base = {"param": name, "system": coding.get("system"), "code": coding.get("code"),
+                "v_system": None, "v_code": None, "v_value": None, "v_low": None,
+                "v_high": None, "v_string": None}
+        if kind == "quantity":
+            if isinstance(value, dict) and isinstance(value.get("value"), int | float):
+                rows.append({**base, "v_value": float(value["value"]),
+                             "v_system": value.get("system"), "v_code": value.get("code")})
+        elif kind == "token":
+            for system, code, _text in tokens(value):
+                rows.append({**base, "v_system": system, "v_code": code})
+        elif kind == "date":
+            for low, high in ranges(value):
+                rows.append({**base, "v_low": low, "v_high": high})
+        elif kind == "string":
+            rows.append({**base, "v_string": _normalise(value)[:512]})
+
+    return emit
 
 
-CONVERTERS = {"token": _token, "string": _string, "date": _date, "reference": _reference,
-              "quantity": _quantity, "number": _number, "uri": _uri, "composite": _composite}
+EMITTERS: dict[str, Callable[[ParamDef], Emit]] = {
+    "token": _token, "string": _string, "date": _date, "reference": _reference,
+    "quantity": _quantity, "number": _number, "uri": _uri, "composite": _composite}
+_PLANS = {rtype: Plan(list(params.values())) for rtype, params in REGISTRY.items()}
