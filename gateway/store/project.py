@@ -3,9 +3,11 @@
 Same outcome as calling ``SqlTransaction.apply_version`` for each resource in order: a
 version is stored only when it is newer than what the store holds (same or older → no-op),
 every newer version lands in the history, the current row and its index rows end at the
-newest. Per batch: one SELECT … FOR UPDATE of the current rows, one multi-row write per
-table (COPY on PostgreSQL), one DELETE per index table for the keys that had rows. At the
-hub this is what lets one projector keep up with a network's edges (see bench/bus.py).
+newest. Per batch: one SELECT … FOR UPDATE of the current rows per resource type (``res_id
+IN``, an index search), one multi-row write per table (COPY on PostgreSQL, executemany of
+plain tuples on SQLite), one DELETE per index table and resource type for the keys that had
+rows. At the hub this is what lets one projector keep up with a network's edges (see
+bench/bus.py).
 """
 
 from __future__ import annotations
@@ -13,16 +15,43 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import bindparam, delete, select, tuple_, update
+from sqlalchemy import Table, bindparam, delete, select, update
 
 from gateway.store import schema as s
 from gateway.store.base import Resource
-from gateway.store.bulk import _insert  # COPY on PostgreSQL, executemany on SQLite
 from gateway.store.content import content_hash, dumps, normalise_instant
 from gateway.store.search.index import index_rows
 from gateway.store.tx import SqlTransaction
 
 Key = tuple[str, str]
+CHUNK = 500  # ids per IN list
+
+_r = s.resource.c
+_CURRENT = select(_r.res_type, _r.res_id, _r.version_id).where(
+    _r.res_type == bindparam("k_type"), _r.res_id.in_(bindparam("k_ids", expanding=True)))
+_CURRENT_FOR_UPDATE = _CURRENT.order_by(_r.res_id).with_for_update()
+_UPDATE_CURRENT = update(s.resource).where(
+    _r.res_type == bindparam("k_type"), _r.res_id == bindparam("k_id")).values(
+    version_id=bindparam("version_id"), last_updated=bindparam("last_updated"),
+    deleted=bindparam("deleted"), content=bindparam("content"),
+    content_hash=bindparam("content_hash"))
+_DELETE_INDEX = {kind: delete(table).where(
+    table.c.res_type == bindparam("k_type"), table.c.res_id.in_(bindparam("k_ids",
+                                                                           expanding=True)))
+    for kind, table in s.INDEX_TABLES.items()}
+
+
+def _statements(table: Table) -> tuple[str, str]:
+    """(SQLite INSERT, PostgreSQL COPY) of every column in table order; the names come from
+    the schema, never from input."""
+    names = ", ".join(f'"{c.name}"' for c in table.columns)
+    marks = ", ".join("?" * len(table.columns))
+    return (f"INSERT INTO {table.name} ({names}) VALUES ({marks})",  # noqa: S608
+            f"COPY {table.name} ({names}) FROM STDIN")
+
+
+_ROW_WRITES = {table.name: _statements(table)
+               for table in (s.resource, s.resource_version, *s.INDEX_TABLES.values())}
 
 
 def apply_versions(tx: SqlTransaction, resources: Sequence[Resource]) -> int:
@@ -47,66 +76,71 @@ def _normalised(resource: Resource) -> Resource:
     return {**resource, "meta": {**meta, "lastUpdated": normalise_instant(meta["lastUpdated"])}}
 
 
+def _by_type(keys: set[Key] | list[Key]) -> dict[str, list[str]]:
+    """Ids per resource type, sorted: one lock order for every projector (no deadlock)."""
+    out: dict[str, list[str]] = {}
+    for rtype, rid in sorted(keys):
+        out.setdefault(rtype, []).append(rid)
+    return out
+
+
 def _current_versions(tx: SqlTransaction, keys: set[Key]) -> dict[Key, int]:
-    r = s.resource.c
+    query = _CURRENT_FOR_UPDATE if tx.store.dialect == "postgresql" else _CURRENT
     found: dict[Key, int] = {}
-    ordered = sorted(keys)  # one lock order for every projector: no deadlock between them
-    for start in range(0, len(ordered), 500):
-        query = select(r.res_type, r.res_id, r.version_id).where(
-            tuple_(r.res_type, r.res_id).in_(ordered[start:start + 500]))
-        if tx.store.dialect == "postgresql":
-            query = query.order_by(r.res_type, r.res_id).with_for_update()
-        found.update({(t, i): v for t, i, v in tx.conn.execute(query)})
+    for rtype, ids in _by_type(keys).items():
+        for start in range(0, len(ids), CHUNK):
+            rows = tx.conn.execute(query, {"k_type": rtype, "k_ids": ids[start:start + CHUNK]})
+            found.update({(t, i): v for t, i, v in rows})
     return found
 
 
 def _write(tx: SqlTransaction, newer: dict[Key, list[Resource]], had_row: set[Key]) -> None:
-    versions: list[dict[str, Any]] = []
-    current: dict[Key, dict[str, Any]] = {}
-    index: dict[str, list[dict[str, Any]]] = {kind: [] for kind in s.INDEX_TABLES}
+    versions: list[tuple[Any, ...]] = []
+    fresh: list[tuple[Any, ...]] = []
+    changed: list[dict[str, Any]] = []
+    index: dict[str, list[tuple[Any, ...]]] = {kind: [] for kind in s.INDEX_TABLES}
     for (rtype, rid), stored in newer.items():
-        key = {"res_type": rtype, "res_id": rid}
         for resource in stored:
-            versions.append({**key, **_version_values(resource), "deleted": False})
+            meta = resource["meta"]
+            versions.append((rtype, rid, int(meta["versionId"]), meta["lastUpdated"], False,
+                             dumps(resource)))
         last = stored[-1]
-        current[(rtype, rid)] = {**key, **_version_values(last), "deleted": False,
-                                 "content_hash": content_hash(last)}
+        current = (*versions[-1], content_hash(last))
+        if (rtype, rid) in had_row:
+            changed.append(dict(zip(("k_type", "k_id", "version_id", "last_updated",
+                                     "deleted", "content", "content_hash"), current,
+                                    strict=True)))
+        else:
+            fresh.append(current)
         for kind, rows in index_rows(last).items():
-            index[kind].extend({**key, **row} for row in rows)
-    _insert(tx, s.resource_version, versions)
-    _upsert_current(tx, current, had_row)
-    _replace_index(tx, [k for k in current if k in had_row], index)
-
-
-def _version_values(resource: Resource) -> dict[str, Any]:
-    meta = resource["meta"]
-    return {"version_id": int(meta["versionId"]), "last_updated": meta["lastUpdated"],
-            "content": dumps(resource)}
-
-
-def _upsert_current(tx: SqlTransaction, current: dict[Key, dict[str, Any]],
-                    had_row: set[Key]) -> None:
-    fresh = [row for key, row in current.items() if key not in had_row]
-    changed = [{**row, "k_type": row["res_type"], "k_id": row["res_id"]}
-               for key, row in current.items() if key in had_row]
-    _insert(tx, s.resource, fresh)
+            index[kind].extend((rtype, rid, *row.values()) for row in rows)
+    write_rows(tx, s.resource_version, versions)
+    write_rows(tx, s.resource, fresh)
     if changed:
-        r = s.resource.c
-        tx.conn.execute(
-            update(s.resource).where(r.res_type == bindparam("k_type"),
-                                     r.res_id == bindparam("k_id"))
-            .values(version_id=bindparam("version_id"), last_updated=bindparam("last_updated"),
-                    deleted=bindparam("deleted"), content=bindparam("content"),
-                    content_hash=bindparam("content_hash")),
-            [{k: v for k, v in row.items() if k not in ("res_type", "res_id")}
-             for row in changed])
+        tx.conn.execute(_UPDATE_CURRENT, changed)
+    _replace_index(tx, [k for k in newer if k in had_row], index)
 
 
 def _replace_index(tx: SqlTransaction, existing: list[Key],
-                   index: dict[str, list[dict[str, Any]]]) -> None:
+                   index: dict[str, list[tuple[Any, ...]]]) -> None:
     for kind, table in s.INDEX_TABLES.items():
-        for start in range(0, len(existing), 500):
-            part = existing[start:start + 500]
-            tx.conn.execute(delete(table).where(
-                tuple_(table.c.res_type, table.c.res_id).in_(part)))
-        _insert(tx, table, index[kind])
+        for rtype, ids in _by_type(existing).items():
+            for start in range(0, len(ids), CHUNK):
+                tx.conn.execute(_DELETE_INDEX[kind],
+                                {"k_type": rtype, "k_ids": ids[start:start + CHUNK]})
+        write_rows(tx, table, index[kind])
+
+
+def write_rows(tx: SqlTransaction, table: Table, rows: list[tuple[Any, ...]]) -> None:
+    """Rows holding every column of ``table`` in table order: COPY on PostgreSQL, one
+    executemany on SQLite."""
+    if not rows:
+        return
+    insert, copy_in = _ROW_WRITES[table.name]
+    if tx.store.dialect != "postgresql":
+        tx.conn.exec_driver_sql(insert, rows)
+        return
+    cursor = tx.conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    with cursor.copy(copy_in) as copy:
+        for row in rows:
+            copy.write_row(row)
