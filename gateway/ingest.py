@@ -158,8 +158,7 @@ class IngestService:
         outcomes: list[Outcome] = []
         try:
             with self.store.transaction() as tx:
-                seen: dict[tuple[str, str, str], Outcome] = {}
-                outcomes = [self._process(tx, job, seen) for job in batch]
+                outcomes = _Group(self, tx, batch).run()
         except Exception as exc:  # noqa: BLE001 - the database failed: nothing was stored
             log.exception("group commit of %d message(s) failed", len(batch))
             outcomes = [self._store_failure(job, exc) for job in batch]
@@ -170,27 +169,8 @@ class IngestService:
             job.done(outcome)
 
     # --- one message ---------------------------------------------------------------------
-    def _process(self, tx: Transaction, job: _Job,
-                 seen: dict[tuple[str, str, str], Outcome]) -> Outcome:
-        # a replay keeps the original receive time: Provenance.recorded must not change
-        received = job.replay_of.received if job.replay_of else _instant(self.clock())
-        try:
-            msg = parse(job.raw)
-        except ParseError as exc:
-            return self._reject(tx, job, None, exc, received)
-        key = (msg.sending_application, msg.sending_facility, msg.control_id)
-        if job.replay_of is None:
-            if key in seen:
-                return seen[key]
-            previous = self.store.inbox_find(*key) if msg.control_id else None
-            if previous is not None and previous.ack is not None:
-                frames = split_frames(previous.ack)
-                return Outcome("duplicate", _msa_code(frames), frames, previous.id)
-        outcome = self._accept(tx, job, msg, received)
-        seen[key] = outcome
-        return outcome
-
-    def _accept(self, tx: Transaction, job: _Job, msg: Message, received: str) -> Outcome:
+    def _accept(self, tx: Transaction, job: _Job, msg: Message, received: str,
+                links: dict[str, str]) -> Outcome:
         site = self.network.site_for(msg.sending_facility)
         if site is None:
             err = UnknownSite("MSH-4 sending facility is not a configured site",
@@ -212,11 +192,14 @@ class IngestService:
             if site.adapter:
                 msg = parse(hooks.before_mapping(site, job.raw))
             result = map_message(msg, site, pseudonym_key=self.key, received=received,
-                                 studies=self.network.studies, lookup_link=tx.link_get)
+                                 studies=self.network.studies,
+                                 lookup_link=lambda key: links.get(key) or tx.link_get(key))
             if site.adapter:
                 result.resources = hooks.after_mapping(site, result.resources)
             with tx.savepoint():
-                return self._commit(tx, job, msg, site, result, received)
+                outcome = self._commit(tx, job, msg, site, result, received)
+            links.update(result.new_links)  # later messages of the batch see them
+            return outcome
         except InboundError as exc:
             return self._fail(tx, job, msg, site, exc, received)
 
@@ -227,18 +210,13 @@ class IngestService:
 
     def _commit(self, tx: Transaction, job: _Job, msg: Message, site: Site,
                 result: MappingResult, received: str) -> Outcome:
-        headers = self._headers(msg, site)
-        refs: list[str] = []
-        changed = 0
         create_only = getattr(result, "create_only", set())
-        for resource in result.resources:
-            rkey = (resource["resourceType"], resource["id"])
-            if rkey in create_only and tx.get(*rkey) is not None:
-                continue
-            change = tx.put(resource, source=self.source,
-                            headers=headers)
-            refs.append(f"{change.resource_type}/{change.id}/_history/{change.version_id}")
-            changed += int(change.changed)
+        resources = [r for r in result.resources
+                     if (r["resourceType"], r["id"]) not in create_only
+                     or tx.get(r["resourceType"], r["id"]) is None]
+        changes = tx.put_many(resources, source=self.source, headers=self._headers(msg, site))
+        refs = [f"{c.resource_type}/{c.id}/_history/{c.version_id}" for c in changes]
+        changed = sum(c.changed for c in changes)
         for link_key, pseudonym in result.new_links.items():
             tx.link_put(link_key, pseudonym)
         responses = self._acks(msg, [])
@@ -320,6 +298,53 @@ class IngestService:
                                      control_id=acks.new_control_id(), timestamp=self.clock())]
         charset = msg.charset if msg else "utf-8"
         return [acks.encode_ack(text, charset) for text in texts]
+
+
+class _Group:
+    """One group commit: the messages of a batch, each in its own savepoint, with one
+    inbox lookup for the whole group (duplicates) and the pseudonym links that earlier
+    messages of the group learned (visible to the later ones before the commit)."""
+
+    def __init__(self, service: IngestService, tx: Transaction, batch: list[_Job]) -> None:
+        self.service, self.tx, self.batch = service, tx, batch
+        self.seen: dict[tuple[str, str, str], Outcome] = {}
+        self.links: dict[str, str] = {}
+
+    def run(self) -> list[Outcome]:
+        parsed = [self._parse(job) for job in self.batch]
+        keys = [_key(m) for m in parsed if isinstance(m, Message) and m.control_id]
+        fresh = [job.replay_of is None for job in self.batch]
+        stored = self.tx.inbox_find_many(keys) if keys and any(fresh) else {}
+        return [self._one(job, msg, stored) for job, msg in zip(self.batch, parsed, strict=True)]
+
+    def _parse(self, job: _Job) -> Message | ParseError:
+        try:
+            return parse(job.raw)
+        except ParseError as exc:
+            return exc
+
+    def _one(self, job: _Job, msg: Message | ParseError,
+             stored: dict[tuple[str, str, str], InboxRecord]) -> Outcome:
+        service = self.service
+        # a replay keeps the original receive time: Provenance.recorded must not change
+        received = job.replay_of.received if job.replay_of else _instant(service.clock())
+        if isinstance(msg, ParseError):
+            return service._reject(self.tx, job, None, msg, received)
+        key = _key(msg)
+        if job.replay_of is None:
+            if key in self.seen:
+                return self.seen[key]
+            previous = stored.get(key) if msg.control_id else None
+            if previous is not None and previous.ack is not None:
+                frames = split_frames(previous.ack)
+                return Outcome("duplicate", _msa_code(frames), frames, previous.id)
+        outcome = service._accept(self.tx, job, msg, received, self.links)
+        self.seen[key] = outcome
+        return outcome
+
+
+def _key(msg: Message) -> tuple[str, str, str]:
+    return (msg.sending_application, msg.sending_facility, msg.control_id)
 
 
 def _resolve(future: asyncio.Future[Outcome], outcome: Outcome) -> None:

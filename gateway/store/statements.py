@@ -28,3 +28,12 @@ _d = s.idx_date.c
 TOUCH_LAST_UPDATED = update(s.idx_date).where(
     _d.res_type == bindparam("k_type"), _d.res_id == bindparam("k_id"),
     _d.param == "_lastUpdated")
+_i = s.inbox.c
+INSERT_INBOX = insert(s.inbox)
+# each column IN (…), rows filtered after: an index search on both databases
+INBOX_BY_KEYS = select(s.inbox).where(
+    _i.sender_application.in_(bindparam("apps", expanding=True)),
+    _i.sender_facility.in_(bindparam("facilities", expanding=True)),
+    _i.control_id.in_(bindparam("control_ids", expanding=True)))
+LINK_GET = select(s.pseudonym_link.c.pseudonym).where(s.pseudonym_link.c.key == bindparam("k"))
+INSERT_LINK = insert(s.pseudonym_link)

@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import orjson
-from sqlalchemy import Connection, insert, select, text, update
+from sqlalchemy import Connection, text, update
 from sqlalchemy.exc import IntegrityError
 
 from gateway.errors import ConflictError, VersionConflict
@@ -74,6 +74,15 @@ class SqlTransaction:
             self._outbox(rtype, rid, version, dumps(stored), headers)
         return Change(rtype, rid, version, stored["meta"]["lastUpdated"], changed=True,
                       created=not live, resource=stored)
+
+    @translated
+    def put_many(self, resources: Sequence[Resource], *, source: str | None = None,
+                 headers: dict[str, str] | None = None) -> list[Change]:
+        """``put`` for each resource in order, in a few statements (``gateway.store.batch``):
+        the same versions, history, index and outbox rows, and Change values."""
+        from gateway.store.batch import put_many
+
+        return put_many(self, resources, source=source, headers=headers)
 
     @translated
     def apply_version(self, resource: Resource, *, outbox: bool = False,
@@ -150,16 +159,38 @@ class SqlTransaction:
         values = _inbox_values(record)
         try:
             with self.conn.begin_nested():
-                result = self.conn.execute(insert(s.inbox).values(
-                    sender_application=record.sender_application,
-                    sender_facility=record.sender_facility, control_id=record.control_id,
-                    raw=record.raw, received=normalise_instant(record.received),
-                    transport=record.transport, **values))
+                result = self.conn.execute(sql.INSERT_INBOX, {
+                    "sender_application": record.sender_application,
+                    "sender_facility": record.sender_facility,
+                    "control_id": record.control_id, "raw": record.raw,
+                    "received": normalise_instant(record.received),
+                    "transport": record.transport, **values})
         except IntegrityError as exc:
             raise ConflictError("duplicate inbound message", sender=record.sender_facility,
                                 control_id=record.control_id) from exc
         record.id = int(result.inserted_primary_key[0])
         return record.id
+
+    @translated
+    def inbox_find_many(self, keys: Sequence[tuple[str, str, str]]) -> dict[
+            tuple[str, str, str], InboxRecord]:
+        """The stored records of (sender application, sender facility, MSH-10) ``keys``,
+        read on this transaction's connection (one statement per 300 keys)."""
+        from gateway.store.sql import _inbox_record
+
+        found: dict[tuple[str, str, str], InboxRecord] = {}
+        wanted = set(keys)
+        unique = sorted(wanted)
+        for start in range(0, len(unique), 300):
+            part = unique[start:start + 300]
+            rows = self.conn.execute(sql.INBOX_BY_KEYS, {
+                "apps": sorted({k[0] for k in part}), "facilities": sorted({k[1] for k in part}),
+                "control_ids": sorted({k[2] for k in part})})
+            for row in rows:
+                key = (row.sender_application, row.sender_facility, row.control_id)
+                if key in wanted:
+                    found[key] = _inbox_record(row)
+        return found
 
     @translated
     def inbox_update(self, record: InboxRecord) -> None:
@@ -170,8 +201,7 @@ class SqlTransaction:
 
     @translated
     def link_get(self, key: str) -> str | None:
-        row = self.conn.execute(select(s.pseudonym_link.c.pseudonym)
-                                .where(s.pseudonym_link.c.key == key)).first()
+        row = self.conn.execute(sql.LINK_GET, {"k": key}).first()
         return row[0] if row else None
 
     @translated
@@ -180,8 +210,8 @@ class SqlTransaction:
         different pseudonym for it raises ConflictError."""
         existing = self.link_get(key)
         if existing is None:
-            self.conn.execute(insert(s.pseudonym_link).values(
-                key=key, pseudonym=pseudonym, created=now_instant()))
+            self.conn.execute(sql.INSERT_LINK, {"key": key, "pseudonym": pseudonym,
+                                                "created": now_instant()})
         elif existing != pseudonym:
             raise ConflictError("pseudonym link exists with another value")
 

@@ -1,0 +1,152 @@
+"""The ingest write path: many ``put`` calls in a few statements.
+
+``put_many(tx, resources)`` has the outcome of ``tx.put(r)`` for each resource in order
+(the same versions, no-ops, history rows, index rows, outbox rows in the same order and
+the same ``Change`` values), but per call it runs ONE select of the current rows of every
+key, then one executemany per table (current rows, history, each index table that
+changes, outbox). The statements are built once, here, so SQLAlchemy only binds
+parameters. One message of an ORU^R01 with 10 OBX (14 resources, ~250 index rows) goes
+from ~140 statements to ~12.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from sqlalchemy import bindparam, select
+
+from gateway.store import schema as s
+from gateway.store import statements as sql
+from gateway.store.base import Change, Resource
+from gateway.store.content import content_hash, dumps, loads, now_instant, with_meta
+from gateway.store.search.index import index_rows
+from gateway.store.tx import Current, SqlTransaction, _only_last_updated_differs
+
+Key = tuple[str, str]
+Rows = list[dict[str, Any]]
+
+_r = s.resource.c
+# types IN (…) AND ids IN (…), pairs filtered after: an index search on both databases
+# (SQLite scans the table for a row-value IN (VALUES …))
+_CURRENT_MANY = select(_r.res_type, _r.res_id, _r.version_id, _r.last_updated, _r.deleted,
+                       _r.content, _r.content_hash).where(
+    _r.res_type.in_(bindparam("types", expanding=True)),
+    _r.res_id.in_(bindparam("ids", expanding=True)))
+_CURRENT_MANY_FOR_UPDATE = _CURRENT_MANY.order_by(_r.res_type, _r.res_id).with_for_update()
+_CHUNK = 400  # keys per select (bound parameters stay well under every driver's limit)
+
+
+@dataclass(slots=True)
+class _Plan:
+    """The rows one ``put_many`` call writes, gathered before any statement runs."""
+
+    inserts: dict[Key, dict[str, Any]] = field(default_factory=dict)  # keys without a row
+    updates: dict[Key, dict[str, Any]] = field(default_factory=dict)
+    versions: Rows = field(default_factory=list)
+    outbox: Rows = field(default_factory=list)
+    final: dict[Key, Resource] = field(default_factory=dict)  # newest stored content
+
+
+def put_many(tx: SqlTransaction, resources: Sequence[Resource], *, source: str | None = None,
+             headers: dict[str, str] | None = None) -> list[Change]:
+    """``tx.put(r, source=source, headers=headers)`` for each of ``resources``, in order."""
+    held = current_rows(tx, {(r["resourceType"], r["id"]) for r in resources})
+    original = dict(held)
+    plan, now = _Plan(), now_instant()
+    box_headers = orjson.dumps(headers or {}).decode()
+    changes = []
+    for resource in resources:
+        had_row = (resource["resourceType"], resource["id"]) in original
+        changes.append(_plan_one(plan, held, had_row, resource, source, now, box_headers))
+    _execute(tx, plan, original)
+    return changes
+
+
+def current_rows(tx: SqlTransaction, keys: set[Key]) -> dict[Key, Current]:
+    """The current rows of ``keys`` (locked on PostgreSQL, in one key order)."""
+    query = _CURRENT_MANY_FOR_UPDATE if tx.store.dialect == "postgresql" else _CURRENT_MANY
+    ordered = sorted(keys)
+    found: dict[Key, Current] = {}
+    for start in range(0, len(ordered), _CHUNK):
+        part = ordered[start:start + _CHUNK]
+        params = {"types": sorted({t for t, _ in part}), "ids": sorted({i for _, i in part})}
+        rows = tx.conn.execute(query, params)
+        found.update({(t, i): Current(*rest) for t, i, *rest in rows if (t, i) in keys})
+    return found
+
+
+def _plan_one(plan: _Plan, held: dict[Key, Current], had_row: bool, resource: Resource,
+              source: str | None, now: str, box_headers: str) -> Change:
+    rtype, rid = key = (resource["resourceType"], resource["id"])
+    cur = held.get(key)
+    live = cur is not None and not cur.deleted
+    digest = content_hash(with_meta(resource, 0, "", source))
+    if cur is not None and live and cur.content_hash == digest:
+        assert cur.content is not None
+        return Change(rtype, rid, cur.version_id, cur.last_updated, changed=False,
+                      created=False, resource=loads(cur.content))
+    version = (cur.version_id if cur is not None else 0) + 1
+    stored = with_meta(resource, version, now, source)
+    data = dumps(stored)
+    row = {"version_id": version, "last_updated": now, "deleted": False, "content": data,
+           "content_hash": digest}
+    if had_row:
+        plan.updates[key] = {"k_type": rtype, "k_id": rid, **row}
+    else:
+        plan.inserts[key] = {"res_type": rtype, "res_id": rid, **row}
+    plan.versions.append({"res_type": rtype, "res_id": rid, "version_id": version,
+                          "last_updated": now, "deleted": False, "content": data})
+    plan.outbox.append({"key": f"{rtype}/{rid}", "res_type": rtype, "res_id": rid,
+                        "version_id": version, "payload": data, "headers": box_headers,
+                        "created": now})
+    plan.final[key] = stored
+    held[key] = Current(version, now, False, data, digest)
+    return Change(rtype, rid, version, now, changed=True, created=not live, resource=stored)
+
+
+def _execute(tx: SqlTransaction, plan: _Plan, original: dict[Key, Current]) -> None:
+    conn = tx.conn
+    if plan.inserts:
+        conn.execute(sql.INSERT_RESOURCE, list(plan.inserts.values()))
+    if plan.updates:
+        conn.execute(sql.UPDATE_RESOURCE, list(plan.updates.values()))
+    if plan.versions:
+        conn.execute(sql.INSERT_VERSION, plan.versions)
+    _reindex(tx, plan.final, original)
+    if plan.outbox:
+        conn.execute(sql.INSERT_OUTBOX, plan.outbox)
+
+
+def _reindex(tx: SqlTransaction, final: dict[Key, Resource],
+             original: dict[Key, Current]) -> None:
+    """Index rows from those of each key's content before this call to those of its
+    newest version, touching only the tables that change (as ``SqlTransaction._reindex``)."""
+    deletes: dict[str, Rows] = {kind: [] for kind in s.INDEX_TABLES}
+    inserts: dict[str, Rows] = {kind: [] for kind in s.INDEX_TABLES}
+    touches: Rows = []
+    for (rtype, rid), stored in final.items():
+        cur = original.get((rtype, rid))
+        new = index_rows(stored)
+        old = index_rows(loads(cur.content)) if cur is not None and cur.content else {}
+        key = {"k_type": rtype, "k_id": rid}
+        for kind in s.INDEX_TABLES:
+            before, after = old.get(kind, []), new.get(kind, [])
+            if before == after:
+                continue
+            if kind == "date" and _only_last_updated_differs(before, after):
+                (stamp,) = [row for row in after if row["param"] == "_lastUpdated"]
+                touches.append({**key, "low": stamp["low"], "high": stamp["high"]})
+                continue
+            if before:
+                deletes[kind].append(key)
+            inserts[kind].extend({"res_type": rtype, "res_id": rid, **row} for row in after)
+    for kind in s.INDEX_TABLES:
+        if deletes[kind]:
+            tx.conn.execute(sql.DELETE_INDEX[kind], deletes[kind])
+        if inserts[kind]:
+            tx.conn.execute(sql.INSERT_INDEX[kind], inserts[kind])
+    if touches:
+        tx.conn.execute(sql.TOUCH_LAST_UPDATED, touches)

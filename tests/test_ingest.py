@@ -1,0 +1,91 @@
+"""The group commit of ``IngestService``: several messages in one transaction, each in its
+own savepoint, on both databases."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from gateway.adapters.loader import load_network
+from gateway.ingest import IngestService, Outcome, _Job
+from gateway.store.sql import SqlStore
+
+# A monitoring result from the Bergamo lab. What matters: MSH-4 HPG23 (a known site), MSH-10,
+# PID-3 (MRN, and in some messages the codice fiscale, NNITA), OBX-5 an NM value.
+ORU = ("MSH|^~\\&|LAB|HPG23|GATEWAY|PLAGENCELL|20261127101500+0100||ORU^R01^ORU_R01|{cid}|P|2.5.1\r"
+       "PID|1||{pid3}||Rossi^Mario||19800101|M\r"
+       "OBR|1||{filler}^LAB|1988-5^CRP^LN|||20261127080000\r"
+       "OBX|1|NM|1988-5^C reactive protein^LN||{value}|mg/L^mg/L^UCUM|0-5|H|||F|||20261127080000\r")
+MRN_AND_CF = "MRN77^^^HPG23^MR~RSSMRA80A01F205X^^^MEF^NNITA"
+MRN_ONLY = "MRN77^^^HPG23^MR"
+
+
+def oru(cid: str, *, value: str = "12.5", pid3: str = MRN_AND_CF, filler: str = "") -> bytes:
+    return ORU.format(cid=cid, value=value, pid3=pid3, filler=filler or f"F{cid}").encode()
+
+
+@pytest.fixture
+def store(database_url: str) -> Iterator[SqlStore]:
+    store = SqlStore(database_url)
+    store.migrate()
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def service(store: SqlStore) -> IngestService:
+    return IngestService(store, load_network(), b"k" * 32)
+
+
+def run(service: IngestService, *messages: bytes) -> list[Outcome]:
+    out: list[Outcome] = []
+    service._run_batch([_Job(m, "mllp", out.append) for m in messages])
+    return out
+
+
+def patient_of(store: SqlStore, cid: str) -> str:
+    record = store.inbox_find("LAB", "HPG23", cid)
+    assert record is not None
+    return next(r.split("/")[1] for r in record.resource_refs if r.startswith("Patient/"))
+
+
+def test_a_failing_message_leaves_the_others_of_its_group_stored(
+        service: IngestService, store: SqlStore) -> None:
+    outcomes = run(service, oru("G1"), oru("G2", value="not-a-number"), oru("G3"))
+    assert [o.status for o in outcomes] == ["processed", "error", "processed"]
+    assert [o.ack_code for o in outcomes] == ["AA", "AE", "AA"]
+    for cid, status in (("G1", "processed"), ("G2", "error"), ("G3", "processed")):
+        record = store.inbox_find("LAB", "HPG23", cid)
+        assert record is not None and record.status == status
+    assert store.inbox_find("LAB", "HPG23", "G2").resource_refs == []  # type: ignore[union-attr]
+    assert outcomes[0].changed > 0 and outcomes[2].changed > 0
+
+
+def test_a_message_twice_in_one_group_and_again_later_has_one_effect(
+        service: IngestService, store: SqlStore) -> None:
+    first, twin = run(service, oru("D1"), oru("D1"))
+    [later] = run(service, oru("D1"))
+    assert first.status == "processed" and twin is first
+    assert later.status == "duplicate" and later.responses == first.responses
+    assert later.inbox_id == first.inbox_id
+
+
+def test_a_link_learned_by_one_message_serves_the_next_one_of_the_same_group(
+        service: IngestService, store: SqlStore) -> None:
+    # L1 brings MRN + codice fiscale (the link MRN → fiscal-code pseudonym is learned);
+    # L2, in the same group, only the MRN: it must land on the same Patient
+    outcomes = run(service, oru("L1"), oru("L2", pid3=MRN_ONLY))
+    assert [o.status for o in outcomes] == ["processed", "processed"]
+    assert patient_of(store, "L2") == patient_of(store, "L1")
+
+
+def test_messages_of_one_group_each_get_their_own_versions(
+        service: IngestService, store: SqlStore) -> None:
+    run(service, oru("V1", filler="SAME"), oru("V2", value="13.5", filler="SAME"))
+    second = store.inbox_find("LAB", "HPG23", "V2")
+    assert second is not None
+    observation = next(r for r in second.resource_refs if r.startswith("Observation/"))
+    assert observation.endswith("/_history/2")
+    assert store.read("Observation", observation.split("/")[1])["valueQuantity"][  # type: ignore[index]
+        "value"] == 13.5
