@@ -29,7 +29,6 @@ CHUNK = 500  # ids per IN list
 _r = s.resource.c
 _CURRENT = select(_r.res_type, _r.res_id, _r.version_id).where(
     _r.res_type == bindparam("k_type"), _r.res_id.in_(bindparam("k_ids", expanding=True)))
-_CURRENT_FOR_UPDATE = _CURRENT.order_by(_r.res_id).with_for_update()
 _UPDATE_CURRENT = update(s.resource).where(
     _r.res_type == bindparam("k_type"), _r.res_id == bindparam("k_id")).values(
     version_id=bindparam("version_id"), last_updated=bindparam("last_updated"),
@@ -39,6 +38,10 @@ _DELETE_INDEX = {kind: delete(table).where(
     table.c.res_type == bindparam("k_type"), table.c.res_id.in_(bindparam("k_ids",
                                                                            expanding=True)))
     for kind, table in s.INDEX_TABLES.items()}
+_PG_CURRENT = ("SELECT res_type, res_id, version_id FROM resource WHERE res_type = %s"
+               " AND res_id = ANY(%s) ORDER BY res_id FOR UPDATE")
+_PG_DELETE_INDEX = {kind: f"DELETE FROM {table.name} WHERE res_type = %s"  # noqa: S608
+                    " AND res_id = ANY(%s)" for kind, table in s.INDEX_TABLES.items()}
 
 
 def _statements(table: Table) -> tuple[str, str]:
@@ -85,13 +88,24 @@ def _by_type(keys: set[Key] | list[Key]) -> dict[str, list[str]]:
 
 
 def _current_versions(tx: SqlTransaction, keys: set[Key]) -> dict[Key, int]:
-    query = _CURRENT_FOR_UPDATE if tx.store.dialect == "postgresql" else _CURRENT
     found: dict[Key, int] = {}
     for rtype, ids in _by_type(keys).items():
+        if tx.store.dialect == "postgresql":
+            found.update(_pg_rows(tx, _PG_CURRENT, rtype, ids))
+            continue
         for start in range(0, len(ids), CHUNK):
-            rows = tx.conn.execute(query, {"k_type": rtype, "k_ids": ids[start:start + CHUNK]})
+            rows = tx.conn.execute(_CURRENT, {"k_type": rtype, "k_ids": ids[start:start + CHUNK]})
             found.update({(t, i): v for t, i, v in rows})
     return found
+
+
+def _pg_rows(tx: SqlTransaction, statement: str, rtype: str,
+             ids: list[str]) -> dict[Key, int]:
+    """A key statement with the ids as one array (``= ANY(%s)``), planned for these values
+    (not prepared: a generic plan of a key list is a scan that grows with the table)."""
+    cursor = tx.conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    cursor.execute(statement, (rtype, ids), prepare=False)
+    return {(t, i): v for t, i, v in cursor.fetchall()} if cursor.description else {}
 
 
 def _write(tx: SqlTransaction, newer: dict[Key, list[Resource]], had_row: set[Key]) -> None:
@@ -125,6 +139,9 @@ def _replace_index(tx: SqlTransaction, existing: list[Key],
                    index: dict[str, list[tuple[Any, ...]]]) -> None:
     for kind, table in s.INDEX_TABLES.items():
         for rtype, ids in _by_type(existing).items():
+            if tx.store.dialect == "postgresql":
+                _pg_rows(tx, _PG_DELETE_INDEX[kind], rtype, ids)
+                continue
             for start in range(0, len(ids), CHUNK):
                 tx.conn.execute(_DELETE_INDEX[kind],
                                 {"k_type": rtype, "k_ids": ids[start:start + CHUNK]})
