@@ -22,6 +22,7 @@ from gateway.store import schema as s
 from gateway.store import statements as sql
 from gateway.store.base import Change, Resource
 from gateway.store.content import content_hash, dumps, loads, now_instant, with_meta
+from gateway.store.project import write_rows
 from gateway.store.search.index import index_rows
 from gateway.store.tx import Current, SqlTransaction, _only_last_updated_differs
 
@@ -36,6 +37,9 @@ _CURRENT_MANY = select(_r.res_type, _r.res_id, _r.version_id, _r.last_updated, _
     _r.res_type.in_(bindparam("types", expanding=True)),
     _r.res_id.in_(bindparam("ids", expanding=True)))
 _CURRENT_MANY_FOR_UPDATE = _CURRENT_MANY.order_by(_r.res_type, _r.res_id).with_for_update()
+# index row values in table column order after (res_type, res_id), for plain-tuple writes
+_INDEX_COLUMNS = {kind: [c.name for c in table.columns][2:]
+                  for kind, table in s.INDEX_TABLES.items()}
 _CHUNK = 400  # keys per select (bound parameters stay well under every driver's limit)
 
 
@@ -43,9 +47,9 @@ _CHUNK = 400  # keys per select (bound parameters stay well under every driver's
 class _Plan:
     """The rows one ``put_many`` call writes, gathered before any statement runs."""
 
-    inserts: dict[Key, dict[str, Any]] = field(default_factory=dict)  # keys without a row
+    inserts: dict[Key, tuple[Any, ...]] = field(default_factory=dict)  # keys without a row
     updates: dict[Key, dict[str, Any]] = field(default_factory=dict)
-    versions: Rows = field(default_factory=list)
+    versions: list[tuple[Any, ...]] = field(default_factory=list)
     outbox: Rows = field(default_factory=list)
     final: dict[Key, Resource] = field(default_factory=dict)  # newest stored content
 
@@ -96,9 +100,8 @@ def _plan_one(plan: _Plan, held: dict[Key, Current], had_row: bool, resource: Re
     if had_row:
         plan.updates[key] = {"k_type": rtype, "k_id": rid, **row}
     else:
-        plan.inserts[key] = {"res_type": rtype, "res_id": rid, **row}
-    plan.versions.append({"res_type": rtype, "res_id": rid, "version_id": version,
-                          "last_updated": now, "deleted": False, "content": data})
+        plan.inserts[key] = (rtype, rid, version, now, False, data, digest)
+    plan.versions.append((rtype, rid, version, now, False, data))
     plan.outbox.append({"key": f"{rtype}/{rid}", "res_type": rtype, "res_id": rid,
                         "version_id": version, "payload": data, "headers": box_headers,
                         "created": now})
@@ -109,12 +112,10 @@ def _plan_one(plan: _Plan, held: dict[Key, Current], had_row: bool, resource: Re
 
 def _execute(tx: SqlTransaction, plan: _Plan, original: dict[Key, Current]) -> None:
     conn = tx.conn
-    if plan.inserts:
-        conn.execute(sql.INSERT_RESOURCE, list(plan.inserts.values()))
+    write_rows(tx, s.resource, list(plan.inserts.values()))
     if plan.updates:
         conn.execute(sql.UPDATE_RESOURCE, list(plan.updates.values()))
-    if plan.versions:
-        conn.execute(sql.INSERT_VERSION, plan.versions)
+    write_rows(tx, s.resource_version, plan.versions)
     _reindex(tx, plan.final, original)
     if plan.outbox:
         conn.execute(sql.INSERT_OUTBOX, plan.outbox)
@@ -125,7 +126,7 @@ def _reindex(tx: SqlTransaction, final: dict[Key, Resource],
     """Index rows from those of each key's content before this call to those of its
     newest version, touching only the tables that change (as ``SqlTransaction._reindex``)."""
     deletes: dict[str, Rows] = {kind: [] for kind in s.INDEX_TABLES}
-    inserts: dict[str, Rows] = {kind: [] for kind in s.INDEX_TABLES}
+    inserts: dict[str, list[tuple[Any, ...]]] = {kind: [] for kind in s.INDEX_TABLES}
     touches: Rows = []
     for (rtype, rid), stored in final.items():
         cur = original.get((rtype, rid))
@@ -142,11 +143,11 @@ def _reindex(tx: SqlTransaction, final: dict[Key, Resource],
                 continue
             if before:
                 deletes[kind].append(key)
-            inserts[kind].extend({"res_type": rtype, "res_id": rid, **row} for row in after)
+            columns = _INDEX_COLUMNS[kind]
+            inserts[kind].extend((rtype, rid, *[row.get(c) for c in columns]) for row in after)
     for kind in s.INDEX_TABLES:
         if deletes[kind]:
             tx.conn.execute(sql.DELETE_INDEX[kind], deletes[kind])
-        if inserts[kind]:
-            tx.conn.execute(sql.INSERT_INDEX[kind], inserts[kind])
+        write_rows(tx, s.INDEX_TABLES[kind], inserts[kind])
     if touches:
         tx.conn.execute(sql.TOUCH_LAST_UPDATED, touches)
