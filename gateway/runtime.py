@@ -35,6 +35,7 @@ from gateway.bus import start_bus_components
 from gateway.config import Settings
 from gateway.errors import ConfigError
 from gateway.hl7 import ack as acks
+from gateway.hl7 import batch
 from gateway.hl7.check import inbound_errors
 from gateway.hl7.mllp import MllpServer, Peer, server_ssl_context
 from gateway.ingest import IngestService
@@ -60,6 +61,9 @@ class MllpHandler:
         self.max_size = max_size
 
     async def handle(self, frame: bytes, peer: Peer) -> list[bytes]:
+        if batch.is_batch(frame):
+            _, answer = await batch.handle_batch(self.service, frame, "mllp", _now())
+            return [answer]
         outcome = await self.service.handle(frame, transport="mllp")
         return outcome.responses
 
@@ -205,6 +209,10 @@ class Gateway:
 
 def _gzip(app: FastAPI) -> None:
     app.add_middleware(GZipMiddleware, minimum_size=1000)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
 
 
 def _now_instant() -> str:

@@ -211,3 +211,31 @@ async def test_mllp_over_mutual_tls_needs_a_client_certificate_from_the_configur
                 await c.send(oru("TLS0002"))
     finally:
         await gw.stop()
+
+
+def batch_of(*messages: bytes) -> bytes:
+    # FHS/BHS … BTS/FTS: what a LIMS exporting a day's results sends as one frame or file
+    head = (b"FHS|^~\\&|LIS|HPG23|GATEWAY|NET|20261127100000+0100||||F0001\r"
+            b"BHS|^~\\&|LIS|HPG23|GATEWAY|NET|20261127100000+0100||||B0001\r")
+    tail = f"BTS|{len(messages)}\rFTS|1\r".encode()
+    return head + b"".join(messages) + tail
+
+
+async def test_a_batch_in_one_frame_gets_a_batch_of_acknowledgments(gateway: Gateway) -> None:
+    [answer] = await send(gateway, batch_of(oru("BAT0001"), oru("BAT0002", value="bad")))
+    lines = answer.decode().strip("\r").split("\r")
+    assert [ln[:3] for ln in lines if ln[:3] in ("FHS", "BHS", "BTS", "FTS")] == [
+        "FHS", "BHS", "BTS", "FTS"]
+    assert lines[1].split("|")[11] == "B0001"  # BHS-12: the batch it answers
+    msas = [ln.split("|")[1:3] for ln in lines if ln.startswith("MSA")]
+    assert msas == [["AA", "BAT0001"], ["AE", "BAT0002"]]
+    assert "BTS|2" in lines
+
+
+async def test_a_batch_over_http_answers_with_the_worst_status(gateway: Gateway) -> None:
+    async with httpx.AsyncClient() as http:
+        r = await http.post(f"http://127.0.0.1:{gateway.http_port}/hl7v2",
+                            content=batch_of(oru("BAT0003"), oru("BAT0004", value="bad")),
+                            headers={"content-type": "x-application/hl7-v2+er7"})
+    assert r.status_code == 422
+    assert r.content.count(b"MSA|") == 2

@@ -1,12 +1,16 @@
 """HTTP edge for HL7 v2: ``POST /hl7v2`` (body: one ER7 message; response: the ACK in ER7).
 
-Status follows the application outcome: 200 for AA/CA, 422 for AE, 400 for AR.
+Status follows the application outcome: 200 for AA/CA, 422 for AE, 400 for AR. A batch
+(FHS/BHS…BTS/FTS) is answered with a batch of acknowledgments; its status is the worst one.
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from fastapi import APIRouter, Request, Response
 
+from gateway.hl7 import batch
 from gateway.ingest import IngestService
 
 ER7_MEDIA_TYPES = ("x-application/hl7-v2+er7", "text/plain", "application/hl7-v2")
@@ -23,6 +27,10 @@ def hl7v2_router(service: IngestService) -> APIRouter:
             return Response("content type must be x-application/hl7-v2+er7 or text/plain\n",
                             status_code=415, media_type="text/plain")
         body = await request.body()
+        if batch.is_batch(body):
+            code, answer = await batch.handle_batch(service, body, "http", datetime.now(UTC))
+            return Response(answer, status_code=STATUS_FOR_ACK.get(code, 500),
+                            media_type="x-application/hl7-v2+er7")
         outcome = await service.handle(body, transport="http")
         status = STATUS_FOR_ACK.get(outcome.ack_code, 500)
         return Response(b"\r\n".join(outcome.responses), status_code=status,
