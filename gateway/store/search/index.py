@@ -52,7 +52,7 @@ def index_rows(resource: Resource) -> dict[str, Rows]:
 
 class Plan:
     """One resource type's extractors in registry order, each with the top-level elements
-    its paths start at (empty: always run, for parameters with their own ``extract``)."""
+    its paths start at or its ``extract`` reads (empty: always run)."""
 
     def __init__(self, params: list[ParamDef]) -> None:
         self.entries = [(_roots(d), (d.type, compile_param(d))) for d in params
@@ -73,7 +73,7 @@ class Plan:
 
 def _roots(definition: ParamDef) -> frozenset[str]:
     if definition.extract is not None:
-        return frozenset()
+        return frozenset(definition.reads)
     return frozenset(path.split(".")[0] for path in definition.paths)
 
 

@@ -46,6 +46,13 @@ def _pairs(sources: Pairs, value_type: str) -> Callable[[dict[str, Any]], list[A
     return extract
 
 
+def _reads(prefix: str, kind: str) -> tuple[str, ...]:
+    """The top-level elements a pair extractor needs one of (the indexer skips it without)."""
+    own = (VALUE_ELEMENT[kind], "valuePeriod") if kind == "date" else (VALUE_ELEMENT[kind],)
+    return {"code-value": own, "component-code-value": ("component",)}.get(
+        prefix, (*own, "component"))
+
+
 def _composites() -> list[ParamDef]:
     out = []
     for prefix, sources, where in (("code-value", _own, "Observation"),
@@ -62,7 +69,7 @@ def _composites() -> list[ParamDef]:
                          f"{where}", f"Code and {label} value parameter pair "
                          f"({'code' if prefix == 'code-value' else 'component code'}, "
                          f"{element})", components=("token", kind),
-                         extract=_pairs(sources, kind)))
+                         extract=_pairs(sources, kind), reads=_reads(prefix, kind)))
     return out
 
 

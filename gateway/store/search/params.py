@@ -33,14 +33,16 @@ class ParamDef:
     single: bool = False  # at most one value per resource (a date: sorts via its index)
     url: str = ""  # canonical SearchParameter URL
     base: tuple[str, ...] = ()  # resource types, filled in by the registry
+    reads: tuple[str, ...] = ()  # ``extract``: the top-level elements it needs (any of)
 
 
 def p(name: str, type_: str, expression: str, description: str, *paths: str,
       targets: tuple[str, ...] = (), where: Callable[[Any], bool] | None = None,
       components: tuple[str, str] = ("", ""),
-      extract: Callable[[Any], list[Any]] | None = None, single: bool = False) -> ParamDef:
+      extract: Callable[[Any], list[Any]] | None = None, single: bool = False,
+      reads: tuple[str, ...] = ()) -> ParamDef:
     return ParamDef(name, type_, expression, description, paths, targets, where, components,
-                    extract, single)
+                    extract, single, reads=reads)
 
 
 def _system(name: str) -> Callable[[Any], bool]:
@@ -278,7 +280,7 @@ def _bind(definition: ParamDef, rtype: str) -> ParamDef:
     return ParamDef(definition.name, definition.type, expression, definition.description,
                     definition.paths, definition.targets, definition.where,
                     definition.components, definition.extract, definition.single, url,
-                    (rtype,))
+                    (rtype,), definition.reads)
 
 
 REGISTRY = _registry()
