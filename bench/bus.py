@@ -5,7 +5,8 @@ Measured in one run, on a tansu broker started here (memory storage, free port):
 1. raw aiokafka: N pre-serialised ~1 KB records, sent as one batch (the ceiling),
 2. relay: N outbox rows of an edge store (SQLite) published and marked (resources/s),
 3. projector: the same N records applied into a hub store, SQLite and PostgreSQL,
-   one store transaction + offset commit per fetched batch (resources/s),
+   one store transaction + offset commit per fetched batch (resources/s), beside the
+   store's share alone: the same records written by ``apply_batch`` without Kafka,
 4. latency: edge commit → visible in the hub store (PostgreSQL): an edge process writes
    5-resource transactions at a steady rate and relays them, the hub projector runs here
    (p50, p99 of the wall-clock difference, same machine).
@@ -33,13 +34,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import orjson
 import psycopg
 from aiokafka import AIOKafkaProducer
 
 from gateway.bus.base import Delivery, inbound_headers, topic_for
 from gateway.bus.components import make_projector, make_relay
 from gateway.bus.kafka import KafkaBus
-from gateway.bus.projector import HubProjector
+from gateway.bus.projector import HubProjector, apply_batch
 from gateway.bus.settings import BusSettings
 from gateway.store.sql import SqlStore
 
@@ -111,8 +113,6 @@ def store(url: str) -> SqlStore:
 # -- measurements ---------------------------------------------------------------------------
 
 async def raw_produce(bootstrap: str, prefix: str, count: int) -> float:
-    import orjson
-
     topic = topic_for("Observation", prefix)
     values = [orjson.dumps(observation(i)) for i in range(count)]
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5,
@@ -153,6 +153,22 @@ async def projector_rate(settings: BusSettings, hub: SqlStore, count: int, group
     await projector.consumer.stop()
     await bus.stop()
     return (count - first) / elapsed
+
+
+def store_rate(hub: SqlStore, count: int, batch: int = 1000) -> float:
+    """The hub store's share: ``count`` records (as the relay publishes them) applied in
+    batches of ``batch``, one transaction each, without Kafka."""
+    records = []
+    for i in range(count):
+        resource = {**observation(i), "meta": {"versionId": "1", "source": "urn:bench",
+                                               "lastUpdated": "2026-11-27T10:00:00.000Z"}}
+        records.append(Delivery("t", 0, i, f"Observation/{resource['id']}",
+                                orjson.dumps(resource), {"version-id": "1"}))
+    started = time.perf_counter()
+    for start in range(0, count, batch):
+        with hub.transaction() as tx:
+            apply_batch(tx, records[start:start + batch])
+    return count / (time.perf_counter() - started)
 
 
 async def _until_first(projector: HubProjector) -> int:
@@ -250,7 +266,7 @@ async def _project_forever(projector: HubProjector) -> None:
 async def main(args: argparse.Namespace) -> None:
     proc, bootstrap = start_tansu()
     tmp = Path(tempfile.mkdtemp(prefix="bench-bus-"))
-    pg_urls = [pg_database() for _ in range(3)]
+    pg_urls = [pg_database() for _ in range(4)]
     try:
         prefix = f"bench{uuid.uuid4().hex[:6]}"
         settings = BusSettings(kafka_bootstrap=bootstrap, topic_prefix=prefix,
@@ -259,7 +275,7 @@ async def main(args: argparse.Namespace) -> None:
         n = args.count
         print(f"tansu at {bootstrap}; {n} Observations of ~1 KB; 2 cores")
         if not args.skip_throughput:
-            await throughput(settings, tmp, pg_urls[0][0], n)
+            await throughput(settings, tmp, pg_urls[0][0], pg_urls[3][0], n)
         edge_url = (pg_urls[2][0] if args.edge_db == "postgresql"
                     else f"sqlite:///{tmp / 'edge2.db'}")
         fresh = settings.model_copy(update={"topic_prefix": f"lat{prefix}"})  # empty topics
@@ -274,7 +290,8 @@ async def main(args: argparse.Namespace) -> None:
             drop_pg(name)
 
 
-async def throughput(settings: BusSettings, tmp: Path, pg_url: str, n: int) -> None:
+async def throughput(settings: BusSettings, tmp: Path, pg_url: str, pg_alone: str,
+                     n: int) -> None:
     bootstrap, prefix = settings.kafka_bootstrap or "", settings.topic_prefix
     raw = await raw_produce(bootstrap, f"raw{prefix}", n)
     print(f"raw aiokafka batch produce      {raw:10,.0f} records/s")
@@ -287,6 +304,10 @@ async def throughput(settings: BusSettings, tmp: Path, pg_url: str, n: int) -> N
     hub_pg = store(pg_url)
     rate = await projector_rate(settings, hub_pg, n, "p-pg")
     print(f"projector Kafka → PostgreSQL    {rate:10,.0f} resources/s   (target ≥ 5,000)")
+    alone_sqlite = store_rate(store(f"sqlite:///{tmp / 'hub-alone.db'}"), n)
+    alone_pg = store_rate(store(pg_alone), n)
+    print(f"  store alone (no Kafka): SQLite {alone_sqlite:,.0f}, PostgreSQL {alone_pg:,.0f}"
+          " resources/s")
 
 
 if __name__ == "__main__":
