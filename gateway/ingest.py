@@ -24,12 +24,19 @@ from datetime import UTC, datetime
 from gateway.adapters import hooks
 from gateway.adapters.loader import Network
 from gateway.adapters.site import Site
-from gateway.errors import InboundError, Overloaded, ParseError, UnknownSite
+from gateway.errors import (
+    ConflictError,
+    InboundError,
+    Overloaded,
+    ParseError,
+    StoreError,
+    UnknownSite,
+)
 from gateway.hl7 import ack as acks
 from gateway.hl7.parser import Message, parse, split_messages
 from gateway.mapping import MappingResult, map_message
 from gateway.mapping.context import report_outcome
-from gateway.store.base import InboxRecord, Store, Transaction
+from gateway.store.base import Change, InboxRecord, Resource, Store, Transaction
 
 log = logging.getLogger(__name__)
 FRAME_SEPARATOR = b"\x1c"
@@ -55,6 +62,17 @@ class Outcome:
     responses: list[bytes] = field(default_factory=list)
     inbox_id: int | None = None
     changed: int = 0  # resources that got a new version
+
+
+@dataclass(slots=True)
+class _Mapped:
+    """A message mapped and waiting for the group write."""
+
+    job: _Job
+    msg: Message
+    site: Site
+    result: MappingResult
+    received: str
 
 
 @dataclass(slots=True)
@@ -170,7 +188,9 @@ class IngestService:
 
     # --- one message ---------------------------------------------------------------------
     def _accept(self, tx: Transaction, job: _Job, msg: Message, received: str,
-                links: dict[str, str]) -> Outcome:
+                links: dict[str, str], *, defer: bool = False) -> Outcome | _Mapped:
+        """Map one message; commit it in its own savepoint, or (``defer``) hand the mapping
+        back for the group write."""
         site = self.network.site_for(msg.sending_facility)
         if site is None:
             err = UnknownSite("MSH-4 sending facility is not a configured site",
@@ -196,12 +216,18 @@ class IngestService:
                                  lookup_link=lambda key: links.get(key) or tx.link_get(key))
             if site.adapter:
                 result.resources = hooks.after_mapping(site, result.resources)
+            if defer:
+                links.update(result.new_links)
+                return _Mapped(job, msg, site, result, received)
             with tx.savepoint():
                 outcome = self._commit(tx, job, msg, site, result, received)
             links.update(result.new_links)  # later messages of the batch see them
             return outcome
         except InboundError as exc:
             return self._fail(tx, job, msg, site, exc, received)
+        except StoreError as exc:  # this message's writes are rolled back; not the others'
+            log.warning("message %s from site %s not stored: %s", msg.control_id, site.id, exc)
+            return self._store_failure(job, exc)
 
     def _strict(self, site: Site, raw: bytes) -> Sequence[InboundError]:
         if not site.strict_validation or self.strict_check is None:
@@ -225,6 +251,36 @@ class IngestService:
                               report=report, refs=refs)
         inbox_id = self._save(tx, job, record)
         return Outcome("processed", "AA", responses, inbox_id, changed)
+
+    def _commit_group(self, tx: Transaction, mapped: list[_Mapped]) -> list[Outcome]:
+        """Every mapped message of a group in one ``put_many``, one link write and one inbox
+        insert per message: the same rows as ``_commit`` for each in order."""
+        resources: list[Resource] = []
+        headers: list[dict[str, str]] = []
+        counts: list[int] = []
+        written: set[tuple[str, str]] = set()
+        links: dict[str, str] = {}
+        for m in mapped:
+            mine = _wanted(tx, m.result, written)
+            resources += mine
+            headers += [self._headers(m.msg, m.site)] * len(mine)
+            counts.append(len(mine))
+            _merge_links(links, m.result.new_links)
+        changes = tx.put_many(resources, source=self.source, headers_each=headers)
+        tx.links_put(links)
+        outcomes, start = [], 0
+        for m, count in zip(mapped, counts, strict=True):
+            mine_changes, start = changes[start:start + count], start + count
+            outcomes.append(self._processed(tx, m, mine_changes))
+        return outcomes
+
+    def _processed(self, tx: Transaction, m: _Mapped, changes: list[Change]) -> Outcome:
+        refs = [f"{c.resource_type}/{c.id}/_history/{c.version_id}" for c in changes]
+        responses = self._acks(m.msg, [])
+        record = self._record(m.job, m.msg, m.site, "processed", responses, m.received,
+                              report=report_outcome(m.result.report), refs=refs)
+        inbox_id = tx.inbox_insert(record)
+        return Outcome("processed", "AA", responses, inbox_id, sum(c.changed for c in changes))
 
     def _fail(self, tx: Transaction, job: _Job, msg: Message, site: Site,
               exc: InboundError, received: str) -> Outcome:
@@ -315,7 +371,25 @@ class _Group:
         keys = [_key(m) for m in parsed if isinstance(m, Message) and m.control_id]
         fresh = [job.replay_of is None for job in self.batch]
         stored = self.tx.inbox_find_many(keys) if keys and any(fresh) else {}
+        if all(fresh) and len(self.batch) > 1:
+            try:
+                with self.tx.savepoint():
+                    return self._together(parsed, stored)
+            except Exception:  # noqa: BLE001 - redone message by message just below
+                log.warning("group write of %d messages failed; one by one", len(self.batch))
+                self.seen.clear()
+                self.links.clear()
         return [self._one(job, msg, stored) for job, msg in zip(self.batch, parsed, strict=True)]
+
+    def _together(self, parsed: list[Message | ParseError],
+                  stored: dict[tuple[str, str, str], InboxRecord]) -> list[Outcome]:
+        """Map every message, then write all that mapped in one ``put_many``."""
+        first = [self._one(job, msg, stored, defer=True)
+                 for job, msg in zip(self.batch, parsed, strict=True)]
+        mapped = [m for m in first if isinstance(m, _Mapped)]
+        written = dict(zip(map(id, mapped), self.service._commit_group(self.tx, mapped),
+                           strict=True)) if mapped else {}
+        return [written[id(o)] if isinstance(o, _Mapped) else o for o in first]
 
     def _parse(self, job: _Job) -> Message | ParseError:
         try:
@@ -324,7 +398,8 @@ class _Group:
             return exc
 
     def _one(self, job: _Job, msg: Message | ParseError,
-             stored: dict[tuple[str, str, str], InboxRecord]) -> Outcome:
+             stored: dict[tuple[str, str, str], InboxRecord], *,
+             defer: bool = False) -> Outcome | _Mapped:
         service = self.service
         # a replay keeps the original receive time: Provenance.recorded must not change
         received = job.replay_of.received if job.replay_of else _instant(service.clock())
@@ -338,9 +413,30 @@ class _Group:
             if previous is not None and previous.ack is not None:
                 frames = split_frames(previous.ack)
                 return Outcome("duplicate", _msa_code(frames), frames, previous.id)
-        outcome = service._accept(self.tx, job, msg, received, self.links)
+        outcome = service._accept(self.tx, job, msg, received, self.links, defer=defer)
         self.seen[key] = outcome
         return outcome
+
+
+def _wanted(tx: Transaction, result: MappingResult,
+            written: set[tuple[str, str]]) -> list[Resource]:
+    """The resources of a mapping to write: a create-only one only if neither the store nor
+    an earlier message of the group has it."""
+    create_only = getattr(result, "create_only", set())
+    out = []
+    for resource in result.resources:
+        rkey = (resource["resourceType"], resource["id"])
+        if rkey in create_only and (rkey in written or tx.get(*rkey) is not None):
+            continue
+        written.add(rkey)
+        out.append(resource)
+    return out
+
+
+def _merge_links(links: dict[str, str], new: dict[str, str]) -> None:
+    for key, pseudonym in new.items():
+        if links.setdefault(key, pseudonym) != pseudonym:
+            raise ConflictError("pseudonym link learned twice with another value")
 
 
 def _key(msg: Message) -> tuple[str, str, str]:

@@ -8,8 +8,10 @@ from collections.abc import Iterator
 import pytest
 
 from gateway.adapters.loader import load_network
+from gateway.errors import StoreError
 from gateway.ingest import IngestService, Outcome, _Job
 from gateway.store.sql import SqlStore
+from gateway.store.tx import SqlTransaction
 
 # A monitoring result from the Bergamo lab. What matters: MSH-4 HPG23 (a known site), MSH-10,
 # PID-3 (MRN, and in some messages the codice fiscale, NNITA), OBX-5 an NM value.
@@ -89,3 +91,28 @@ def test_messages_of_one_group_each_get_their_own_versions(
     assert observation.endswith("/_history/2")
     assert store.read("Observation", observation.split("/")[1])["valueQuantity"][  # type: ignore[index]
         "value"] == 13.5
+
+
+def test_a_group_write_that_fails_is_redone_message_by_message(
+        service: IngestService, store: SqlStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*args: object) -> None:
+        raise StoreError("database error: simulated")
+
+    monkeypatch.setattr(IngestService, "_commit_group", broken)
+    outcomes = run(service, oru("F1"), oru("F2", value="x"), oru("F3"))
+    assert [o.status for o in outcomes] == ["processed", "error", "processed"]
+    assert store.inbox_find("LAB", "HPG23", "F3").status == "processed"  # type: ignore[union-attr]
+
+
+def test_a_message_the_database_refuses_leaves_the_others_of_its_group_stored(
+        service: IngestService, store: SqlStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    [first] = run(service, oru("C2"))
+    # the duplicate check misses C2 (as when another edge process stored it a moment ago):
+    # its inbox row then breaks the unique constraint inside the group
+    monkeypatch.setattr(SqlTransaction, "inbox_find_many", lambda self, keys: {})
+    outcomes = run(service, oru("C1"), oru("C2"), oru("C3"))
+    assert [o.status for o in outcomes] == ["processed", "refused", "processed"]
+    assert outcomes[1].ack_code == "AE"
+    for cid in ("C1", "C3"):
+        assert store.inbox_find("LAB", "HPG23", cid).status == "processed"  # type: ignore[union-attr]
+    assert store.inbox_find("LAB", "HPG23", "C2").id == first.inbox_id  # type: ignore[union-attr]

@@ -100,8 +100,10 @@ class Transaction(Protocol):
         """Create or update ``resource`` (it carries resourceType and id)."""
 
     def put_many(self, resources: Sequence[Resource], *, source: str | None = None,
-                 headers: dict[str, str] | None = None) -> list[Change]:
-        """``put`` for each resource in order, with the same outcome, in a few statements."""
+                 headers: dict[str, str] | None = None,
+                 headers_each: Sequence[dict[str, str]] | None = None) -> list[Change]:
+        """``put`` for each resource in order, with the same outcome, in a few statements
+        (``headers_each``: each resource's outbox headers instead of ``headers``)."""
 
     def apply_version(self, resource: Resource) -> Change:
         """Projector write: store exactly ``resource.meta.versionId``/``lastUpdated`` if it
@@ -131,6 +133,12 @@ class Transaction(Protocol):
 
     def inbox_update(self, record: InboxRecord) -> None:
         ...
+
+    def inbox_insert(self, record: InboxRecord) -> int:
+        """``inbox_add`` without a savepoint of its own (a duplicate spoils the caller's)."""
+
+    def links_put(self, links: dict[str, str]) -> None:
+        """``link_put`` for each (key, pseudonym)."""
 
     def inbox_find_many(self, keys: Sequence[tuple[str, str, str]]) -> dict[
             tuple[str, str, str], InboxRecord]:

@@ -55,18 +55,30 @@ class _Plan:
 
 
 def put_many(tx: SqlTransaction, resources: Sequence[Resource], *, source: str | None = None,
-             headers: dict[str, str] | None = None) -> list[Change]:
-    """``tx.put(r, source=source, headers=headers)`` for each of ``resources``, in order."""
+             headers: dict[str, str] | None = None,
+             headers_each: Sequence[dict[str, str]] | None = None) -> list[Change]:
+    """``tx.put(r, source=source, headers=headers)`` for each of ``resources``, in order
+    (``headers_each``: the outbox headers of each resource instead)."""
     held = current_rows(tx, {(r["resourceType"], r["id"]) for r in resources})
     original = dict(held)
     plan, now = _Plan(), now_instant()
-    box_headers = orjson.dumps(headers or {}).decode()
+    same = orjson.dumps(headers or {}).decode()
+    texts: dict[int, str] = {}
     changes = []
-    for resource in resources:
+    for n, resource in enumerate(resources):
         had_row = (resource["resourceType"], resource["id"]) in original
-        changes.append(_plan_one(plan, held, had_row, resource, source, now, box_headers))
+        box = same if headers_each is None else _text(texts, headers_each[n])
+        changes.append(_plan_one(plan, held, had_row, resource, source, now, box))
     _execute(tx, plan, original)
     return changes
+
+
+def _text(texts: dict[int, str], headers: dict[str, str]) -> str:
+    """Headers as JSON, once per distinct dict object (one per message)."""
+    text = texts.get(id(headers))
+    if text is None:
+        text = texts[id(headers)] = orjson.dumps(headers).decode()
+    return text
 
 
 def current_rows(tx: SqlTransaction, keys: set[Key]) -> dict[Key, Current]:

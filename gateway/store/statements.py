@@ -37,3 +37,5 @@ INBOX_BY_KEYS = select(s.inbox).where(
     _i.control_id.in_(bindparam("control_ids", expanding=True)))
 LINK_GET = select(s.pseudonym_link.c.pseudonym).where(s.pseudonym_link.c.key == bindparam("k"))
 INSERT_LINK = insert(s.pseudonym_link)
+_l = s.pseudonym_link.c
+LINKS_GET = select(_l.key, _l.pseudonym).where(_l.key.in_(bindparam("keys", expanding=True)))

@@ -77,12 +77,15 @@ class SqlTransaction:
 
     @translated
     def put_many(self, resources: Sequence[Resource], *, source: str | None = None,
-                 headers: dict[str, str] | None = None) -> list[Change]:
+                 headers: dict[str, str] | None = None,
+                 headers_each: Sequence[dict[str, str]] | None = None) -> list[Change]:
         """``put`` for each resource in order, in a few statements (``gateway.store.batch``):
-        the same versions, history, index and outbox rows, and Change values."""
+        the same versions, history, index and outbox rows, and Change values
+        (``headers_each``: each resource's outbox headers)."""
         from gateway.store.batch import put_many
 
-        return put_many(self, resources, source=source, headers=headers)
+        return put_many(self, resources, source=source, headers=headers,
+                        headers_each=headers_each)
 
     @translated
     def apply_version(self, resource: Resource, *, outbox: bool = False,
@@ -156,18 +159,21 @@ class SqlTransaction:
     def inbox_add(self, record: InboxRecord) -> int:
         """Persist an inbound message; a second one with the same (sender application,
         sender facility, MSH-10) raises ConflictError and leaves the transaction usable."""
-        values = _inbox_values(record)
+        values = _inbox_insert_values(record)
         try:
             with self.conn.begin_nested():
-                result = self.conn.execute(sql.INSERT_INBOX, {
-                    "sender_application": record.sender_application,
-                    "sender_facility": record.sender_facility,
-                    "control_id": record.control_id, "raw": record.raw,
-                    "received": normalise_instant(record.received),
-                    "transport": record.transport, **values})
+                result = self.conn.execute(sql.INSERT_INBOX, values)
         except IntegrityError as exc:
             raise ConflictError("duplicate inbound message", sender=record.sender_facility,
                                 control_id=record.control_id) from exc
+        record.id = int(result.inserted_primary_key[0])
+        return record.id
+
+    @translated
+    def inbox_insert(self, record: InboxRecord) -> int:
+        """``inbox_add`` without its savepoint: a duplicate raises and spoils the
+        transaction (the caller holds a savepoint of its own)."""
+        result = self.conn.execute(sql.INSERT_INBOX, _inbox_insert_values(record))
         record.id = int(result.inserted_primary_key[0])
         return record.id
 
@@ -203,6 +209,21 @@ class SqlTransaction:
     def link_get(self, key: str) -> str | None:
         row = self.conn.execute(sql.LINK_GET, {"k": key}).first()
         return row[0] if row else None
+
+    @translated
+    def links_put(self, links: dict[str, str]) -> None:
+        """``link_put`` for each (key, pseudonym), in two statements."""
+        if not links:
+            return
+        keys = sorted(links)
+        known = dict(self.conn.execute(sql.LINKS_GET, {"keys": keys}).all())
+        if any(known[k] != links[k] for k in known):
+            raise ConflictError("pseudonym link exists with another value")
+        now = now_instant()
+        missing = [{"key": k, "pseudonym": links[k], "created": now} for k in keys
+                   if k not in known]
+        if missing:
+            self.conn.execute(sql.INSERT_LINK, missing)
 
     @translated
     def link_put(self, key: str, pseudonym: str) -> None:
@@ -298,6 +319,13 @@ def _only_last_updated_differs(before: list[dict[str, Any]],
 
     stamps = [row for row in after if row["param"] == "_lastUpdated"]
     return len(stamps) == 1 and len(before) == len(after) and rest(before) == rest(after)
+
+
+def _inbox_insert_values(record: InboxRecord) -> dict[str, Any]:
+    return {"sender_application": record.sender_application,
+            "sender_facility": record.sender_facility, "control_id": record.control_id,
+            "raw": record.raw, "received": normalise_instant(record.received),
+            "transport": record.transport, **_inbox_values(record)}
 
 
 def _inbox_values(record: InboxRecord) -> dict[str, Any]:
