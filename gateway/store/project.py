@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Table, bindparam, delete, select, update
+from sqlalchemy.dialects import postgresql
 
 from gateway.store import schema as s
 from gateway.store.base import Resource
@@ -44,16 +45,26 @@ _PG_DELETE_INDEX = {kind: f"DELETE FROM {table.name} WHERE res_type = %s"  # noq
                     " AND res_id = ANY(%s)" for kind, table in s.INDEX_TABLES.items()}
 
 
-def _statements(table: Table) -> tuple[str, str]:
-    """(SQLite INSERT, PostgreSQL COPY) of every column in table order; the names come from
-    the schema, never from input."""
+_PG_TYPES = {"VARCHAR": "text", "TEXT": "text", "INTEGER": "int4", "BIGINT": "int8",
+             "FLOAT": "float8", "BOOLEAN": "bool", "BYTEA": "bytea"}
+
+
+def _statements(table: Table, binary: bool) -> tuple[str, str, list[str] | None]:
+    """(SQLite INSERT, PostgreSQL COPY, the binary COPY's column types) of every column in
+    table order; the names come from the schema, never from input."""
     names = ", ".join(f'"{c.name}"' for c in table.columns)
     marks = ", ".join("?" * len(table.columns))
-    return (f"INSERT INTO {table.name} ({names}) VALUES ({marks})",  # noqa: S608
-            f"COPY {table.name} ({names}) FROM STDIN")
+    insert = f"INSERT INTO {table.name} ({names}) VALUES ({marks})"  # noqa: S608
+    if not binary:
+        return insert, f"COPY {table.name} ({names}) FROM STDIN", None
+    types = [_PG_TYPES[c.type.compile(dialect=postgresql.dialect()).split("(")[0].split()[0]]
+             for c in table.columns]
+    return insert, f"COPY {table.name} ({names}) FROM STDIN (FORMAT BINARY)", types
 
 
-_ROW_WRITES = {table.name: _statements(table)
+# Binary for the resource rows (their values' types are fixed here; no hex text for the
+# content); text for index rows, whose values come from resource elements as they are.
+_ROW_WRITES = {table.name: _statements(table, binary=table in (s.resource, s.resource_version))
                for table in (s.resource, s.resource_version, *s.INDEX_TABLES.values())}
 
 
@@ -153,11 +164,13 @@ def write_rows(tx: SqlTransaction, table: Table, rows: list[tuple[Any, ...]]) ->
     executemany on SQLite."""
     if not rows:
         return
-    insert, copy_in = _ROW_WRITES[table.name]
+    insert, copy_in, types = _ROW_WRITES[table.name]
     if tx.store.dialect != "postgresql":
         tx.conn.exec_driver_sql(insert, rows)
         return
     cursor = tx.conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     with cursor.copy(copy_in) as copy:
+        if types is not None:
+            copy.set_types(types)
         for row in rows:
             copy.write_row(row)
