@@ -31,6 +31,7 @@ NAME_PARTS = ("text", "family", "given", "prefix", "suffix")
 ADDRESS_PARTS = ("text", "line", "city", "district", "state", "postalCode", "country")
 MALFORMED = (ValueError, TypeError, AttributeError)
 CACHE_SIZE = 4096  # entries per value cache; emptied when full
+CACHED_LENGTH = 256  # longer strings are normalised every time (bounded memory)
 
 
 def index_rows(resource: Resource) -> dict[str, Rows]:
@@ -174,7 +175,8 @@ def _normalise(text: str) -> str:
         found = normalise(text)
         if len(_NORMALISED) >= CACHE_SIZE:
             _NORMALISED.clear()
-        _NORMALISED[text] = found
+        if len(text) <= CACHED_LENGTH:  # codes and displays repeat; long free text does not
+            _NORMALISED[text] = found
     return found
 
 
