@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, select, text
 
 from gateway.store import schema as s
 from gateway.store import statements as sql
@@ -36,7 +36,13 @@ _CURRENT_MANY = select(_r.res_type, _r.res_id, _r.version_id, _r.last_updated, _
                        _r.content, _r.content_hash).where(
     _r.res_type.in_(bindparam("types", expanding=True)),
     _r.res_id.in_(bindparam("ids", expanding=True)))
-_CURRENT_MANY_FOR_UPDATE = _CURRENT_MANY.order_by(_r.res_type, _r.res_id).with_for_update()
+# PostgreSQL: the keys as a relation joined on the primary key (one index probe per key
+# whatever the statistics say; with IN lists a fresh table is scanned for every group)
+_CURRENT_MANY_FOR_UPDATE = text(
+    "SELECT r.res_type, r.res_id, r.version_id, r.last_updated, r.deleted, r.content,"
+    " r.content_hash FROM unnest(CAST(:types AS text[]), CAST(:ids AS text[])) AS k(t, i)"
+    " JOIN resource r ON r.res_type = k.t AND r.res_id = k.i"
+    " ORDER BY r.res_type, r.res_id FOR UPDATE OF r")
 # index row values in table column order after (res_type, res_id), for plain-tuple writes
 _INDEX_COLUMNS = {kind: [c.name for c in table.columns][2:]
                   for kind, table in s.INDEX_TABLES.items()}
@@ -83,13 +89,16 @@ def _text(texts: dict[int, str], headers: dict[str, str]) -> str:
 
 def current_rows(tx: SqlTransaction, keys: set[Key]) -> dict[Key, Current]:
     """The current rows of ``keys`` (locked on PostgreSQL, in one key order)."""
-    query = _CURRENT_MANY_FOR_UPDATE if tx.store.dialect == "postgresql" else _CURRENT_MANY
     ordered = sorted(keys)
     found: dict[Key, Current] = {}
     for start in range(0, len(ordered), _CHUNK):
         part = ordered[start:start + _CHUNK]
-        params = {"types": sorted({t for t, _ in part}), "ids": sorted({i for _, i in part})}
-        rows = tx.conn.execute(query, params)
+        if tx.store.dialect == "postgresql":
+            rows = tx.conn.execute(_CURRENT_MANY_FOR_UPDATE, {
+                "types": [t for t, _ in part], "ids": [i for _, i in part]})
+        else:
+            rows = tx.conn.execute(_CURRENT_MANY, {"types": sorted({t for t, _ in part}),
+                                                   "ids": sorted({i for _, i in part})})
         found.update({(t, i): Current(*rest) for t, i, *rest in rows if (t, i) in keys})
     return found
 
