@@ -46,6 +46,11 @@ _CURRENT_MANY_FOR_UPDATE = text(
 # index row values in table column order after (res_type, res_id), for plain-tuple writes
 _INDEX_COLUMNS = {kind: [c.name for c in table.columns][2:]
                   for kind, table in s.INDEX_TABLES.items()}
+_OUTBOX_COLUMNS = ("key", "res_type", "res_id", "version_id", "payload", "headers", "created")
+_OUTBOX_NAMES = ", ".join(f'"{c}"' for c in _OUTBOX_COLUMNS)
+_OUTBOX_INSERT = (f"INSERT INTO outbox ({_OUTBOX_NAMES}) "  # noqa: S608 - names from here
+                  f"VALUES ({', '.join('?' * len(_OUTBOX_COLUMNS))})")
+_OUTBOX_COPY = f"COPY outbox ({_OUTBOX_NAMES}) FROM STDIN"
 _CHUNK = 400  # keys per select (bound parameters stay well under every driver's limit)
 
 
@@ -56,7 +61,7 @@ class _Plan:
     inserts: dict[Key, tuple[Any, ...]] = field(default_factory=dict)  # keys without a row
     updates: dict[Key, dict[str, Any]] = field(default_factory=dict)
     versions: list[tuple[Any, ...]] = field(default_factory=list)
-    outbox: Rows = field(default_factory=list)
+    outbox: list[tuple[Any, ...]] = field(default_factory=list)  # _OUTBOX_COLUMNS
     final: dict[Key, Resource] = field(default_factory=dict)  # newest stored content
 
 
@@ -123,9 +128,7 @@ def _plan_one(plan: _Plan, held: dict[Key, Current], had_row: bool, resource: Re
     else:
         plan.inserts[key] = (rtype, rid, version, now, False, data, digest)
     plan.versions.append((rtype, rid, version, now, False, data))
-    plan.outbox.append({"key": f"{rtype}/{rid}", "res_type": rtype, "res_id": rid,
-                        "version_id": version, "payload": data, "headers": box_headers,
-                        "created": now})
+    plan.outbox.append((f"{rtype}/{rid}", rtype, rid, version, data, box_headers, now))
     plan.final[key] = stored
     held[key] = Current(version, now, False, data, digest)
     return Change(rtype, rid, version, now, changed=True, created=not live, resource=stored)
@@ -138,8 +141,20 @@ def _execute(tx: SqlTransaction, plan: _Plan, original: dict[Key, Current]) -> N
         conn.execute(sql.UPDATE_RESOURCE, list(plan.updates.values()))
     write_rows(tx, s.resource_version, plan.versions)
     _reindex(tx, plan.final, original)
-    if plan.outbox:
-        conn.execute(sql.INSERT_OUTBOX, plan.outbox)
+    _write_outbox(tx, plan.outbox)
+
+
+def _write_outbox(tx: SqlTransaction, rows: list[tuple[Any, ...]]) -> None:
+    """Outbox rows in sequence order: COPY on PostgreSQL, one executemany on SQLite."""
+    if not rows:
+        return
+    if tx.store.dialect != "postgresql":
+        tx.conn.exec_driver_sql(_OUTBOX_INSERT, rows)
+        return
+    cursor = tx.conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    with cursor.copy(_OUTBOX_COPY) as copy:
+        for row in rows:
+            copy.write_row(row)
 
 
 def _reindex(tx: SqlTransaction, final: dict[Key, Resource],
