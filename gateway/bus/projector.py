@@ -73,6 +73,7 @@ class HubProjector:
         self.changed = 0
         self.last_error: str | None = None
         self.last_applied: float | None = None
+        self.poisoned: list[str] = []  # key@partition:offset of records skipped as unusable
         self._held: list[Delivery] = []  # fetched, not yet in the store: retried first
         self._task: asyncio.Task[None] | None = None
 
@@ -128,11 +129,34 @@ class HubProjector:
         return len(records)  # new owner re-reads from the last commit, a harmless no-op
 
     def _apply(self, records: Sequence[Delivery]) -> int:
-        with self.store.transaction() as tx:
-            return apply_batch(tx, records)
+        try:
+            with self.store.transaction() as tx:
+                return apply_batch(tx, records)
+        except GatewayError:
+            raise  # the store or the database: retried with backoff
+        except Exception:  # noqa: BLE001 - a record the store cannot take: find it, skip it
+            return self._apply_one_by_one(records)
+
+    def _apply_one_by_one(self, records: Sequence[Delivery]) -> int:
+        """A poison record (a value the index cannot hold…) must not stop the partition:
+        every other record of the batch is applied, the bad one is logged (key and offset,
+        never content) and counted in ``status()['poisoned']``."""
+        changed = 0
+        for record in records:
+            try:
+                with self.store.transaction() as tx:
+                    changed += apply_batch(tx, [record])
+            except GatewayError:
+                raise
+            except Exception as exc:  # noqa: BLE001
+                self.poisoned.append(f"{record.key}@{record.tp}:{record.offset}")
+                log.error("projector skipped record %s at %s offset %d: %s", record.key,
+                          record.tp, record.offset, type(exc).__name__)
+        return changed
 
     def status(self) -> dict[str, object]:
         lag = self.consumer.lag()
         return {"lag": lag, "lag_total": sum(lag.values()), "applied": self.applied,
                 "changed": self.changed, "last_error": self.last_error,
+                "poisoned": self.poisoned[-20:],
                 "last_applied": self.last_applied}
