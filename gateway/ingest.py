@@ -87,7 +87,7 @@ class IngestService:
     def __init__(self, store: Store, network: Network, pseudonym_key: bytes, *,
                  node_id: str = "gateway", clock: Clock = utc_now, batch_max: int = 64,
                  accepting: Callable[[], bool] = lambda: True,
-                 on_commit: Callable[[], None] = lambda: None,
+                 on_commit: Callable[[int], None] = lambda rows: None,
                  strict_check: Callable[[str], Sequence[InboundError]] | None = None) -> None:
         self.store = store
         self.network = network
@@ -181,8 +181,9 @@ class IngestService:
             log.exception("group commit of %d message(s) failed", len(batch))
             outcomes = [self._store_failure(job, exc) for job in batch]
         else:
-            if any(o.changed for o in outcomes):
-                self.on_commit()
+            rows = sum(o.changed for o in outcomes)  # one outbox row per changed resource
+            if rows:
+                self.on_commit(rows)
         for job, outcome in zip(batch, outcomes, strict=True):
             job.done(outcome)
 

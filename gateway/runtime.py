@@ -109,7 +109,7 @@ class Gateway:
         self.service = IngestService(
             self.store, self.network, key, node_id=s.node_id, batch_max=s.batch_max,
             accepting=getattr(self.bus, "accepting", lambda: True),
-            on_commit=getattr(self.bus, "notify", lambda: None),
+            on_commit=getattr(self.bus, "notify", lambda rows: None),
             strict_check=inbound_errors)
         self.service.start()
         await self._start_http()
