@@ -9,7 +9,7 @@ import pytest
 
 from gateway.adapters.loader import load_network
 from gateway.errors import StoreError
-from gateway.ingest import IngestService, Outcome, _Job
+from gateway.ingest import IngestService, Job, Outcome
 from gateway.store.sql import SqlStore
 from gateway.store.tx import SqlTransaction
 
@@ -42,7 +42,7 @@ def service(store: SqlStore) -> IngestService:
 
 def run(service: IngestService, *messages: bytes) -> list[Outcome]:
     out: list[Outcome] = []
-    service._run_batch([_Job(m, "mllp", out.append) for m in messages])
+    service._run_batch([Job(m, "mllp", out.append) for m in messages])
     return out
 
 

@@ -18,14 +18,11 @@ import logging
 import queue
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 from gateway.adapters import hooks
 from gateway.adapters.loader import Network
 from gateway.adapters.site import Site
 from gateway.errors import (
-    ConflictError,
     InboundError,
     Overloaded,
     ParseError,
@@ -34,53 +31,21 @@ from gateway.errors import (
 )
 from gateway.hl7 import ack as acks
 from gateway.hl7.parser import Message, parse, split_messages
+from gateway.ingest.group import Group, merge_links, wanted
+from gateway.ingest.outcome import (
+    COMMIT_FOR,
+    Clock,
+    Job,
+    Mapped,
+    Outcome,
+    join_frames,
+    utc_now,
+)
 from gateway.mapping import MappingResult, map_message
 from gateway.mapping.context import report_outcome
 from gateway.store.base import Change, InboxRecord, Resource, Store, Transaction
 
 log = logging.getLogger(__name__)
-FRAME_SEPARATOR = b"\x1c"
-COMMIT_FOR = {"AA": "CA", "AE": "CA", "AR": "CR"}
-
-Clock = Callable[[], datetime]
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _instant(moment: datetime) -> str:
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-@dataclass(slots=True)
-class Outcome:
-    """What happened to one inbound message, and the ACK frames to send back."""
-
-    status: str  # processed | error | rejected | duplicate | refused
-    ack_code: str  # AA / AE / AR (the application outcome)
-    responses: list[bytes] = field(default_factory=list)
-    inbox_id: int | None = None
-    changed: int = 0  # resources that got a new version
-
-
-@dataclass(slots=True)
-class _Mapped:
-    """A message mapped and waiting for the group write."""
-
-    job: _Job
-    msg: Message
-    site: Site
-    result: MappingResult
-    received: str
-
-
-@dataclass(slots=True)
-class _Job:
-    raw: bytes
-    transport: str
-    done: Callable[[Outcome], None]
-    replay_of: InboxRecord | None = None
 
 
 class IngestService:
@@ -101,7 +66,7 @@ class IngestService:
         # meta.source names this node, not the site: resources shared by sites (a
         # ResearchStudy, a Patient known by codice fiscale) must not flip with every sender.
         self.source = f"urn:plagencell:node:{node_id}"
-        self._queue: queue.Queue[_Job | None] = queue.Queue()
+        self._queue: queue.Queue[Job | None] = queue.Queue()
         self._thread: threading.Thread | None = None
 
     # --- lifecycle ----------------------------------------------------------------------
@@ -135,20 +100,20 @@ class IngestService:
             loop.call_soon_threadsafe(_resolve, future, outcome)
 
         self.start()
-        self._queue.put(_Job(raw, transport, done, replay_of))
+        self._queue.put(Job(raw, transport, done, replay_of))
         return await future
 
     def process_now(self, raw: bytes, transport: str = "file") -> Outcome:
         """Synchronous variant for command-line tools (no writer thread needed)."""
         result: list[Outcome] = []
-        self._run_batch([_Job(raw, transport, result.append)])
+        self._run_batch([Job(raw, transport, result.append)])
         return result[0]
 
     def replay(self, record: InboxRecord) -> Outcome:
         """Re-map a stored message with the current mapping and site files (synchronously:
         for ``gateway replay``; the server uses ``replay_async`` through the writer)."""
         result: list[Outcome] = []
-        self._run_batch([_Job(record.raw, record.transport, result.append, replay_of=record)])
+        self._run_batch([Job(record.raw, record.transport, result.append, replay_of=record)])
         return result[0]
 
     # --- the writer thread ---------------------------------------------------------------
@@ -172,11 +137,11 @@ class IngestService:
             if stop:
                 return
 
-    def _run_batch(self, batch: list[_Job]) -> None:
+    def _run_batch(self, batch: list[Job]) -> None:
         outcomes: list[Outcome] = []
         try:
             with self.store.transaction() as tx:
-                outcomes = _Group(self, tx, batch).run()
+                outcomes = Group(self, tx, batch).run()
         except Exception as exc:  # noqa: BLE001 - the database failed: nothing was stored
             log.exception("group commit of %d message(s) failed", len(batch))
             outcomes = [self._store_failure(job, exc) for job in batch]
@@ -188,11 +153,12 @@ class IngestService:
             job.done(outcome)
 
     # --- one message ---------------------------------------------------------------------
-    def _accept(self, tx: Transaction, job: _Job, msg: Message, received: str,
-                links: dict[str, str], *, defer: bool = False) -> Outcome | _Mapped:
+    def _accept(self, tx: Transaction, job: Job, msg: Message, received: str,
+                links: dict[str, str], *, defer: bool = False) -> Outcome | Mapped:
         """Map one message; commit it in its own savepoint, or (``defer``) hand the mapping
         back for the group write."""
         site = self.network.site_for(msg.sending_facility)
+        err: InboundError
         if site is None:
             err = UnknownSite("MSH-4 sending facility is not a configured site",
                               segment="MSH", field=4)
@@ -219,7 +185,7 @@ class IngestService:
                 result.resources = hooks.after_mapping(site, result.resources)
             if defer:
                 links.update(result.new_links)
-                return _Mapped(job, msg, site, result, received)
+                return Mapped(job, msg, site, result, received)
             with tx.savepoint():
                 outcome = self._commit(tx, job, msg, site, result, received)
             links.update(result.new_links)  # later messages of the batch see them
@@ -235,9 +201,9 @@ class IngestService:
             return ()
         return self.strict_check("\r".join(split_messages(raw)[:1]))
 
-    def _commit(self, tx: Transaction, job: _Job, msg: Message, site: Site,
+    def _commit(self, tx: Transaction, job: Job, msg: Message, site: Site,
                 result: MappingResult, received: str) -> Outcome:
-        create_only = getattr(result, "create_only", set())
+        create_only: set[tuple[str, str]] = getattr(result, "create_only", set())
         resources = [r for r in result.resources
                      if (r["resourceType"], r["id"]) not in create_only
                      or tx.get(r["resourceType"], r["id"]) is None]
@@ -253,7 +219,7 @@ class IngestService:
         inbox_id = self._save(tx, job, record)
         return Outcome("processed", "AA", responses, inbox_id, changed)
 
-    def _commit_group(self, tx: Transaction, mapped: list[_Mapped]) -> list[Outcome]:
+    def _commit_group(self, tx: Transaction, mapped: list[Mapped]) -> list[Outcome]:
         """Every mapped message of a group in one ``put_many``, one link write and one inbox
         insert per message: the same rows as ``_commit`` for each in order."""
         resources: list[Resource] = []
@@ -262,11 +228,11 @@ class IngestService:
         written: set[tuple[str, str]] = set()
         links: dict[str, str] = {}
         for m in mapped:
-            mine = _wanted(tx, m.result, written)
+            mine = wanted(tx, m.result, written)
             resources += mine
             headers += [self._headers(m.msg, m.site)] * len(mine)
             counts.append(len(mine))
-            _merge_links(links, m.result.new_links)
+            merge_links(links, m.result.new_links)
         changes = tx.put_many(resources, source=self.source, headers_each=headers)
         tx.links_put(links)
         outcomes, start = [], 0
@@ -275,7 +241,7 @@ class IngestService:
             outcomes.append(self._processed(tx, m, mine_changes))
         return outcomes
 
-    def _processed(self, tx: Transaction, m: _Mapped, changes: list[Change]) -> Outcome:
+    def _processed(self, tx: Transaction, m: Mapped, changes: list[Change]) -> Outcome:
         refs = [f"{c.resource_type}/{c.id}/_history/{c.version_id}" for c in changes]
         responses = self._acks(m.msg, [])
         record = self._record(m.job, m.msg, m.site, "processed", responses, m.received,
@@ -283,7 +249,7 @@ class IngestService:
         inbox_id = tx.inbox_insert(record)
         return Outcome("processed", "AA", responses, inbox_id, sum(c.changed for c in changes))
 
-    def _fail(self, tx: Transaction, job: _Job, msg: Message, site: Site,
+    def _fail(self, tx: Transaction, job: Job, msg: Message, site: Site,
               exc: InboundError, received: str) -> Outcome:
         log.warning("message %s from site %s not mapped: %s", msg.control_id, site.id, exc)
         responses = self._acks(msg, [exc])
@@ -292,7 +258,7 @@ class IngestService:
         inbox_id = self._save(tx, job, record)
         return Outcome(status, exc.ack_code, responses, inbox_id)
 
-    def _reject(self, tx: Transaction, job: _Job, msg: Message | None, exc: InboundError,
+    def _reject(self, tx: Transaction, job: Job, msg: Message | None, exc: InboundError,
                 received: str) -> Outcome:
         """Keep a message that could not be read for inspection, and answer AR/AE."""
         log.warning("message rejected (%s) at %s", exc.err_code, exc.location)
@@ -310,7 +276,7 @@ class IngestService:
             inbox_id = None
         return Outcome("rejected", exc.ack_code, responses, inbox_id)
 
-    def _store_failure(self, job: _Job, exc: Exception) -> Outcome:
+    def _store_failure(self, job: Job, exc: Exception) -> Outcome:
         err = InboundError("the gateway could not store the message; resend later",
                            code="207", ack_code="AE", segment="MSH", field=10)
         try:
@@ -320,7 +286,7 @@ class IngestService:
         return Outcome("refused", "AE", self._acks(msg, [err], job.raw, retriable=True))
 
     # --- helpers -------------------------------------------------------------------------
-    def _record(self, job: _Job, msg: Message, site: Site, status: str,
+    def _record(self, job: Job, msg: Message, site: Site, status: str,
                 responses: list[bytes], received: str, *, error: str | None = None,
                 report: dict[str, object] | None = None,
                 refs: list[str] | None = None) -> InboxRecord:
@@ -330,7 +296,7 @@ class IngestService:
                            ack=join_frames(responses), error=error,
                            report=report, resource_refs=refs or [])
 
-    def _save(self, tx: Transaction, job: _Job, record: InboxRecord) -> int | None:
+    def _save(self, tx: Transaction, job: Job, record: InboxRecord) -> int | None:
         if job.replay_of is not None:
             record.id = job.replay_of.id
             record.received = job.replay_of.received
@@ -357,111 +323,7 @@ class IngestService:
         return [acks.encode_ack(text, charset) for text in texts]
 
 
-class _Group:
-    """One group commit: the messages of a batch, each in its own savepoint, with one
-    inbox lookup for the whole group (duplicates) and the pseudonym links that earlier
-    messages of the group learned (visible to the later ones before the commit)."""
-
-    def __init__(self, service: IngestService, tx: Transaction, batch: list[_Job]) -> None:
-        self.service, self.tx, self.batch = service, tx, batch
-        self.seen: dict[tuple[str, str, str], Outcome] = {}
-        self.links: dict[str, str] = {}
-
-    def run(self) -> list[Outcome]:
-        parsed = [self._parse(job) for job in self.batch]
-        keys = [_key(m) for m in parsed if isinstance(m, Message) and m.control_id]
-        fresh = [job.replay_of is None for job in self.batch]
-        stored = self.tx.inbox_find_many(keys) if keys and any(fresh) else {}
-        if all(fresh) and len(self.batch) > 1:
-            try:
-                with self.tx.savepoint():
-                    return self._together(parsed, stored)
-            except Exception:  # noqa: BLE001 - redone message by message just below
-                log.warning("group write of %d messages failed; one by one", len(self.batch))
-                self.seen.clear()
-                self.links.clear()
-        return [self._one(job, msg, stored) for job, msg in zip(self.batch, parsed, strict=True)]
-
-    def _together(self, parsed: list[Message | ParseError],
-                  stored: dict[tuple[str, str, str], InboxRecord]) -> list[Outcome]:
-        """Map every message, then write all that mapped in one ``put_many``."""
-        first = [self._one(job, msg, stored, defer=True)
-                 for job, msg in zip(self.batch, parsed, strict=True)]
-        mapped = [m for m in first if isinstance(m, _Mapped)]
-        written = dict(zip(map(id, mapped), self.service._commit_group(self.tx, mapped),
-                           strict=True)) if mapped else {}
-        return [written[id(o)] if isinstance(o, _Mapped) else o for o in first]
-
-    def _parse(self, job: _Job) -> Message | ParseError:
-        try:
-            return parse(job.raw)
-        except ParseError as exc:
-            return exc
-
-    def _one(self, job: _Job, msg: Message | ParseError,
-             stored: dict[tuple[str, str, str], InboxRecord], *,
-             defer: bool = False) -> Outcome | _Mapped:
-        service = self.service
-        # a replay keeps the original receive time: Provenance.recorded must not change
-        received = job.replay_of.received if job.replay_of else _instant(service.clock())
-        if isinstance(msg, ParseError):
-            return service._reject(self.tx, job, None, msg, received)
-        key = _key(msg)
-        if job.replay_of is None:
-            if key in self.seen:
-                return self.seen[key]
-            previous = stored.get(key) if msg.control_id else None
-            if previous is not None and previous.ack is not None:
-                frames = split_frames(previous.ack)
-                return Outcome("duplicate", _msa_code(frames), frames, previous.id)
-        outcome = service._accept(self.tx, job, msg, received, self.links, defer=defer)
-        self.seen[key] = outcome
-        return outcome
-
-
-def _wanted(tx: Transaction, result: MappingResult,
-            written: set[tuple[str, str]]) -> list[Resource]:
-    """The resources of a mapping to write: a create-only one only if neither the store nor
-    an earlier message of the group has it."""
-    create_only = getattr(result, "create_only", set())
-    out = []
-    for resource in result.resources:
-        rkey = (resource["resourceType"], resource["id"])
-        if rkey in create_only and (rkey in written or tx.get(*rkey) is not None):
-            continue
-        written.add(rkey)
-        out.append(resource)
-    return out
-
-
-def _merge_links(links: dict[str, str], new: dict[str, str]) -> None:
-    for key, pseudonym in new.items():
-        if links.setdefault(key, pseudonym) != pseudonym:
-            raise ConflictError("pseudonym link learned twice with another value")
-
-
-def _key(msg: Message) -> tuple[str, str, str]:
-    return (msg.sending_application, msg.sending_facility, msg.control_id)
-
-
 def _resolve(future: asyncio.Future[Outcome], outcome: Outcome) -> None:
     if not future.done():
         future.set_result(outcome)
 
-
-def join_frames(frames: list[bytes]) -> bytes:
-    """Every ACK sent for a message, kept in one inbox column (FS cannot occur in ER7)."""
-    return FRAME_SEPARATOR.join(frames)
-
-
-def split_frames(stored: bytes) -> list[bytes]:
-    return [f for f in stored.split(FRAME_SEPARATOR) if f]
-
-
-def _msa_code(frames: list[bytes]) -> str:
-    """The application outcome (AA/AE/AR) of stored ACKs; CA alone counts as AA."""
-    codes = [line[4:6].decode("ascii", "replace") for frame in frames
-             for line in frame.replace(b"\n", b"\r").split(b"\r") if line.startswith(b"MSA")]
-    app = [c for c in codes if c.startswith("A")]
-    worst = {"CA": "AA", "CE": "AE", "CR": "AR"}
-    return app[-1] if app else worst.get(codes[-1], "AA") if codes else "AA"

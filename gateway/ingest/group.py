@@ -1,0 +1,117 @@
+"""One group commit: every message waiting in the writer's queue, in one transaction.
+
+Each message is parsed, checked against the inbox (one lookup for the whole group) and
+mapped; all that mapped are written with one ``put_many`` inside one savepoint. If that
+write fails, the group is redone message by message, each in its own savepoint, so a
+failing message never takes the others with it.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from gateway.errors import ConflictError, ParseError
+from gateway.hl7.parser import Message, parse
+from gateway.ingest.outcome import Job, Mapped, Outcome, instant, msa_code, split_frames
+from gateway.mapping import MappingResult
+from gateway.store.base import InboxRecord, Resource, Transaction
+
+if TYPE_CHECKING:
+    from gateway.ingest.service import IngestService
+
+log = logging.getLogger(__name__)
+
+
+class Group:
+    """One group commit: the messages of a batch, each in its own savepoint, with one
+    inbox lookup for the whole group (duplicates) and the pseudonym links that earlier
+    messages of the group learned (visible to the later ones before the commit)."""
+
+    def __init__(self, service: IngestService, tx: Transaction, batch: list[Job]) -> None:
+        self.service, self.tx, self.batch = service, tx, batch
+        self.seen: dict[tuple[str, str, str], Outcome | Mapped] = {}
+        self.links: dict[str, str] = {}
+
+    def run(self) -> list[Outcome]:
+        parsed = [self._parse(job) for job in self.batch]
+        keys = [key_of(m) for m in parsed if isinstance(m, Message) and m.control_id]
+        fresh = [job.replay_of is None for job in self.batch]
+        stored = self.tx.inbox_find_many(keys) if keys and any(fresh) else {}
+        if all(fresh) and len(self.batch) > 1:
+            try:
+                with self.tx.savepoint():
+                    return self._together(parsed, stored)
+            except Exception:  # noqa: BLE001 - redone message by message just below
+                log.warning("group write of %d messages failed; one by one", len(self.batch))
+                self.seen.clear()
+                self.links.clear()
+        return [self._settled(job, msg, stored)
+                for job, msg in zip(self.batch, parsed, strict=True)]
+
+    def _settled(self, job: Job, msg: Message | ParseError,
+                 stored: dict[tuple[str, str, str], InboxRecord]) -> Outcome:
+        outcome = self._one(job, msg, stored)
+        assert isinstance(outcome, Outcome)  # without ``defer`` every message is settled
+        return outcome
+
+    def _together(self, parsed: list[Message | ParseError],
+                  stored: dict[tuple[str, str, str], InboxRecord]) -> list[Outcome]:
+        """Map every message, then write all that mapped in one ``put_many``."""
+        first = [self._one(job, msg, stored, defer=True)
+                 for job, msg in zip(self.batch, parsed, strict=True)]
+        mapped = [m for m in first if isinstance(m, Mapped)]
+        written = dict(zip(map(id, mapped), self.service._commit_group(self.tx, mapped),
+                           strict=True)) if mapped else {}
+        return [written[id(o)] if isinstance(o, Mapped) else o for o in first]
+
+    def _parse(self, job: Job) -> Message | ParseError:
+        try:
+            return parse(job.raw)
+        except ParseError as exc:
+            return exc
+
+    def _one(self, job: Job, msg: Message | ParseError,
+             stored: dict[tuple[str, str, str], InboxRecord], *,
+             defer: bool = False) -> Outcome | Mapped:
+        service = self.service
+        # a replay keeps the original receive time: Provenance.recorded must not change
+        received = job.replay_of.received if job.replay_of else instant(service.clock())
+        if isinstance(msg, ParseError):
+            return service._reject(self.tx, job, None, msg, received)
+        key = key_of(msg)
+        if job.replay_of is None:
+            if key in self.seen:
+                return self.seen[key]
+            previous = stored.get(key) if msg.control_id else None
+            if previous is not None and previous.ack is not None:
+                frames = split_frames(previous.ack)
+                return Outcome("duplicate", msa_code(frames), frames, previous.id)
+        outcome = service._accept(self.tx, job, msg, received, self.links, defer=defer)
+        self.seen[key] = outcome
+        return outcome
+
+
+def wanted(tx: Transaction, result: MappingResult,
+            written: set[tuple[str, str]]) -> list[Resource]:
+    """The resources of a mapping to write: a create-only one only if neither the store nor
+    an earlier message of the group has it."""
+    create_only: set[tuple[str, str]] = getattr(result, "create_only", set())
+    out = []
+    for resource in result.resources:
+        rkey = (resource["resourceType"], resource["id"])
+        if rkey in create_only and (rkey in written or tx.get(*rkey) is not None):
+            continue
+        written.add(rkey)
+        out.append(resource)
+    return out
+
+
+def merge_links(links: dict[str, str], new: dict[str, str]) -> None:
+    for key, pseudonym in new.items():
+        if links.setdefault(key, pseudonym) != pseudonym:
+            raise ConflictError("pseudonym link learned twice with another value")
+
+
+def key_of(msg: Message) -> tuple[str, str, str]:
+    return (msg.sending_application, msg.sending_facility, msg.control_id)

@@ -1,0 +1,75 @@
+"""What one inbound message becomes: its outcome and ACK frames, and the stored form of
+those frames (every ACK sent for a message, kept in one inbox column)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from gateway.adapters.site import Site
+from gateway.hl7.parser import Message
+from gateway.mapping import MappingResult
+from gateway.store.base import InboxRecord
+
+FRAME_SEPARATOR = b"\x1c"
+COMMIT_FOR = {"AA": "CA", "AE": "CA", "AR": "CR"}
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def instant(moment: datetime) -> str:
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What happened to one inbound message, and the ACK frames to send back."""
+
+    status: str  # processed | error | rejected | duplicate | refused
+    ack_code: str  # AA / AE / AR (the application outcome)
+    responses: list[bytes] = field(default_factory=list)
+    inbox_id: int | None = None
+    changed: int = 0  # resources that got a new version
+
+
+@dataclass(slots=True)
+class Mapped:
+    """A message mapped and waiting for the group write."""
+
+    job: Job
+    msg: Message
+    site: Site
+    result: MappingResult
+    received: str
+
+
+@dataclass(slots=True)
+class Job:
+    raw: bytes
+    transport: str
+    done: Callable[[Outcome], None]
+    replay_of: InboxRecord | None = None
+
+
+
+def join_frames(frames: list[bytes]) -> bytes:
+    """Every ACK sent for a message, kept in one inbox column (FS cannot occur in ER7)."""
+    return FRAME_SEPARATOR.join(frames)
+
+
+def split_frames(stored: bytes) -> list[bytes]:
+    return [f for f in stored.split(FRAME_SEPARATOR) if f]
+
+
+def msa_code(frames: list[bytes]) -> str:
+    """The application outcome (AA/AE/AR) of stored ACKs; CA alone counts as AA."""
+    codes = [line[4:6].decode("ascii", "replace") for frame in frames
+             for line in frame.replace(b"\n", b"\r").split(b"\r") if line.startswith(b"MSA")]
+    app = [c for c in codes if c.startswith("A")]
+    worst = {"CA": "AA", "CE": "AE", "CR": "AR"}
+    return app[-1] if app else worst.get(codes[-1], "AA") if codes else "AA"
