@@ -81,7 +81,8 @@ class OutboxRelay:
         """False when the outbox holds more than ``outbox_max`` unpublished rows. While the
         bus is failing the count is re-read from the store (at most five times a second),
         so the bound holds within a fifth of a second of traffic."""
-        if not self.healthy and time.monotonic() - self._counted > 0.2:
+        stale = time.monotonic() - self._counted > 0.2
+        if stale and (not self.healthy or self.pending >= self.outbox_max):
             with contextlib.suppress(GatewayError):  # the store answers for itself
                 self._count()
         return self.pending < self.outbox_max
@@ -149,6 +150,8 @@ class OutboxRelay:
                                     for r in rows])
             await asyncio.to_thread(self.store.outbox_mark_published, [r.seq for r in rows])
             self.published += len(rows)
+            self.pending = max(0, self.pending - len(rows))  # before the recount: no window
+            # in which the store is drained but the bound still refuses
         await asyncio.to_thread(self._count)
         self._succeeded()
         return len(rows)
