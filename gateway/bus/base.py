@@ -16,6 +16,8 @@ Delivery is at least once. A consumer makes redelivery harmless by ignoring a re
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import re
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
@@ -129,3 +131,11 @@ def inbound_headers(*, site: str | None, message_id: str | None,
     if message_id:
         headers["message-id"] = message_id
     return headers
+
+
+async def cancel_task(task: asyncio.Task[None] | None) -> None:
+    """Cancel a background task (relay, projector) and wait until it has stopped."""
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

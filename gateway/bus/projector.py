@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 import orjson
 
-from gateway.bus.base import Consumer, Delivery, TopicPartition
+from gateway.bus.base import Consumer, Delivery, TopicPartition, cancel_task
 from gateway.errors import GatewayError
 from gateway.store.base import Store, Transaction
 
@@ -82,10 +82,7 @@ class HubProjector:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_task(task)
         with contextlib.suppress(GatewayError):
             await self.consumer.stop()
 

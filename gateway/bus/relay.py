@@ -20,7 +20,14 @@ import random
 import time
 from collections.abc import Sequence
 
-from gateway.bus.base import CONTENT_TYPE, Bus, BusRecord, new_traceparent, topic_for
+from gateway.bus.base import (
+    CONTENT_TYPE,
+    Bus,
+    BusRecord,
+    cancel_task,
+    new_traceparent,
+    topic_for,
+)
 from gateway.errors import GatewayError
 from gateway.store.base import OutboxRow, Store
 
@@ -109,10 +116,7 @@ class OutboxRelay:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_task(task)
 
     async def run(self) -> None:
         await self._prepare()
