@@ -23,11 +23,10 @@ from gateway.store import statements as sql
 from gateway.store.base import Change, Resource
 from gateway.store.content import content_hash, dumps, loads, now_instant, with_meta
 from gateway.store.project import write_rows
-from gateway.store.search.index import index_rows
-from gateway.store.tx import Current, SqlTransaction, _only_last_updated_differs
+from gateway.store.reindex import reindex
+from gateway.store.tx import Current, SqlTransaction
 
 Key = tuple[str, str]
-Rows = list[dict[str, Any]]
 
 _r = s.resource.c
 # types IN (…) AND ids IN (…), pairs filtered after: an index search on both databases
@@ -43,9 +42,6 @@ _CURRENT_MANY_FOR_UPDATE = text(
     " r.content_hash FROM unnest(CAST(:types AS text[]), CAST(:ids AS text[])) AS k(t, i)"
     " JOIN resource r ON r.res_type = k.t AND r.res_id = k.i"
     " ORDER BY r.res_type, r.res_id FOR UPDATE OF r")
-# index row values in table column order after (res_type, res_id), for plain-tuple writes
-_INDEX_COLUMNS = {kind: [c.name for c in table.columns][2:]
-                  for kind, table in s.INDEX_TABLES.items()}
 _OUTBOX_COLUMNS = ("key", "res_type", "res_id", "version_id", "payload", "headers", "created")
 _OUTBOX_NAMES = ", ".join(f'"{c}"' for c in _OUTBOX_COLUMNS)
 _OUTBOX_INSERT = (f"INSERT INTO outbox ({_OUTBOX_NAMES}) "  # noqa: S608 - names from here
@@ -140,7 +136,7 @@ def _execute(tx: SqlTransaction, plan: _Plan, original: dict[Key, Current]) -> N
     if plan.updates:
         conn.execute(sql.UPDATE_RESOURCE, list(plan.updates.values()))
     write_rows(tx, s.resource_version, plan.versions)
-    _reindex(tx, plan.final, original)
+    reindex(tx, dict(plan.final), {k: c.content for k, c in original.items()})
     _write_outbox(tx, plan.outbox)
 
 
@@ -155,35 +151,3 @@ def _write_outbox(tx: SqlTransaction, rows: list[tuple[Any, ...]]) -> None:
     with cursor.copy(_OUTBOX_COPY) as copy:
         for row in rows:
             copy.write_row(row)
-
-
-def _reindex(tx: SqlTransaction, final: dict[Key, Resource],
-             original: dict[Key, Current]) -> None:
-    """Index rows from those of each key's content before this call to those of its
-    newest version, touching only the tables that change (as ``SqlTransaction._reindex``)."""
-    deletes: dict[str, Rows] = {kind: [] for kind in s.INDEX_TABLES}
-    inserts: dict[str, list[tuple[Any, ...]]] = {kind: [] for kind in s.INDEX_TABLES}
-    touches: Rows = []
-    for (rtype, rid), stored in final.items():
-        cur = original.get((rtype, rid))
-        new = index_rows(stored)
-        old = index_rows(loads(cur.content)) if cur is not None and cur.content else {}
-        key = {"k_type": rtype, "k_id": rid}
-        for kind in s.INDEX_TABLES:
-            before, after = old.get(kind, []), new.get(kind, [])
-            if before == after:
-                continue
-            if kind == "date" and _only_last_updated_differs(before, after):
-                (stamp,) = [row for row in after if row["param"] == "_lastUpdated"]
-                touches.append({**key, "low": stamp["low"], "high": stamp["high"]})
-                continue
-            if before:
-                deletes[kind].append(key)
-            columns = _INDEX_COLUMNS[kind]
-            inserts[kind].extend((rtype, rid, *[row.get(c) for c in columns]) for row in after)
-    for kind in s.INDEX_TABLES:
-        if deletes[kind]:
-            tx.conn.execute(sql.DELETE_INDEX[kind], deletes[kind])
-        write_rows(tx, s.INDEX_TABLES[kind], inserts[kind])
-    if touches:
-        tx.conn.execute(sql.TOUCH_LAST_UPDATED, touches)

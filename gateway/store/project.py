@@ -13,7 +13,7 @@ bench/bus.py).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Table, bindparam, delete, select, update
 from sqlalchemy.dialects import postgresql
@@ -22,7 +22,9 @@ from gateway.store import schema as s
 from gateway.store.base import Resource
 from gateway.store.content import content_hash, dumps, normalise_instant
 from gateway.store.search.index import index_rows
-from gateway.store.tx import SqlTransaction
+
+if TYPE_CHECKING:
+    from gateway.store.tx import SqlTransaction
 
 Key = tuple[str, str]
 CHUNK = 500  # ids per IN list

@@ -23,7 +23,7 @@ from gateway.store.content import (
     with_meta,
 )
 from gateway.store.engine import translated
-from gateway.store.search.index import index_rows
+from gateway.store.reindex import reindex
 
 if TYPE_CHECKING:
     from gateway.store.sql import SqlStore
@@ -285,24 +285,8 @@ class SqlTransaction:
     def _reindex(self, rtype: str, rid: str, resource: Resource | None,
                  previous: bytes | None) -> None:
         """Bring the index rows from those of ``previous`` (the stored content, None if
-        there is none) to those of ``resource``, touching only the tables that change."""
-        new = index_rows(resource) if resource is not None else {}
-        old = index_rows(loads(previous)) if previous is not None else {}
-        key = {"k_type": rtype, "k_id": rid}
-        for kind in s.INDEX_TABLES:
-            before, after = old.get(kind, []), new.get(kind, [])
-            if before == after:
-                continue
-            if kind == "date" and _only_last_updated_differs(before, after):
-                (stamp,) = [row for row in after if row["param"] == "_lastUpdated"]
-                self.conn.execute(sql.TOUCH_LAST_UPDATED,
-                                  {**key, "low": stamp["low"], "high": stamp["high"]})
-                continue
-            if before:
-                self.conn.execute(sql.DELETE_INDEX[kind], key)
-            if after:
-                self.conn.execute(sql.INSERT_INDEX[kind],
-                                  [{"res_type": rtype, "res_id": rid, **row} for row in after])
+        there is none) to those of ``resource`` (None: deleted)."""
+        reindex(self, {(rtype, rid): resource}, {(rtype, rid): previous})
 
     def _outbox(self, rtype: str, rid: str, version: int, payload: bytes | None,
                 headers: dict[str, str] | None) -> None:
@@ -310,15 +294,6 @@ class SqlTransaction:
             "key": f"{rtype}/{rid}", "res_type": rtype, "res_id": rid, "version_id": version,
             "payload": payload, "headers": orjson.dumps(headers or {}).decode(),
             "created": now_instant()})
-
-
-def _only_last_updated_differs(before: list[dict[str, Any]],
-                               after: list[dict[str, Any]]) -> bool:
-    def rest(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        return [row for row in rows if row["param"] != "_lastUpdated"]
-
-    stamps = [row for row in after if row["param"] == "_lastUpdated"]
-    return len(stamps) == 1 and len(before) == len(after) and rest(before) == rest(after)
 
 
 def _inbox_insert_values(record: InboxRecord) -> dict[str, Any]:
