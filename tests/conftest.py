@@ -10,6 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from gateway.store.sql import SqlStore
+from tests.support import migrated_store
+
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT.parent / "shared" / "corpus"
 FHIR_SCHEMA = ROOT.parent / "shared" / "fhir" / "fhir.schema.json"
@@ -73,6 +76,13 @@ def pg_url(pg_server: str) -> Iterator[str]:
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'gateway.db'}"
+
+
+@pytest.fixture
+def store(database_url: str) -> Iterator[SqlStore]:
+    """A migrated store on each database."""
+    with migrated_store(database_url) as s:
+        yield s
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -3,8 +3,6 @@ own savepoint, on both databases."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from gateway.adapters.loader import load_network
@@ -25,14 +23,6 @@ MRN_ONLY = "MRN77^^^HPG23^MR"
 
 def oru(cid: str, *, value: str = "12.5", pid3: str = MRN_AND_CF, filler: str = "") -> bytes:
     return ORU.format(cid=cid, value=value, pid3=pid3, filler=filler or f"F{cid}").encode()
-
-
-@pytest.fixture
-def store(database_url: str) -> Iterator[SqlStore]:
-    store = SqlStore(database_url)
-    store.migrate()
-    yield store
-    store.close()
 
 
 @pytest.fixture

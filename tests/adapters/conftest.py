@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 import pytest
 
 from gateway.adapters.loader import Network, load_network
 from gateway.store.sql import SqlStore
+from tests.support import migrated_store
 
 KEY = b"test-pseudonym-key-0123456789abcdef"
 NETWORK_HEADER = ("site_subject_id,study_id,specimen_id,specimen_type,parent_specimen_id,"
@@ -23,11 +23,9 @@ def network() -> Network:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[SqlStore]:
-    s = SqlStore(f"sqlite:///{tmp_path / 'gateway.db'}")
-    s.migrate()
-    yield s
-    s.close()
+def store(sqlite_url: str) -> Iterator[SqlStore]:
+    with migrated_store(sqlite_url) as s:
+        yield s
 
 
 def csv_of(*rows: str) -> bytes:

@@ -20,6 +20,7 @@ import pytest
 
 from gateway.bus.settings import BusSettings
 from gateway.store.sql import SqlStore
+from tests.support import migrated_store
 
 
 def tansu_binary() -> Path:
@@ -131,15 +132,11 @@ def kafka_settings(broker: Broker, prefix: str) -> BusSettings:
 
 @pytest.fixture
 def edge_store(sqlite_url: str) -> Iterator[SqlStore]:
-    store = SqlStore(sqlite_url)
-    store.migrate()
-    yield store
-    store.close()
+    with migrated_store(sqlite_url) as store:
+        yield store
 
 
 @pytest.fixture
 def hub_store(pg_url: str) -> Iterator[SqlStore]:
-    store = SqlStore(pg_url)
-    store.migrate()
-    yield store
-    store.close()
+    with migrated_store(pg_url) as store:
+        yield store

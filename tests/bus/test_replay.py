@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from gateway.cli.main import main
 from gateway.store.base import InboxRecord
 from gateway.store.sql import SqlStore
 from tests.bus.busutil import ingest_site_samples
+from tests.support import migrated_store
 
 SAMPLE = Path(EXAMPLE_SITES, "samples", "hpg23", "release-or-monitoring.hl7")
 
@@ -21,10 +23,9 @@ def args(tmp_path: Path, *extra: str) -> list[str]:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> SqlStore:
-    store = SqlStore(f"sqlite:///{tmp_path / 'edge.db'}")
-    store.migrate()
-    return store
+def store(tmp_path: Path) -> Iterator[SqlStore]:
+    with migrated_store(f"sqlite:///{tmp_path / 'edge.db'}") as store:
+        yield store
 
 
 def failed_earlier(store: SqlStore) -> None:
