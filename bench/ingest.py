@@ -84,9 +84,10 @@ async def run_load(port: int, senders: int, total: int) -> tuple[float, list[flo
     return time.perf_counter() - start, latencies, sum(oks)
 
 
-def start_gateway(data_dir: str, database_url: str | None) -> tuple[subprocess.Popen[bytes], int]:
+def start_gateway(data_dir: str, database_url: str | None,
+                  role: str) -> tuple[subprocess.Popen[bytes], int]:
     mllp, http = free_port(), free_port()
-    cmd = [sys.executable, "-m", "gateway", "--log-level", "WARNING", "serve",
+    cmd = [sys.executable, "-m", "gateway", "--log-level", "WARNING", "serve", "--role", role,
            "--mllp-port", str(mllp), "--http-port", str(http), "--data-dir", data_dir]
     if database_url:
         cmd += ["--database-url", database_url]
@@ -106,10 +107,13 @@ def main() -> None:
     parser.add_argument("--senders", type=int, default=8)
     parser.add_argument("--messages", type=int, default=4000)
     parser.add_argument("--database-url")
+    parser.add_argument("--role", default="edge", choices=("edge", "all"),
+                        help="edge (default: the ingest edge, no search index; relays to "
+                             "the embedded bus) or all (also indexes for the FHIR API)")
     args = parser.parse_args()
     naive = naive_rate(sample_text())
     with tempfile.TemporaryDirectory() as tmp:
-        proc, port = start_gateway(tmp, args.database_url)
+        proc, port = start_gateway(tmp, args.database_url, args.role)
         try:
             asyncio.run(run_load(port, 2, 100))  # warm-up
             elapsed, lat, ok = asyncio.run(run_load(port, args.senders, args.messages))
@@ -119,7 +123,7 @@ def main() -> None:
     lat.sort()
     rate = len(lat) / elapsed
     p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
-    print(f"database           : {args.database_url or 'sqlite (data dir)'}")
+    print(f"role, database     : {args.role}, {args.database_url or 'sqlite (data dir)'}")
     print(f"messages           : {len(lat)} ({ok} AA) from {args.senders} senders")
     print(f"end to end         : {rate:,.0f} msg/s (send → ACK, durable commit)")
     print(f"ACK latency        : p50 {statistics.median(lat) * 1000:.1f} ms, "

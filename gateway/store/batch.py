@@ -124,7 +124,8 @@ def _plan_one(plan: _Plan, held: dict[Key, Current], had_row: bool, resource: Re
     else:
         plan.inserts[key] = (rtype, rid, version, now, False, data, digest)
     plan.versions.append((rtype, rid, version, now, False, data))
-    plan.outbox.append((f"{rtype}/{rid}", rtype, rid, version, data, box_headers, now))
+    # the payload is the history row's content, read by the relay: not a third copy
+    plan.outbox.append((f"{rtype}/{rid}", rtype, rid, version, None, box_headers, now))
     plan.final[key] = stored
     held[key] = Current(version, now, False, data, digest)
     return Change(rtype, rid, version, now, changed=True, created=not live, resource=stored)

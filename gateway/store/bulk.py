@@ -69,9 +69,10 @@ def _insert_new(tx: SqlTransaction, resources: list[Resource], *, outbox: bool) 
         versions.append({**key, "version_id": 1, "last_updated": now, "deleted": False,
                          "content": data})
         boxes.append({"key": f"{key['res_type']}/{key['res_id']}", **key, "version_id": 1,
-                      "payload": data, "headers": orjson.dumps({}).decode(), "created": now})
-        for kind, rows in index_rows(stored).items():
-            index[kind].extend({**key, **row} for row in rows)
+                      "payload": None, "headers": orjson.dumps({}).decode(), "created": now})
+        if tx.store.search_index:
+            for kind, rows in index_rows(stored).items():
+                index[kind].extend({**key, **row} for row in rows)
     _insert(tx, s.resource, current)
     _insert(tx, s.resource_version, versions)
     for kind, rows in index.items():
@@ -107,10 +108,14 @@ def reindex(tx: SqlTransaction, resource_type: str | None, after: tuple[str, str
         query = query.where(tuple_(r.res_type, r.res_id) > after)
     rows = tx.conn.execute(query.order_by(r.res_type, r.res_id).limit(limit)).all()
     index: dict[str, list[dict[str, Any]]] = {kind: [] for kind in s.INDEX_TABLES}
-    for rtype, rid, content in rows:
+    by_type: dict[str, list[str]] = {}
+    for rtype, rid, _ in rows:
+        by_type.setdefault(rtype, []).append(rid)
+    for rtype, ids in by_type.items():  # one DELETE per table and type for the batch
         for table in s.INDEX_TABLES.values():
             tx.conn.execute(delete(table).where(table.c.res_type == rtype,
-                                                table.c.res_id == rid))
+                                                table.c.res_id.in_(ids)))
+    for rtype, rid, content in rows:
         for kind, kind_rows in index_rows(loads(content)).items():
             index[kind].extend({"res_type": rtype, "res_id": rid, **row} for row in kind_rows)
     for kind, kind_rows in index.items():

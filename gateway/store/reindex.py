@@ -27,7 +27,10 @@ INDEX_COLUMNS = {kind: [c.name for c in table.columns][2:]
 def reindex(tx: SqlTransaction, final: dict[Key, Resource | None],
             previous: dict[Key, bytes | None]) -> None:
     """``final``: each key's newest content (None: deleted); ``previous``: its stored
-    content before this write (None or absent: none)."""
+    content before this write (None or absent: none). An edge store (no search index)
+    writes nothing here."""
+    if not tx.store.search_index:
+        return
     deletes: dict[str, Rows] = {kind: [] for kind in s.INDEX_TABLES}
     inserts: dict[str, list[tuple[Any, ...]]] = {kind: [] for kind in s.INDEX_TABLES}
     touches: Rows = []

@@ -204,6 +204,13 @@ outbox = Table(
 Index("ix_outbox_pending", outbox.c.seq, sqlite_where=text("published_at IS NULL"),
       postgresql_where=text("published_at IS NULL"))
 
+# small key/value facts about the database itself, e.g. ``search_index``: "on" | "off"
+store_setting = Table(
+    "store_setting", metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", String(256), nullable=False),
+)
+
 pseudonym_link = Table(
     "pseudonym_link", metadata,
     Column("key", String(128), primary_key=True),

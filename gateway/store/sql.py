@@ -7,6 +7,7 @@ transaction each. Driver errors leave this module as ``gateway.errors.StoreError
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import orjson
-from sqlalchemy import Connection, func, select, text, update
+from sqlalchemy import Connection, and_, func, select, text, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.errors import Gone
@@ -25,15 +26,26 @@ from gateway.store.engine import make_engine, normalise_url, translate, translat
 from gateway.store.tx import SqlTransaction
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 ANALYZE_AFTER = 5000  # rows loaded by one bulk_put before statistics are refreshed
 
 
 class SqlStore:
-    def __init__(self, url: str, *, pool_size: int = 8) -> None:
+    """``search_index=False`` is the edge's store: it serves no FHIR search, so writes keep
+    no search-index rows (about 20 rows per resource, most of an ingest transaction's
+    cost); the hub indexes what the edges relay. The database remembers which it is
+    (``store_setting``): opening an edge database as an indexed store rebuilds the index
+    (``migrate``), so a node can change role without a stale or missing index.
+    ``search_index=None`` (command-line tools): whatever the database says."""
+
+    def __init__(self, url: str, *, pool_size: int = 8,
+                 search_index: bool | None = True) -> None:
         self.url = url
         self.engine = make_engine(url, pool_size=pool_size)
         self.dialect = normalise_url(url).get_backend_name()
+        self.search_index = search_index if search_index is not None else True
+        self._follow_database = search_index is None
         self._bulk_rows = self._analyzed_rows = 0
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -51,6 +63,38 @@ class SqlStore:
                 conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('gateway-migrate'))"))
             config.attributes["connection"] = conn
             command.upgrade(config, "head")
+            if self._settle_search_index(conn):
+                self._rebuild_search_index(SqlTransaction(conn, self))
+
+    def _rebuild_search_index(self, tx: SqlTransaction) -> None:
+        """Index every live resource of a database that kept none, in the migration's
+        transaction (under its lock: one rebuild at a time, all or nothing)."""
+        from gateway.store.bulk import reindex
+
+        log.warning("this database kept no search index (an edge's): building it")
+        done, after = 0, None
+        while True:
+            count, after = reindex(tx, None, after, 500)
+            done += count
+            if after is None:
+                break
+        _set_setting(tx.conn, "search_index", "on")
+        log.warning("search index built for %d resources", done)
+
+    def _settle_search_index(self, conn: Connection) -> bool:
+        """Record this store's index state; True when the index must be rebuilt (an edge
+        database opened by an indexed store: recorded "on" only once rebuilt)."""
+        recorded = _get_setting(conn, "search_index")
+        if self._follow_database:
+            self.search_index = recorded != "off"
+            return False
+        if self.search_index:
+            return recorded == "off"
+        if recorded != "off":
+            for table in s.INDEX_TABLES.values():  # would only go stale
+                conn.execute(table.delete())
+            _set_setting(conn, "search_index", "off")
+        return False
 
     def close(self) -> None:
         self.engine.dispose()
@@ -246,9 +290,17 @@ class SqlStore:
     # -- outbox -------------------------------------------------------------------------------
 
     def outbox_fetch(self, limit: int = 500) -> Sequence[OutboxRow]:
-        """Unpublished rows in commit order (sequence order)."""
-        o = s.outbox.c
-        query = select(s.outbox).where(o.published_at.is_(None)).order_by(o.seq).limit(limit)
+        """Unpublished rows in commit order (sequence order). A row's payload is its own
+        (rows written before revision 0003) or else the content of the history row it
+        names; neither: a tombstone."""
+        o, v = s.outbox.c, s.resource_version.c
+        query = (select(o.seq, o.key, o.res_type, o.res_id, o.version_id,
+                        func.coalesce(o.payload, v.content).label("payload"), o.headers,
+                        o.created)
+                 .select_from(s.outbox.outerjoin(s.resource_version, and_(
+                     v.res_type == o.res_type, v.res_id == o.res_id,
+                     v.version_id == o.version_id)))
+                 .where(o.published_at.is_(None)).order_by(o.seq).limit(limit))
         with self._read() as conn:
             return [OutboxRow(r.seq, r.key, r.res_type, r.res_id, r.version_id, r.payload,
                               orjson.loads(r.headers), r.created) for r in conn.execute(query)]
@@ -265,6 +317,18 @@ class SqlStore:
         with self._read() as conn:
             return int(conn.execute(select(func.count()).select_from(s.outbox)
                                     .where(o.published_at.is_(None))).scalar_one())
+
+
+def _get_setting(conn: Connection, name: str) -> str | None:
+    c = s.store_setting.c
+    return conn.execute(select(c.value).where(c.name == name)).scalar_one_or_none()
+
+
+def _set_setting(conn: Connection, name: str, value: str) -> None:
+    c = s.store_setting.c
+    if conn.execute(update(s.store_setting).where(c.name == name)
+                    .values(value=value)).rowcount == 0:
+        conn.execute(s.store_setting.insert().values(name=name, value=value))
 
 
 def _tombstone_stub(version: Version) -> Resource:

@@ -71,7 +71,7 @@ class SqlTransaction:
         stored = with_meta(resource, version, now_instant(), source)
         self._write(stored, digest, cur)
         if outbox:
-            self._outbox(rtype, rid, version, dumps(stored), headers)
+            self._outbox(rtype, rid, version, headers)
         return Change(rtype, rid, version, stored["meta"]["lastUpdated"], changed=True,
                       created=not live, resource=stored)
 
@@ -104,7 +104,7 @@ class SqlTransaction:
         stored = {**resource, "meta": {**meta, "lastUpdated": last_updated}}
         self._write(stored, content_hash(stored), cur)
         if outbox:
-            self._outbox(rtype, rid, version, dumps(stored), headers)
+            self._outbox(rtype, rid, version, headers)
         return Change(rtype, rid, version, last_updated, changed=True,
                       created=cur is None or cur.deleted, resource=stored)
 
@@ -279,7 +279,7 @@ class SqlTransaction:
             "deleted": True, "content": None})
         self._reindex(rtype, rid, None, cur.content)
         if outbox:
-            self._outbox(rtype, rid, version, None, headers)
+            self._outbox(rtype, rid, version, headers)
         return Change(rtype, rid, version, when, changed=True, created=False, deleted=True)
 
     def _reindex(self, rtype: str, rid: str, resource: Resource | None,
@@ -288,11 +288,13 @@ class SqlTransaction:
         there is none) to those of ``resource`` (None: deleted)."""
         reindex(self, {(rtype, rid): resource}, {(rtype, rid): previous})
 
-    def _outbox(self, rtype: str, rid: str, version: int, payload: bytes | None,
+    def _outbox(self, rtype: str, rid: str, version: int,
                 headers: dict[str, str] | None) -> None:
+        """An outbox row refers to its history row (the relay reads the content there,
+        ``SqlStore.outbox_fetch``): the content is not written a third time."""
         self.conn.execute(sql.INSERT_OUTBOX, {
             "key": f"{rtype}/{rid}", "res_type": rtype, "res_id": rid, "version_id": version,
-            "payload": payload, "headers": orjson.dumps(headers or {}).decode(),
+            "payload": None, "headers": orjson.dumps(headers or {}).decode(),
             "created": now_instant()})
 
 
