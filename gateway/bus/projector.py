@@ -5,21 +5,29 @@ partition), then the offsets are committed. A crash between the two re-delivers 
 which is harmless: ``apply_version`` ignores a version the store already holds (same or
 older ``meta.versionId``), and a tombstone deletes only a current version older than the
 delete's ``version-id``. A rebalance that refuses the commit is harmless for the same reason.
+
+While the store writes one batch, the next one (what the consumer already holds) is fetched,
+decoded and prepared (``prepare_batch``: rows, index rows, COPY data; no database), so that
+both cores work, one in the database and one here. The prepared batch is written by the
+next step, after this one's store commit and offset commit: the order is unchanged.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import orjson
 
 from gateway.bus.base import Consumer, Delivery, TopicPartition, cancel_task
-from gateway.errors import GatewayError
-from gateway.store.base import Store, Transaction
+from gateway.errors import BusError, GatewayError
+from gateway.store.base import Resource, Store, Transaction
+from gateway.store.project import Prepared, copy_ready, prepare_versions, write_prepared
+from gateway.store.tx import SqlTransaction
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +62,74 @@ def apply_batch(tx: Transaction, records: Sequence[Delivery]) -> int:
     return changed + (int(batch_write(run)) if run else 0)
 
 
+Segment = Prepared | Delivery  # a run of versions, or a tombstone
+
+
+class Batch(list[Delivery]):
+    """Records fetched together, with their store writes prepared before the transaction
+    (``segments``; None when preparing failed: the records are then applied as they are,
+    which fails in the transaction and finds the poison record)."""
+
+    def __init__(self, records: Sequence[Delivery], segments: list[Segment] | None,
+                 copy: bool) -> None:
+        super().__init__(records)
+        self.segments = segments
+        self.copy = copy
+
+
+def prepare_batch(records: Sequence[Delivery], *, copy: bool) -> Batch:
+    """``apply_batch``'s work that needs no database, done for ``records``: runs of versions
+    decoded and prepared (``copy``: as PostgreSQL COPY data), tombstones as they are."""
+    with _collector_paused():
+        return _prepare(records, copy)
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """No cyclic garbage collection while a batch is decoded and prepared: its tens of
+    thousands of new containers (all acyclic, freed by reference counting) would trigger
+    collections that scan the whole heap, ~20% of the preparing. It resumes right after
+    (another thread pausing it meanwhile only makes that thread's work slower)."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
+def _prepare(records: Sequence[Delivery], copy: bool) -> Batch:
+    try:
+        segments: list[Segment] = []
+        run: list[Resource] = []
+        for record in records:
+            if record.value is not None:
+                run.append(orjson.loads(record.value))
+                continue
+            if run:
+                segments.append(prepare_versions(run, copy=copy))
+                run = []
+            segments.append(record)
+        if run:
+            segments.append(prepare_versions(run, copy=copy))
+    except Exception:  # noqa: BLE001 - a record no transaction can take: found in _apply
+        return Batch(records, None, copy)
+    return Batch(records, segments, copy)
+
+
+def apply_prepared(tx: SqlTransaction, segments: Sequence[Segment]) -> int:
+    """``apply_batch`` of prepared segments (same outcome)."""
+    changed = 0
+    for segment in segments:
+        if isinstance(segment, Prepared):
+            changed += write_prepared(tx, segment)
+        else:
+            changed += apply_delivery(tx, segment)
+    return changed
+
+
 def next_offsets(records: Sequence[Delivery]) -> dict[TopicPartition, int]:
     out: dict[TopicPartition, int] = {}
     for r in records:
@@ -75,6 +151,8 @@ class HubProjector:
         self.last_applied: float | None = None
         self.poisoned: list[str] = []  # key@partition:offset of records skipped as unusable
         self._held: list[Delivery] = []  # fetched, not yet in the store: retried first
+        self._next: Batch | None = None  # fetched and prepared during the last write: next
+        self._copy = getattr(store, "dialect", None) == "postgresql"
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -112,22 +190,50 @@ class HubProjector:
                 delay = min(self.max_backoff, delay * 2)
 
     async def step(self, max_wait: float = 1.0) -> int:
-        """Fetch, apply and commit one batch; returns how many records it held."""
-        records = self._held or await self.consumer.getmany(max_wait=max_wait,
-                                                            max_records=self.batch_size)
+        """Fetch, apply and commit one batch; returns how many records it held. While the
+        store writes it, the next batch is fetched and prepared (kept for the next step)."""
+        if not self._held:
+            self._held, self._next = self._next or await self._fetch(max_wait), None
+        records = self._held
         if not records:
             return 0
-        self._held = records
-        self.changed += await asyncio.to_thread(self._apply, records)
+        writing = asyncio.ensure_future(asyncio.to_thread(self._apply, records))
+        try:
+            await self._fetch_ahead()
+        finally:
+            changed = await writing
+        self.changed += changed
         self._held = []
         self.applied += len(records)
         self.last_applied = time.time()
         await self.consumer.commit(next_offsets(records))  # refused after a rebalance: the
         return len(records)  # new owner re-reads from the last commit, a harmless no-op
 
+    async def _fetch(self, max_wait: float) -> Batch:
+        records = await self.consumer.getmany(max_wait=max_wait, max_records=self.batch_size)
+        if not records:
+            return Batch([], [], self._copy)
+        return await asyncio.to_thread(prepare_batch, records, copy=self._copy)
+
+    async def _fetch_ahead(self) -> None:
+        """The next batch from what the consumer already holds (no waiting), prepared. A
+        failed fetch is left to the next step's own fetch, which reports it."""
+        if self._next is not None:
+            return
+        try:
+            batch = await self._fetch(0)
+        except BusError as exc:
+            log.debug("projector look-ahead fetch failed: %s", exc)
+            return
+        self._next = batch or None
+
     def _apply(self, records: Sequence[Delivery]) -> int:
         try:
             with self.store.transaction() as tx:
+                if (isinstance(records, Batch) and records.segments is not None
+                        and isinstance(tx, SqlTransaction)
+                        and (not records.copy or copy_ready(tx))):
+                    return apply_prepared(tx, records.segments)
                 return apply_batch(tx, records)
         except GatewayError:
             raise  # the store or the database: retried with backoff

@@ -8,10 +8,19 @@ IN``, an index search), one multi-row write per table (COPY on PostgreSQL, execu
 plain tuples on SQLite), one DELETE per index table and resource type for the keys that had
 rows. At the hub this is what lets one projector keep up with a network's edges (see
 bench/bus.py).
+
+The work is split in two so that the projector can overlap them (the next batch is prepared
+while the database writes this one): ``prepare_versions`` needs no database (normalised
+content, content hash, index rows; for PostgreSQL the COPY data already formatted) and
+``write_prepared`` runs in the transaction (which versions are new is known only there, so
+every version newer than the one before it in the batch is prepared, and only those newer
+than the stored one are written). ``apply_versions`` is the two in a row.
 """
 
 from __future__ import annotations
 
+import struct
+from bisect import bisect_right
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -23,10 +32,18 @@ from gateway.store.base import Resource
 from gateway.store.content import content_hash, dumps, normalise_instant
 from gateway.store.search.index import index_rows
 
+try:  # psycopg's own row formatters (C): the bytes ``Copy.write_row`` sends
+    from psycopg import postgres, pq
+    from psycopg._copy_base import format_row_binary, format_row_text
+    from psycopg.adapt import Transformer
+except ImportError:  # pragma: no cover - another psycopg layout: rows are sent one by one
+    format_row_binary = format_row_text = None
+
 if TYPE_CHECKING:
     from gateway.store.tx import SqlTransaction
 
 Key = tuple[str, str]
+Row = tuple[Any, ...]
 CHUNK = 500  # ids per IN list
 
 _r = s.resource.c
@@ -37,6 +54,8 @@ _UPDATE_CURRENT = update(s.resource).where(
     version_id=bindparam("version_id"), last_updated=bindparam("last_updated"),
     deleted=bindparam("deleted"), content=bindparam("content"),
     content_hash=bindparam("content_hash"))
+_CURRENT_KEYS = ("k_type", "k_id", "version_id", "last_updated", "deleted", "content",
+                 "content_hash")
 _DELETE_INDEX = {kind: delete(table).where(
     table.c.res_type == bindparam("k_type"), table.c.res_id.in_(bindparam("k_ids",
                                                                            expanding=True)))
@@ -49,6 +68,9 @@ _PG_DELETE_INDEX = {kind: f"DELETE FROM {table.name} WHERE res_type = %s"  # noq
 
 _PG_TYPES = {"VARCHAR": "text", "TEXT": "text", "INTEGER": "int4", "BIGINT": "int8",
              "FLOAT": "float8", "BOOLEAN": "bool", "BYTEA": "bytea"}
+# binary COPY framing (PostgreSQL's COPY file format): header with no flags, and trailer
+_BINARY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack("!ii", 0, 0)
+_BINARY_TRAILER = struct.pack("!h", -1)
 
 
 def _statements(table: Table, binary: bool) -> tuple[str, str, list[str] | None]:
@@ -70,26 +92,183 @@ _ROW_WRITES = {table.name: _statements(table, binary=table in (s.resource, s.res
                for table in (s.resource, s.resource_version, *s.INDEX_TABLES.values())}
 
 
+class CopyRows:
+    """COPY data formatted before the transaction, without a connection: psycopg's row
+    formatters with its default adapters (the connection adds none for these types), so
+    the bytes are those ``write_rows`` sends, made where no database waits for them."""
+
+    def __init__(self) -> None:
+        assert format_row_text is not None
+        self.text = Transformer()
+        self.binary: dict[str, Transformer] = {}
+        for name, (_insert, _copy, types) in _ROW_WRITES.items():
+            if types is not None:
+                transformer = Transformer()
+                transformer.set_dumper_types([postgres.types[t].oid for t in types],
+                                             pq.Format.BINARY)
+                self.binary[name] = transformer
+
+    def binary_row(self, table: Table, row: Row) -> bytes:
+        out = bytearray()
+        format_row_binary(row, self.binary[table.name], out)
+        return bytes(out)
+
+    def text_rows(self, rows: list[Row]) -> bytes:
+        out = bytearray()
+        for row in rows:
+            format_row_text(row, self.text, out)
+        return bytes(out)
+
+
+class Chain:
+    """One key's versions in a batch, each newer than the one before it (log order), built
+    before the transaction. A version whose rows could not be built holds the exception,
+    raised only when that version turns out to be new: an old version stays a no-op,
+    whatever it holds (as with ``apply_version``)."""
+
+    __slots__ = ("versions", "resources", "history", "current", "current_copy", "index")
+
+    def __init__(self) -> None:
+        self.versions: list[int] = []
+        self.resources: list[Resource] = []
+        self.history: list[Any] = []  # resource_version rows (tuples, or COPY bytes)
+        self.current: Row | Exception | None = None  # the resource row of the last one
+        self.current_copy: bytes | None = None  # … as COPY bytes
+        self.index: dict[str, Any] | Exception = {}  # its index rows per kind (… or bytes)
+
+
+class Prepared:
+    """A run of versions ready for ``write_prepared``; ``copy``: rows as COPY bytes."""
+
+    __slots__ = ("chains", "copy")
+
+    def __init__(self, chains: dict[Key, Chain], copy: bool) -> None:
+        self.chains, self.copy = chains, copy
+
+
 def apply_versions(tx: SqlTransaction, resources: Sequence[Resource]) -> int:
     """Apply ``resources`` (each with meta.versionId/lastUpdated); returns how many versions
     were new."""
-    held = _current_versions(tx, {(r["resourceType"], r["id"]) for r in resources})
-    had_row = set(held)
-    newer: dict[Key, list[Resource]] = {}
+    return write_prepared(tx, prepare_versions(
+        resources, copy=tx.store.dialect == "postgresql" and copy_ready(tx)))
+
+
+def copy_ready(tx: SqlTransaction) -> bool:
+    """Whether COPY data made without a connection suits this one (UTF-8 text)."""
+    if format_row_text is None:
+        return False
+    driver = tx.conn.connection.driver_connection
+    return str(driver.info.encoding).lower().replace("-", "") == "utf8"  # type: ignore[union-attr]
+
+
+def prepare_versions(resources: Sequence[Resource], *, copy: bool = False) -> Prepared:
+    """Every row a version would write, for each version newer than the one before it of the
+    same key (no database); ``copy``: as PostgreSQL COPY data."""
+    chains: dict[Key, Chain] = {}
     for resource in resources:
         key = (resource["resourceType"], resource["id"])
         version = int(resource["meta"]["versionId"])
-        if version > held.get(key, 0):
-            held[key] = version
-            newer.setdefault(key, []).append(_normalised(resource))
-    if newer:
-        _write(tx, newer, had_row)
-    return sum(len(v) for v in newer.values())
+        chain = chains.get(key)
+        if chain is None:
+            chains[key] = chain = Chain()
+        if version > (chain.versions[-1] if chain.versions else 0):
+            chain.versions.append(version)
+            chain.resources.append(resource)
+    encoder = CopyRows() if copy else None
+    for (rtype, rid), chain in chains.items():
+        _build(chain, rtype, rid, encoder)
+    return Prepared(chains, copy)
+
+
+def _build(chain: Chain, rtype: str, rid: str, encoder: CopyRows | None) -> None:
+    stored: Resource | None = None
+    row: Row | None = None
+    for version, resource in zip(chain.versions, chain.resources, strict=True):
+        try:
+            stored = _normalised(resource)
+            row = (rtype, rid, version, stored["meta"]["lastUpdated"], False, dumps(stored))
+            chain.history.append(encoder.binary_row(s.resource_version, row) if encoder
+                                 else row)
+        except Exception as exc:  # noqa: BLE001 - raised if this version is new
+            chain.history.append(exc)
+            stored = row = None
+    chain.resources = []
+    if not chain.history:
+        return
+    last = chain.history[-1]
+    if stored is None or row is None:
+        chain.current = chain.index = last
+        return
+    try:
+        chain.current = (*row, content_hash(stored))
+        if encoder is not None:
+            chain.current_copy = encoder.binary_row(s.resource, chain.current)
+    except Exception as exc:  # noqa: BLE001
+        chain.current = exc
+    try:
+        chain.index = _index(stored, rtype, rid, encoder)
+    except Exception as exc:  # noqa: BLE001
+        chain.index = exc
+
+
+def _index(resource: Resource, rtype: str, rid: str,
+           encoder: CopyRows | None) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for kind, rows in index_rows(resource).items():
+        tuples = [(rtype, rid, *row.values()) for row in rows]
+        out[kind] = encoder.text_rows(tuples) if encoder is not None else tuples
+    return out
 
 
 def _normalised(resource: Resource) -> Resource:
     meta = resource["meta"]
     return {**resource, "meta": {**meta, "lastUpdated": normalise_instant(meta["lastUpdated"])}}
+
+
+def _built(value: Any) -> Any:
+    if isinstance(value, Exception):
+        raise value
+    return value
+
+
+def write_prepared(tx: SqlTransaction, prepared: Prepared) -> int:
+    """Write the prepared versions newer than what the store holds; returns how many."""
+    chains = prepared.chains
+    held = _current_versions(tx, set(chains))
+    history: list[Any] = []
+    fresh: list[Any] = []
+    changed: list[dict[str, Any]] = []
+    existing: list[Key] = []
+    index: dict[str, list[Any]] = {kind: [] for kind in s.INDEX_TABLES}
+    for key, chain in chains.items():
+        versions, stored = chain.versions, held.get(key, 0)
+        if not versions or versions[-1] <= stored:
+            continue
+        new = chain.history[bisect_right(versions, stored):]
+        history.extend(_built(row) for row in new)
+        current = _built(chain.current)
+        if key in held:
+            changed.append(dict(zip(_CURRENT_KEYS, current, strict=True)))
+            existing.append(key)
+        else:
+            fresh.append(chain.current_copy if prepared.copy else current)
+        for kind, rows in _built(chain.index).items():
+            index[kind].append(rows)
+    if not history:
+        return 0
+    _write(tx, prepared.copy, s.resource_version, history)
+    _write(tx, prepared.copy, s.resource, fresh)
+    if changed:
+        tx.conn.execute(_UPDATE_CURRENT, changed)
+    _replace_index(tx, existing, index, prepared.copy)
+    return len(history)
+
+
+def _write(tx: SqlTransaction, copy: bool, table: Table, rows: list[Any]) -> None:
+    if copy:
+        write_copy(tx, table, b"".join(rows))
+    else:
+        write_rows(tx, table, rows)
 
 
 def _by_type(keys: set[Key] | list[Key]) -> dict[str, list[str]]:
@@ -121,44 +300,23 @@ def _pg_rows(tx: SqlTransaction, statement: str, rtype: str,
     return {(t, i): v for t, i, v in cursor.fetchall()} if cursor.description else {}
 
 
-def _write(tx: SqlTransaction, newer: dict[Key, list[Resource]], had_row: set[Key]) -> None:
-    versions: list[tuple[Any, ...]] = []
-    fresh: list[tuple[Any, ...]] = []
-    changed: list[dict[str, Any]] = []
-    index: dict[str, list[tuple[Any, ...]]] = {kind: [] for kind in s.INDEX_TABLES}
-    for (rtype, rid), stored in newer.items():
-        for resource in stored:
-            meta = resource["meta"]
-            versions.append((rtype, rid, int(meta["versionId"]), meta["lastUpdated"], False,
-                             dumps(resource)))
-        last = stored[-1]
-        current = (*versions[-1], content_hash(last))
-        if (rtype, rid) in had_row:
-            changed.append(dict(zip(("k_type", "k_id", "version_id", "last_updated",
-                                     "deleted", "content", "content_hash"), current,
-                                    strict=True)))
-        else:
-            fresh.append(current)
-        for kind, rows in index_rows(last).items():
-            index[kind].extend((rtype, rid, *row.values()) for row in rows)
-    write_rows(tx, s.resource_version, versions)
-    write_rows(tx, s.resource, fresh)
-    if changed:
-        tx.conn.execute(_UPDATE_CURRENT, changed)
-    _replace_index(tx, [k for k in newer if k in had_row], index)
-
-
-def _replace_index(tx: SqlTransaction, existing: list[Key],
-                   index: dict[str, list[tuple[Any, ...]]]) -> None:
+def _replace_index(tx: SqlTransaction, existing: list[Key], index: dict[str, list[Any]],
+                   copy: bool) -> None:
+    """Index rows of the keys that had a current row deleted, the new ones written;
+    ``index``: per kind, each resource's rows (a list of tuples, or COPY bytes)."""
+    by_type = _by_type(existing)
     for kind, table in s.INDEX_TABLES.items():
-        for rtype, ids in _by_type(existing).items():
+        for rtype, ids in by_type.items():
             if tx.store.dialect == "postgresql":
                 _pg_rows(tx, _PG_DELETE_INDEX[kind], rtype, ids)
                 continue
             for start in range(0, len(ids), CHUNK):
                 tx.conn.execute(_DELETE_INDEX[kind],
                                 {"k_type": rtype, "k_ids": ids[start:start + CHUNK]})
-        write_rows(tx, table, index[kind])
+        if copy:
+            write_copy(tx, table, b"".join(index[kind]))
+        else:
+            write_rows(tx, table, [row for rows in index[kind] for row in rows])
 
 
 def write_rows(tx: SqlTransaction, table: Table, rows: list[tuple[Any, ...]]) -> None:
@@ -176,3 +334,16 @@ def write_rows(tx: SqlTransaction, table: Table, rows: list[tuple[Any, ...]]) ->
             copy.set_types(types)
         for row in rows:
             copy.write_row(row)
+
+
+def write_copy(tx: SqlTransaction, table: Table, data: bytes) -> None:
+    """Rows of ``table`` already formatted by ``CopyRows`` (binary ones without framing):
+    one COPY on PostgreSQL."""
+    if not data:
+        return
+    _insert, copy_in, types = _ROW_WRITES[table.name]
+    if types is not None:
+        data = _BINARY_HEADER + data + _BINARY_TRAILER
+    cursor = tx.conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    with cursor.copy(copy_in) as copy:
+        copy.write(data)

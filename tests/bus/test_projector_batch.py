@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import select
 
 from gateway.bus.base import Delivery
-from gateway.bus.projector import apply_batch, apply_delivery
+from gateway.bus.projector import apply_batch, apply_delivery, apply_prepared, prepare_batch
 from gateway.store import schema as s
 from gateway.store.sql import SqlStore
 from tests.bus.busutil import observation, patient, versions
@@ -88,3 +88,42 @@ def test_the_batch_write_stores_what_one_by_one_stores(
     assert versions(batched) == versions(one_by_one)
     assert index_contents(batched) == index_contents(one_by_one)
     assert batched.read("Observation", "o1")["valueQuantity"]["value"] == 99.0  # type: ignore[index]
+
+
+def test_the_projectors_prepared_batches_store_what_one_by_one_stores(
+        two_stores: tuple[SqlStore, SqlStore]) -> None:
+    """The projector's own path: batches prepared before the transaction (on PostgreSQL as
+    COPY data), then written; the same versions, current rows and index rows."""
+    one_by_one, batched = two_stores
+    records = deliveries()
+    with one_by_one.transaction() as tx:
+        expected_changed = sum(apply_delivery(tx, r) for r in records)
+    changed = 0
+    for start in range(0, len(records), 25):
+        batch = prepare_batch(records[start:start + 25],
+                              copy=batched.dialect == "postgresql")
+        assert batch.segments is not None
+        with batched.transaction() as tx:
+            changed += apply_prepared(tx, batch.segments)  # type: ignore[arg-type]
+    assert changed == expected_changed
+    assert versions(batched) == versions(one_by_one)
+    assert index_contents(batched) == index_contents(one_by_one)
+
+
+def test_an_old_version_that_cannot_be_indexed_is_a_no_op_and_a_new_one_raises(
+        store: SqlStore) -> None:
+    """As with ``apply_version``: a version not newer than the stored one is not written,
+    whatever it holds; a new one the index cannot hold fails the transaction."""
+    good = version(observation(1, 1.0), 2)
+    bad = {**observation(1, 2.0), "code": {"coding": [{"code": {"not": "a code"}}]}}
+    with store.transaction() as tx:
+        assert apply_batch(tx, [Delivery("t", 0, 0, "Observation/o1", _dumps(good), {})]) == 1
+    old = Delivery("t", 0, 1, "Observation/o1", _dumps(version(bad, 1)), {})
+    new = Delivery("t", 0, 2, "Observation/o1", _dumps(version(bad, 3)), {})
+    copy = store.dialect == "postgresql"
+    for prepared in (prepare_batch([old], copy=copy), prepare_batch([old, old], copy=copy)):
+        with store.transaction() as tx:
+            assert apply_prepared(tx, prepared.segments or []) == 0  # type: ignore[arg-type]
+    with pytest.raises(TypeError), store.transaction() as tx:
+        apply_prepared(tx, prepare_batch([old, new], copy=copy).segments or [])  # type: ignore[arg-type]
+    assert store.read("Observation", "o1")["meta"]["versionId"] == "2"  # type: ignore[index]

@@ -101,6 +101,9 @@ def compile_param(definition: ParamDef) -> Extract:
 
 
 def _unique(rows: Rows) -> Rows:
+    if len(rows) == 1:  # unique; hashed all the same: an unhashable value raises TypeError
+        hash(tuple(rows[0].values()))
+        return rows
     seen: set[tuple[Any, ...]] = set()
     out: Rows = []
     for row in rows:  # one parameter's rows share their keys and key order
