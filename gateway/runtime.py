@@ -101,8 +101,8 @@ class Gateway:
         s = self.settings
         s.data_dir.mkdir(parents=True, exist_ok=True)
         self.network = load_network(s.sites)
-        # an edge serves no FHIR search: its store keeps no search index (the hub does)
-        self.store = SqlStore(s.resolved_database_url(), search_index=s.role != "edge")
+        # an edge serves no FHIR API: its store keeps no search index and no history
+        self.store = SqlStore(s.resolved_database_url(), edge=s.role == "edge")
         await asyncio.to_thread(self.store.migrate)
         key = (read_key(s.pseudonym_key_file) if s.pseudonym_key_file
                else load_or_create_key(s.data_dir))

@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
         sys.stderr.write(f"gateway import: no site {args.site!r} in {settings.sites}\n")
         return 2
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    store = SqlStore(settings.resolved_database_url(), search_index=None)
+    store = SqlStore(settings.resolved_database_url(), edge=None)
     try:
         store.migrate()
         return max(_one(store, network, key, path, args) for path in args.files)

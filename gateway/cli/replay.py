@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         log.error("cannot replay: %s", exc)
         return 2
-    store = SqlStore(settings.resolved_database_url(), search_index=None)
+    store = SqlStore(settings.resolved_database_url(), edge=None)
     try:
         store.migrate()
         service = IngestService(store, network, key, node_id=settings.node_id)

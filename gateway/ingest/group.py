@@ -31,7 +31,19 @@ class Group:
     def __init__(self, service: IngestService, tx: Transaction, batch: list[Job]) -> None:
         self.service, self.tx, self.batch = service, tx, batch
         self.seen: dict[tuple[str, str, str], Outcome | Mapped] = {}
-        self.links: dict[str, str] = {}
+        self.links: dict[str, str] = {}  # learned by this group's messages so far
+        self.stored_links: dict[str, str | None] = {}  # the store's, as the group began
+
+    def lookup_link(self, key: str) -> str | None:
+        """A link learned earlier in the group, else the store's (asked once per key: the
+        mapping asks again for every link it learns, and the group's own writes are all in
+        ``links``)."""
+        found = self.links.get(key)
+        if found is None:
+            if key not in self.stored_links:
+                self.stored_links[key] = self.tx.link_get(key)
+            found = self.stored_links[key]
+        return found
 
     def run(self) -> list[Outcome]:
         parsed = [self._parse(job) for job in self.batch]
@@ -87,7 +99,8 @@ class Group:
             if previous is not None and previous.ack is not None:
                 frames = split_frames(previous.ack)
                 return Outcome("duplicate", msa_code(frames), frames, previous.id)
-        outcome = service._accept(self.tx, job, msg, received, self.links, defer=defer)
+        outcome = service._accept(self.tx, job, msg, received, self.links, defer=defer,
+                                  lookup=self.lookup_link)
         self.seen[key] = outcome
         return outcome
 

@@ -154,7 +154,8 @@ class IngestService:
 
     # --- one message ---------------------------------------------------------------------
     def _accept(self, tx: Transaction, job: Job, msg: Message, received: str,
-                links: dict[str, str], *, defer: bool = False) -> Outcome | Mapped:
+                links: dict[str, str], *, defer: bool = False,
+                lookup: Callable[[str], str | None] | None = None) -> Outcome | Mapped:
         """Map one message; commit it in its own savepoint, or (``defer``) hand the mapping
         back for the group write."""
         site = self.network.site_for(msg.sending_facility)
@@ -180,7 +181,8 @@ class IngestService:
                 msg = parse(hooks.before_mapping(site, job.raw))
             result = map_message(msg, site, pseudonym_key=self.key, received=received,
                                  studies=self.network.studies,
-                                 lookup_link=lambda key: links.get(key) or tx.link_get(key))
+                                 lookup_link=lookup or (
+                                     lambda key: links.get(key) or tx.link_get(key)))
             if site.adapter:
                 result.resources = hooks.after_mapping(site, result.resources)
             if defer:

@@ -20,21 +20,52 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import orjson
+
 Resource = dict[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
 class Change:
-    """The outcome of one resource write."""
+    """The outcome of one resource write. ``resource`` is the stored resource with meta
+    (None for deletes); a no-op write may carry the stored JSON instead (``stored``),
+    parsed only if someone asks: ingest never does, and it is a JSON parse per unchanged
+    resource of every message."""
 
-    resource_type: str
-    id: str
-    version_id: int
-    last_updated: str  # ISO 8601 instant with zone
-    changed: bool  # False: identical content, no new version
-    created: bool  # True: version 1
-    deleted: bool = False
-    resource: Resource | None = None  # the stored resource with meta (None for deletes)
+    __slots__ = ("resource_type", "id", "version_id", "last_updated", "changed", "created",
+                 "deleted", "_resource", "_stored")
+
+    def __init__(self, resource_type: str, id: str, version_id: int, last_updated: str,
+                 changed: bool, created: bool, deleted: bool = False,
+                 resource: Resource | None = None, *, stored: bytes | None = None) -> None:
+        self.resource_type = resource_type
+        self.id = id
+        self.version_id = version_id
+        self.last_updated = last_updated  # ISO 8601 instant with zone
+        self.changed = changed  # False: identical content, no new version
+        self.created = created  # True: version 1
+        self.deleted = deleted
+        self._resource = resource
+        self._stored = stored
+
+    @property
+    def resource(self) -> Resource | None:
+        if self._resource is None and self._stored is not None:
+            self._resource = orjson.loads(self._stored)
+            self._stored = None
+        return self._resource
+
+    def _key(self) -> tuple[Any, ...]:
+        return (self.resource_type, self.id, self.version_id, self.last_updated, self.changed,
+                self.created, self.deleted, self.resource)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Change) and self._key() == other._key()
+
+    __hash__ = None  # type: ignore[assignment]  # mutable (the lazy resource), like before
+
+    def __repr__(self) -> str:
+        return (f"Change({self.resource_type}/{self.id}, version {self.version_id}, "
+                f"changed={self.changed}, created={self.created}, deleted={self.deleted})")
 
 
 @dataclass(slots=True)

@@ -21,7 +21,7 @@ from sqlalchemy import bindparam, select, text
 from gateway.store import schema as s
 from gateway.store import statements as sql
 from gateway.store.base import Change, Resource
-from gateway.store.content import content_hash, dumps, loads, now_instant, with_meta
+from gateway.store.content import dumps, now_instant, stored_hash, with_meta
 from gateway.store.project import write_rows
 from gateway.store.reindex import reindex
 from gateway.store.tx import Current, SqlTransaction
@@ -75,7 +75,8 @@ def put_many(tx: SqlTransaction, resources: Sequence[Resource], *, source: str |
     for n, resource in enumerate(resources):
         had_row = (resource["resourceType"], resource["id"]) in original
         box = same if headers_each is None else _text(texts, headers_each[n])
-        changes.append(_plan_one(plan, held, had_row, resource, source, now, box))
+        changes.append(_plan_one(plan, held, had_row, resource, source, now, box,
+                                 tx.store.edge))
     _execute(tx, plan, original)
     return changes
 
@@ -105,15 +106,15 @@ def current_rows(tx: SqlTransaction, keys: set[Key]) -> dict[Key, Current]:
 
 
 def _plan_one(plan: _Plan, held: dict[Key, Current], had_row: bool, resource: Resource,
-              source: str | None, now: str, box_headers: str) -> Change:
+              source: str | None, now: str, box_headers: str, edge: bool) -> Change:
     rtype, rid = key = (resource["resourceType"], resource["id"])
     cur = held.get(key)
     live = cur is not None and not cur.deleted
-    digest = content_hash(with_meta(resource, 0, "", source))
+    digest = stored_hash(resource, source)
     if cur is not None and live and cur.content_hash == digest:
         assert cur.content is not None
         return Change(rtype, rid, cur.version_id, cur.last_updated, changed=False,
-                      created=False, resource=loads(cur.content))
+                      created=False, stored=cur.content)
     version = (cur.version_id if cur is not None else 0) + 1
     stored = with_meta(resource, version, now, source)
     data = dumps(stored)
@@ -124,8 +125,10 @@ def _plan_one(plan: _Plan, held: dict[Key, Current], had_row: bool, resource: Re
     else:
         plan.inserts[key] = (rtype, rid, version, now, False, data, digest)
     plan.versions.append((rtype, rid, version, now, False, data))
-    # the payload is the history row's content, read by the relay: not a third copy
-    plan.outbox.append((f"{rtype}/{rid}", rtype, rid, version, None, box_headers, now))
+    # on a hub the payload is the history row's content, read by the relay (not a third
+    # copy); an edge keeps no history: its outbox rows carry the content
+    payload = data if edge else None
+    plan.outbox.append((f"{rtype}/{rid}", rtype, rid, version, payload, box_headers, now))
     plan.final[key] = stored
     held[key] = Current(version, now, False, data, digest)
     return Change(rtype, rid, version, now, changed=True, created=not live, resource=stored)
@@ -136,7 +139,8 @@ def _execute(tx: SqlTransaction, plan: _Plan, original: dict[Key, Current]) -> N
     write_rows(tx, s.resource, list(plan.inserts.values()))
     if plan.updates:
         conn.execute(sql.UPDATE_RESOURCE, list(plan.updates.values()))
-    write_rows(tx, s.resource_version, plan.versions)
+    if not tx.store.edge:
+        write_rows(tx, s.resource_version, plan.versions)
     reindex(tx, dict(plan.final), {k: c.content for k, c in original.items()})
     _write_outbox(tx, plan.outbox)
 

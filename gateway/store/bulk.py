@@ -68,13 +68,16 @@ def _insert_new(tx: SqlTransaction, resources: list[Resource], *, outbox: bool) 
                         "content": data, "content_hash": content_hash(stored)})
         versions.append({**key, "version_id": 1, "last_updated": now, "deleted": False,
                          "content": data})
+        # the hub's outbox row names its history row; an edge's carries the content
         boxes.append({"key": f"{key['res_type']}/{key['res_id']}", **key, "version_id": 1,
-                      "payload": None, "headers": orjson.dumps({}).decode(), "created": now})
-        if tx.store.search_index:
+                      "payload": data if tx.store.edge else None,
+                      "headers": orjson.dumps({}).decode(), "created": now})
+        if not tx.store.edge:
             for kind, rows in index_rows(stored).items():
                 index[kind].extend({**key, **row} for row in rows)
     _insert(tx, s.resource, current)
-    _insert(tx, s.resource_version, versions)
+    if not tx.store.edge:
+        _insert(tx, s.resource_version, versions)
     for kind, rows in index.items():
         _insert(tx, s.INDEX_TABLES[kind], rows)
     if outbox:

@@ -50,6 +50,17 @@ def content_hash(resource: Resource) -> str:
     return hashlib.sha256(orjson.dumps(resource, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
+def stored_hash(resource: Resource, source: str | None = None) -> str:
+    """``content_hash(with_meta(resource, …, source))`` without building the stored copy
+    first (the write path asks this of every resource of every message)."""
+    meta = resource.get("meta")
+    stable = {k: v for k, v in meta.items() if k not in VOLATILE_META} if meta else {}
+    if source is not None:
+        stable["source"] = source
+    body = {**resource, "meta": stable} if stable else _without(resource, "meta")
+    return hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
 def _without(resource: Resource, key: str) -> Resource:
     return {k: v for k, v in resource.items() if k != key}
 

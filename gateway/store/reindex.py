@@ -29,7 +29,7 @@ def reindex(tx: SqlTransaction, final: dict[Key, Resource | None],
     """``final``: each key's newest content (None: deleted); ``previous``: its stored
     content before this write (None or absent: none). An edge store (no search index)
     writes nothing here."""
-    if not tx.store.search_index:
+    if tx.store.edge:
         return
     deletes: dict[str, Rows] = {kind: [] for kind in s.INDEX_TABLES}
     inserts: dict[str, list[tuple[Any, ...]]] = {kind: [] for kind in s.INDEX_TABLES}

@@ -204,7 +204,7 @@ outbox = Table(
 Index("ix_outbox_pending", outbox.c.seq, sqlite_where=text("published_at IS NULL"),
       postgresql_where=text("published_at IS NULL"))
 
-# small key/value facts about the database itself, e.g. ``search_index``: "on" | "off"
+# small key/value facts about the database itself, e.g. ``profile``: "hub" | "edge"
 store_setting = Table(
     "store_setting", metadata,
     Column("name", String(64), primary_key=True),

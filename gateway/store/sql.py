@@ -19,6 +19,7 @@ from sqlalchemy import Connection, and_, func, select, text, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.errors import Gone
+from gateway.store import profile
 from gateway.store import schema as s
 from gateway.store.base import InboxRecord, OutboxRow, Resource, SearchResult, Version
 from gateway.store.content import loads, normalise_instant, now_instant
@@ -32,20 +33,17 @@ ANALYZE_AFTER = 5000  # rows loaded by one bulk_put before statistics are refres
 
 
 class SqlStore:
-    """``search_index=False`` is the edge's store: it serves no FHIR search, so writes keep
-    no search-index rows (about 20 rows per resource, most of an ingest transaction's
-    cost); the hub indexes what the edges relay. The database remembers which it is
-    (``store_setting``): opening an edge database as an indexed store rebuilds the index
-    (``migrate``), so a node can change role without a stale or missing index.
-    ``search_index=None`` (command-line tools): whatever the database says."""
+    """``edge=True`` is the edge's lean store (``gateway.store.profile``): no search index,
+    no version history, no API indexes; the hub keeps them for what the edges relay. The
+    database remembers which it is: opening it as the other builds or drops what differs
+    (``migrate``). ``edge=None`` (command-line tools): whatever the database is."""
 
-    def __init__(self, url: str, *, pool_size: int = 8,
-                 search_index: bool | None = True) -> None:
+    def __init__(self, url: str, *, pool_size: int = 8, edge: bool | None = False) -> None:
         self.url = url
         self.engine = make_engine(url, pool_size=pool_size)
         self.dialect = normalise_url(url).get_backend_name()
-        self.search_index = search_index if search_index is not None else True
-        self._follow_database = search_index is None
+        self.edge = bool(edge)
+        self._follow_database = edge is None
         self._bulk_rows = self._analyzed_rows = 0
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -63,38 +61,17 @@ class SqlStore:
                 conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('gateway-migrate'))"))
             config.attributes["connection"] = conn
             command.upgrade(config, "head")
-            if self._settle_search_index(conn):
-                self._rebuild_search_index(SqlTransaction(conn, self))
+            self._settle_profile(SqlTransaction(conn, self))
 
-    def _rebuild_search_index(self, tx: SqlTransaction) -> None:
-        """Index every live resource of a database that kept none, in the migration's
-        transaction (under its lock: one rebuild at a time, all or nothing)."""
-        from gateway.store.bulk import reindex
-
-        log.warning("this database kept no search index (an edge's): building it")
-        done, after = 0, None
-        while True:
-            count, after = reindex(tx, None, after, 500)
-            done += count
-            if after is None:
-                break
-        _set_setting(tx.conn, "search_index", "on")
-        log.warning("search index built for %d resources", done)
-
-    def _settle_search_index(self, conn: Connection) -> bool:
-        """Record this store's index state; True when the index must be rebuilt (an edge
-        database opened by an indexed store: recorded "on" only once rebuilt)."""
-        recorded = _get_setting(conn, "search_index")
+    def _settle_profile(self, tx: SqlTransaction) -> None:
+        """Make the database what this store is (or, following it, learn what it is)."""
+        was = profile.recorded(tx.conn)
         if self._follow_database:
-            self.search_index = recorded != "off"
-            return False
-        if self.search_index:
-            return recorded == "off"
-        if recorded != "off":
-            for table in s.INDEX_TABLES.values():  # would only go stale
-                conn.execute(table.delete())
-            _set_setting(conn, "search_index", "off")
-        return False
+            self.edge = was == profile.EDGE
+        elif self.edge and was != profile.EDGE:
+            profile.become_edge(tx.conn)
+        elif not self.edge and was == profile.EDGE:
+            profile.become_hub(tx)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -317,18 +294,6 @@ class SqlStore:
         with self._read() as conn:
             return int(conn.execute(select(func.count()).select_from(s.outbox)
                                     .where(o.published_at.is_(None))).scalar_one())
-
-
-def _get_setting(conn: Connection, name: str) -> str | None:
-    c = s.store_setting.c
-    return conn.execute(select(c.value).where(c.name == name)).scalar_one_or_none()
-
-
-def _set_setting(conn: Connection, name: str, value: str) -> None:
-    c = s.store_setting.c
-    if conn.execute(update(s.store_setting).where(c.name == name)
-                    .values(value=value)).rowcount == 0:
-        conn.execute(s.store_setting.insert().values(name=name, value=value))
 
 
 def _tombstone_stub(version: Version) -> Resource:

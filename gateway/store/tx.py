@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import orjson
 from sqlalchemy import Connection, text, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from gateway.errors import ConflictError, VersionConflict
 from gateway.store import schema as s
@@ -20,6 +20,7 @@ from gateway.store.content import (
     loads,
     normalise_instant,
     now_instant,
+    stored_hash,
     with_meta,
 )
 from gateway.store.engine import translated
@@ -62,16 +63,16 @@ class SqlTransaction:
             if actual != if_match:
                 raise VersionConflict("version conflict", expected=if_match, actual=actual,
                                       resource=f"{rtype}/{rid}")
-        digest = content_hash(with_meta(resource, 0, "", source))
+        digest = stored_hash(resource, source)
         if cur is not None and live and cur.content_hash == digest:
             assert cur.content is not None
             return Change(rtype, rid, cur.version_id, cur.last_updated, changed=False,
                           created=False, resource=loads(cur.content))
         version = (cur.version_id if cur is not None else 0) + 1
         stored = with_meta(resource, version, now_instant(), source)
-        self._write(stored, digest, cur)
+        data = self._write(stored, digest, cur)
         if outbox:
-            self._outbox(rtype, rid, version, headers)
+            self._outbox(rtype, rid, version, headers, data)
         return Change(rtype, rid, version, stored["meta"]["lastUpdated"], changed=True,
                       created=not live, resource=stored)
 
@@ -102,9 +103,9 @@ class SqlTransaction:
                           created=False, deleted=cur.deleted,
                           resource=loads(cur.content) if cur.content else None)
         stored = {**resource, "meta": {**meta, "lastUpdated": last_updated}}
-        self._write(stored, content_hash(stored), cur)
+        data = self._write(stored, content_hash(stored), cur)
         if outbox:
-            self._outbox(rtype, rid, version, headers)
+            self._outbox(rtype, rid, version, headers, data)
         return Change(rtype, rid, version, last_updated, changed=True,
                       created=cur is None or cur.deleted, resource=stored)
 
@@ -207,7 +208,16 @@ class SqlTransaction:
 
     @translated
     def link_get(self, key: str) -> str | None:
-        row = self.conn.execute(sql.LINK_GET, {"k": key}).first()
+        """One key → pseudonym (on the driver's cursor: ingest asks a few times for every
+        message, and the statement is trivial)."""
+        cursor = self.conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.execute(_LINK_GET[self.store.dialect == "postgresql"], (key,))
+            row = cursor.fetchone()
+        except Exception as exc:
+            raise _driver_error(exc) from exc
+        finally:
+            cursor.close()
         return row[0] if row else None
 
     @translated
@@ -244,7 +254,9 @@ class SqlTransaction:
         row = self.conn.execute(query, {"k_type": rtype, "k_id": rid}).first()
         return Current(*row) if row else None
 
-    def _write(self, stored: Resource, digest: str, cur: Current | None) -> None:
+    def _write(self, stored: Resource, digest: str, cur: Current | None) -> bytes:
+        """The new current row, its history row (not on an edge) and index rows; returns
+        the stored JSON."""
         rtype, rid = stored["resourceType"], stored["id"]
         meta = stored["meta"]
         version, last_updated = int(meta["versionId"]), meta["lastUpdated"]
@@ -252,10 +264,12 @@ class SqlTransaction:
         values = {"version_id": version, "last_updated": last_updated, "deleted": False,
                   "content": data, "content_hash": digest}
         self._upsert(rtype, rid, values, cur)
-        self.conn.execute(sql.INSERT_VERSION, {
-            "res_type": rtype, "res_id": rid, "version_id": version,
-            "last_updated": last_updated, "deleted": False, "content": data})
+        if not self.store.edge:
+            self.conn.execute(sql.INSERT_VERSION, {
+                "res_type": rtype, "res_id": rid, "version_id": version,
+                "last_updated": last_updated, "deleted": False, "content": data})
         self._reindex(rtype, rid, stored, cur.content if cur is not None else None)
+        return data
 
     def _upsert(self, rtype: str, rid: str, values: dict[str, Any], cur: Current | None) -> None:
         if cur is None:
@@ -274,12 +288,13 @@ class SqlTransaction:
         when = normalise_instant(last_updated) if last_updated else now_instant()
         self._upsert(rtype, rid, {"version_id": version, "last_updated": when, "deleted": True,
                                   "content": None, "content_hash": None}, cur)
-        self.conn.execute(sql.INSERT_VERSION, {
-            "res_type": rtype, "res_id": rid, "version_id": version, "last_updated": when,
-            "deleted": True, "content": None})
+        if not self.store.edge:
+            self.conn.execute(sql.INSERT_VERSION, {
+                "res_type": rtype, "res_id": rid, "version_id": version, "last_updated": when,
+                "deleted": True, "content": None})
         self._reindex(rtype, rid, None, cur.content)
         if outbox:
-            self._outbox(rtype, rid, version, headers)
+            self._outbox(rtype, rid, version, headers, None)
         return Change(rtype, rid, version, when, changed=True, created=False, deleted=True)
 
     def _reindex(self, rtype: str, rid: str, resource: Resource | None,
@@ -288,14 +303,29 @@ class SqlTransaction:
         there is none) to those of ``resource`` (None: deleted)."""
         reindex(self, {(rtype, rid): resource}, {(rtype, rid): previous})
 
-    def _outbox(self, rtype: str, rid: str, version: int,
-                headers: dict[str, str] | None) -> None:
-        """An outbox row refers to its history row (the relay reads the content there,
-        ``SqlStore.outbox_fetch``): the content is not written a third time."""
+    def _outbox(self, rtype: str, rid: str, version: int, headers: dict[str, str] | None,
+                data: bytes | None) -> None:
+        """On a hub an outbox row names its history row (the relay reads the content
+        there, ``SqlStore.outbox_fetch``): the content is not written a third time. An
+        edge keeps no history: its rows carry the content (None: a delete)."""
         self.conn.execute(sql.INSERT_OUTBOX, {
             "key": f"{rtype}/{rid}", "res_type": rtype, "res_id": rid, "version_id": version,
-            "payload": None, "headers": orjson.dumps(headers or {}).decode(),
+            "payload": data if self.store.edge else None,
+            "headers": orjson.dumps(headers or {}).decode(),
             "created": now_instant()})
+
+
+_LINK_TABLE = s.pseudonym_link.name
+# (SQLite, PostgreSQL) paramstyles
+_LINK_GET = (f"SELECT pseudonym FROM {_LINK_TABLE} WHERE key = ?",  # noqa: S608
+             f"SELECT pseudonym FROM {_LINK_TABLE} WHERE key = %s")  # noqa: S608
+
+
+def _driver_error(exc: Exception) -> Exception:
+    """A driver error raised outside SQLAlchemy, as the store's own error."""
+    from gateway.store.engine import translate
+
+    return translate(DBAPIError(None, None, exc, False))  # type: ignore[arg-type]
 
 
 def _inbox_insert_values(record: InboxRecord) -> dict[str, Any]:

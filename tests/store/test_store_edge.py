@@ -1,9 +1,9 @@
-"""The edge's store (no search index) and outbox rows that refer to their history row, on
-both databases: what an edge writes, and what happens when a database changes role."""
+"""The edge's lean store and outbox rows that name their history row, on both databases:
+what an edge writes, what a hub writes, and what happens when a database changes role."""
 
 from __future__ import annotations
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, insert, inspect, select
 
 from gateway.store import schema as s
 from gateway.store.sql import SqlStore
@@ -15,37 +15,50 @@ def observation(oid: str, code: str = "718-7", subject: str = "Patient/p1") -> d
             "subject": {"reference": subject}, "valueQuantity": {"value": 13.5, "unit": "g/dL"}}
 
 
-def index_rows(store: SqlStore) -> int:
+def count(store: SqlStore, *tables: object) -> int:
     with store.engine.connect() as conn:
-        return sum(int(conn.execute(select(func.count()).select_from(t)).scalar_one())
-                   for t in s.INDEX_TABLES.values())
+        return sum(int(conn.execute(select(func.count()).select_from(t)).scalar_one())  # type: ignore[arg-type]
+                   for t in tables)
 
 
-def setting(store: SqlStore) -> str | None:
+def index_rows(store: SqlStore) -> int:
+    return count(store, *s.INDEX_TABLES.values())
+
+
+def profile(store: SqlStore) -> str | None:
     c = s.store_setting.c
     with store.engine.connect() as conn:
-        return conn.execute(select(c.value).where(c.name == "search_index")).scalar()
+        return conn.execute(select(c.value).where(c.name == "profile")).scalar()
 
 
-def opened(url: str, search_index: bool | None) -> SqlStore:
-    store = SqlStore(url, search_index=search_index)
+def resource_indexes(store: SqlStore) -> set[str]:
+    with store.engine.connect() as conn:
+        return {ix["name"] for ix in inspect(conn).get_indexes("resource")}  # type: ignore[misc]
+
+
+def opened(url: str, edge: bool | None) -> SqlStore:
+    store = SqlStore(url, edge=edge)
     store.migrate()
     return store
 
 
-def test_an_edge_store_writes_resources_history_and_outbox_but_no_index_rows(
-        database_url: str) -> None:
-    edge = opened(database_url, False)
+def edge_history(store: SqlStore) -> None:
+    with store.transaction() as tx:
+        tx.put_many([observation("o1"), observation("o2")], source="urn:node:e")
+        tx.put(observation("o3"))
+    with store.transaction() as tx:
+        tx.put_many([observation("o1", code="6690-2")])
+        tx.delete("Observation", "o2")
+
+
+def test_an_edge_store_keeps_current_rows_and_its_outbox_only(database_url: str) -> None:
+    edge = opened(database_url, True)
     try:
-        with edge.transaction() as tx:
-            tx.put_many([observation("o1"), observation("o2")], source="urn:node:e")
-            tx.put(observation("o3"))
-        with edge.transaction() as tx:
-            tx.put(observation("o1", code="6690-2"))
-            tx.delete("Observation", "o2")
-        assert index_rows(edge) == 0 and setting(edge) == "off"
+        edge_history(edge)
+        assert profile(edge) == "edge"
+        assert index_rows(edge) == 0 and count(edge, s.resource_version) == 0
+        assert "ix_resource_live" not in resource_indexes(edge)
         assert edge.read("Observation", "o1")["code"]["coding"][0]["code"] == "6690-2"  # type: ignore[index]
-        assert [r["meta"]["versionId"] for r in edge.history("Observation", "o1")] == ["2", "1"]
         rows = edge.outbox_fetch()
         assert [(r.key, r.version_id) for r in rows] == [
             ("Observation/o1", 1), ("Observation/o2", 1), ("Observation/o3", 1),
@@ -58,14 +71,15 @@ def test_an_edge_store_writes_resources_history_and_outbox_but_no_index_rows(
         edge.close()
 
 
-def test_outbox_rows_do_not_hold_a_copy_of_the_content(store: SqlStore) -> None:
+def test_a_hub_outbox_row_names_its_history_row_instead_of_a_copy(store: SqlStore) -> None:
     with store.transaction() as tx:
         tx.put_many([observation("o1")])
         tx.put(observation("o2"))
     with store.engine.connect() as conn:
         stored = conn.execute(select(s.outbox.c.payload)).scalars().all()
     assert stored == [None, None]
-    assert all(r.payload for r in store.outbox_fetch())
+    assert [r.payload is not None and b'"resourceType":"Observation"' in r.payload
+            for r in store.outbox_fetch()] == [True, True]
 
 
 def test_an_outbox_row_written_with_its_own_payload_is_published_with_it(store: SqlStore) -> None:
@@ -79,22 +93,28 @@ def test_an_outbox_row_written_with_its_own_payload_is_published_with_it(store: 
     assert row.payload == b'{"resourceType":"Patient","id":"old"}'
 
 
-def test_an_edge_database_opened_by_a_hub_gets_its_index_built(database_url: str) -> None:
-    edge = opened(database_url, False)
+def test_an_edge_database_opened_by_a_hub_gets_history_and_index_built(
+        database_url: str) -> None:
+    edge = opened(database_url, True)
+    edge_history(edge)
     with edge.transaction() as tx:
-        tx.put_many([observation(f"o{i}", subject=f"Patient/p{i % 3}") for i in range(1200)])
-        tx.delete("Observation", "o7")
+        tx.put_many([observation(f"m{i}", subject=f"Patient/p{i % 3}") for i in range(1200)])
     edge.close()
-    hub = opened(database_url, True)
+    hub = opened(database_url, False)
     try:
-        assert setting(hub) == "on"
+        assert profile(hub) == "hub"
+        assert {"ix_resource_live", "ix_resource_type_updated"} <= resource_indexes(hub)
+        # the history comes back from the outbox, the delete included
+        assert [r["meta"]["versionId"] for r in hub.history("Observation", "o1")] == ["2", "1"]
+        assert hub.vread("Observation", "o1", 1)["code"]["coding"][0]["code"] == "718-7"  # type: ignore[index]
+        assert [v.deleted for v in hub.history_versions("Observation", "o2")] == [True, False]
         found = hub.search("Observation", [("subject", "Patient/p1"), ("_count", "1000"),
                                            ("_total", "accurate")])
-        # 400 for p1, less o7 (deleted)
-        assert found.total == 399 and all(r["subject"]["reference"] == "Patient/p1"
+        # 400 m* for p1, plus o1 and o3 (o2 is deleted)
+        assert found.total == 402 and all(r["subject"]["reference"] == "Patient/p1"
                                           for r in found.resources)
-        assert hub.search("Observation", [("_id", "o7")]).resources == []
-        with hub.transaction() as tx:  # and it is maintained from now on
+        assert hub.search("Observation", [("_id", "o2")]).resources == []
+        with hub.transaction() as tx:  # and maintained from now on
             tx.put(observation("new", code="777-3"))
         codes = hub.search("Observation", [("code", "http://loinc.org|777-3")]).resources
         assert [r["id"] for r in codes] == ["new"]
@@ -102,26 +122,28 @@ def test_an_edge_database_opened_by_a_hub_gets_its_index_built(database_url: str
         hub.close()
 
 
-def test_a_hub_database_opened_as_an_edge_drops_its_index(database_url: str) -> None:
-    hub = opened(database_url, True)
+def test_a_hub_database_opened_as_an_edge_drops_what_an_edge_does_not_keep(
+        database_url: str) -> None:
+    hub = opened(database_url, False)
     with hub.transaction() as tx:
         tx.put(observation("o1"))
     assert index_rows(hub) > 0
     hub.close()
-    edge = opened(database_url, False)
+    edge = opened(database_url, True)
     try:
-        assert index_rows(edge) == 0 and setting(edge) == "off"
+        assert index_rows(edge) == 0 and profile(edge) == "edge"
+        assert "ix_resource_live" not in resource_indexes(edge)
     finally:
         edge.close()
 
 
 def test_a_command_line_tool_follows_what_the_database_is(database_url: str) -> None:
-    opened(database_url, False).close()
+    opened(database_url, True).close()
     tool = opened(database_url, None)
     try:
-        assert tool.search_index is False and setting(tool) == "off"
+        assert tool.edge and profile(tool) == "edge"
         with tool.transaction() as tx:
             tx.put(observation("o1"))
-        assert index_rows(tool) == 0
+        assert index_rows(tool) == 0 and count(tool, s.resource_version) == 0
     finally:
         tool.close()

@@ -1,4 +1,4 @@
-"""store settings: whether this database keeps search indexes (edge stores do not)
+"""store settings: what the database keeps (profile hub | edge, ``gateway.store.profile``)
 
 Revision ID: 0003
 Revises: 0002
@@ -23,8 +23,8 @@ def upgrade() -> None:
         sa.Column("value", sa.String(length=256), nullable=False),
         sa.PrimaryKeyConstraint("name"),
     )
-    # every database before this revision kept its search indexes
-    op.bulk_insert(table, [{"name": "search_index", "value": "on"}])
+    # every database before this revision kept everything
+    op.bulk_insert(table, [{"name": "profile", "value": "hub"}])
 
 
 def downgrade() -> None:
