@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 from collections.abc import Iterator
@@ -117,6 +118,10 @@ class Gateway:
         if s.role != "hub":
             await self._start_mllp()
             self._start_file_sources()
+        # everything loaded so far (modules, site files, schemas) lives as long as the
+        # process: out of the collector's way, so that the collections that the mapping's
+        # short-lived dicts cause do not walk it again and again (ACK latency tail)
+        gc.freeze()
         log.info("gateway ready: role %s, HTTP %s:%d, MLLP %s", s.role, s.host,
                  self.http_port, f"{s.host}:{self.mllp.port}" if self.mllp else "off")
 

@@ -8,6 +8,7 @@ transaction each. Driver errors leave this module as ``gateway.errors.StoreError
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -22,6 +23,7 @@ from gateway.errors import Gone
 from gateway.store import profile
 from gateway.store import schema as s
 from gateway.store.base import InboxRecord, OutboxRow, Resource, SearchResult, Version
+from gateway.store.checkpoint import Checkpointer
 from gateway.store.content import loads, normalise_instant, now_instant
 from gateway.store.engine import make_engine, normalise_url, translate, translated
 from gateway.store.tx import SqlTransaction
@@ -45,6 +47,8 @@ class SqlStore:
         self.edge = bool(edge)
         self._follow_database = edge is None
         self._bulk_rows = self._analyzed_rows = 0
+        self._checkpointer: Checkpointer | None = None
+        self._checkpointer_guard = threading.Lock()
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -74,6 +78,9 @@ class SqlStore:
             profile.become_hub(tx)
 
     def close(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
+            self._checkpointer = None
         self.engine.dispose()
 
     @translated
@@ -113,7 +120,17 @@ class SqlStore:
         conn = self.engine.connect()
         if self.dialect == "sqlite":
             conn.execution_options(sqlite_begin="IMMEDIATE")
+            if self._checkpointer is None:
+                self._start_checkpointer()
         return conn
+
+    def _start_checkpointer(self) -> None:
+        database = self.engine.url.database
+        if not database or database == ":memory:":
+            return
+        with self._checkpointer_guard:
+            if self._checkpointer is None:
+                self._checkpointer = Checkpointer(str(Path(database).resolve())).start()
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:
