@@ -126,8 +126,8 @@ def fhir_router(store: Store, *, base_url_from_request: bool = True,
                 capability_resources: Sequence[dict[str, Any]] = ()) -> APIRouter:
     """The ``/fhir`` router. ``base_url`` (when not taken from the request) is the public
     base used in ``fullUrl``, ``Location`` and paging links; ``origin`` names this node in
-    the bus headers of API writes; ``nonblocking_reads`` reads by id on PostgreSQL without
-    holding the event loop (for a database across a network; see ``fastread``);
+    the bus headers of API writes; ``nonblocking_reads`` is kept for callers and changes
+    nothing (reads by id on PostgreSQL never hold the event loop; see ``fastread``);
     ``capability_resources`` are CapabilityStatement entries of types other routers serve
     under ``/fhir`` (so that ``/fhir/metadata`` tells the whole truth)."""
     api = FhirApi(store, base_url=None if base_url_from_request else base_url, origin=origin,
@@ -163,7 +163,7 @@ def _read_routes(router: APIRouter, api: FhirApi) -> None:
         headers = headers_for(raw.version_id, raw.last_updated)
         if not_modified(request, raw.version_id, raw.last_updated):
             return Response(b"", status_code=304, headers=headers)
-        if request.url.query:
+        if request.scope["query_string"]:  # (request.url would parse the whole URL)
             return fhir_response(_shaped(raw.content, request), 200, headers)
         return fhir_response(raw.content, 200, headers)
 
