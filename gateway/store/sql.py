@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import orjson
-from sqlalchemy import Connection, and_, func, select, text, update
+from sqlalchemy import Connection, func, select, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.errors import Gone
@@ -285,32 +285,51 @@ class SqlStore:
 
     def outbox_fetch(self, limit: int = 500) -> Sequence[OutboxRow]:
         """Unpublished rows in commit order (sequence order). A row's payload is its own
-        (rows written before revision 0003) or else the content of the history row it
-        names; neither: a tombstone."""
-        o, v = s.outbox.c, s.resource_version.c
-        query = (select(o.seq, o.key, o.res_type, o.res_id, o.version_id,
-                        func.coalesce(o.payload, v.content).label("payload"), o.headers,
-                        o.created)
-                 .select_from(s.outbox.outerjoin(s.resource_version, and_(
-                     v.res_type == o.res_type, v.res_id == o.res_id,
-                     v.version_id == o.version_id)))
-                 .where(o.published_at.is_(None)).order_by(o.seq).limit(limit))
+        (an edge's rows, and rows written before revision 0003) or else the content of the
+        history row it names; neither: a tombstone. On the driver's cursor: the relay asks
+        for every commit."""
         with self._read() as conn:
-            return [OutboxRow(r.seq, r.key, r.res_type, r.res_id, r.version_id, r.payload,
-                              orjson.loads(r.headers), r.created) for r in conn.execute(query)]
+            rows = conn.exec_driver_sql(_OUTBOX_FETCH[self.dialect == "postgresql"],
+                                        (limit,)).all()
+        headers: dict[str, dict[str, str]] = {}  # the rows of one message share theirs
+        out = []
+        for seq, key, rtype, rid, version, payload, box, created in rows:
+            parsed = headers.get(box)
+            if parsed is None:
+                parsed = headers[box] = orjson.loads(box)
+            out.append(OutboxRow(seq, key, rtype, rid, version,
+                                 bytes(payload) if payload is not None else None,
+                                 dict(parsed), created))
+        return out
 
     def outbox_mark_published(self, seqs: Sequence[int]) -> None:
         if not seqs:
             return
         with self.transaction() as tx:
-            tx.conn.execute(update(s.outbox).where(s.outbox.c.seq.in_(list(seqs)))
-                            .values(published_at=now_instant()))
+            if self.dialect == "postgresql":
+                tx.conn.exec_driver_sql(
+                    "UPDATE outbox SET published_at = %s WHERE seq = ANY(%s)",
+                    (now_instant(), list(seqs)))
+            else:
+                marks = ", ".join("?" * len(seqs))
+                tx.conn.exec_driver_sql(
+                    f"UPDATE outbox SET published_at = ? WHERE seq IN ({marks})",  # noqa: S608
+                    (now_instant(), *seqs))
 
     def outbox_pending(self) -> int:
         o = s.outbox.c
         with self._read() as conn:
             return int(conn.execute(select(func.count()).select_from(s.outbox)
                                     .where(o.published_at.is_(None))).scalar_one())
+
+
+_OUTBOX_SELECT = (
+    "SELECT o.seq, o.key, o.res_type, o.res_id, o.version_id,"
+    " COALESCE(o.payload, v.content), o.headers, o.created"
+    " FROM outbox o LEFT JOIN resource_version v ON v.res_type = o.res_type"
+    " AND v.res_id = o.res_id AND v.version_id = o.version_id"
+    " WHERE o.published_at IS NULL ORDER BY o.seq LIMIT ")
+_OUTBOX_FETCH = (_OUTBOX_SELECT + "?", _OUTBOX_SELECT + "%s")  # SQLite, PostgreSQL
 
 
 def _tombstone_stub(version: Version) -> Resource:
