@@ -63,6 +63,7 @@ def apply_batch(tx: Transaction, records: Sequence[Delivery]) -> int:
 
 
 Segment = Prepared | Delivery  # a run of versions, or a tombstone
+AHEAD_POLL = 0.01  # s between look-ahead polls while a write runs
 
 
 class Batch(list[Delivery]):
@@ -82,6 +83,13 @@ def prepare_batch(records: Sequence[Delivery], *, copy: bool) -> Batch:
     decoded and prepared (``copy``: as PostgreSQL COPY data), tombstones as they are."""
     with _collector_paused():
         return _prepare(records, copy)
+
+
+def _yield_interpreter() -> None:
+    """Let the thread writing the previous batch have the interpreter now: it needs it after
+    each database round trip (~30 a batch), and would otherwise wait for this CPU-bound
+    thread's switch interval (5 ms) every time; the write then took twice as long."""
+    time.sleep(0)
 
 
 @contextlib.contextmanager
@@ -109,11 +117,11 @@ def _prepare(records: Sequence[Delivery], copy: bool) -> Batch:
                 run.append(orjson.loads(record.value))
                 continue
             if run:
-                segments.append(prepare_versions(run, copy=copy))
+                segments.append(prepare_versions(run, copy=copy, pause=_yield_interpreter))
                 run = []
             segments.append(record)
         if run:
-            segments.append(prepare_versions(run, copy=copy))
+            segments.append(prepare_versions(run, copy=copy, pause=_yield_interpreter))
     except Exception:  # noqa: BLE001 - a record no transaction can take: found in _apply
         return Batch(records, None, copy)
     return Batch(records, segments, copy)
@@ -197,9 +205,10 @@ class HubProjector:
         records = self._held
         if not records:
             return 0
-        writing = asyncio.ensure_future(asyncio.to_thread(self._apply, records))
+        # submitted now (a to_thread task would start only after the look-ahead's fetch)
+        writing = asyncio.get_running_loop().run_in_executor(None, self._apply, records)
         try:
-            await self._fetch_ahead()
+            await self._fetch_ahead(writing)
         finally:
             changed = await writing
         self.changed += changed
@@ -215,17 +224,20 @@ class HubProjector:
             return Batch([], [], self._copy)
         return await asyncio.to_thread(prepare_batch, records, copy=self._copy)
 
-    async def _fetch_ahead(self) -> None:
-        """The next batch from what the consumer already holds (no waiting), prepared. A
-        failed fetch is left to the next step's own fetch, which reports it."""
-        if self._next is not None:
-            return
-        try:
-            batch = await self._fetch(0)
-        except BusError as exc:
-            log.debug("projector look-ahead fetch failed: %s", exc)
-            return
-        self._next = batch or None
+    async def _fetch_ahead(self, writing: asyncio.Future[int]) -> None:
+        """The next batch, prepared while ``writing`` runs: what the consumer already holds,
+        or what it gets before the write ends (polled: the consumer asks the broker for more
+        only once it holds nothing, and that answer lands within milliseconds). A failed
+        fetch is left to the next step's own fetch, which reports it."""
+        while self._next is None:
+            try:
+                self._next = await self._fetch(0) or None
+            except BusError as exc:
+                log.debug("projector look-ahead fetch failed: %s", exc)
+                return
+            if self._next is not None or writing.done():
+                return
+            await asyncio.wait({writing}, timeout=AHEAD_POLL)
 
     def _apply(self, records: Sequence[Delivery]) -> int:
         try:

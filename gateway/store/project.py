@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import struct
 from bisect import bisect_right
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Table, bindparam, delete, select, update
@@ -30,7 +30,7 @@ from sqlalchemy.dialects import postgresql
 from gateway.store import schema as s
 from gateway.store.base import Resource
 from gateway.store.content import content_hash, dumps, normalise_instant
-from gateway.store.search.index import index_rows
+from gateway.store.search.index import Values, index_values
 
 try:  # psycopg's own row formatters (C): the bytes ``Copy.write_row`` sends
     from psycopg import postgres, pq
@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 Key = tuple[str, str]
 Row = tuple[Any, ...]
 CHUNK = 500  # ids per IN list
+PAUSE_EVERY = 8  # keys prepared between two ``pause`` calls (~0.5 ms of work)
 
 _r = s.resource.c
 _CURRENT = select(_r.res_type, _r.res_id, _r.version_id).where(
@@ -113,11 +114,36 @@ class CopyRows:
         format_row_binary(row, self.binary[table.name], out)
         return bytes(out)
 
-    def text_rows(self, rows: list[Row]) -> bytes:
+    def index_rows(self, rtype: str, rid: str, kind: str, rows: list[Values]) -> bytes:
+        """Text COPY lines of one resource's rows of one index table: the (type, id) part
+        formatted once, each row's values looked up in ``_LINE_ENDS`` (codes, systems,
+        references repeat from resource to resource) or formatted and kept there."""
         out = bytearray()
+        format_row_text((rtype, rid), self.text, out)
+        prefix = bytes(out[:-1]) + b"\t"  # without the row's newline
+        ends, free = _LINE_ENDS[kind], _FREE[kind]
+        lines = []
         for row in rows:
-            format_row_text(row, self.text, out)
-        return bytes(out)
+            end = ends.get(row)
+            if end is None:
+                out = bytearray()
+                format_row_text(row, self.text, out)
+                end = bytes(out)
+                if all(row[i] is None or row[i].__class__ is str for i in free):
+                    if len(ends) >= LINE_CACHE:
+                        ends.clear()
+                    ends[row] = end
+            lines.append(prefix + end)
+        return b"".join(lines)
+
+
+LINE_CACHE = 4096  # formatted line ends per index table; emptied when full
+_LINE_ENDS: dict[str, dict[Values, bytes]] = {kind: {} for kind in s.INDEX_TABLES}
+# Per index table, the row positions whose type comes from the resource as it is (any JSON
+# value); the others have one type whatever the input (str, int ms, float). A row is kept
+# only with str or None there: 1, 1.0 and True are equal keys but not equal COPY text.
+_FREE = {"token": (1, 2), "string": (), "date": (), "reference": (1,), "quantity": (2, 3, 4),
+         "uri": (), "number": (), "composite": (1, 2, 3, 4)}
 
 
 class Chain:
@@ -161,9 +187,11 @@ def copy_ready(tx: SqlTransaction) -> bool:
     return str(driver.info.encoding).lower().replace("-", "") == "utf8"  # type: ignore[union-attr]
 
 
-def prepare_versions(resources: Sequence[Resource], *, copy: bool = False) -> Prepared:
+def prepare_versions(resources: Sequence[Resource], *, copy: bool = False,
+                     pause: Callable[[], object] | None = None) -> Prepared:
     """Every row a version would write, for each version newer than the one before it of the
-    same key (no database); ``copy``: as PostgreSQL COPY data."""
+    same key (no database); ``copy``: as PostgreSQL COPY data; ``pause`` called every
+    ``PAUSE_EVERY`` keys (to let a thread waiting for the interpreter run)."""
     chains: dict[Key, Chain] = {}
     for resource in resources:
         key = (resource["resourceType"], resource["id"])
@@ -175,8 +203,10 @@ def prepare_versions(resources: Sequence[Resource], *, copy: bool = False) -> Pr
             chain.versions.append(version)
             chain.resources.append(resource)
     encoder = CopyRows() if copy else None
-    for (rtype, rid), chain in chains.items():
+    for n, ((rtype, rid), chain) in enumerate(chains.items(), 1):
         _build(chain, rtype, rid, encoder)
+        if pause is not None and n % PAUSE_EVERY == 0:
+            pause()
     return Prepared(chains, copy)
 
 
@@ -213,11 +243,11 @@ def _build(chain: Chain, rtype: str, rid: str, encoder: CopyRows | None) -> None
 
 def _index(resource: Resource, rtype: str, rid: str,
            encoder: CopyRows | None) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for kind, rows in index_rows(resource).items():
-        tuples = [(rtype, rid, *row.values()) for row in rows]
-        out[kind] = encoder.text_rows(tuples) if encoder is not None else tuples
-    return out
+    if encoder is not None:
+        return {kind: encoder.index_rows(rtype, rid, kind, rows)
+                for kind, rows in index_values(resource).items()}
+    return {kind: [(rtype, rid, *row) for row in rows]
+            for kind, rows in index_values(resource).items()}
 
 
 def _normalised(resource: Resource) -> Resource:

@@ -127,3 +127,26 @@ def test_an_old_version_that_cannot_be_indexed_is_a_no_op_and_a_new_one_raises(
     with pytest.raises(TypeError), store.transaction() as tx:
         apply_prepared(tx, prepare_batch([old, new], copy=copy).segments or [])  # type: ignore[arg-type]
     assert store.read("Observation", "o1")["meta"]["versionId"] == "2"  # type: ignore[index]
+
+
+def test_codes_that_are_equal_numbers_of_other_types_are_written_as_given(
+        two_stores: tuple[SqlStore, SqlStore]) -> None:
+    """1, 1.0 and True are one dict key but three COPY texts: the batch write's cache of
+    formatted index lines must not write one for another."""
+    one_by_one, batched = two_stores
+    records = []
+    for n, code in enumerate([1, True, 1.0, "1", 1, True, 1.0, False, 0, 0.0, None]):
+        resource = version({**observation(n, 1.0), "code": {"coding": [
+            {"system": code, "code": code}]}}, 1)
+        records.append(Delivery("t", 0, n, f"Observation/o{n}", _dumps(resource), {}))
+    with one_by_one.transaction() as tx:
+        for record in records:
+            apply_delivery(tx, record)
+    for record in records:  # one batch each: the cache is what carries over
+        with batched.transaction() as tx:
+            apply_batch(tx, [record])
+    assert index_contents(batched) == index_contents(one_by_one)
+    if batched.dialect == "postgresql":  # text columns: as the COPY text has them
+        codes = {row[1]: row[4] for row in index_contents(batched)["token"]
+                 if row[2] == "code"}
+        assert [codes[f"o{n}"] for n in range(4)] == ["1", "t", "1.0", "1"]

@@ -72,3 +72,13 @@ def test_a_malformed_date_is_skipped_not_fatal() -> None:
                    "effectiveDateTime": "yesterday"}
     assert rows(observation, "date", "date") == []
     assert rows(observation, "token", "status")[0]["code"] == "final"
+
+
+def test_index_row_tuples_follow_their_tables_columns() -> None:
+    """``index_values`` rows are written as they are (COPY): their order is the table's."""
+    from gateway.store import schema
+    from gateway.store.search.index import COLUMNS
+
+    assert set(COLUMNS) == set(schema.INDEX_TABLES)
+    for kind, table in schema.INDEX_TABLES.items():
+        assert COLUMNS[kind] == tuple(c.name for c in table.columns)[2:]
