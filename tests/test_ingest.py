@@ -106,3 +106,17 @@ def test_a_message_the_database_refuses_leaves_the_others_of_its_group_stored(
     for cid in ("C1", "C3"):
         assert store.inbox_find("LAB", "HPG23", cid).status == "processed"  # type: ignore[union-attr]
     assert store.inbox_find("LAB", "HPG23", "C2").id == first.inbox_id  # type: ignore[union-attr]
+
+
+def test_each_message_of_a_group_gets_its_own_inbox_record(
+        service: IngestService, store: SqlStore) -> None:
+    """The group's inbox rows go in as one statement: every outcome still names its own."""
+    cids = [f"R{n}" for n in range(12)]
+    outcomes = run(service, *(oru(cid, pid3=f"MRN{n}^^^HPG23^MR") for n, cid in enumerate(cids)))
+    assert [o.status for o in outcomes] == ["processed"] * 12
+    assert len({o.inbox_id for o in outcomes}) == 12
+    for cid, outcome in zip(cids, outcomes, strict=True):
+        assert outcome.inbox_id is not None
+        record = store.inbox_get(outcome.inbox_id)
+        assert record is not None and record.control_id == cid and record.status == "processed"
+        assert record.ack is not None and f"MSA|AA|{cid}".encode() in record.ack

@@ -223,7 +223,7 @@ class IngestService:
 
     def _commit_group(self, tx: Transaction, mapped: list[Mapped]) -> list[Outcome]:
         """Every mapped message of a group in one ``put_many``, one link write and one inbox
-        insert per message: the same rows as ``_commit`` for each in order."""
+        insert: the same rows as ``_commit`` for each in order."""
         resources: list[Resource] = []
         headers: list[dict[str, str]] = []
         counts: list[int] = []
@@ -237,19 +237,24 @@ class IngestService:
             merge_links(links, m.result.new_links)
         changes = tx.put_many(resources, source=self.source, headers_each=headers)
         tx.links_put(links)
-        outcomes, start = [], 0
+        outcomes, records, start = [], [], 0
         for m, count in zip(mapped, counts, strict=True):
             mine_changes, start = changes[start:start + count], start + count
-            outcomes.append(self._processed(tx, m, mine_changes))
+            outcome, record = self._processed(m, mine_changes)
+            outcomes.append(outcome)
+            records.append(record)
+        for outcome, inbox_id in zip(outcomes, tx.inbox_insert_many(records), strict=True):
+            outcome.inbox_id = inbox_id
         return outcomes
 
-    def _processed(self, tx: Transaction, m: Mapped, changes: list[Change]) -> Outcome:
+    def _processed(self, m: Mapped, changes: list[Change]) -> tuple[Outcome, InboxRecord]:
+        """The outcome of a stored message and its inbox record (inserted by the caller)."""
         refs = [f"{c.resource_type}/{c.id}/_history/{c.version_id}" for c in changes]
         responses = self._acks(m.msg, [])
         record = self._record(m.job, m.msg, m.site, "processed", responses, m.received,
                               report=report_outcome(m.result.report), refs=refs)
-        inbox_id = tx.inbox_insert(record)
-        return Outcome("processed", "AA", responses, inbox_id, sum(c.changed for c in changes))
+        changed = sum(c.changed for c in changes)
+        return Outcome("processed", "AA", responses, None, changed), record
 
     def _fail(self, tx: Transaction, job: Job, msg: Message, site: Site,
               exc: InboundError, received: str) -> Outcome:

@@ -73,6 +73,26 @@ def map_message(message: Message, site: Site, *, pseudonym_key: bytes, received:
                          report_outcome(ctx.report), set(ctx.create_only))
 
 
+def link_keys(message: Message, site: Site, *, pseudonym_key: bytes) -> list[str]:
+    """The pseudonym-link keys that mapping ``message`` will look up (its PID-3 and MRG-1
+    identifiers), for a caller that fetches them all at once beforehand. A hint: a key
+    missing here is still looked up on its own."""
+    from gateway.mapping import pseudonym
+    from gateway.mapping.patient import pid_identifiers
+
+    ctx = MappingContext(site, message, pseudonym_key, "")
+    keys: list[str] = []
+    for segment in message.segments:
+        if segment.name == "PID":
+            ids = pseudonym.read_cx_list(ctx, pid_identifiers(ctx, segment), "PID-3")
+        elif segment.name == "MRG":
+            ids = pseudonym.read_cx_list(ctx, segment.reps(1), "MRG-1")
+        else:
+            continue
+        keys += [pseudonym.link_key(ctx, cx) for cx in ids]
+    return keys
+
+
 def ordered(resources: Iterable[Resource]) -> list[Resource]:
     """Fixed type order (RESOURCE_ORDER, then other types by name); within a type, the
     order the builders produced them (itself deterministic)."""

@@ -168,8 +168,14 @@ class Transaction(Protocol):
     def inbox_insert(self, record: InboxRecord) -> int:
         """``inbox_add`` without a savepoint of its own (a duplicate spoils the caller's)."""
 
+    def inbox_insert_many(self, records: Sequence[InboxRecord]) -> list[int]:
+        """``inbox_insert`` for each record, in order, in one statement."""
+
     def links_put(self, links: dict[str, str]) -> None:
         """``link_put`` for each (key, pseudonym)."""
+
+    def links_get(self, keys: Sequence[str]) -> dict[str, str]:
+        """The stored links of ``keys`` (a key without a link is absent)."""
 
     def inbox_find_many(self, keys: Sequence[tuple[str, str, str]]) -> dict[
             tuple[str, str, str], InboxRecord]:

@@ -30,6 +30,7 @@ TOUCH_LAST_UPDATED = update(s.idx_date).where(
     _d.param == "_lastUpdated")
 _i = s.inbox.c
 INSERT_INBOX = insert(s.inbox)
+INSERT_INBOX_RETURNING = insert(s.inbox).returning(s.inbox.c.id, sort_by_parameter_order=True)
 # each column IN (…), rows filtered after: an index search on both databases
 INBOX_BY_KEYS = select(s.inbox).where(
     _i.sender_application.in_(bindparam("apps", expanding=True)),
