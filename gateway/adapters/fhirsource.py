@@ -80,10 +80,11 @@ class TokenCache:
 def _delay(response: httpx.Response | None, attempt: int) -> float:
     if response is not None and (after := response.headers.get("retry-after")):
         try:
-            return min(float(after), 300.0)
+            seconds: float = min(float(str(after)), 300.0)
+            return seconds
         except ValueError:
             pass
-    return min(0.5 * 2**attempt, 30.0)
+    return min(0.5 * 2.0**attempt, 30.0)
 
 
 async def get_json(client: httpx.AsyncClient, url: str, params: dict[str, str] | None,

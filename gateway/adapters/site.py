@@ -143,7 +143,7 @@ class FhirSource(_Strict):
     base_url: str = Field(pattern=r"^https?://")
     enabled: bool = True
     resource_types: list[Literal["Patient", "Observation", "Specimen"]] = Field(
-        default_factory=lambda: ["Patient", "Specimen", "Observation"])
+        default_factory=lambda: ["Patient", "Specimen", "Observation"])  # type: ignore[arg-type]
     token_url: str | None = Field(default=None, description="OAuth2 client-credentials URL")
     client_id: str | None = None
     client_secret_env: str | None = Field(

@@ -68,8 +68,9 @@ class Group:
         round trip instead of one per identifier on PostgreSQL)."""
         wanted: list[str] = []
         for msg in parsed:
-            site = self.service.network.site_for(msg.sending_facility) if isinstance(
-                msg, Message) else None
+            if not isinstance(msg, Message):
+                continue
+            site = self.service.network.site_for(msg.sending_facility)
             if site is not None:
                 with contextlib.suppress(Exception):  # a hint; the mapping reports the error
                     wanted += link_keys(msg, site, pseudonym_key=self.service.key)

@@ -101,7 +101,7 @@ def map_study(ctx: MappingContext, ei: Composite, where: Location) -> str:
     value = ctx.site.study_aliases.get(value, value)
     known: Study | None = ctx.studies.get(value.upper())
     if known is not None:
-        return ctx.add(known_study(known))["id"]
+        return str(ctx.add(known_study(known))["id"])
     identifier = study_identifier(value, ei.c(2), ctx.site.id)
     ctx.warn(position, f"{position}: study not in the network studies file; ResearchStudy "
              "created with status in-review", code="not-found")

@@ -167,7 +167,7 @@ class SqlTransaction:
         except IntegrityError as exc:
             raise ConflictError("duplicate inbound message", sender=record.sender_facility,
                                 control_id=record.control_id) from exc
-        record.id = int(result.inserted_primary_key[0])
+        record.id = _inserted_id(result)
         return record.id
 
     @translated
@@ -175,7 +175,7 @@ class SqlTransaction:
         """``inbox_add`` without its savepoint: a duplicate raises and spoils the
         transaction (the caller holds a savepoint of its own)."""
         result = self.conn.execute(sql.INSERT_INBOX, _inbox_insert_values(record))
-        record.id = int(result.inserted_primary_key[0])
+        record.id = _inserted_id(result)
         return record.id
 
     @translated
@@ -348,7 +348,13 @@ def _driver_error(exc: Exception) -> Exception:
     """A driver error raised outside SQLAlchemy, as the store's own error."""
     from gateway.store.engine import translate
 
-    return translate(DBAPIError(None, None, exc, False))  # type: ignore[arg-type]
+    return translate(DBAPIError(None, None, exc, False))
+
+
+def _inserted_id(result: Any) -> int:
+    key = result.inserted_primary_key
+    assert key is not None
+    return int(key[0])
 
 
 def _inbox_insert_values(record: InboxRecord) -> dict[str, Any]:

@@ -117,8 +117,11 @@ def _site_table(raw: list[list[str]], fmt: LabExportFormat) -> Table:
     for n, row in enumerate(raw[header_at + 1:], start=fmt.header_row + 1):
         if not any(c.strip() for c in row):
             continue
-        values = {col: (row[i].strip() if i < len(row) else "") for col, i in index.items()}
-        rows.append((n, {**fmt.constants, **values}))
+        values: dict[str, str] = {col: (row[i].strip() if i < len(row) else "")
+                                  for col, i in index.items()}
+        merged: dict[str, str] = dict(fmt.constants.items())
+        merged.update(values)
+        rows.append((n, merged))
     return Table(fmt.name, rows, fmt.decimal_comma, tuple(fmt.date_formats))
 
 

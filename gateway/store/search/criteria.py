@@ -121,7 +121,9 @@ def _id_filter(rtype: str, value: str, *, negated: bool) -> Filter:
 def token_condition(system_col: Any, code_col: Any, text_col: Any, value: str,
                     modifier: str) -> ColumnElement[bool]:
     if modifier == "text":
-        return text_col.like(f"%{_escape_like(normalise(value))}%", escape="\\")
+        like: ColumnElement[bool] = text_col.like(f"%{_escape_like(normalise(value))}%",
+                                                  escape="\\")
+        return like
     parts = split_escaped(value, "|")
     if len(parts) == 1:
         return code_col == parts[0]  # type: ignore[no-any-return]
@@ -294,7 +296,7 @@ def _reference_condition(definition: ParamDef, value: str, type_modifier: str | 
     if value.startswith(("http://", "https://", "urn:")):
         local = _local_part(value, base_url)
         if local is None:
-            return ref.url == value  # type: ignore[no-any-return]
+            return ref.url == value
         return or_(ref.url == value, and_(ref.target_type == local[0],
                                           ref.target_id == local[1]))
     parts = value.split("/")
@@ -304,7 +306,7 @@ def _reference_condition(definition: ParamDef, value: str, type_modifier: str | 
         raise BadParam(f"'{definition.name}' takes Type/id, an id or an absolute URL")
     if len(definition.targets) == 1:
         return and_(ref.target_type == definition.targets[0], ref.target_id == value)
-    return ref.target_id == value  # type: ignore[no-any-return]
+    return ref.target_id == value
 
 
 def _local_part(url: str, base_url: str | None) -> tuple[str, str] | None:

@@ -82,6 +82,7 @@ def filtered(plan: Plan, *columns: Any, source: Any = None,
     for flt in plan.filters:
         if flt.rank < 0:  # _id: a plain condition on the resource row
             condition = flt.ids.whereclause
+            assert condition is not None
             query = query.where(not_(condition) if flt.negated else condition)
         elif flt is driver:
             query = query.where(r.res_id.in_(flt.ids))
@@ -208,7 +209,8 @@ def missing_last(kind: str, desc: bool) -> Any:
 def _beyond(keys: list[Key], id_column: Any, cursor: dict[str, Any],
             backwards: bool) -> ColumnElement[bool]:
     """Rows strictly after (or, backwards, before) the cursor row in the sort order."""
-    terms, equal = [], []
+    terms: list[Any] = []
+    equal: list[Any] = []
     for (expr, desc), value in zip(keys, cursor["v"], strict=True):
         terms.append(and_(*equal, expr < value if desc != backwards else expr > value))
         equal.append(expr == value)

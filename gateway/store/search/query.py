@@ -98,7 +98,8 @@ def _decode(token: str, plan: Plan, strict: bool) -> dict[str, Any] | None:
                 raise ValueError("cursor value of the wrong type")
         return state
     except (ValueError, KeyError, TypeError) as exc:
-        issue = {"severity": "error" if strict else "warning", "code": "invalid",
+        issue: dict[str, object] = {"severity": "error" if strict else "warning",
+                                    "code": "invalid",
                  "diagnostics": "_cursor: not a cursor of this search", "expression": ["_cursor"]}
         if strict:
             raise SearchError("invalid cursor", issues=[issue]) from exc
