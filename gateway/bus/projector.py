@@ -146,7 +146,12 @@ def next_offsets(records: Sequence[Delivery]) -> dict[TopicPartition, int]:
 
 
 class HubProjector:
-    def __init__(self, consumer: Consumer, store: Store, *, batch_size: int = 1000,
+    """``batch_size``: records per fetch and store transaction. 2,000 rather than 1,000: each
+    batch costs ~30 database round trips and a commit whatever its size (bench/bus.py:
+    ~5.5k → ~7k resources/s on PostgreSQL); a batch is that large only while there is a
+    backlog, when the latency is the backlog's anyway."""
+
+    def __init__(self, consumer: Consumer, store: Store, *, batch_size: int = 2000,
                  min_backoff: float = 0.2, max_backoff: float = 10.0) -> None:
         self.consumer = consumer
         self.store = store
