@@ -49,6 +49,7 @@ def make_relay(settings: BusSettings, store: Store, bus: Bus) -> OutboxRelay:
     return OutboxRelay(store, bus, prefix=settings.topic_prefix, origin=settings.node_id,
                        batch_size=settings.relay_batch_size,
                        max_backoff=settings.relay_max_backoff, outbox_max=settings.outbox_max,
+                       retention_days=settings.outbox_retention_days,
                        topics=HUB_RESOURCE_TYPES)
 
 

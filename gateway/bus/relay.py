@@ -9,6 +9,10 @@ without it the relay still polls (rows written by other processes, e.g. the API)
 
 Backpressure: ``accepting()`` is False while the pending rows exceed ``outbox_max``; the
 ingest then answers AE/CE with ERR-3 207 and stores nothing new.
+
+Retention: published rows stay (an edge's outbox is its history, see
+``gateway.store.profile``) for ``retention_days``, then the relay deletes them, every
+``prune_interval`` seconds, in batches between its drains.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import logging
 import random
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 
 from gateway.bus.base import (
     CONTENT_TYPE,
@@ -46,6 +51,7 @@ class OutboxRelay:
     def __init__(self, store: Store, bus: Bus, *, prefix: str = "gateway", origin: str = "",
                  batch_size: int = 500, max_backoff: float = 30.0, outbox_max: int = 100_000,
                  poll_interval: float = 1.0, min_backoff: float = 0.2,
+                 retention_days: float = 30.0, prune_interval: float = 600.0,
                  topics: Sequence[str] = ()) -> None:
         self.store = store
         self.bus = bus
@@ -57,6 +63,10 @@ class OutboxRelay:
         self.outbox_max = outbox_max
         self.poll_interval = poll_interval
         self.topics = list(topics)  # resource types whose topics are created at start
+        self.retention_days = retention_days  # published rows kept this long (0: forever)
+        self.prune_interval = prune_interval
+        self.pruned = 0
+        self._pruned_at = 0.0
         self.pending = 0
         self.published = 0
         self.last_error: str | None = None
@@ -106,7 +116,8 @@ class OutboxRelay:
         return {"pending": self.pending, "published": self.published,
                 "healthy": self.healthy, "accepting": self.accepting(),
                 "last_error": self.last_error, "last_success": self.last_success,
-                "outbox_max": self.outbox_max}
+                "outbox_max": self.outbox_max, "pruned": self.pruned,
+                "retention_days": self.retention_days}
 
     # the task ------------------------------------------------------------------
     async def start(self) -> None:
@@ -158,7 +169,25 @@ class OutboxRelay:
             # in which the store is drained but the bound still refuses
         await asyncio.to_thread(self._count)
         self._succeeded()
+        if time.monotonic() - self._pruned_at >= self.prune_interval:
+            await self.prune()
         return len(rows)
+
+    async def prune(self) -> int:
+        """Delete published rows older than the retention (in batches, between drains)."""
+        self._pruned_at = time.monotonic()
+        if self.retention_days <= 0:
+            return 0
+        cutoff = datetime.now(UTC) - timedelta(days=self.retention_days)
+        before = cutoff.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        deleted = 0
+        while (n := await asyncio.to_thread(self.store.outbox_prune, before)) > 0:
+            deleted += n
+        if deleted:
+            self.pruned += deleted
+            log.info("relay: deleted %d published outbox rows older than %s days", deleted,
+                     self.retention_days)
+        return deleted
 
     async def drain(self) -> None:
         """Publish until the outbox is empty (tests, shutdown, the replay command)."""

@@ -35,6 +35,9 @@ class BusSettings(BaseModel):
     topic_partitions: int = Field(3, ge=1)
     topic_replication: int = Field(1, ge=1)
     outbox_max: int = Field(100_000, ge=1, description="pending outbox rows before refusing")
+    outbox_retention_days: float = Field(
+        30.0, ge=0, description="published outbox rows older than this are deleted "
+        "(0: kept forever); on an edge they are its only history")
     relay_batch_size: int = Field(500, ge=1)
     relay_max_backoff: float = Field(30.0, gt=0)
     node_id: str = Field(default_factory=socket.gethostname)
@@ -67,6 +70,7 @@ _FLAGS: dict[str, dict[str, Any]] = {
     "topic_partitions": {"type": int},
     "topic_replication": {"type": int},
     "outbox_max": {"type": int},
+    "outbox_retention_days": {"type": float},
     "node_id": {},
     "hub_database_url": {},
 }

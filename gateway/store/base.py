@@ -253,3 +253,6 @@ class Store(Protocol):
 
     def outbox_pending(self) -> int:
         ...
+
+    def outbox_prune(self, before: str, limit: int = 5000) -> int:
+        """Delete published outbox rows published before ``before``; how many went."""

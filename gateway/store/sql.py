@@ -316,6 +316,16 @@ class SqlStore:
                     f"UPDATE outbox SET published_at = ? WHERE seq IN ({marks})",  # noqa: S608
                     (now_instant(), *seqs))
 
+    def outbox_prune(self, before: str, limit: int = 5000) -> int:
+        """Delete up to ``limit`` published rows published before ``before`` (an instant),
+        oldest first; returns how many went."""
+        o = s.outbox.c
+        old = (select(o.seq).where(o.published_at.is_not(None),
+                                   o.published_at < normalise_instant(before))
+               .order_by(o.seq).limit(limit))
+        with self.transaction() as tx:
+            return int(tx.conn.execute(s.outbox.delete().where(o.seq.in_(old))).rowcount)
+
     def outbox_pending(self) -> int:
         o = s.outbox.c
         with self._read() as conn:
