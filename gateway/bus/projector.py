@@ -24,7 +24,7 @@ from collections.abc import Iterator, Sequence
 import orjson
 
 from gateway.bus.base import Consumer, Delivery, TopicPartition, cancel_task
-from gateway.errors import BusError, GatewayError
+from gateway.errors import GatewayError
 from gateway.store.base import Resource, Store, Transaction
 from gateway.store.project import Prepared, copy_ready, prepare_versions, write_prepared
 from gateway.store.tx import SqlTransaction
@@ -214,8 +214,10 @@ class HubProjector:
         writing = asyncio.get_running_loop().run_in_executor(None, self._apply, records)
         try:
             await self._fetch_ahead(writing)
-        finally:
-            changed = await writing
+        except asyncio.CancelledError:  # stopping: the write in progress ends first (its
+            await asyncio.wait({writing})  # outcome, whatever it is, is the next start's)
+            raise
+        changed = await writing
         self.changed += changed
         self._held = []
         self.applied += len(records)
@@ -237,8 +239,8 @@ class HubProjector:
         while self._next is None:
             try:
                 self._next = await self._fetch(0) or None
-            except BusError as exc:
-                log.debug("projector look-ahead fetch failed: %s", exc)
+            except Exception as exc:  # noqa: BLE001 - never the current batch's concern
+                log.debug("projector look-ahead fetch failed: %s", type(exc).__name__)
                 return
             if self._next is not None or writing.done():
                 return

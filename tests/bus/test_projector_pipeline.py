@@ -5,7 +5,10 @@ poison record is applied record by record like any other."""
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager
+import asyncio
+import threading
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 import orjson
@@ -13,7 +16,7 @@ import pytest
 
 from gateway.bus.base import Delivery, TopicPartition
 from gateway.bus.projector import HubProjector
-from gateway.errors import StoreError
+from gateway.errors import BusError, StoreError
 from gateway.store.sql import SqlStore
 
 TOPIC = "gateway.fhir.Observation"
@@ -107,3 +110,57 @@ async def test_a_prepared_batch_with_a_poison_record_is_applied_record_by_record
     assert await projector.step() == 3
     assert consumer.commits[-1] == (4, {"a", "b", "d"})
     assert projector.status()["poisoned"] == [f"Observation/c@{TP}:2"]
+
+
+class FailingLookAhead(Batches):
+    """A consumer whose second fetch (the look-ahead) fails."""
+
+    async def getmany(self, max_wait: float = 1.0, max_records: int = 1000) -> list[Delivery]:
+        if len(self.waits) == 1:
+            self.waits.append(max_wait)
+            raise BusError("Kafka fetch failed")
+        return await super().getmany(max_wait, max_records)
+
+
+async def test_a_failed_look_ahead_does_not_touch_the_batch_being_written(
+        store: SqlStore) -> None:
+    consumer = FailingLookAhead(store, [[record(0, "a")], [record(1, "b")]])
+    projector = HubProjector(consumer, store)  # type: ignore[arg-type]
+    assert await projector.step() == 1
+    assert consumer.commits == [(1, {"a"})]
+    assert await projector.step() == 1  # fetched by the step itself
+    assert consumer.commits == [(1, {"a"}), (2, {"a", "b"})]
+
+
+class Blocking:
+    """The store, whose transactions wait for ``release`` once begun."""
+
+    def __init__(self, store: SqlStore) -> None:
+        self.store = store
+        self.dialect = store.dialect
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    @contextmanager
+    def transaction(self) -> Iterator[Any]:
+        with self.store.transaction() as tx:
+            self.entered.set()
+            self.release.wait(10)
+            yield tx
+
+
+async def test_stopping_during_a_write_waits_for_it_and_commits_no_offset(
+        store: SqlStore) -> None:
+    consumer = Batches(store, [[record(0, "a")]])
+    blocking = Blocking(store)
+    projector = HubProjector(consumer, blocking)  # type: ignore[arg-type]
+    step = asyncio.create_task(projector.step())
+    assert await asyncio.to_thread(blocking.entered.wait, 10)
+    step.cancel()
+    await asyncio.sleep(0.05)
+    assert not step.done()  # the write is still running: stopping waits for it
+    blocking.release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await step
+    assert store.read("Observation", "a") is not None
+    assert consumer.commits == []  # redelivered after a restart: a no-op
