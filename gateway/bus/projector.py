@@ -16,17 +16,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import orjson
 
 from gateway.bus.base import Consumer, Delivery, TopicPartition, cancel_task
 from gateway.errors import GatewayError
 from gateway.store.base import Resource, Store, Transaction
-from gateway.store.project import Prepared, copy_ready, prepare_versions, write_prepared
+from gateway.store.project import (
+    Prepared,
+    collector_paused,
+    copy_ready,
+    prepare_versions,
+    write_prepared,
+)
 from gateway.store.tx import SqlTransaction
 
 log = logging.getLogger(__name__)
@@ -47,7 +52,12 @@ def apply_delivery(tx: Transaction, record: Delivery) -> bool:
 
 def apply_batch(tx: Transaction, records: Sequence[Delivery]) -> int:
     """Every record in order; runs of versions in one batch write when the store has one
-    (``apply_versions``), tombstones one by one. Returns how many changed something."""
+    (``prepare_batch`` then ``apply_prepared`` on the SQL store, else ``apply_versions``),
+    tombstones one by one. Returns how many changed something."""
+    if isinstance(tx, SqlTransaction):
+        batch = prepare_batch(records, copy=tx.store.dialect == "postgresql" and copy_ready(tx))
+        if batch.segments is not None:
+            return apply_prepared(tx, batch.segments)
     batch_write = getattr(tx, "apply_versions", None)
     if batch_write is None:
         return sum(apply_delivery(tx, r) for r in records)
@@ -81,7 +91,7 @@ class Batch(list[Delivery]):
 def prepare_batch(records: Sequence[Delivery], *, copy: bool) -> Batch:
     """``apply_batch``'s work that needs no database, done for ``records``: runs of versions
     decoded and prepared (``copy``: as PostgreSQL COPY data), tombstones as they are."""
-    with _collector_paused():
+    with collector_paused():
         return _prepare(records, copy)
 
 
@@ -90,22 +100,6 @@ def _yield_interpreter() -> None:
     each database round trip (~30 a batch), and would otherwise wait for this CPU-bound
     thread's switch interval (5 ms) every time; the write then took twice as long."""
     time.sleep(0)
-
-
-@contextlib.contextmanager
-def _collector_paused() -> Iterator[None]:
-    """No cyclic garbage collection while a batch is decoded and prepared: its tens of
-    thousands of new containers (all acyclic, freed by reference counting) would trigger
-    collections that scan the whole heap, ~20% of the preparing. It resumes right after
-    (another thread pausing it meanwhile only makes that thread's work slower)."""
-    if not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
 
 
 def _prepare(records: Sequence[Delivery], copy: bool) -> Batch:
