@@ -28,6 +28,7 @@ from gateway.store.base import Resource, Store, Transaction
 from gateway.store.project import (
     Prepared,
     collector_paused,
+    copy_available,
     copy_ready,
     prepare_versions,
     write_prepared,
@@ -85,7 +86,7 @@ class Batch(list[Delivery]):
                  copy: bool) -> None:
         super().__init__(records)
         self.segments = segments
-        self.copy = copy
+        self.as_copy = copy  # segments hold PostgreSQL COPY data
 
 
 def prepare_batch(records: Sequence[Delivery], *, copy: bool) -> Batch:
@@ -159,7 +160,7 @@ class HubProjector:
         self.poisoned: list[str] = []  # key@partition:offset of records skipped as unusable
         self._held: list[Delivery] = []  # fetched, not yet in the store: retried first
         self._next: Batch | None = None  # fetched and prepared during the last write: next
-        self._copy = getattr(store, "dialect", None) == "postgresql"
+        self._copy = getattr(store, "dialect", None) == "postgresql" and copy_available()
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -245,7 +246,7 @@ class HubProjector:
             with self.store.transaction() as tx:
                 if (isinstance(records, Batch) and records.segments is not None
                         and isinstance(tx, SqlTransaction)
-                        and (not records.copy or copy_ready(tx))):
+                        and (not records.as_copy or copy_ready(tx))):
                     return apply_prepared(tx, records.segments)
                 return apply_batch(tx, records)
         except GatewayError:

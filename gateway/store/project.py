@@ -84,7 +84,8 @@ def _statements(table: Table, binary: bool) -> tuple[str, str, list[str] | None]
     insert = f"INSERT INTO {table.name} ({names}) VALUES ({marks})"  # noqa: S608
     if not binary:
         return insert, f"COPY {table.name} ({names}) FROM STDIN", None
-    types = [_PG_TYPES[c.type.compile(dialect=postgresql.dialect()).split("(")[0].split()[0]]
+    dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
+    types = [_PG_TYPES[c.type.compile(dialect=dialect).split("(")[0].split()[0]]
              for c in table.columns]
     return insert, f"COPY {table.name} ({names}) FROM STDIN (FORMAT BINARY)", types
 
@@ -103,7 +104,7 @@ class CopyRows:
     def __init__(self) -> None:
         assert format_row_text is not None
         self.text = Transformer()
-        self.binary: dict[str, Transformer] = {}
+        self.binary: dict[str, Any] = {}  # table → its Transformer
         for name, (_insert, _copy, types) in _ROW_WRITES.items():
             if types is not None:
                 transformer = Transformer()
@@ -116,13 +117,16 @@ class CopyRows:
         format_row_binary(row, self.binary[table.name], out)
         return bytes(out)
 
-    def index_rows(self, rtype: str, rid: str, kind: str, rows: list[Values]) -> bytes:
-        """Text COPY lines of one resource's rows of one index table: the (type, id) part
-        formatted once, each row's values looked up in ``_LINE_ENDS`` (codes, systems,
-        references repeat from resource to resource) or formatted and kept there."""
+    def key_prefix(self, rtype: str, rid: str) -> bytes:
+        """The text COPY start of every index row of one resource: type and id, a tab."""
         out = bytearray()
         format_row_text((rtype, rid), self.text, out)
-        prefix = bytes(out[:-1]) + b"\t"  # without the row's newline
+        return bytes(out[:-1]) + b"\t"  # without the row's newline
+
+    def index_rows(self, prefix: bytes, kind: str, rows: list[Values]) -> bytes:
+        """Text COPY lines of one resource's rows of one index table (``prefix``: its
+        ``key_prefix``), each row's values looked up in ``_LINE_ENDS`` (codes, systems,
+        references repeat from resource to resource) or formatted and kept there."""
         ends, free = _LINE_ENDS[kind], _FREE[kind]
         lines = []
         for row in rows:
@@ -141,11 +145,11 @@ class CopyRows:
 
 LINE_CACHE = 4096  # formatted line ends per index table; emptied when full
 _LINE_ENDS: dict[str, dict[Values, bytes]] = {kind: {} for kind in s.INDEX_TABLES}
-# Per index table, the row positions whose type comes from the resource as it is (any JSON
-# value); the others have one type whatever the input (str, int ms, float). A row is kept
-# only with str or None there: 1, 1.0 and True are equal keys but not equal COPY text.
-_FREE = {"token": (1, 2), "string": (), "date": (), "reference": (1,), "quantity": (2, 3, 4),
-         "uri": (), "number": (), "composite": (1, 2, 3, 4)}
+# Per index table, the row positions that may hold a value other than str, None or int ms:
+# a row is kept only with str or None there, since equal keys may differ in COPY text
+# (1, 1.0 and True; 0.0 and -0.0). Rows with a quantity or number value are never kept.
+_FREE = {"token": (1, 2), "string": (), "date": (), "reference": (1,),
+         "quantity": (1, 2, 3, 4), "uri": (), "number": (1,), "composite": (1, 2, 3, 4, 5)}
 
 
 class Chain:
@@ -199,9 +203,14 @@ def collector_paused() -> Iterator[None]:
         gc.enable()
 
 
+def copy_available() -> bool:
+    """Whether this psycopg has the row formatters ``CopyRows`` uses."""
+    return format_row_text is not None
+
+
 def copy_ready(tx: SqlTransaction) -> bool:
     """Whether COPY data made without a connection suits this one (UTF-8 text)."""
-    if format_row_text is None:
+    if not copy_available():
         return False
     driver = tx.conn.connection.driver_connection
     return str(driver.info.encoding).lower().replace("-", "") == "utf8"  # type: ignore[union-attr]
@@ -264,7 +273,8 @@ def _build(chain: Chain, rtype: str, rid: str, encoder: CopyRows | None) -> None
 def _index(resource: Resource, rtype: str, rid: str,
            encoder: CopyRows | None) -> dict[str, Any]:
     if encoder is not None:
-        return {kind: encoder.index_rows(rtype, rid, kind, rows)
+        prefix = encoder.key_prefix(rtype, rid)
+        return {kind: encoder.index_rows(prefix, kind, rows)
                 for kind, rows in index_values(resource).items()}
     return {kind: [(rtype, rid, *row) for row in rows]
             for kind, rows in index_values(resource).items()}

@@ -131,12 +131,12 @@ def test_an_old_version_that_cannot_be_indexed_is_a_no_op_and_a_new_one_raises(
 
 def test_codes_that_are_equal_numbers_of_other_types_are_written_as_given(
         two_stores: tuple[SqlStore, SqlStore]) -> None:
-    """1, 1.0 and True are one dict key but three COPY texts: the batch write's cache of
-    formatted index lines must not write one for another."""
+    """1, 1.0 and True (and 0.0, -0.0) are one dict key but differ in COPY text: the batch
+    write's cache of formatted index lines must not write one for another."""
     one_by_one, batched = two_stores
     records = []
     for n, code in enumerate([1, True, 1.0, "1", 1, True, 1.0, False, 0, 0.0, None]):
-        resource = version({**observation(n, 1.0), "code": {"coding": [
+        resource = version({**observation(n, -0.0 if n % 2 else 0.0), "code": {"coding": [
             {"system": code, "code": code}]}}, 1)
         records.append(Delivery("t", 0, n, f"Observation/o{n}", _dumps(resource), {}))
     with one_by_one.transaction() as tx:

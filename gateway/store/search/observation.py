@@ -33,7 +33,7 @@ def _pairs(sources: Pairs, value_type: str) -> Callable[[dict[str, Any]], list[A
     element = VALUE_ELEMENT[value_type]
 
     def extract(resource: dict[str, Any]) -> list[Any]:
-        out = []
+        out: list[Any] = []
         for source in sources(resource):
             value = source.get(element)
             if value is None and value_type == "date":
