@@ -24,14 +24,13 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from scratch import drop_pg, pg_database  # noqa: E402 - bench/scratch.py
 
-PG_ADMIN = os.environ.get("GATEWAY_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/test")
 LOINC = [("718-7", "g/dL", 13.5), ("6690-2", "10*3/uL", 7.0), ("777-3", "10*3/uL", 250.0),
          ("789-8", "10*6/uL", 4.8), ("4544-3", "%", 42.0), ("2345-7", "mg/dL", 95.0),
          ("2160-0", "mg/dL", 0.9), ("1742-6", "U/L", 30.0), ("1920-8", "U/L", 28.0),
@@ -85,19 +84,7 @@ def load(url: str, n: int, subjects: int) -> float:
 def database(kind: str, workdir: Path) -> tuple[str, str | None]:
     if kind == "sqlite":
         return f"sqlite:///{workdir / 'bench.db'}", None
-    import psycopg
-
-    name = f"bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}", name
-
-
-def drop(name: str) -> None:
-    import psycopg
-
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    return pg_database()
 
 
 # -- server (subprocess) -----------------------------------------------------------------
@@ -305,7 +292,7 @@ def run(args: argparse.Namespace) -> None:
             report(args.db, args.n, load_s, results, conc)
         finally:
             if pg_name:
-                drop(pg_name)
+                drop_pg(pg_name)
 
 
 if __name__ == "__main__":

@@ -35,8 +35,8 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import psycopg
 from aiokafka import AIOKafkaProducer
+from scratch import drop_pg, pg_database  # bench/scratch.py
 
 from gateway.bus.base import Delivery, inbound_headers, topic_for
 from gateway.bus.components import make_projector, make_relay
@@ -45,7 +45,6 @@ from gateway.bus.projector import HubProjector, apply_batch
 from gateway.bus.settings import BusSettings
 from gateway.store.sql import SqlStore
 
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 STUDY_EXT = "http://hl7.org/fhir/StructureDefinition/workflow-researchStudy"
 
 
@@ -90,18 +89,6 @@ def start_tansu() -> tuple[subprocess.Popen[bytes], str]:
         except OSError:
             time.sleep(0.02)
     raise RuntimeError("tansu did not start")
-
-
-def pg_database() -> tuple[str, str]:
-    name = f"bench_bus_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}", name
-
-
-def drop_pg(name: str) -> None:
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def store(url: str) -> SqlStore:
@@ -266,7 +253,7 @@ async def _project_forever(projector: HubProjector) -> None:
 async def main(args: argparse.Namespace) -> None:
     proc, bootstrap = start_tansu()
     tmp = Path(tempfile.mkdtemp(prefix="bench-bus-"))
-    pg_urls = [pg_database() for _ in range(4)]
+    pg_urls = [pg_database("bench_bus") for _ in range(4)]
     try:
         prefix = f"bench{uuid.uuid4().hex[:6]}"
         settings = BusSettings(kafka_bootstrap=bootstrap, topic_prefix=prefix,

@@ -9,7 +9,9 @@ naive-split parse rate measured in the same run. Target: ≥ 10 % of the naive r
 (≈ 1,000 msg/s on a 2-core machine).
 
     .venv/bin/python bench/ingest.py [--senders 8,32] [--messages 4000] [--role edge|all]
-                                     [--database-url postgresql://…/scratch]
+                                     [--db sqlite|postgresql]
+
+``--db postgresql`` runs each point on a new scratch database (``bench/scratch.py``).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import time
 from pathlib import Path
 
 import httpx
+from scratch import drop_pg, pg_database  # bench/scratch.py
 
 from gateway.hl7.mllp import MllpClient
 
@@ -108,14 +111,17 @@ def start_gateway(data_dir: str, database_url: str | None,
 
 
 def measure(args: argparse.Namespace, senders: int) -> None:
+    url, name = pg_database("bench_ingest") if args.db == "postgresql" else (None, None)
     with tempfile.TemporaryDirectory() as tmp:
-        proc, port = start_gateway(tmp, args.database_url, args.role)
+        proc, port = start_gateway(tmp, url, args.role)
         try:
             asyncio.run(run_load(port, 2, 100))  # warm-up
             elapsed, lat, ok = asyncio.run(run_load(port, senders, args.messages))
         finally:
             proc.terminate()
             proc.wait(30)
+            if name:
+                drop_pg(name)
     lat.sort()
     rate = len(lat) / elapsed
     p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
@@ -130,15 +136,16 @@ def main() -> None:
                         help="concurrent MLLP connections; a comma-separated list measures "
                              "each (a fresh gateway and database per point)")
     parser.add_argument("--messages", type=int, default=4000)
-    parser.add_argument("--database-url", help="a scratch database (default: SQLite in a "
-                                               "temporary data dir)")
+    parser.add_argument("--db", choices=("sqlite", "postgresql"), default="sqlite",
+                        help="SQLite in a temporary data dir (default), or a scratch "
+                             "PostgreSQL database")
     parser.add_argument("--role", default="edge", choices=("edge", "all"),
                         help="edge (default: the ingest edge's lean store, relaying to the "
                              "embedded bus) or all (also history and search index for the "
                              "FHIR API)")
     args = parser.parse_args()
     naive = naive_rate(sample_text())
-    print(f"role {args.role}, database {args.database_url or 'SQLite (data dir)'}; "
+    print(f"role {args.role}, database {args.db}; "
           f"send → ACK with durable commits")
     print(f"naive split parse: {naive:,.0f} msg/s (same run); target ≥ 10 % of it, "
           f"≈ 1,000 msg/s on a 2-core machine")

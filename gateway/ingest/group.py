@@ -116,8 +116,8 @@ class Group:
             if previous is not None and previous.ack is not None:
                 frames = split_frames(previous.ack)
                 return Outcome("duplicate", msa_code(frames), frames, previous.id)
-        outcome = service._accept(self.tx, job, msg, received, self.links, defer=defer,
-                                  lookup=self.lookup_link)
+        outcome = service._accept(self.tx, job, msg, received, self.links, self.lookup_link,
+                                  defer=defer)
         self.seen[key] = outcome
         return outcome
 
@@ -126,7 +126,7 @@ def wanted(tx: Transaction, result: MappingResult,
             written: set[tuple[str, str]]) -> list[Resource]:
     """The resources of a mapping to write: a create-only one only if neither the store nor
     an earlier message of the group has it."""
-    create_only: set[tuple[str, str]] = getattr(result, "create_only", set())
+    create_only = result.create_only
     out = []
     for resource in result.resources:
         rkey = (resource["resourceType"], resource["id"])

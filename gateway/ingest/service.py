@@ -41,7 +41,7 @@ from gateway.ingest.outcome import (
     join_frames,
     utc_now,
 )
-from gateway.mapping import MappingResult, map_message
+from gateway.mapping import map_message
 from gateway.mapping.context import report_outcome
 from gateway.store.base import Change, InboxRecord, Resource, Store, Transaction
 
@@ -154,10 +154,10 @@ class IngestService:
 
     # --- one message ---------------------------------------------------------------------
     def _accept(self, tx: Transaction, job: Job, msg: Message, received: str,
-                links: dict[str, str], *, defer: bool = False,
-                lookup: Callable[[str], str | None] | None = None) -> Outcome | Mapped:
-        """Map one message; commit it in its own savepoint, or (``defer``) hand the mapping
-        back for the group write."""
+                links: dict[str, str], lookup: Callable[[str], str | None], *,
+                defer: bool = False) -> Outcome | Mapped:
+        """Map one message (``lookup``: pseudonym links, the group's first); commit it in
+        its own savepoint, or (``defer``) hand the mapping back for the group write."""
         site = self.network.site_for(msg.sending_facility)
         err: InboundError
         if site is None:
@@ -180,16 +180,15 @@ class IngestService:
             if site.adapter:
                 msg = parse(hooks.before_mapping(site, job.raw))
             result = map_message(msg, site, pseudonym_key=self.key, received=received,
-                                 studies=self.network.studies,
-                                 lookup_link=lookup or (
-                                     lambda key: links.get(key) or tx.link_get(key)))
+                                 studies=self.network.studies, lookup_link=lookup)
             if site.adapter:
                 result.resources = hooks.after_mapping(site, result.resources)
+            mapped = Mapped(job, msg, site, result, received)
             if defer:
                 links.update(result.new_links)
-                return Mapped(job, msg, site, result, received)
+                return mapped
             with tx.savepoint():
-                outcome = self._commit(tx, job, msg, site, result, received)
+                outcome = self._commit(tx, mapped)
             links.update(result.new_links)  # later messages of the batch see them
             return outcome
         except InboundError as exc:
@@ -203,23 +202,15 @@ class IngestService:
             return ()
         return self.strict_check("\r".join(split_messages(raw)[:1]))
 
-    def _commit(self, tx: Transaction, job: Job, msg: Message, site: Site,
-                result: MappingResult, received: str) -> Outcome:
-        create_only: set[tuple[str, str]] = getattr(result, "create_only", set())
-        resources = [r for r in result.resources
-                     if (r["resourceType"], r["id"]) not in create_only
-                     or tx.get(r["resourceType"], r["id"]) is None]
-        changes = tx.put_many(resources, source=self.source, headers=self._headers(msg, site))
-        refs = [f"{c.resource_type}/{c.id}/_history/{c.version_id}" for c in changes]
-        changed = sum(c.changed for c in changes)
-        for link_key, pseudonym in result.new_links.items():
-            tx.link_put(link_key, pseudonym)
-        responses = self._acks(msg, [])
-        report = report_outcome(result.report)
-        record = self._record(job, msg, site, "processed", responses, received,
-                              report=report, refs=refs)
-        inbox_id = self._save(tx, job, record)
-        return Outcome("processed", "AA", responses, inbox_id, changed)
+    def _commit(self, tx: Transaction, m: Mapped) -> Outcome:
+        """One message alone (a replay, or the group redone one by one): the rows that
+        ``_commit_group`` writes for it."""
+        changes = tx.put_many(wanted(tx, m.result, set()), source=self.source,
+                              headers=self._headers(m.msg, m.site))
+        tx.links_put(m.result.new_links)
+        outcome, record = self._processed(m, changes)
+        outcome.inbox_id = self._save(tx, m.job, record)
+        return outcome
 
     def _commit_group(self, tx: Transaction, mapped: list[Mapped]) -> list[Outcome]:
         """Every mapped message of a group in one ``put_many``, one link write and one inbox

@@ -124,9 +124,10 @@ def _plan_one(plan: _Plan, held: dict[Key, Current], had_row: bool, resource: Re
         plan.updates[key] = {"k_type": rtype, "k_id": rid, **row}
     else:
         plan.inserts[key] = (rtype, rid, version, now, False, data, digest)
-    plan.versions.append((rtype, rid, version, now, False, data))
     # on a hub the payload is the history row's content, read by the relay (not a third
     # copy); an edge keeps no history: its outbox rows carry the content
+    if not edge:
+        plan.versions.append((rtype, rid, version, now, False, data))
     payload = data if edge else None
     plan.outbox.append((f"{rtype}/{rid}", rtype, rid, version, payload, box_headers, now))
     plan.final[key] = stored
@@ -139,8 +140,7 @@ def _execute(tx: SqlTransaction, plan: _Plan, original: dict[Key, Current]) -> N
     write_rows(tx, s.resource, list(plan.inserts.values()))
     if plan.updates:
         conn.execute(sql.UPDATE_RESOURCE, list(plan.updates.values()))
-    if not tx.store.edge:
-        write_rows(tx, s.resource_version, plan.versions)
+    write_rows(tx, s.resource_version, plan.versions)  # none on an edge
     reindex(tx, dict(plan.final), {k: c.content for k, c in original.items()})
     _write_outbox(tx, plan.outbox)
 

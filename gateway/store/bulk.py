@@ -66,9 +66,11 @@ def _insert_new(tx: SqlTransaction, resources: list[Resource], *, outbox: bool) 
         key = {"res_type": stored["resourceType"], "res_id": stored["id"]}
         current.append({**key, "version_id": 1, "last_updated": now, "deleted": False,
                         "content": data, "content_hash": content_hash(stored)})
-        versions.append({**key, "version_id": 1, "last_updated": now, "deleted": False,
-                         "content": data})
-        # the hub's outbox row names its history row; an edge's carries the content
+        # an edge keeps no history: its outbox row carries the content; a hub's names its
+        # history row
+        if not tx.store.edge:
+            versions.append({**key, "version_id": 1, "last_updated": now, "deleted": False,
+                             "content": data})
         boxes.append({"key": f"{key['res_type']}/{key['res_id']}", **key, "version_id": 1,
                       "payload": data if tx.store.edge else None,
                       "headers": orjson.dumps({}).decode(), "created": now})
@@ -76,8 +78,7 @@ def _insert_new(tx: SqlTransaction, resources: list[Resource], *, outbox: bool) 
             for kind, rows in index_rows(stored).items():
                 index[kind].extend({**key, **row} for row in rows)
     _insert(tx, s.resource, current)
-    if not tx.store.edge:
-        _insert(tx, s.resource_version, versions)
+    _insert(tx, s.resource_version, versions)
     for kind, rows in index.items():
         _insert(tx, s.INDEX_TABLES[kind], rows)
     if outbox:

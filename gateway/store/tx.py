@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import orjson
 from sqlalchemy import Connection, text, update
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import IntegrityError
 
 from gateway.errors import ConflictError, VersionConflict
 from gateway.store import schema as s
@@ -231,16 +231,7 @@ class SqlTransaction:
 
     @translated
     def link_get(self, key: str) -> str | None:
-        """One key → pseudonym (on the driver's cursor: ingest asks a few times for every
-        message, and the statement is trivial)."""
-        cursor = self.conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-        try:
-            cursor.execute(_LINK_GET[self.store.dialect == "postgresql"], (key,))
-            row = cursor.fetchone()
-        except Exception as exc:
-            raise _driver_error(exc) from exc
-        finally:
-            cursor.close()
+        row = self.conn.execute(sql.LINK_GET, {"k": key}).first()
         return row[0] if row else None
 
     @translated
@@ -336,19 +327,6 @@ class SqlTransaction:
             "payload": data if self.store.edge else None,
             "headers": orjson.dumps(headers or {}).decode(),
             "created": now_instant()})
-
-
-_LINK_TABLE = s.pseudonym_link.name
-# (SQLite, PostgreSQL) paramstyles
-_LINK_GET = (f"SELECT pseudonym FROM {_LINK_TABLE} WHERE key = ?",  # noqa: S608
-             f"SELECT pseudonym FROM {_LINK_TABLE} WHERE key = %s")  # noqa: S608
-
-
-def _driver_error(exc: Exception) -> Exception:
-    """A driver error raised outside SQLAlchemy, as the store's own error."""
-    from gateway.store.engine import translate
-
-    return translate(DBAPIError(None, None, exc, False))
 
 
 def _inserted_id(result: Any) -> int:
