@@ -178,10 +178,10 @@ def test_history_of_an_unknown_resource_is_404(client: httpx.Client):
     assert client.get("/Patient/nope/_history").status_code == 404
 
 
-def test_nonblocking_reads_answer_like_the_inline_ones(store):
-    with serving(store, nonblocking_reads=True) as served, served.client() as http:
+def test_repeated_reads_answer_alike_on_the_reused_connection(store):
+    with serving(store) as served, served.client() as http:
         pid = create(http, PATIENT).json()["id"]
-        for _ in range(3):  # several reads reuse the pooled async connections
+        for _ in range(3):  # several reads reuse the event loop's read connection
             response = http.get(f"/Patient/{pid}")
             assert response.status_code == 200
             assert response.headers["etag"] == 'W/"1"'

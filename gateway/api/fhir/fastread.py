@@ -57,13 +57,10 @@ class RawResource:
 
 
 class RawReader:
-    """Reads current versions as bytes; 404 / 410 as FhirError.
+    """Reads current versions as bytes; 404 / 410 as FhirError. Reads on PostgreSQL never
+    hold the event loop (see the module docstring); reads on SQLite run inline."""
 
-    ``nonblocking`` is accepted for compatibility and changes nothing any more: reads on
-    PostgreSQL never hold the event loop (see the module docstring), reads on SQLite
-    always run inline."""
-
-    def __init__(self, store: Store, *, nonblocking: bool = False) -> None:
+    def __init__(self, store: Store) -> None:
         self.store = store
         engine = getattr(store, "engine", None)
         self.engine: Any = engine if getattr(store, "dialect", None) in (

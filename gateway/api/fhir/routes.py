@@ -52,13 +52,13 @@ class FhirApi:
     """The state behind the routes: the store, the capability, how to name the base."""
 
     def __init__(self, store: Store, *, base_url: str | None = None,
-                 origin: str | None = None, nonblocking_reads: bool = False,
+                 origin: str | None = None,
                  capability_resources: Sequence[dict[str, Any]] = ()) -> None:
         self.store = store
         self.base_url = base_url.rstrip("/") if base_url else None
         self.origin = origin
         self.capability = Capability(others=capability_resources)
-        self.reader = RawReader(store, nonblocking=nonblocking_reads)
+        self.reader = RawReader(store)
 
     async def read_now(self, rtype: str, id: str) -> RawResource:
         """A read by primary key without a hop to a worker thread (see ``fastread``)."""
@@ -122,16 +122,13 @@ class FhirRoute(APIRoute):
 
 def fhir_router(store: Store, *, base_url_from_request: bool = True,
                 base_url: str | None = None, origin: str | None = None,
-                nonblocking_reads: bool = False,
                 capability_resources: Sequence[dict[str, Any]] = ()) -> APIRouter:
     """The ``/fhir`` router. ``base_url`` (when not taken from the request) is the public
     base used in ``fullUrl``, ``Location`` and paging links; ``origin`` names this node in
-    the bus headers of API writes; ``nonblocking_reads`` is kept for callers and changes
-    nothing (reads by id on PostgreSQL never hold the event loop; see ``fastread``);
-    ``capability_resources`` are CapabilityStatement entries of types other routers serve
-    under ``/fhir`` (so that ``/fhir/metadata`` tells the whole truth)."""
+    the bus headers of API writes; ``capability_resources`` are CapabilityStatement
+    entries of types other routers serve under ``/fhir`` (so that ``/fhir/metadata`` tells
+    the whole truth)."""
     api = FhirApi(store, base_url=None if base_url_from_request else base_url, origin=origin,
-                  nonblocking_reads=nonblocking_reads,
                   capability_resources=capability_resources)
     router = APIRouter(prefix="/fhir", route_class=FhirRoute)
     _read_routes(router, api)  # first: matched in order, and reads are the hot path
