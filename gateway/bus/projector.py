@@ -52,25 +52,15 @@ def apply_delivery(tx: Transaction, record: Delivery) -> bool:
 
 
 def apply_batch(tx: Transaction, records: Sequence[Delivery]) -> int:
-    """Every record in order; runs of versions in one batch write when the store has one
-    (``prepare_batch`` then ``apply_prepared`` on the SQL store, else ``apply_versions``),
-    tombstones one by one. Returns how many changed something."""
+    """Every record in order; on the SQL store runs of versions are written in one batch
+    each (``prepare_batch`` then ``apply_prepared``), tombstones one by one. Records that
+    cannot even be prepared (or another store) go one by one: the bad one raises there.
+    Returns how many changed something."""
     if isinstance(tx, SqlTransaction):
         batch = prepare_batch(records, copy=tx.store.dialect == "postgresql" and copy_ready(tx))
         if batch.segments is not None:
             return apply_prepared(tx, batch.segments)
-    batch_write = getattr(tx, "apply_versions", None)
-    if batch_write is None:
-        return sum(apply_delivery(tx, r) for r in records)
-    changed, run = 0, []
-    for record in records:
-        if record.value is not None:
-            run.append(orjson.loads(record.value))
-            continue
-        changed += int(batch_write(run)) if run else 0
-        run = []
-        changed += apply_delivery(tx, record)
-    return changed + (int(batch_write(run)) if run else 0)
+    return sum(apply_delivery(tx, r) for r in records)
 
 
 Segment = Prepared | Delivery  # a run of versions, or a tombstone

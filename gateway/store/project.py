@@ -14,7 +14,8 @@ while the database writes this one): ``prepare_versions`` needs no database (nor
 content, content hash, index rows; for PostgreSQL the COPY data already formatted) and
 ``write_prepared`` runs in the transaction (which versions are new is known only there, so
 every version newer than the one before it in the batch is prepared, and only those newer
-than the stored one are written). ``apply_versions`` is the two in a row.
+than the stored one are written). ``gateway.bus.projector.apply_batch`` does the two in a
+row.
 """
 
 from __future__ import annotations
@@ -176,15 +177,6 @@ class Prepared:
 
     def __init__(self, chains: dict[Key, Chain], copy: bool) -> None:
         self.chains, self.copy = chains, copy
-
-
-def apply_versions(tx: SqlTransaction, resources: Sequence[Resource]) -> int:
-    """Apply ``resources`` (each with meta.versionId/lastUpdated); returns how many versions
-    were new."""
-    with collector_paused():
-        prepared = prepare_versions(
-            resources, copy=tx.store.dialect == "postgresql" and copy_ready(tx))
-    return write_prepared(tx, prepared)
 
 
 @contextlib.contextmanager

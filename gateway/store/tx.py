@@ -110,14 +110,6 @@ class SqlTransaction:
                       created=cur is None or cur.deleted, resource=stored)
 
     @translated
-    def apply_versions(self, resources: Sequence[Resource]) -> int:
-        """Projector batch write: ``apply_version`` for each, in a few statements
-        (``gateway.store.project``); returns how many versions were new."""
-        from gateway.store.project import apply_versions
-
-        return apply_versions(self, resources)
-
-    @translated
     def delete(self, resource_type: str, id: str, *, source: str | None = None,
                headers: dict[str, str] | None = None) -> Change:
         return self._tombstone(resource_type, id, None, None, outbox=True, headers=headers)

@@ -1,4 +1,4 @@
-"""The projector's batch write (``apply_versions``) stores exactly what ``apply_version``
+"""The projector's batch write (``apply_batch``) stores exactly what ``apply_version``
 one by one stores: history, current rows and search index rows, on both databases."""
 
 from __future__ import annotations
