@@ -165,11 +165,9 @@ class Transaction(Protocol):
     def inbox_update(self, record: InboxRecord) -> None:
         ...
 
-    def inbox_insert(self, record: InboxRecord) -> int:
-        """``inbox_add`` without a savepoint of its own (a duplicate spoils the caller's)."""
-
     def inbox_insert_many(self, records: Sequence[InboxRecord]) -> list[int]:
-        """``inbox_insert`` for each record, in order, in one statement."""
+        """``inbox_add`` for each record, in order, in one statement, without savepoints
+        (a duplicate spoils the caller's transaction)."""
 
     def links_put(self, links: dict[str, str]) -> None:
         """``link_put`` for each (key, pseudonym)."""

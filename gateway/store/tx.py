@@ -163,16 +163,8 @@ class SqlTransaction:
         return record.id
 
     @translated
-    def inbox_insert(self, record: InboxRecord) -> int:
-        """``inbox_add`` without its savepoint: a duplicate raises and spoils the
-        transaction (the caller holds a savepoint of its own)."""
-        result = self.conn.execute(sql.INSERT_INBOX, _inbox_insert_values(record))
-        record.id = _inserted_id(result)
-        return record.id
-
-    @translated
     def inbox_insert_many(self, records: Sequence[InboxRecord]) -> list[int]:
-        """``inbox_insert`` for each record, in one statement (multi-row INSERT …
+        """``inbox_add`` without savepoints for each record, in one statement (multi-row INSERT …
         RETURNING, ids in the records' order): a group commit's inbox rows in one round
         trip instead of one per message."""
         if not records:
