@@ -41,6 +41,8 @@ from gateway.hl7.check import inbound_errors
 from gateway.hl7.mllp import MllpServer, Peer, server_ssl_context
 from gateway.ingest import IngestService
 from gateway.mapping.pseudonym import load_or_create_key, read_key
+from gateway.security.install import Auth, build_auth
+from gateway.security.routes import auth_router
 from gateway.store.sql import SqlStore
 
 log = logging.getLogger(__name__)
@@ -83,6 +85,7 @@ class Gateway:
     mllp: MllpServer | None = None
     http: uvicorn.Server | None = None
     bus: Any = None
+    auth: Auth | None = None
     extras: list[Any] = field(default_factory=list)
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -102,6 +105,8 @@ class Gateway:
         s = self.settings
         s.data_dir.mkdir(parents=True, exist_ok=True)
         self.network = load_network(s.sites)
+        self.auth = await asyncio.to_thread(build_auth, s.auth, s.host, self.network,
+                                            s.data_dir)
         # an edge serves no FHIR API: its store keeps no search index and no history
         self.store = SqlStore(s.resolved_database_url(), edge=s.role == "edge")
         await asyncio.to_thread(self.store.migrate)
@@ -122,6 +127,7 @@ class Gateway:
         # process: out of the collector's way, so that the collections that the mapping's
         # short-lived dicts cause do not walk it again and again (ACK latency tail)
         gc.freeze()
+        self.auth.announce(s.host)
         log.info("gateway ready: role %s, HTTP %s:%d, MLLP %s", s.role, s.host,
                  self.http_port, f"{s.host}:{self.mllp.port}" if self.mllp else "off")
 
@@ -132,7 +138,8 @@ class Gateway:
 
     def _routers(self) -> list[Any]:
         assert self.service is not None and self.store is not None and self.network
-        routers: list[Any] = []
+        assert self.auth is not None
+        routers: list[Any] = [auth_router(self.auth.tokens)]
         if self.settings.role != "hub":
             routers += [hl7v2_router(self.service), admin_router(self.service),
                         admin_codes_router(self.store, self.network),
@@ -143,7 +150,8 @@ class Gateway:
             # the terminology routes come before the FHIR API's generic /fhir/{type}/{id}
             routers += [terminology_router(self.network),
                         fhir_router(self.store, origin=self.settings.node_id,
-                                    capability_resources=capability_entries())]
+                                    capability_resources=capability_entries(),
+                                    security=self.auth.capability_security())]
         return routers
 
     def _start_file_sources(self) -> None:
@@ -155,8 +163,10 @@ class Gateway:
                                           s.data_dir, now=_now_instant)
 
     async def _start_http(self) -> None:
+        assert self.auth is not None
         app = create_app(routers=self._routers(), ready=lambda: self.ready,
-                         setup=[install_fhir_errors, _gzip])
+                         setup=[install_fhir_errors, _gzip, self.auth.install],
+                         health=self.auth.health)
         config = uvicorn.Config(app, host=self.settings.host, port=self.settings.http_port,
                                 log_level="warning", lifespan="off", access_log=False)
         self.http = _QuietServer(config)
@@ -187,6 +197,8 @@ class Gateway:
         leaves the running configuration as it was. Connections are not dropped."""
         if self.network is not None:
             reload_network(self.network, self.settings.sites)
+            if self.auth is not None:
+                self.auth.reload_clients(self.network)
 
     def request_stop(self) -> None:
         self._stop.set()

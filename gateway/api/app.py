@@ -8,19 +8,23 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
 
 from gateway import __version__
 
 
 def create_app(*, routers: list[Any], ready: Callable[[], bool] = lambda: True,
-               setup: list[Callable[[FastAPI], None]] | None = None) -> FastAPI:
-    app = FastAPI(title="PlaGenCell gateway", version=__version__,
+               setup: list[Callable[[FastAPI], None]] | None = None,
+               health: dict[str, str] | None = None) -> FastAPI:
+    # /docs and /redoc from the assets of the fastapi-offline package: no CDN
+    app = FastAPIOffline(title="PlaGenCell gateway", version=__version__,
                   description="HL7 v2 and lab exports in, pseudonymised FHIR R4 out.")
 
     @app.get("/healthz", tags=["admin"], summary="200 once the HTTP and MLLP listeners accept")
     async def healthz() -> JSONResponse:
         ok = ready()
-        return JSONResponse({"status": "ok" if ok else "starting", "version": __version__},
+        return JSONResponse({"status": "ok" if ok else "starting", "version": __version__,
+                             **(health or {})},
                             status_code=200 if ok else 503)
 
     for router in routers:
