@@ -41,6 +41,7 @@ from gateway.hl7.check import inbound_errors
 from gateway.hl7.mllp import MllpServer, Peer, server_ssl_context
 from gateway.ingest import IngestService
 from gateway.mapping.pseudonym import load_or_create_key, read_key
+from gateway.security import senders
 from gateway.security.install import Auth, build_auth
 from gateway.security.routes import auth_router
 from gateway.store.sql import SqlStore
@@ -59,11 +60,19 @@ class _QuietServer(uvicorn.Server):
 class MllpHandler:
     """Adapts the MLLP listener to the ingest service."""
 
-    def __init__(self, service: IngestService, max_size: int) -> None:
+    def __init__(self, service: IngestService, max_size: int,
+                 require_client_cert: bool = False) -> None:
         self.service = service
         self.max_size = max_size
+        self.require_client_cert = require_client_cert
 
     async def handle(self, frame: bytes, peer: Peer) -> list[bytes]:
+        if self.require_client_cert:
+            may = senders.certificate_may_send(self.service.network, peer.cert_names)
+            refused = senders.refusal(self.service.network, frame, may,
+                                      f"the certificate of {peer.cert_subject or peer}")
+            if refused is not None:
+                return [senders.refused_ack(*refused)]
         if batch.is_batch(frame):
             _, answer = await batch.handle_batch(self.service, frame, "mllp", _now())
             return [answer]
@@ -182,11 +191,16 @@ class Gateway:
         s = self.settings
         assert self.service is not None
         ssl_ctx = None
+        if s.auth.mllp_require_client_cert and not s.mllp_tls_client_ca:
+            raise ConfigError("--mllp-require-client-cert needs --mllp-tls-cert and "
+                              "--mllp-tls-client-ca (mutual TLS)")
         if s.mllp_tls_cert:
             key = str(s.mllp_tls_key) if s.mllp_tls_key else None
             client_ca = str(s.mllp_tls_client_ca) if s.mllp_tls_client_ca else None
             ssl_ctx = server_ssl_context(str(s.mllp_tls_cert), key, client_ca)
-        self.mllp = MllpServer(MllpHandler(self.service, s.max_message_size), s.host,
+        handler = MllpHandler(self.service, s.max_message_size,
+                              s.auth.mllp_require_client_cert)
+        self.mllp = MllpServer(handler, s.host,
                                s.mllp_port, ssl_context=ssl_ctx,
                                max_message_size=s.max_message_size,
                                idle_timeout=s.idle_timeout)

@@ -68,7 +68,7 @@ def need_of(method: str, path: str, query: bytes = b"") -> Need:
     if path in OPEN_PATHS:
         return OPEN
     if path == "/fhir" or path.startswith("/fhir/"):
-        return _fhir(method, path.rstrip("/").split("/")[2:])
+        return fhir_need(method, path.rstrip("/").split("/")[2:])
     if path.startswith(DOC_PREFIXES):
         return TOKEN
     if path == "/hl7v2":
@@ -81,7 +81,8 @@ def need_of(method: str, path: str, query: bytes = b"") -> Need:
     return Need(scope=ADMIN)
 
 
-def _fhir(method: str, parts: list[str]) -> Need:
+def fhir_need(method: str, parts: list[str]) -> Need:
+    """The need of a FHIR request on ``/fhir/<parts…>`` (also of one Bundle entry)."""
     if not parts:  # POST /fhir: batch or transaction, every entry checked on its own
         return TOKEN
     if parts[0] == "AuditEvent":

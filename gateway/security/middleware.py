@@ -95,7 +95,7 @@ class AuthMiddleware:
 def _bearer(scope: Scope) -> str | None:
     for name, value in scope["headers"]:
         if name == b"authorization":
-            kind, _, token = value.decode("latin-1").partition(" ")
+            kind, _, token = str(value.decode("latin-1")).partition(" ")
             if kind.lower() == "bearer" and token.strip():
                 return token.strip()
             return None

@@ -20,6 +20,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from gateway.errors import GatewayError
+from gateway.security import principal_of
+from gateway.security.enforce import fhir_need
 from gateway.store.base import Resource, Store
 
 from . import interactions as ix
@@ -41,7 +43,7 @@ from .negotiation import (
 from .outcomes import FhirError, from_gateway_error, information
 from .search import search_bundle
 from .summary import apply_elements, apply_summary, parse_elements
-from .transaction import run_batch, run_transaction
+from .transaction import check_entries, run_batch, run_transaction
 
 T = TypeVar("T")
 MAX_HISTORY = 1000
@@ -182,6 +184,10 @@ def _system_routes(router: APIRouter, api: FhirApi) -> None:
                                "transaction", expression=["Bundle.type"])
         run = run_transaction if body["type"] == "transaction" else run_batch
         base, ctx = api.base(request), api.context(request)
+        principal = principal_of(request)
+        if not principal.anonymous:
+            check_entries(body, base, lambda method, parts: fhir_need(method, parts)
+                          .refusal(principal))
         get = _entry_getter(api, base, prefer(request).strict)
         answer = await call(run, api.store, body, ctx, base, get)
         if prefer(request).return_ == "minimal":
