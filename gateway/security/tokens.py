@@ -60,7 +60,7 @@ def grant(requested: list[str], allowed: frozenset[str]) -> list[str]:
             continue
         context, _, rest = scope.partition("/")
         rtype, _, perms = rest.partition(".")
-        if context == "system" and rtype and rtype != "*" and perms and perms.isalpha() \
+        if context == "system" and rtype and perms and perms.isalpha() \
                 and all(any(scope_grants(a, rtype, p) for a in allowed) for p in perms):
             out.append(scope)
     return out
