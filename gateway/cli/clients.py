@@ -108,7 +108,7 @@ def run_new(args: argparse.Namespace) -> int:
         _err(exc.message)
         return 2
     keys.write_private(key, args.key_out)
-    _err(f"client {args.id} added to {args.clients}; private key {args.key_out} (0600, "
+    _out(f"client {args.id} added to {args.clients}; private key {args.key_out} (0600, "
           f"kid {entry['jwks']['keys'][0]['kid']})")
     return 0
 
@@ -117,9 +117,9 @@ def run_check(args: argparse.Namespace) -> int:
     try:
         clients = load_clients(args.file, load_network(args.site_dir))
     except ConfigError as exc:
-        _out(exc.message)
+        _err(exc.message)
         return 1
-    _err(f"{args.file}: {len(clients)} clients OK")
+    _out(f"{args.file}: {len(clients)} clients OK")
     return 0
 
 
@@ -136,7 +136,7 @@ def run_token(args: argparse.Namespace) -> int:
         client = load_clients(args.clients, load_network(args.site_dir)).get(args.client)
         key = keys.read_private(args.key)
     except ConfigError as exc:
-        _out(exc.message)
+        _err(exc.message)
         return 2
     if client is None:
         _err(f"{args.clients}: no client {args.client}")
@@ -147,14 +147,14 @@ def run_token(args: argparse.Namespace) -> int:
         token_url = str(config["token_endpoint"])
         assertion = client_assertion(client.id, key, token_url)
         if args.assertion:
-            _err(assertion)
+            _out(assertion)
             return 0
         answer = httpx.post(token_url, timeout=10, data={
             "grant_type": "client_credentials", "client_assertion_type": ASSERTION_TYPE,
             "client_assertion": assertion,
             "scope": args.scope or " ".join(sorted(client.scopes))})
     except (httpx.HTTPError, ValueError, KeyError) as exc:
-        _out(f"{base}: no SMART token endpoint answered ({exc})")
+        _err(f"{base}: no SMART token endpoint answered ({exc})")
         return 1
     body = answer.json()
     if answer.status_code != 200:
