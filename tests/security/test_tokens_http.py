@@ -50,7 +50,8 @@ async def test_a_client_gets_a_token_with_the_granted_scopes_and_reads_with_it(
         assert body["token_type"] == "bearer" and 0 < body["expires_in"] <= 3600
         assert body["scope"] == "system/Observation.rs"  # requested ∩ allowed
         assert r.headers["cache-control"] == "no-store"
-        ok = await http.get(f"{base(gateway)}/fhir/Observation", headers=bearer(body["access_token"]))
+        ok = await http.get(f"{base(gateway)}/fhir/Observation",
+                            headers=bearer(body["access_token"]))
         assert ok.status_code == 200
         assert ok.headers["cache-control"] == "no-store"
         assert ok.headers["x-content-type-options"] == "nosniff"
