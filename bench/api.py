@@ -8,8 +8,11 @@ endpoint returning pre-serialised bytes (the ceiling of this server stack).
 
     .venv/bin/python bench/api.py --db sqlite --n 100000
     .venv/bin/python bench/api.py --db postgresql --n 100000
+    .venv/bin/python bench/api.py --auth       # also: read by id with a bearer token
 
-Targets: read ≥ 60 % of the bare ceiling (req/s); both searches p95 ≤ 25 ms at 100k.
+Targets: read ≥ 60 % of the bare ceiling (req/s); both searches p95 ≤ 25 ms at 100k;
+with ``--auth``, read with a token ≥ 80 % of read without (a second server with the
+authentication middleware and a registered client, measured in alternation with the first).
 """
 
 from __future__ import annotations
@@ -89,7 +92,7 @@ def database(kind: str, workdir: Path) -> tuple[str, str | None]:
 
 # -- server (subprocess) -----------------------------------------------------------------
 
-def serve(url: str, port: int) -> None:
+def serve(url: str, port: int, auth_dir: str | None = None) -> None:
     import orjson
     import uvicorn
     from fastapi import FastAPI
@@ -109,7 +112,45 @@ def serve(url: str, port: int) -> None:
     async def bare_endpoint() -> Response:
         return Response(bare, media_type=FHIR_MEDIA_TYPE)
 
+    if auth_dir:  # the trust boundary as `gateway serve --clients` installs it
+        from gateway.security.clients import load_clients
+        from gateway.security.keys import signing_key
+        from gateway.security.middleware import AuthMiddleware
+        from gateway.security.routes import auth_router
+        from gateway.security.tokens import TokenService
+
+        tokens = TokenService(load_clients(Path(auth_dir) / "clients.yaml"),
+                              signing_key(Path(auth_dir)))
+        app.include_router(auth_router(tokens))
+        app.add_middleware(AuthMiddleware, tokens=tokens)
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+def auth_setup(workdir: Path) -> Any:
+    """A registered client (its key and the clients file) for the ``--auth`` server."""
+    from gateway.security import keys
+    from gateway.security.clients import add_client
+
+    key = keys.generate("ES384")
+    add_client(workdir / "clients.yaml", {"id": "bench", "name": "bench", "scopes":
+                                          ["system/Observation.rs"],
+                                          "jwks": {"keys": [keys.public_jwk(key)]}})
+    return key
+
+
+def auth_token(port: int, key: Any) -> str:
+    import httpx
+
+    from gateway.cli.clients import client_assertion
+    from gateway.security.tokens import ASSERTION_TYPE
+
+    url = f"http://127.0.0.1:{port}/auth/token"
+    answer = httpx.post(url, data={"grant_type": "client_credentials",
+                                   "client_assertion_type": ASSERTION_TYPE,
+                                   "client_assertion": client_assertion("bench", key, url),
+                                   "scope": "system/Observation.rs"})
+    answer.raise_for_status()
+    return str(answer.json()["access_token"])
 
 
 def free_port() -> int:
@@ -131,10 +172,13 @@ def wait_ready(port: int, timeout: float = 30) -> None:
 
 # -- load generator (subprocess) ---------------------------------------------------------
 
+HEADERS = ""  # extra request header lines ("Authorization: Bearer …\r\n"), from --header
+
+
 async def _request(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                    path: str) -> int:
     writer.write(f"GET {path} HTTP/1.1\r\nHost: bench\r\nAccept: application/fhir+json"
-                 "\r\n\r\n".encode())
+                 f"\r\n{HEADERS}\r\n".encode())
     head = await reader.readuntil(b"\r\n\r\n")
     status = int(head[9:12])
     length = 0
@@ -181,14 +225,15 @@ async def _drive(port: int, paths: list[str], concurrency: int, seconds: float
             "error_statuses": sorted(set(errors))[:5]}
 
 
-def drive(port: int, paths: list[str], concurrency: int, seconds: float) -> dict[str, Any]:
+def drive(port: int, paths: list[str], concurrency: int, seconds: float,
+          header: str = "") -> dict[str, Any]:
     """Run the load generator in its own process; returns its measurements."""
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
         json.dump(paths, handle)
     out = subprocess.run([sys.executable, __file__, "load", "--port", str(port),
                           "--paths", handle.name, "--concurrency", str(concurrency),
-                          "--seconds", str(seconds)], check=True, capture_output=True,
-                         text=True)
+                          "--seconds", str(seconds), "--header", header], check=True,
+                         capture_output=True, text=True)
     os.unlink(handle.name)
     result: dict[str, Any] = json.loads(out.stdout)
     return result
@@ -212,13 +257,19 @@ def scenarios(n: int, subjects: int) -> dict[str, list[str]]:
 
 
 def measure(port: int, paths: dict[str, list[str]], conc: dict[str, int],
-            args: argparse.Namespace) -> dict[str, dict[str, Any]]:
-    """Bare and read alternate for ``--rounds`` rounds (the best round of each is kept:
-    on a shared machine the noise only ever slows a round down); then the searches."""
+            args: argparse.Namespace, auth: tuple[int, str] | None = None
+            ) -> dict[str, dict[str, Any]]:
+    """Bare, read (and read with a token on the ``auth`` server: port, token) alternate for
+    ``--rounds`` rounds (the best round of each is kept: on a shared machine the noise only
+    ever slows a round down); then the searches."""
     results: dict[str, dict[str, Any]] = {}
     for _ in range(args.rounds):
-        for name in ("bare", "read"):
-            run = drive(port, paths[name], conc[name], args.seconds)
+        for name in ("bare", "read", *(["read with token"] if auth else [])):
+            if name == "read with token" and auth is not None:
+                run = drive(auth[0], paths["read"], conc["read"], args.seconds,
+                            f"Authorization: Bearer {auth[1]}\r\n")
+            else:
+                run = drive(port, paths[name], conc[name], args.seconds)
             if name not in results or run["rps"] > results[name]["rps"]:
                 results[name] = run
     for name in ("search subject+code", "search code+date _count=100"):
@@ -236,6 +287,9 @@ def report(db: str, n: int, load_s: float, results: dict[str, dict[str, Any]],
               f"{r['p95_ms']:>9.2f}{r['p99_ms']:>9.2f}{r['errors']:>8}")
     ratio = results["read"]["rps"] / results["bare"]["rps"]
     print(f"\nread / bare ceiling: {ratio:.0%} (target ≥ 60%)")
+    if "read with token" in results:
+        ratio = results["read with token"]["rps"] / results["read"]["rps"]
+        print(f"read with token / read without: {ratio:.0%} (target ≥ 80%)")
     for name in ("search subject+code", "search code+date _count=100"):
         p95 = results[name]["p95_ms"]
         verdict = "ok" if p95 <= 25 else "MISSED"
@@ -253,18 +307,24 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=16, help="for bare and read")
     ap.add_argument("--search-concurrency", type=int, default=1)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--auth", action="store_true",
+                    help="also read by id with a bearer token (authentication middleware)")
     s = sub.add_parser("serve")
     s.add_argument("--url", required=True)
     s.add_argument("--port", type=int, required=True)
+    s.add_argument("--auth-dir", help="serve with authentication (clients file, key here)")
     g = sub.add_parser("load")
     g.add_argument("--port", type=int, required=True)
     g.add_argument("--paths", required=True)
     g.add_argument("--concurrency", type=int, required=True)
     g.add_argument("--seconds", type=float, required=True)
+    g.add_argument("--header", default="")
     args = ap.parse_args()
     if args.cmd == "serve":
-        serve(args.url, args.port)
+        serve(args.url, args.port, args.auth_dir)
     elif args.cmd == "load":
+        global HEADERS
+        HEADERS = args.header
         paths = json.loads(Path(args.paths).read_text())
         print(json.dumps(asyncio.run(_drive(args.port, paths, args.concurrency,
                                             args.seconds))))
@@ -278,17 +338,27 @@ def run(args: argparse.Namespace) -> None:
         try:
             load_s = load(url, args.n, args.subjects)
             port = free_port()
-            server = subprocess.Popen([sys.executable, __file__, "serve", "--url", url,
-                                       "--port", str(port)])
+            servers = [subprocess.Popen([sys.executable, __file__, "serve", "--url", url,
+                                         "--port", str(port)])]
+            auth = None
             try:
                 wait_ready(port)
+                if args.auth:
+                    key, auth_port = auth_setup(Path(tmp)), free_port()
+                    servers.append(subprocess.Popen([
+                        sys.executable, __file__, "serve", "--url", url, "--port",
+                        str(auth_port), "--auth-dir", tmp]))
+                    wait_ready(auth_port)
+                    auth = (auth_port, auth_token(auth_port, key))
                 conc = {"bare": args.concurrency, "read": args.concurrency,
+                        "read with token": args.concurrency,
                         "search subject+code": args.search_concurrency,
                         "search code+date _count=100": args.search_concurrency}
-                results = measure(port, scenarios(args.n, args.subjects), conc, args)
+                results = measure(port, scenarios(args.n, args.subjects), conc, args, auth)
             finally:
-                server.terminate()
-                server.wait(timeout=30)
+                for server in servers:
+                    server.terminate()
+                    server.wait(timeout=30)
             report(args.db, args.n, load_s, results, conc)
         finally:
             if pg_name:

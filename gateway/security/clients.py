@@ -8,6 +8,9 @@
         studies: [car-t-01, "https://clinicaltrials.gov/nctid|NCT01234567"]
         sites: [hsr]
 
+Without ``jwks`` and ``jwks_file`` a client cannot use ``/auth/token``: its tokens come
+from the OpenID Connect issuer (``--oidc-issuer``) only.
+
 ``studies`` entries: ``ResearchStudy/<id>`` (an id as is), ``system|value`` (an identifier)
 or a bare value (a study of ``studies.yaml``, by id, identifier value or alias); all are
 resolved to ResearchStudy ids (``gateway.mapping.research.study_id``). ``sites`` are site
@@ -122,8 +125,10 @@ def load_clients(path: Path, network: Network | None = None) -> dict[str, Client
 
 
 def _keys(path: Path, entry: ClientEntry, fail: Any) -> dict[str, jwt.PyJWK]:
-    if (entry.jwks is None) == (entry.jwks_file is None):
-        raise fail("jwks", "give exactly one of jwks (inline) and jwks_file", ["id"])
+    if entry.jwks is not None and entry.jwks_file is not None:
+        raise fail("jwks", "give one of jwks (inline) and jwks_file, not both")
+    if entry.jwks is None and entry.jwks_file is None:
+        return {}  # no key: its tokens come from the OIDC issuer only (--oidc-issuer)
     where = "jwks"
     jwks = entry.jwks
     if entry.jwks_file is not None:

@@ -148,6 +148,9 @@ class TokenService:
         if client is None:
             raise invalid_client(f"iss {iss!r} is no registered client")
         key = client.key(header.get("kid"))
+        if not client.keys:
+            raise invalid_client(f"client {client.id} has no key here: it gets its tokens "
+                                 "from the OpenID Connect issuer")
         if key is None:
             raise invalid_client(f"kid {header.get('kid')!r} is no key of client {client.id}")
         verified = self._verify_assertion(assertion, key, alg, client.id, token_url)

@@ -97,3 +97,9 @@ def test_duplicate_ids_and_duplicate_keys_are_refused(tmp_path: Path) -> None:
 ])
 def test_scopes_are_smart_v2_or_the_gateways_own(scope: str, ok: bool) -> None:
     assert (scope_error(scope) is None) is ok
+
+
+def test_a_client_without_keys_is_an_oidc_only_client(tmp_path: Path) -> None:
+    path = _file(tmp_path, "clients:\n  - id: idp-app\n    name: App\n"
+                 "    scopes: [system/Observation.rs]\n")
+    assert load_clients(path, NETWORK)["idp-app"].keys == {}
