@@ -11,7 +11,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from gateway.security.principal import GATEWAY_SCOPES
+from gateway.security.principal import GATEWAY_SCOPES, Principal
 from gateway.security.tokens import ASSERTION_ALGORITHMS, OAuthError, TokenService
 
 log = logging.getLogger(__name__)
@@ -82,14 +82,15 @@ def auth_router(tokens: TokenService | None) -> APIRouter:
                 "invalid_request", "the body must be application/x-www-form-urlencoded"))
         form = await request.form()
         fields = {k: v for k, v in form.items() if isinstance(v, str)}
+        request.state.audit = {"subtype": "token", "entity": [], "query": ""}
         try:
-            answer = await run_in_threadpool(tokens.token, fields,
-                                             server_root(request) + TOKEN_PATH)
+            client_id, answer = await run_in_threadpool(tokens.token, fields,
+                                                        server_root(request) + TOKEN_PATH)
         except OAuthError as exc:
             log.info("token refused: %s: %s", exc.error, exc.description)
-            request.state.audit = {"subtype": "token", "entity": [], "query": ""}
             return _oauth_error(exc)
-        request.state.audit = {"subtype": "token", "entity": [], "query": ""}
+        # the audit trail's "who" of an issued token
+        request.state.principal = Principal(client_id, frozenset(answer["scope"].split()))
         return JSONResponse(answer, headers=NO_STORE)
 
     return router

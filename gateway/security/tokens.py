@@ -109,8 +109,8 @@ class TokenService:
 
     # -- the token endpoint --------------------------------------------------------------
 
-    def token(self, form: Mapping[str, str], token_url: str) -> dict[str, Any]:
-        """``POST /auth/token`` (form fields) → the RFC 6749 token response."""
+    def token(self, form: Mapping[str, str], token_url: str) -> tuple[str, dict[str, Any]]:
+        """``POST /auth/token`` (form fields) → (client id, the RFC 6749 token response)."""
         if form.get("grant_type") != "client_credentials":
             raise OAuthError("unsupported_grant_type", "grant_type must be client_credentials")
         if form.get("client_assertion_type") != ASSERTION_TYPE:
@@ -131,8 +131,8 @@ class TokenService:
                   "exp": int(now) + ACCESS_TOKEN_LIFETIME, "jti": uuid.uuid4().hex}
         token = jwt.encode(claims, self.signing, algorithm="ES384",
                            headers={"kid": self.jwk["kid"]})
-        return {"access_token": token, "token_type": "bearer",
-                "expires_in": ACCESS_TOKEN_LIFETIME, "scope": " ".join(granted)}
+        return client.id, {"access_token": token, "token_type": "bearer",
+                           "expires_in": ACCESS_TOKEN_LIFETIME, "scope": " ".join(granted)}
 
     def check_assertion(self, assertion: str, token_url: str) -> Client:
         try:

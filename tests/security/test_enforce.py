@@ -68,3 +68,16 @@ def test_open_paths_and_the_lab_export_site() -> None:
 def test_granted_scopes_are_requested_and_allowed(requested: list[str], allowed: set[str],
                                                   granted: list[str]) -> None:
     assert grant(requested, frozenset(allowed)) == granted
+
+
+def test_a_client_without_keys_cannot_use_the_token_endpoint() -> None:
+    from gateway.security import keys
+    from gateway.security.clients import Client
+    from gateway.security.tokens import OAuthError, TokenService
+    from tests.security.support import ApiClient, assertion
+
+    oidc_only = Client("idp-app", "App", {}, frozenset({"system/Observation.rs"}), None, None)
+    service = TokenService({"idp-app": oidc_only}, keys.generate("ES384"))
+    signed = assertion(ApiClient("idp-app", ["system/Observation.rs"]), "https://gw/auth/token")
+    with pytest.raises(OAuthError, match="gets its tokens from the OpenID Connect issuer"):
+        service.check_assertion(signed, "https://gw/auth/token")
