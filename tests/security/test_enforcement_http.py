@@ -55,9 +55,10 @@ OPEN = ["/healthz", "/fhir/metadata", "/.well-known/smart-configuration",
 
 
 @pytest.fixture
-async def gateway(tmp_path: Path) -> AsyncIterator[Gateway]:
+async def gateway(tmp_path: Path, database_url: str) -> AsyncIterator[Gateway]:
+    """The whole gateway with a clients file, on SQLite and on PostgreSQL."""
     path = write_clients(tmp_path / "clients.yaml", EVERYTHING, UNRELATED, MONZA, BERGAMO)
-    gw = await start(tmp_path, path)
+    gw = await start(tmp_path, path, database_url)
     yield gw
     await gw.stop()
 
