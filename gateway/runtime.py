@@ -67,12 +67,9 @@ class MllpHandler:
         self.require_client_cert = require_client_cert
 
     async def handle(self, frame: bytes, peer: Peer) -> list[bytes]:
-        if self.require_client_cert:
-            may = senders.certificate_may_send(self.service.network, peer.cert_names)
-            refused = senders.refusal(self.service.network, frame, may,
-                                      f"the certificate of {peer.cert_subject or peer}")
-            if refused is not None:
-                return [senders.refused_ack(*refused)]
+        if self.require_client_cert and (
+                refused := senders.mllp_refusal(self.service.network, frame, peer)):
+            return [refused]
         if batch.is_batch(frame):
             _, answer = await batch.handle_batch(self.service, frame, "mllp", _now())
             return [answer]

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from gateway.adapters.loader import Network
 from gateway.errors import InboundError
 from gateway.hl7 import ack as acks
+from gateway.hl7.mllp import Peer
 
 
 def msh_headers(raw: bytes) -> Iterator[acks.AckHeader]:
@@ -39,8 +40,13 @@ def refused_ack(header: acks.AckHeader, error: InboundError) -> bytes:
     return acks.encode_ack(text, header.charset)
 
 
-def certificate_may_send(network: Network, names: tuple[str, ...]) -> Callable[[str], bool]:
-    """Whether a certificate with ``names`` (CN, SANs) is a sender of a site."""
+def mllp_refusal(network: Network, frame: bytes, peer: Peer) -> bytes | None:
+    """The AR for a frame (one message or a batch) with a message whose MSH-4 site does not
+    name the peer's certificate (CN or SAN) among its ``senders``; None when all may pass."""
+    names = set(peer.cert_names)
+
     def may(site_id: str) -> bool:
-        return bool(set(names) & set(network.sites[site_id].senders))
-    return may
+        return bool(names & set(network.sites[site_id].senders))
+
+    refused = refusal(network, frame, may, f"the certificate of {peer.cert_subject or peer}")
+    return refused_ack(*refused) if refused is not None else None
