@@ -4,8 +4,10 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from gateway.security.enforce import need_of
+from gateway.security.enforce import OPEN_PATHS, need_of
 from gateway.security.principal import ADMIN, AUDIT, EXPORT, INGEST, RAW, Principal
 from gateway.security.tokens import grant
 
@@ -81,3 +83,20 @@ def test_a_client_without_keys_cannot_use_the_token_endpoint() -> None:
     signed = assertion(ApiClient("idp-app", ["system/Observation.rs"]), "https://gw/auth/token")
     with pytest.raises(OAuthError, match="gets its tokens from the OpenID Connect issuer"):
         service.check_assertion(signed, "https://gw/auth/token")
+
+
+@settings(max_examples=300, deadline=None)
+@given(method=st.sampled_from(["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]),
+       segments=st.lists(st.sampled_from(["fhir", "admin", "Patient", "AuditEvent", "_history",
+                                          "$export", "1", "..", "", "metadata", "auth",
+                                          "token", "docs", "hl7v2"]), max_size=5))
+def test_no_path_is_open_unless_listed_and_none_is_left_unchecked(
+        method: str, segments: list[str]) -> None:
+    path = "/" + "/".join(segments)
+    need = need_of(method, path)
+    if need.open:
+        assert path in OPEN_PATHS
+    else:  # a token is always needed; only POST /fhir and the docs need no more than one
+        assert need.scope is not None or need.rtype is not None \
+            or path.rstrip("/") == "/fhir" \
+            or path.startswith(("/docs", "/redoc", "/openapi.json"))
