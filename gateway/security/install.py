@@ -43,7 +43,9 @@ class Auth:
             app.add_middleware(CORSMiddleware, allow_origins=self.settings.cors_origin,
                                allow_methods=["GET", "POST", "PUT", "DELETE"],
                                allow_headers=["Authorization", "Content-Type", "If-Match",
-                                              "If-None-Exist", "Prefer"])
+                                              "If-None-Exist", "Prefer"],
+                               expose_headers=["Location", "ETag", "Last-Modified",
+                                               "Content-Location"])
 
     def announce(self, host: str) -> None:
         if self.mode == "tokens":

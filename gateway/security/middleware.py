@@ -102,16 +102,21 @@ def _bearer(scope: Scope) -> str | None:
     return None
 
 
+_NOSNIFF = (b"x-content-type-options", b"nosniff")
+_NO_STORE = (b"cache-control", b"no-store")
+
+
 def _with_headers(path: str, send: Send) -> Send:
-    extra = [(b"x-content-type-options", b"nosniff")]
-    if not path.startswith("/static-offline-docs"):
-        extra.append((b"cache-control", b"no-store"))
+    no_store = not path.startswith("/static-offline-docs")
 
     async def sending(message: Message) -> None:
         if message["type"] == "http.response.start":
-            headers: list[Any] = list(message.get("headers", []))
-            present = {name.lower() for name, _ in headers}
-            headers += [(k, v) for k, v in extra if k not in present]
+            headers: list[Any] = list(message.get("headers", ()))
+            names = [name.lower() for name, _ in headers]
+            if b"x-content-type-options" not in names:
+                headers.append(_NOSNIFF)
+            if no_store and b"cache-control" not in names:  # a route's own choice wins
+                headers.append(_NO_STORE)
             message = {**message, "headers": headers}
         await send(message)
 

@@ -105,7 +105,7 @@ class TokenService:
         self.external = external  # an OIDC issuer's verification (``oidc.OidcIssuer``)
         self.clock = clock
         self.jtis = SeenJtis()
-        self._cache: dict[str, tuple[Principal, float]] = {}
+        self._cache: dict[str, tuple[Principal, float, Client]] = {}
 
     # -- the token endpoint --------------------------------------------------------------
 
@@ -188,11 +188,16 @@ class TokenService:
     # -- every request -------------------------------------------------------------------
 
     def cached(self, token: str) -> Principal | None:
-        """The caller of a token verified before and not expired yet (None otherwise)."""
+        """The caller of a token verified before and not expired yet (None otherwise).
+        The principal is rebuilt only when its client's entry changed (clients reload)."""
         hit = self._cache.get(token)
         if hit is None or hit[1] <= self.clock():
             return None
-        return self._with_client(hit[0])
+        principal, _, client = hit
+        if self.clients.get(principal.client_id) is not client:
+            principal, client = self._with_client(principal)
+            self._cache[token] = (principal, hit[1], client)
+        return principal
 
     def principal(self, token: str) -> Principal:
         """The caller of an access token (its verification cached until it expires)."""
@@ -200,18 +205,19 @@ class TokenService:
         if found is not None:
             return found
         issued = self._verify(token)
-        principal = Principal(issued.client_id, frozenset(issued.scopes))
+        principal, client = self._with_client(Principal(issued.client_id,
+                                                        frozenset(issued.scopes)))
         if len(self._cache) >= CACHE_MAX:
             self._cache.clear()
-        self._cache[token] = (principal, issued.exp)
-        return self._with_client(principal)
+        self._cache[token] = (principal, issued.exp, client)
+        return principal
 
-    def _with_client(self, principal: Principal) -> Principal:
+    def _with_client(self, principal: Principal) -> tuple[Principal, Client]:
         """The client's current data restrictions; a removed client's tokens stop."""
         client = self.clients.get(principal.client_id)
         if client is None:
             raise invalid_token(f"client {principal.client_id} is no longer registered")
-        return Principal(client.id, principal.scopes, client.studies, client.sites)
+        return Principal(client.id, principal.scopes, client.studies, client.sites), client
 
     def _external(self, token: str) -> Issued:
         """A token of the trusted OIDC issuer: its client must be registered here, and it
