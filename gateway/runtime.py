@@ -191,6 +191,10 @@ class Gateway:
         if s.auth.mllp_require_client_cert and not s.mllp_tls_client_ca:
             raise ConfigError("--mllp-require-client-cert needs --mllp-tls-cert and "
                               "--mllp-tls-client-ca (mutual TLS)")
+        if s.auth.mllp_require_client_cert and (mute := senders.sites_without_senders(
+                self.service.network)):
+            log.warning("no 'senders' in the site files of %s: their MLLP messages get AR",
+                        ", ".join(mute))
         if s.mllp_tls_cert:
             key = str(s.mllp_tls_key) if s.mllp_tls_key else None
             client_ca = str(s.mllp_tls_client_ca) if s.mllp_tls_client_ca else None

@@ -50,3 +50,8 @@ def mllp_refusal(network: Network, frame: bytes, peer: Peer) -> bytes | None:
 
     refused = refusal(network, frame, may, f"the certificate of {peer.cert_subject or peer}")
     return refused_ack(*refused) if refused is not None else None
+
+
+def sites_without_senders(network: Network) -> list[str]:
+    """Sites nobody may send for over MLLP once client certificates are required."""
+    return sorted(site.id for site in network.sites.values() if not site.senders)

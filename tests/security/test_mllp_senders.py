@@ -53,7 +53,8 @@ async def _send(gw: Gateway, pki: dict[str, str], who: str, message: bytes) -> b
     return ack
 
 
-async def test_a_certificate_sends_only_for_the_sites_that_name_it(tmp_path: Path) -> None:
+async def test_a_certificate_sends_only_for_the_sites_that_name_it(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     pki = _pki(tmp_path)
     settings = Settings(http_port=0, mllp_port=0, data_dir=tmp_path / "var",
                         sites=_sites(tmp_path), bus=BusSettings(node_id="t"),
@@ -70,6 +71,7 @@ async def test_a_certificate_sends_only_for_the_sites_that_name_it(tmp_path: Pat
         refused = gw.store.inbox_find("LAB", "HPG23", "CERT2")
     finally:
         await gw.stop()
+    assert "no 'senders' in the site files of cf-calori" in caplog.text  # said at start
     assert msa(own) == ["AA", "CERT1"]
     assert msa(foreign) == ["AR", "CERT2"] and err(foreign).startswith("MSH^1^4")
     assert b"belongs to site hpg23" in foreign and b"mllp-monza" in foreign
