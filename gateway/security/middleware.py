@@ -38,8 +38,9 @@ async def refuse(send: Send, status: int, text: str, error: str | None = None) -
                (b"cache-control", b"no-store"), (b"x-content-type-options", b"nosniff")]
     if status == 401:
         challenge = f'Bearer realm="{REALM}"'
-        if error:
-            description = text.replace('"', "'")
+        if error:  # the reason may quote what the caller sent: printable ASCII only
+            description = "".join(c if " " <= c <= "~" and c not in '"\\' else "?"
+                                  for c in text)
             challenge += f', error="{error}", error_description="{description}"'
         headers.append((b"www-authenticate", challenge.encode()))
     body = _outcome("login" if status == 401 else "forbidden", text)

@@ -170,7 +170,10 @@ async def test_expired_tampered_and_foreign_access_tokens_get_401_with_an_outcom
     expired = jwt.encode({**claims, "exp": int(time.time()) - 10}, own_key,
                          algorithm="ES384", headers={"kid": keys.public_jwk(own_key)["kid"]})
     foreign = jwt.encode(claims, keys.generate("ES384"), algorithm="ES384")
+    odd_kid = jwt.encode(claims, keys.generate("ES384"), algorithm="ES384",
+                         headers={"kid": 'é"\r\nX-Injected: 1'})
     cases = [("tampered", f"{head}.{forged}.{sig}", "does not verify"),
+             ("odd kid", odd_kid, "not issued by"),
              ("expired", expired, "expired"), ("foreign", foreign, "not issued by"),
              ("garbage", "garbage", "no JWT")]
     async with httpx.AsyncClient() as http:
@@ -179,6 +182,7 @@ async def test_expired_tampered_and_foreign_access_tokens_get_401_with_an_outcom
             assert r.status_code == 401, what
             assert r.headers["www-authenticate"].startswith('Bearer realm="plagencell"')
             assert 'error="invalid_token"' in r.headers["www-authenticate"]
+            assert "x-injected" not in r.headers
             issue = r.json()["issue"][0]
             assert issue["code"] == "login" and words in issue["diagnostics"], (what, issue)
         assert (await http.get(f"{base(gateway)}/fhir/Observation",
