@@ -35,7 +35,7 @@ class Auth:
         return {"auth": self.mode}
 
     def capability_security(self) -> Callable[[str], dict[str, Any]]:
-        return capability_security(secured=self.tokens is not None)  # type: ignore[no-any-return]
+        return capability_security(secured=self.tokens is not None)
 
     def install(self, app: FastAPI) -> None:
         app.add_middleware(AuthMiddleware, tokens=self.tokens)

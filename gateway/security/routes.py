@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -39,7 +40,7 @@ def smart_configuration(root: str) -> dict[str, Any]:
     }
 
 
-def capability_security(*, secured: bool) -> Any:
+def capability_security(*, secured: bool) -> Callable[[str], dict[str, Any]]:
     """``rest.security`` of the CapabilityStatement, from the FHIR base URL."""
 
     def security(base: str) -> dict[str, Any]:
