@@ -73,3 +73,14 @@ async def test_gateway_token_prints_an_access_token_that_curl_can_use(
         await gw.stop()
     assert read.status_code == 200
     assert posted.status_code == 200 and posted.json()["scope"] == "system/Observation.rs"
+
+
+def test_gateway_serve_refuses_to_start_on_a_broken_clients_file_and_beyond_loopback(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    broken = tmp_path / "clients.yaml"
+    broken.write_text("clients:\n  - id: x\n    name: X\n    scopes: [system/Observation.sr]\n")
+    common = ["--http-port", "0", "--mllp-port", "0", "--data-dir", str(tmp_path / "var")]
+    assert main(["serve", "--clients", str(broken), *common]) == 2
+    assert f"{broken}:4: clients.0.scopes" in caplog.text
+    assert main(["serve", "--host", "0.0.0.0", *common]) == 2  # noqa: S104
+    assert "--insecure-no-auth" in caplog.text
