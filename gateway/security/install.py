@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 from gateway.adapters.loader import Network
+from gateway.errors import ConfigError
 from gateway.security.clients import Client, load_clients
 from gateway.security.keys import signing_key
 from gateway.security.middleware import AuthMiddleware
@@ -62,8 +63,6 @@ class Auth:
         """SIGHUP: re-read the clients file; a broken one keeps the running clients."""
         if self.tokens is None or self.settings.clients is None:
             return
-        from gateway.errors import ConfigError
-
         try:
             self.tokens.clients = load_clients(self.settings.clients, network)
         except ConfigError as exc:
