@@ -167,7 +167,9 @@ def _alternatives(identity: Identity) -> list[tuple[str, str]]:
     keywords |= {"mrn", r"n\.?\s{0,2}nosologico", "nosologico", "cartella(?:\\s{1,3}clinica)?",
                  r"id\s{1,3}paziente", r"patient\s{1,3}id", r"codice\s{1,3}paziente",
                  r"pat\.?\s{0,2}id", "medical\\s{1,3}record(?:\\s{1,3}number)?"}
-    out = [("EMAIL", t) for t in _longest_first(emails)]
+    # A marker is left as it is (scrubbing is idempotent, even for a patient named "Name").
+    out = [("KEEP", r"\[(?:" + "|".join(k.lower() for k in MARKERS) + r")\]")]
+    out += [("EMAIL", t) for t in _longest_first(emails)]
     out += PATTERNS
     out += [("DATE", rf"(?:{t})(?!\d)") for t in _longest_first(date_terms(identity.births))]
     out += [("PHONE", rf"(?:{t})(?!\d)") for t in _longest_first(phone_terms(identity.phones))]
@@ -239,6 +241,8 @@ class Scrubber:
             return "DATE", match.start("born")
         if kind == "MRN":
             return "ID", match.start("mrn")
+        if kind == "KEEP":
+            return None, 0
         if kind == "PHONE" and sum(c.isdigit() for c in match.group()) < MIN_PHONE_DIGITS:
             return None, 0
         return kind, match.start()
