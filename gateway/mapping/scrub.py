@@ -203,7 +203,7 @@ class Scrubber:
     counts: Counter[str] = field(default_factory=Counter)
     texts: int = 0  # texts changed
     _pattern: re.Pattern[str] | None = None
-    _done: dict[str, str] = field(default_factory=dict)
+    _done: dict[str, tuple[str, Counter[str]]] = field(default_factory=dict)
 
     def scrub(self, text: str) -> str:
         if not text:
@@ -211,15 +211,17 @@ class Scrubber:
         hit = self._done.get(text)
         if hit is None:
             hit = self._done[text] = self._scrub(text)
-        if hit is not text:
+        if hit[1]:
             self.texts += 1
-        return hit
+            self.counts.update(hit[1])
+        return hit[0]
 
-    def _scrub(self, text: str) -> str:
+    def _scrub(self, text: str) -> tuple[str, Counter[str]]:
         if self._pattern is None:
             self._pattern = compiled(self.identity)
         norm, where = normalise(text)
         pieces: list[str] = []
+        counts: Counter[str] = Counter()
         last = 0
         for match in self._pattern.finditer(norm):
             kind, start = self._kind(match)
@@ -228,11 +230,11 @@ class Scrubber:
             lo, hi = _span(where, start, match.end())
             pieces += [text[last:lo], MARKERS[kind]]
             last = hi
-            self.counts[kind] += 1
+            counts[kind] += 1
         if not pieces:
-            return text
+            return text, counts
         pieces.append(text[last:])
-        return "".join(pieces)
+        return "".join(pieces), counts
 
     def _kind(self, match: re.Match[str]) -> tuple[str | None, int]:
         """(marker kind, start of the part to replace); None: not identifying after all."""

