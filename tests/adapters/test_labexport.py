@@ -162,3 +162,17 @@ def test_an_unreadable_file_is_reported_and_kept_in_the_inbox(
     report = import_export(store, network, "hpg23", b"just,some\ncolumns,here\n", "x.csv", KEY)
     assert report.error and "neither the network CSV format" in report.error
     assert store.inbox_list(status="rejected")[0].transport == "file"
+
+
+def test_test_names_and_text_values_are_stored_without_identity(
+        store: SqlStore, network: Network) -> None:
+    # test_name names the subject and a phone; the text value carries a codice fiscale
+    row = ("PZ001,FT01,,,,2026-11-20,STER,,Sterility PZ001 (call 335 1234567),"
+           "negative - CF RSSNCL61C12F205X,,,,final,,")
+    report = import_export(store, network, "cf-lanzani", csv_of(row), "steril.csv", KEY)
+    assert report.accepted == 1, report.rejected
+    [obs] = store.history("Observation", None, count=5)
+    assert obs["code"]["text"] == "Sterility [ID] (call [PHONE])"
+    assert obs["valueString"] == "negative - CF [ID]"
+    assert report.scrubbed == {"ID": 2, "PHONE": 1}
+    assert "335" not in str(report.to_outcome()) and "PZ001" not in str(report.to_json())

@@ -22,7 +22,9 @@ from gateway.adapters.labexport.rows import LabRow, RowError, RowIssue, parse_ro
 from gateway.adapters.loader import Network
 from gateway.adapters.site import Site
 from gateway.errors import ConfigError, GatewayError
+from gateway.mapping import scrub
 from gateway.mapping.context import MappingContext
+from gateway.mapping.identity import export_identity
 from gateway.store.base import InboxRecord, Store, Transaction
 
 log = logging.getLogger(__name__)
@@ -70,6 +72,17 @@ def build_rows(ctx: MappingContext, rows: list[LabRow], report: ImportReport,
         else:
             report.accepted += 1
     report.rejected.sort(key=lambda i: i.row)
+    _scrub(ctx, rows, report)
+
+
+def _scrub(ctx: MappingContext, rows: list[LabRow], report: ImportReport) -> None:
+    """Test names and text values as the HL7 path treats code texts and ST values: without
+    the identity of the file's subjects, codice fiscale, phones… (``gateway.mapping.scrub``)."""
+    if ctx.site.privacy.free_text == "keep":
+        return
+    scrubber = scrub.Scrubber(export_identity(ctx.site, {row.subject for row in rows}))
+    scrub.scrub_resources(ctx.resources.values(), scrubber)
+    report.scrubbed = dict(scrubber.counts)
 
 
 def _write(tx: Transaction, ctx: MappingContext, report: ImportReport) -> list[str]:

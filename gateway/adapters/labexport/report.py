@@ -28,6 +28,7 @@ class ImportReport:
     already_imported: bool = False
     error: str | None = None  # the file as a whole could not be read
     inbox_id: int | None = None
+    scrubbed: dict[str, int] = field(default_factory=dict)  # marker kind → count, no values
 
     @property
     def ok(self) -> bool:
@@ -43,7 +44,7 @@ class ImportReport:
             "resources": {"created": self.created, "updated": self.updated,
                           "unchanged": self.unchanged},
             "already_imported": self.already_imported, "error": self.error,
-            "inbox_id": self.inbox_id,
+            "inbox_id": self.inbox_id, "scrubbed": self.scrubbed,
         }
 
     def to_outcome(self) -> dict[str, Any]:
@@ -57,6 +58,11 @@ class ImportReport:
                            "location": [f"row[{i.row}].{i.column}"]})
         issues.append({"severity": "information", "code": "informational",
                        "diagnostics": self.summary()})
+        if self.scrubbed:
+            kinds = ", ".join(f"{k} {n}" for k, n in sorted(self.scrubbed.items()))
+            issues.append({"severity": "information", "code": "informational",
+                           "diagnostics": f"identity removed from sender text: {kinds}",
+                           "location": ["free text"]})
         return {"resourceType": "OperationOutcome", "issue": issues}
 
     def summary(self) -> str:
