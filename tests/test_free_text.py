@@ -11,6 +11,8 @@ import httpx
 import orjson
 import pytest
 
+from gateway.bus.base import Delivery, topic_for
+from gateway.mapping.provenance import message_hash
 from gateway.runtime import Gateway
 from tests.test_runtime import msa, send, start_gateway
 
@@ -69,3 +71,31 @@ async def test_the_conversion_report_counts_what_was_scrubbed_never_the_values(
     # note: Rossi Nicolò; TX: NICOLO ROSSI; OBX-3.2 as code.text and coding.display: ROSSI
     assert line.endswith("DATE 1, ID 1, NAME 6, PHONE 1 (4 texts)")
     assert "Rossi" not in r.text and "1234567" not in r.text and "PM00123456" not in r.text
+
+
+async def test_msh_10_leaves_the_edge_only_as_its_keyed_hash_on_the_bus_and_in_provenance(
+        gateway: Gateway) -> None:
+    control = "PM00123456-20261127"  # a control id built from the MRN, as senders do
+    [ack] = await send(gateway, POLIMI.format(cid=control).encode())
+    assert msa(ack) == ["AA", control]  # the sender gets its MSH-10 back in MSA-2
+    assert gateway.service is not None and gateway.bus is not None
+    hashed = message_hash(gateway.service.key, "polimi", "POLIMI", control)
+    consumer = gateway.bus.bus.subscribe("test-msh10", [topic_for("Observation"),
+                                                        topic_for("Provenance")])
+    await consumer.start()
+    got: list[Delivery] = []
+    try:
+        async def some() -> bool:
+            got.extend(await consumer.getmany(max_wait=0.2))
+            return len({d.topic for d in got}) == 2
+        for _ in range(100):
+            if await some():
+                break
+    finally:
+        await consumer.stop()
+    assert got and all(d.headers["message-id"] == hashed for d in got)
+    for record in got:
+        assert control not in str(record.headers) and "PM00123456" not in str(record.headers)
+        assert b"PM00123456" not in (record.value or b"")
+    provenance = orjson.loads(next(d.value for d in got if d.topic.endswith("Provenance")))
+    assert provenance["entity"][0]["what"]["identifier"]["value"] == hashed

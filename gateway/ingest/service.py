@@ -43,6 +43,7 @@ from gateway.ingest.outcome import (
 )
 from gateway.mapping import map_message
 from gateway.mapping.context import report_outcome
+from gateway.mapping.provenance import message_hash
 from gateway.store.base import Change, InboxRecord, Resource, Store, Transaction
 
 log = logging.getLogger(__name__)
@@ -303,8 +304,10 @@ class IngestService:
         return tx.inbox_add(record)
 
     def _headers(self, msg: Message, site: Site) -> dict[str, str]:
-        digest = hashlib.sha256(f"{site.id}|{msg.control_id}".encode()).hexdigest()
-        return {"origin": self.node_id, "site": site.id, "message-id": msg.control_id,
+        """MSH-10 leaves the edge only as its keyed hash (= the Provenance's message
+        identifier); the trace id derives from that hash, not from MSH-10 itself."""
+        digest = message_hash(self.key, site.id, msg.sending_facility, msg.control_id)
+        return {"origin": self.node_id, "site": site.id, "message-id": digest,
                 "traceparent": f"00-{digest[:32]}-{digest[32:48]}-01"}
 
     def _acks(self, msg: Message | None, errors: Sequence[InboundError], raw: bytes = b"",

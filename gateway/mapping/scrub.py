@@ -32,6 +32,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import Any
 
 MARKERS = {"NAME": "[NAME]", "ID": "[ID]", "PHONE": "[PHONE]", "EMAIL": "[EMAIL]",
            "DATE": "[DATE]", "ADDRESS": "[ADDRESS]"}
@@ -67,11 +68,11 @@ PATTERNS: tuple[tuple[str, str], ...] = (
 PHONES: tuple[tuple[str, str], ...] = (
     ("PHONE", r"(?<![\w.,+])(?:(?:\+|00)39[ ./-]{0,2})?3\d{2}[ ./-]{0,2}\d{3}[ ./-]{0,2}\d{3,4}"
               r"(?![\w]|[.,]\d)"),  # Italian mobile
-    ("PHONE", r"(?<![\w.,+])(?:(?:\+|00)39[ ./-]{0,2})?0\d{1,3}(?:[ ./-]{0,2}\d{3,8}){1,3}"
-              r"(?![\w]|[.,]\d)"),  # Italian landline: area code then groups of 3+ digits
+    ("PHONE", r"(?<![\w.,+])(?:(?:\+|00)39[ ./-]{0,2})?(?=\d(?:[ ./-]{0,2}\d){7})"
+              r"0\d{1,3}(?:[ ./-]{0,2}\d{3,8}){1,3}(?![\w]|[.,]\d)"),
+    # Italian landline: 8 digits or more, area code then groups of 3+ digits
     ("PHONE", r"(?<![\w.,+])(?:\+|00)[1-9]\d{0,2}(?:[ ./-]{0,2}\d){6,13}(?![\w]|[.,]\d)"),
 )
-MIN_PHONE_DIGITS = 8
 _WORD = re.compile(r"[^\W_]+")
 
 
@@ -113,73 +114,100 @@ class Identity:
     authorities: frozenset[str] = frozenset()  # site's assigning authorities, facilities
 
 
-def _phrase(text: str) -> str | None:
-    """A name or address as a regex on the normalised text: its words in order, any
-    punctuation or none between them ("D'Angelo", "D Angelo", "Dangelo")."""
-    words = _WORD.findall(fold(text))
-    return r"[\W_]{0,3}".join(re.escape(w) for w in words) if words else None
+Atoms = tuple[str, ...]  # a term as regex atoms: escaped characters and separators
+_GAP = r"[\W_]{0,3}"  # between the words of a name or address: any punctuation, or none
+_DIGIT_GAP = r"[ ./()-]{0,2}"  # between the digits of a phone number
 
 
-def name_terms(names: Iterable[str]) -> set[str]:
+def _words(text: str) -> list[str]:
+    return _WORD.findall(fold(text))
+
+
+def _spelled(words: Iterable[str], gap: str) -> Atoms:
+    """Words as atoms: each character, ``gap`` between words ("D'Angelo", "D Angelo" and
+    "Dangelo" are one term)."""
+    atoms: list[str] = []
+    for word in words:
+        if atoms:
+            atoms.append(gap)
+        atoms += [re.escape(c) for c in word]
+    return tuple(atoms)
+
+
+def name_terms(names: Iterable[str]) -> set[Atoms]:
     """Each name part as a whole, and each of its words that is not a particle."""
-    out: set[str] = set()
+    out: set[Atoms] = set()
     for name in names:
-        words = _WORD.findall(fold(name))
+        words = _words(name)
         if len("".join(words)) >= 2:
-            out.add(r"[\W_]{0,3}".join(re.escape(w) for w in words))
-        out.update(re.escape(w) for w in words if len(w) >= 2 and w not in PARTICLES)
+            out.add(_spelled(words, _GAP))
+        out.update(_spelled([w], _GAP) for w in words if len(w) >= 2 and w not in PARTICLES)
     return out
 
 
-def date_terms(births: Iterable[tuple[int, int, int]]) -> set[str]:
-    """A date of birth in the ways people write it: 12/03/1961, 12-3-61, 1961-03-12,
-    19610312, 12 marzo 1961, 12 mar. 61, March 12, 1961."""
-    out: set[str] = set()
-    for year, month, day in births:
-        d, m = f"0?{day}" if day < 10 else str(day), f"0?{month}" if month < 10 else str(month)
-        y = rf"(?:{year}|{year % 100:02d})"
-        names = "|".join(MONTHS[month - 1]) if 1 <= month <= 12 else "(?!)"
-        out |= {rf"{d}{_SEP}{m}{_SEP}{y}", rf"{year}{_SEP}{m}{_SEP}{d}",
-                rf"{m}{_SEP}{d}{_SEP}{y}", f"{year}{month:02d}{day:02d}",
-                f"{day:02d}{month:02d}(?:{year}|{year % 100:02d})",
-                rf"{d}[°o]?\s{{0,2}}(?:{names})\.?,?\s{{0,2}}{y}",
-                rf"(?:{names})\.?\s{{0,2}}{d},?\s{{0,2}}{y}"}
-    return out
+def local_number(digits: str) -> str:
+    """A phone number's national part: without a leading 0039 or +39 (kept as digits)."""
+    if digits.startswith("0039"):
+        return digits[4:]
+    return digits[2:] if len(digits) > 10 and digits.startswith("39") else digits
 
 
-def phone_terms(phones: Iterable[str]) -> set[str]:
-    """A known number with any separators between its digits, with or without +39/0039."""
-    out: set[str] = set()
-    for digits in phones:
-        local = digits.removeprefix("0039") if digits.startswith("0039") else digits
-        local = local.removeprefix("39") if len(local) > 10 and local.startswith("39") else local
-        if len(local) >= 6:
-            body = r"[ ./()-]{0,2}".join(local)
-            out.add(rf"(?:(?:\+|00)\d{{1,3}}[ ./-]{{0,2}})?{body}")
-    return out
+def trie(terms: Iterable[Atoms]) -> str:
+    """One regex for many terms, prefixes shared: the cost at a position of the text is the
+    length of the longest term, not the number of terms (a message with thousands of NK1
+    names stays linear). Longer terms are tried before their prefixes."""
+    root: dict[str, Any] = {}
+    for atoms in terms:
+        node = root
+        for atom in atoms:
+            node = node.setdefault(atom, {})
+        node[""] = {}
+    return _emit(root) if root else "(?!)"
+
+
+def _emit(node: dict[str, Any]) -> str:
+    branches = []
+    for atom in sorted(a for a in node if a):
+        child, text = node[atom], atom
+        while len(child) == 1 and "" not in child:  # a chain: one literal run, no group
+            (next_atom, child), = child.items()
+            text += next_atom
+        branches.append(text + (_emit(child) if child != {"": {}} else ""))
+    if not branches:
+        return ""
+    body = branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
+    return f"(?:{body})?" if "" in node else body
 
 
 def _alternatives(identity: Identity) -> list[tuple[str, str]]:
-    ids = {re.escape(fold(i)) for i in identity.ids if len(i) >= MIN_ID}
-    emails = {re.escape(fold(e)) for e in identity.emails if "@" in e}
-    addresses = {p for a in identity.addresses if len(a) >= 3 and (p := _phrase(a))}
+    ids = {tuple(re.escape(c) for c in fold(i)) for i in identity.ids if len(i) >= MIN_ID}
+    ids |= {tuple(re.escape(c) for c in fold(e)) for e in identity.emails if "@" in e}
+    addresses = {_spelled(w, _GAP) for a in identity.addresses if len(a) >= 3
+                 if (w := _words(a))}
     keywords = {re.escape(fold(a)) for a in identity.authorities if len(a) >= 2}
     keywords |= {"mrn", r"n\.?\s{0,2}nosologico", "nosologico", "cartella(?:\\s{1,3}clinica)?",
                  r"id\s{1,3}paziente", r"patient\s{1,3}id", r"codice\s{1,3}paziente",
                  r"pat\.?\s{0,2}id", "medical\\s{1,3}record(?:\\s{1,3}number)?"}
     # A marker is left as it is (scrubbing is idempotent, even for a patient named "Name").
     out = [("KEEP", r"\[(?:" + "|".join(k.lower() for k in MARKERS) + r")\]")]
-    out += [("EMAIL", t) for t in _longest_first(emails)]
     out += PATTERNS
-    out += [("DATE", rf"(?:{t})(?!\d)") for t in _longest_first(date_terms(identity.births))]
-    out += [("PHONE", rf"(?:{t})(?!\d)") for t in _longest_first(phone_terms(identity.phones))]
-    out += [("ID", rf"{_L}{t}{_R}") for t in _longest_first(ids)]
-    out.append(("MRN", rf"{_L}(?:{'|'.join(_longest_first(keywords))})\s{{0,3}}[:#n°.]{{0,3}}"
+    if ids:
+        out.append(("ID", rf"{trie(ids)}{_R}"))
+    out.append(("MRN", rf"(?:{'|'.join(_longest_first(keywords))})\s{{0,3}}[:#n°.]{{0,3}}"
                        r"\s{0,3}(?P<mrn>(?=[a-z/-]{0,30}\d)[a-z0-9][a-z0-9/-]{2,30})" + _R))
-    out += [("ID", rf"{_L}{t}{_R}") for t in sorted(identity.id_shapes)]
-    out += [("NAME", rf"{_L}{t}{_R}") for t in _longest_first(name_terms(identity.names))]
-    out += [("ADDRESS", rf"{_L}{t}{_R}") for t in _longest_first(addresses)]
-    return out + list(PHONES)
+    out += [("ID", rf"{t}{_R}") for t in sorted(identity.id_shapes)]
+    names = name_terms(identity.names)
+    if names:
+        out.append(("NAME", rf"{trie(names)}{_R}"))
+    if addresses:
+        out.append(("ADDRESS", rf"{trie(addresses)}{_R}"))
+    out += PHONES
+    if identity.births or identity.phones:
+        # Last, zero-width: where a number or a month name starts, ``Scrubber._candidate``
+        # reads a date (kept unless it is a date of birth) or a run of digits (kept unless
+        # it is one of the people's phone numbers): a set lookup, whatever their number.
+        out.append(("CAND", rf"(?=[+\d]|(?:{_ALL_MONTHS})[\s.\d])"))
+    return out
 
 
 def _longest_first(terms: Iterable[str]) -> list[str]:
@@ -195,6 +223,41 @@ def compiled(identity: Identity) -> re.Pattern[str]:
     return re.compile(rf"{_L}(?:{'|'.join(parts)})")
 
 
+_DATE_NUM = r"\d{1,4}[ ./-]{1,2}\d{1,2}[ ./-]{1,2}\d{2,4}|\d{8}|\d{6}"
+_DATE_TEXT = (rf"\d{{1,2}}[°o]?\s{{0,2}}(?:{_ALL_MONTHS})\.?,?\s{{0,2}}\d{{2,4}}"
+              rf"|(?:{_ALL_MONTHS})\.?\s{{0,2}}\d{{1,2}},?\s{{0,2}}\d{{2,4}}")
+_MONTH_NUMBER = {name: n for n, names in enumerate(MONTHS, 1) for name in names}
+DATE_CANDIDATE = re.compile(rf"(?:{_DATE_NUM}|{_DATE_TEXT}){_R}")
+PHONE_CANDIDATE = re.compile(r"(?:(?:\+|00)\d{1,3}[ ./-]{0,2})?\d(?:[ ./()-]{0,2}\d){5,14}")
+
+
+def date_readings(text: str) -> set[tuple[int, int, int]]:
+    """The (year, month, day) a written date can mean (day-first, month-first, year-first;
+    two-digit years kept as such): "12/03/61" → {(61, 3, 12), (61, 12, 3)}."""
+    numbers = re.findall(r"\d+", text)
+    month = next((_MONTH_NUMBER[w] for w in re.findall(r"[a-z]+", text) if w in _MONTH_NUMBER),
+                 None)
+    if month is not None and len(numbers) == 2:
+        day, year = (numbers if len(numbers[0]) <= 2 else numbers[::-1])
+        return {(int(year), month, int(day))}
+    if len(numbers) == 1 and len(numbers[0]) in (6, 8):
+        n = numbers[0]
+        if len(n) == 6:
+            return {(int(n[4:]), int(n[2:4]), int(n[:2]))}
+        return {(int(n[:4]), int(n[4:6]), int(n[6:])), (int(n[4:]), int(n[2:4]), int(n[:2]))}
+    if len(numbers) == 3:
+        a, b, c = numbers
+        if len(a) == 4:
+            return {(int(a), int(b), int(c))}
+        return {(int(c), int(b), int(a)), (int(c), int(a), int(b))}
+    return set()
+
+
+def births_read(births: frozenset[tuple[int, int, int]]) -> frozenset[tuple[int, int, int]]:
+    """The dates of birth, and each with a two-digit year (as ``date_readings`` gives)."""
+    return births | {(y % 100, m, d) for y, m, d in births}
+
+
 @dataclass(slots=True)
 class Scrubber:
     """Scrubs texts for one message (one identity); ``counts`` per marker kind."""
@@ -203,6 +266,8 @@ class Scrubber:
     counts: Counter[str] = field(default_factory=Counter)
     texts: int = 0  # texts changed
     _pattern: re.Pattern[str] | None = None
+    _births: frozenset[tuple[int, int, int]] | None = None
+    _phones: frozenset[str] = frozenset()
     _done: dict[str, tuple[str, Counter[str]]] = field(default_factory=dict)
 
     def scrub(self, text: str) -> str:
@@ -222,32 +287,58 @@ class Scrubber:
         norm, where = normalise(text)
         pieces: list[str] = []
         counts: Counter[str] = Counter()
-        last = 0
-        for match in self._pattern.finditer(norm):
-            kind, start = self._kind(match)
-            if kind is None:
+        last = pos = 0
+        search = self._pattern.search
+        while (match := search(norm, pos)) is not None:
+            kind, start, end = self._kind(match)
+            if kind is None:  # not identifying after all: look again from the next position
+                pos = match.start() + 1
                 continue
-            lo, hi = _span(where, start, match.end())
+            lo, hi = _span(where, start, end)
             pieces += [text[last:lo], MARKERS[kind]]
             last = hi
+            pos = end
             counts[kind] += 1
         if not pieces:
             return text, counts
         pieces.append(text[last:])
         return "".join(pieces), counts
 
-    def _kind(self, match: re.Match[str]) -> tuple[str | None, int]:
-        """(marker kind, start of the part to replace); None: not identifying after all."""
+    def _kind(self, match: re.Match[str]) -> tuple[str | None, int, int]:
+        """(marker kind, span to replace); None: not identifying after all."""
         kind = (match.lastgroup or "_").split("_", 1)[1]
         if kind == "BORN":
-            return "DATE", match.start("born")
+            return "DATE", match.start("born"), match.end()
         if kind == "MRN":
-            return "ID", match.start("mrn")
+            return "ID", match.start("mrn"), match.end()
+        if kind == "CAND":
+            return self._candidate(match.string, match.start())
         if kind == "KEEP":
-            return None, 0
-        if kind == "PHONE" and sum(c.isdigit() for c in match.group()) < MIN_PHONE_DIGITS:
-            return None, 0
-        return kind, match.start()
+            return None, 0, 0
+        return kind, match.start(), match.end()
+
+    def _candidate(self, norm: str, start: int) -> tuple[str | None, int, int]:
+        """A date of birth, or a phone number of the message's people, starting at
+        ``start`` (the longest run of digits that is one)."""
+        if self._births is None:
+            self._births = births_read(self.identity.births)
+            self._phones = frozenset(local_number(p) for p in self.identity.phones)
+        date = DATE_CANDIDATE.match(norm, start)
+        if date and not self._births.isdisjoint(date_readings(date.group())):
+            return "DATE", start, date.end()
+        run = PHONE_CANDIDATE.match(norm, start) if self._phones else None
+        if run is None:
+            return None, 0, 0
+        digits, ends = "", []
+        for i, char in enumerate(run.group(), start):
+            if char.isdigit():
+                digits += char
+                ends.append(i + 1)
+        for n in range(len(digits), 5, -1):
+            if local_number(digits[:n]) in self._phones or digits[:n] in self._phones:
+                if n == len(digits) or not norm[ends[n - 1]:ends[n - 1] + 1].isdigit():
+                    return "PHONE", start, ends[n - 1]
+        return None, 0, 0
 
 
 def _span(where: list[int] | None, start: int, end: int) -> tuple[int, int]:
