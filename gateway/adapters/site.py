@@ -199,6 +199,10 @@ class Site(_Strict):
     message_types: list[str] = Field(
         default_factory=list, description="accepted MSH-9 (CODE^EVENT); empty: all supported")
     privacy: Privacy = Field(default_factory=Privacy)
+    unmapped_codes: Literal["accept", "strict"] = Field(
+        default="accept", description="a local code missing from code_map: accept (kept in "
+        "the site's code system, result stored, code queued in /admin/unmapped-codes) or "
+        "strict (the result is refused), alike for HL7, lab exports and the FHIR source")
     strict_validation: bool = Field(
         default=False, description="validate structure and datatypes with hl7apy at ingest")
     lab_exports: list[LabExportFormat] = Field(

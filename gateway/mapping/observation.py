@@ -87,6 +87,11 @@ def observation_code(ctx: MappingContext, obx: Segment, seq: int) -> JSON | None
                                       "OBX-3 is empty: the observation was not mapped"))
         return None
     if cc.get("coding") and not dt.has_standard_coding(cc):
+        if ctx.site.unmapped_codes == "strict":
+            raise MappingError(f"{where(obx, seq, 3)}: local observation code not in the "
+                               "site's code_map (site unmapped_codes: strict): add it to "
+                               "code_map, or send a LOINC code in OBX-3.4-6", segment="OBX",
+                               sequence=seq, field=3, code="103")
         ctx.warn(where(obx, seq, 3), "local observation code not in the site code map",
                  code=UNMAPPED_CODE)
     return cc

@@ -204,3 +204,12 @@ def test_memoised_ranges_and_flags_are_not_shared_between_observations() -> None
     first["interpretation"][0]["coding"][0]["code"] = "X"
     assert second["referenceRange"][0]["low"]["value"] == 0.0
     assert second["interpretation"][0]["coding"][0]["code"] == "H"
+
+
+def test_a_strict_site_refuses_an_unmapped_local_code_with_ae_103_at_obx_3() -> None:
+    strict = SITE.model_copy(update={"unmapped_codes": "strict"})
+    with pytest.raises(MappingError) as info:
+        mapped(message("ORU^R01", OBR, "OBX|1|NM|CD3CAR^CAR+ CD3+^L||120|/uL"), strict)
+    assert (info.value.ack_code, info.value.err_code, str(info.value.location)) == (
+        "AE", "103", "OBX-3")
+    assert "code_map" in str(info.value) and "CD3CAR" not in str(info.value)

@@ -41,24 +41,36 @@ def _now() -> str:
 
 def validate_rows(table: Table, site: Site, network: Network, report: ImportReport,
                   progress: Progress | None = None) -> list[LabRow]:
-    """Parse every row; bad and duplicate rows go to ``report.rejected``."""
+    """Parse every row; bad rows (every error of each), repeats and conflicts go to
+    ``report.rejected``, warnings (a kept unmapped code) to ``report.warnings``."""
     good: list[LabRow] = []
-    seen: dict[tuple[str, ...], int] = {}
+    seen: dict[tuple[str, ...], LabRow] = {}
     for number, values in table.rows:
         try:
             row = parse_row(number, hooks.lab_row(site, values), site, network,
                             decimal_comma=table.decimal_comma, date_formats=table.date_formats)
         except RowError as exc:
-            report.rejected.append(exc.issue)
+            report.rejected.extend(exc.issues)
         else:
-            first = seen.setdefault(row.key(), number)
-            if first != number:
-                report.rejected.append(RowIssue(number, "duplicate", f"same result as row {first}"))
+            first = seen.setdefault(row.key(), row)
+            if first is not row:
+                report.rejected.append(_repeat(first, row))
             else:
                 good.append(row)
+                report.warnings.extend(row.issues)
         if progress:
             progress(1)
     return good
+
+
+def _repeat(first: LabRow, row: LabRow) -> RowIssue:
+    """The same result (subject, specimen, code, times) again: a duplicate when the value is
+    the same, a conflict (which one is right?) when it is not."""
+    if (first.value, first.comparator, first.unit) == (row.value, row.comparator, row.unit):
+        return RowIssue(row.row, "duplicate", f"same result as row {first.row}")
+    return RowIssue(row.row, "conflict", f"same result as row {first.row} with another value: "
+                    "neither is imported twice; correct the file (or send the correction as "
+                    "result_status corrected) and import it again")
 
 
 def build_rows(ctx: MappingContext, rows: list[LabRow], report: ImportReport,

@@ -10,7 +10,7 @@ from typing import Any
 from gateway.adapters.labexport.rows import RowIssue
 
 ISSUE_CODE = {"test_code": "code-invalid", "site_subject_id": "required", "value": "value",
-              "unit": "value", "duplicate": "duplicate"}
+              "unit": "value", "duplicate": "duplicate", "conflict": "conflict"}
 
 
 @dataclass(slots=True)
@@ -22,6 +22,7 @@ class ImportReport:
     rows: int = 0
     accepted: int = 0
     rejected: list[RowIssue] = field(default_factory=list)
+    warnings: list[RowIssue] = field(default_factory=list)  # accepted rows: a kept local code
     created: int = 0
     updated: int = 0
     unchanged: int = 0
@@ -41,6 +42,8 @@ class ImportReport:
             "rows": self.rows, "accepted": self.accepted,
             "rejected": [{"row": i.row, "column": i.column, "reason": i.reason}
                          for i in self.rejected],
+            "warnings": [{"row": i.row, "column": i.column, "reason": i.reason}
+                         for i in self.warnings],
             "resources": {"created": self.created, "updated": self.updated,
                           "unchanged": self.unchanged},
             "already_imported": self.already_imported, "error": self.error,
@@ -52,8 +55,8 @@ class ImportReport:
         if self.error:
             issues.append({"severity": "error", "code": "invalid", "diagnostics": self.error,
                            "location": [self.file]})
-        for i in self.rejected:
-            issues.append({"severity": "error", "code": ISSUE_CODE.get(i.column, "invalid"),
+        for i in [*self.rejected, *self.warnings]:
+            issues.append({"severity": i.severity, "code": ISSUE_CODE.get(i.column, "invalid"),
                            "diagnostics": f"row {i.row}, column {i.column}: {i.reason}",
                            "location": [f"row[{i.row}].{i.column}"]})
         issues.append({"severity": "information", "code": "informational",
