@@ -7,6 +7,7 @@ the raw message (kept at the edge) gives the code at that position.
 
 from __future__ import annotations
 
+import json
 import re
 from collections import Counter
 from collections.abc import Iterable
@@ -54,9 +55,20 @@ def _export_codes(record: InboxRecord, network: Network | None) -> list[tuple[st
             if n in rows and values.get("test_code")]
 
 
+def _source_codes(record: InboxRecord) -> list[tuple[str, str]]:
+    """FHIR-source rounds keep their unmapped codes in their own record (``unmapped``)."""
+    try:
+        kept = json.loads(record.raw).get("unmapped", [])
+    except (ValueError, AttributeError):
+        return []
+    return [(str(code), str(system)) for code, system in kept]
+
+
 def _codes(record: InboxRecord, network: Network | None = None) -> list[tuple[str, str]]:
     if record.transport == "file":
         return _export_codes(record, network)
+    if record.transport == "fhir":
+        return _source_codes(record)
     positions = _positions(record.report)
     if not positions:
         return []

@@ -12,6 +12,7 @@ and they name the hospitals too.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from gateway.adapters.site import Site
 from gateway.hl7.parser import Composite, Message
@@ -130,3 +131,30 @@ def export_identity(site: Site, subjects: set[str]) -> Identity:
     """A lab export names no people: its subjects' ids and the site's authorities."""
     return Identity(ids=_clean(subjects), authorities=_clean(
         {*site.identifiers.mrn_authorities, *site.facilities}))
+
+
+def fhir_identity(site: Site, patients: list[dict[str, Any]]) -> Identity:
+    """The identity in FHIR Patient resources (from a site's FHIR source): name parts,
+    identifier values, telecom values, birth dates."""
+    found = _Collect()
+    for patient in patients:
+        for name in _dicts(patient.get("name")):
+            found.names.update(str(p) for p in [name.get("family", ""), *name.get("given", [])])
+        found.ids.update(str(i.get("value", "")) for i in _dicts(patient.get("identifier")))
+        for telecom in _dicts(patient.get("telecom")):
+            value = str(telecom.get("value", ""))
+            if "@" in value:
+                found.emails.add(value)
+            elif digits := "".join(c for c in value if c.isdigit()):
+                found.phones.add(digits)
+        match = _DATE.match(str(patient.get("birthDate", "")).replace("-", ""))
+        if match:
+            found.births.add(tuple(int(g) for g in match.groups()))  # type: ignore[arg-type]
+    return Identity(names=_clean(found.names), ids=_clean(found.ids),
+                    phones=frozenset(found.phones), emails=_clean(found.emails),
+                    births=frozenset(found.births), authorities=_clean(
+                        {*site.identifiers.mrn_authorities, *site.facilities}))
+
+
+def _dicts(value: Any) -> list[dict[str, Any]]:
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
