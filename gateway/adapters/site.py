@@ -253,6 +253,9 @@ class Study(_Strict):
     sites: list[str] = Field(default_factory=list, description="site ids taking part")
     sponsor: str | None = None
     aliases: list[str] = Field(default_factory=list, description="local codes sites may send")
+    area: Literal["haematological-neoplasms", "neurological-disorders", "kidney-diseases"] | None \
+        = Field(default=None, description="the network's research area (ResearchStudy."
+                "condition, network CodeSystem research-area)")
 
 
 class StudiesFile(_Strict):
