@@ -215,8 +215,7 @@ class FhirPoller:
         if kind == "Patient":
             return self._patient(ctx, resource)
         if kind in ("Observation", "Specimen"):
-            rewritten: Resource | None = self._rewrite(ctx, resource)
-            return rewritten
+            return self._rewrite(ctx, resource)
         return None
 
     def _pseudonym(self, ctx: MappingContext, source_id: str) -> str:
@@ -239,7 +238,7 @@ class FhirPoller:
             out["birthDate"] = patient["birthDate"][:4]
         return out
 
-    def _rewrite(self, ctx: MappingContext, resource: Resource) -> Resource:
+    def _rewrite(self, ctx: MappingContext, resource: Resource) -> Resource | None:
         kind = resource["resourceType"]
         out = {k: v for k, v in resource.items()
                if k not in ("meta", "text", "identifier", "note", "contained", "performer")}
@@ -302,8 +301,8 @@ def store_result(store: Store, site: Site, result: PollResult, links: dict[str, 
             refs.append(f"{change.resource_type}/{change.id}/_history/{change.version_id}")
         for key, pseudonym in links.items():
             tx.link_put(key, pseudonym)
-        issues = [{"severity": "error", "code": "processing", "diagnostics": e}
-                  for e in result.errors]
+        issues: list[dict[str, Any]] = [
+            {"severity": "error", "code": "processing", "diagnostics": e} for e in result.errors]
         issues += [{"severity": "warning", "code": "code-invalid", "location": [f"unmapped[{n}]"],
                     "diagnostics": "local code not in the site's code_map: kept"}
                    for n in range(len(result.unmapped))]
