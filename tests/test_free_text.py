@@ -99,3 +99,17 @@ async def test_msh_10_leaves_the_edge_only_as_its_keyed_hash_on_the_bus_and_in_p
         assert b"PM00123456" not in (record.value or b"")
     provenance = orjson.loads(next(d.value for d in got if d.topic.endswith("Provenance")))
     assert provenance["entity"][0]["what"]["identifier"]["value"] == hashed
+
+
+async def test_a_refused_message_is_logged_by_the_hash_of_its_msh_10_not_the_msh_10(
+        gateway: Gateway, caplog: pytest.LogCaptureFixture) -> None:
+    control = "PM00123456-BAD"
+    bad = POLIMI.format(cid=control).replace("|9.1|", "|nove|")  # OBX-5 NM not a number
+    with caplog.at_level("WARNING"):
+        [ack] = await send(gateway, bad.encode())
+    assert msa(ack) == ["AE", control]
+    assert gateway.service is not None
+    hashed = message_hash(gateway.service.key, "polimi", "POLIMI", control)
+    lines = [r.getMessage() for r in caplog.records if "not mapped" in r.getMessage()]
+    assert lines and all(f"msh10#{hashed[:12]}" in line for line in lines)
+    assert all("PM00123456" not in r.getMessage() for r in caplog.records)

@@ -195,7 +195,8 @@ class IngestService:
         except InboundError as exc:
             return self._fail(tx, job, msg, site, exc, received)
         except StoreError as exc:  # this message's writes are rolled back; not the others'
-            log.warning("message %s from site %s not stored: %s", msg.control_id, site.id, exc)
+            log.warning("message %s from site %s not stored: %s", self._logged(msg, site),
+                        site.id, exc)
             return self._store_failure(job, exc)
 
     def _strict(self, site: Site, raw: bytes) -> Sequence[InboundError]:
@@ -250,7 +251,8 @@ class IngestService:
 
     def _fail(self, tx: Transaction, job: Job, msg: Message, site: Site,
               exc: InboundError, received: str) -> Outcome:
-        log.warning("message %s from site %s not mapped: %s", msg.control_id, site.id, exc)
+        log.warning("message %s from site %s not mapped: %s", self._logged(msg, site), site.id,
+                    exc)
         responses = self._acks(msg, [exc])
         status = "rejected" if exc.ack_code == "AR" else "error"
         record = self._record(job, msg, site, status, responses, received, error=str(exc))
@@ -302,6 +304,12 @@ class IngestService:
             tx.inbox_update(record)
             return record.id
         return tx.inbox_add(record)
+
+    def _logged(self, msg: Message, site: Site) -> str:
+        """MSH-10 as log lines name it: senders build it from MRNs, so the start of its keyed
+        hash (the bus header ``message-id``, the Provenance's message identifier)."""
+        return "msh10#" + message_hash(self.key, site.id, msg.sending_facility,
+                                       msg.control_id)[:12]
 
     def _headers(self, msg: Message, site: Site) -> dict[str, str]:
         """MSH-10 leaves the edge only as its keyed hash (= the Provenance's message
