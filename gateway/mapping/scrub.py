@@ -19,9 +19,12 @@ What is removed, each replaced by a marker (``MARKERS``):
   authorities ("MRN 12345", "nosologico 2026/123", "POLIMI 778899"), and numbers of the same
   shape as the message's own MRNs.
 
-Linear time: one compiled alternation (bounded quantifiers, every open-ended run anchored
-on a boundary) scanned once over the text, whatever the number of names; the compiled
-pattern is cached per identity, and results per text (code texts repeat across OBX).
+Linear time: one compiled alternation (bounded quantifiers, every alternative anchored on
+a word boundary) scanned once over the text. The people's names, identifiers and
+addresses are prefix tries inside it (the cost at a position is the length of the longest
+term, not their number); dates of birth and the people's phone numbers are set lookups
+where a number starts. The pattern is cached per identity, results per text (code texts
+repeat across 20,000 OBX).
 """
 
 from __future__ import annotations
@@ -52,9 +55,10 @@ MONTHS = (
 )
 _ALL_MONTHS = "|".join(sorted({n for names in MONTHS for n in names}, key=len, reverse=True))
 _L, _R = r"(?<![^\W_])", r"(?![^\W_])"  # not preceded / followed by a letter or digit
-_SEP = r"[ ./-]{1,2}"
-_NUM_DATE = r"\d{1,4}[ ./-]\d{1,2}[ ./-]\d{2,4}"
-_TEXT_DATE = rf"\d{{1,2}}[°o]?\s{{0,2}}(?:{_ALL_MONTHS})\.?\s{{0,2}}\d{{2,4}}"
+# A written date: 12/03/1961, 1961-03-12, 19610312, 120361, 12 marzo 1961, March 12, 1961
+_DATE_NUM = r"\d{1,4}[ ./-]{1,2}\d{1,2}[ ./-]{1,2}\d{2,4}|\d{8}|\d{6}"
+_DATE_TEXT = (rf"\d{{1,2}}[°o]?\s{{0,2}}(?:{_ALL_MONTHS})\.?,?\s{{0,2}}\d{{2,4}}"
+              rf"|(?:{_ALL_MONTHS})\.?\s{{0,2}}\d{{1,2}},?\s{{0,2}}\d{{2,4}}")
 # Patterns of identity (on the normalised text: lower case, no accents).
 PATTERNS: tuple[tuple[str, str], ...] = (
     ("EMAIL", r"(?<![\w.%+-])[\w.%+-]{1,64}@[\w-]{1,63}(?:\.[\w-]{1,63}){0,8}\.[a-z]{2,24}"),
@@ -63,7 +67,7 @@ PATTERNS: tuple[tuple[str, str], ...] = (
     ("ID", r"(?<!\d)80380(?:[ -]?\d){15}(?!\d)"),  # tessera sanitaria (TEAM card number)
     ("BORN", rf"{_L}(?:nat[oa](?:\s{{1,3}}il)?|born(?:\s{{1,3}}on)?|d\.?o\.?b\.?|date\s{{1,3}}"
              rf"of\s{{1,3}}birth|data\s{{1,3}}(?:di\s{{1,3}})?nascita|dn)\s{{0,3}}:?\s{{0,3}}"
-             rf"(?P<born>{_NUM_DATE}|{_TEXT_DATE}){_R}"),
+             rf"(?P<born>{_DATE_NUM}|{_DATE_TEXT}){_R}"),
 )
 PHONES: tuple[tuple[str, str], ...] = (
     ("PHONE", r"(?<![\w.,+])(?:(?:\+|00)39[ ./-]{0,2})?3\d{2}[ ./-]{0,2}\d{3}[ ./-]{0,2}\d{3,4}"
@@ -223,9 +227,6 @@ def compiled(identity: Identity) -> re.Pattern[str]:
     return re.compile(rf"{_L}(?:{'|'.join(parts)})")
 
 
-_DATE_NUM = r"\d{1,4}[ ./-]{1,2}\d{1,2}[ ./-]{1,2}\d{2,4}|\d{8}|\d{6}"
-_DATE_TEXT = (rf"\d{{1,2}}[°o]?\s{{0,2}}(?:{_ALL_MONTHS})\.?,?\s{{0,2}}\d{{2,4}}"
-              rf"|(?:{_ALL_MONTHS})\.?\s{{0,2}}\d{{1,2}},?\s{{0,2}}\d{{2,4}}")
 _MONTH_NUMBER = {name: n for n, names in enumerate(MONTHS, 1) for name in names}
 DATE_CANDIDATE = re.compile(rf"(?:{_DATE_NUM}|{_DATE_TEXT}){_R}")
 PHONE_CANDIDATE = re.compile(r"(?:(?:\+|00)\d{1,3}[ ./-]{0,2})?\d(?:[ ./()-]{0,2}\d){5,14}")
