@@ -8,8 +8,9 @@ nothing is formatted or written on the request's path.
 Who: the ``Principal`` on ``request.state.principal`` (its client id; ``anonymous`` when
 authentication is off); without one, ``unauthenticated`` when the answer is 401, else
 ``anonymous``. Endpoints add what only they know in ``request.state.audit``:
-``{"subtype": …, "entity": ["Type/id", …], "query": …, "agent": …}`` (``agent``: the client
-id a refused token request claimed, for ``POST /auth/token``).
+``{"subtype": …, "entity": ["Type/id", …], "query": …, "agent": …}`` (``agent``: for
+``POST /auth/token``, which runs without a principal, the client id that asked, issued or
+refused; it takes the place of the principal's).
 
 ``/healthz`` is not recorded: orchestrators poll it every few seconds, it carries no data
 and no caller. When the trail's queue is full, every other request is answered 503 with an
@@ -37,12 +38,12 @@ FULL = orjson.dumps({"resourceType": "OperationOutcome", "issue": [{
 
 
 def _agent(state: dict[str, Any], status: int) -> str:
+    named = (state.get("audit") or {}).get("agent")  # the token route: who asked
+    if isinstance(named, str) and named:
+        return named
     principal = state.get("principal")
     if principal is not None:
         return str(principal.client_id)
-    claimed = (state.get("audit") or {}).get("agent")
-    if isinstance(claimed, str) and claimed:
-        return claimed
     return UNAUTHENTICATED if status == 401 else ANONYMOUS
 
 
