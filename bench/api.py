@@ -8,8 +8,10 @@ endpoint returning pre-serialised bytes (the ceiling of this server stack).
 
     .venv/bin/python bench/api.py --db sqlite --n 100000
     .venv/bin/python bench/api.py --db postgresql --n 100000
+    .venv/bin/python bench/api.py --db sqlite --n 100000 --audit   # audit off, then on
 
-Targets: read ≥ 60 % of the bare ceiling (req/s); both searches p95 ≤ 25 ms at 100k.
+Targets: read ≥ 60 % of the bare ceiling (req/s); both searches p95 ≤ 25 ms at 100k;
+with ``--audit``, read-by-id with the audit trail recording ≥ 80 % of read without.
 """
 
 from __future__ import annotations
@@ -89,7 +91,7 @@ def database(kind: str, workdir: Path) -> tuple[str, str | None]:
 
 # -- server (subprocess) -----------------------------------------------------------------
 
-def serve(url: str, port: int) -> None:
+def serve(url: str, port: int, audit: bool = False) -> None:
     import orjson
     import uvicorn
     from fastapi import FastAPI
@@ -103,6 +105,14 @@ def serve(url: str, port: int) -> None:
     app = FastAPI()
     app.include_router(fhir_router(store))
     install_fhir_errors(app)
+    trail = None
+    if audit:  # as gateway.runtime wires it: the router, the middleware outermost
+        from gateway.audit import AuditTrail, audit_router, install_audit
+        from gateway.store.audit import AuditLog
+
+        trail = AuditTrail(AuditLog(store), node="bench", key=b"b" * 32).start()
+        app.router.routes[:0] = audit_router(AuditLog(store)).routes
+        install_audit(app, trail)
     bare = orjson.dumps(observation(1, 1000, random.Random(1)))  # noqa: S311
 
     @app.get("/bare")
@@ -110,6 +120,10 @@ def serve(url: str, port: int) -> None:
         return Response(bare, media_type=FHIR_MEDIA_TYPE)
 
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    if trail is not None:
+        trail.stop()
+        print(f"audit events written: {trail.written}, refused: {trail.refused}",
+              file=sys.stderr)
 
 
 def free_port() -> int:
@@ -253,9 +267,12 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=16, help="for bare and read")
     ap.add_argument("--search-concurrency", type=int, default=1)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--audit", action="store_true",
+                    help="measure without and then with the audit trail recording")
     s = sub.add_parser("serve")
     s.add_argument("--url", required=True)
     s.add_argument("--port", type=int, required=True)
+    s.add_argument("--audit", action="store_true")
     g = sub.add_parser("load")
     g.add_argument("--port", type=int, required=True)
     g.add_argument("--paths", required=True)
@@ -263,7 +280,7 @@ def main() -> None:
     g.add_argument("--seconds", type=float, required=True)
     args = ap.parse_args()
     if args.cmd == "serve":
-        serve(args.url, args.port)
+        serve(args.url, args.port, args.audit)
     elif args.cmd == "load":
         paths = json.loads(Path(args.paths).read_text())
         print(json.dumps(asyncio.run(_drive(args.port, paths, args.concurrency,
@@ -272,24 +289,60 @@ def main() -> None:
         run(args)
 
 
+def start_server(url: str, audit: bool) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    server = subprocess.Popen([sys.executable, __file__, "serve", "--url", url,
+                               "--port", str(port), *(["--audit"] if audit else [])])
+    wait_ready(port)
+    return server, port
+
+
+def serve_and_measure(url: str, conc: dict[str, int], args: argparse.Namespace
+                      ) -> dict[str, dict[str, Any]]:
+    server, port = start_server(url, audit=False)
+    try:
+        return measure(port, scenarios(args.n, args.subjects), conc, args)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def compare_audit(url: str, args: argparse.Namespace) -> None:
+    """Read by id on two servers over the same database, audit off and on, measured in
+    alternation (best round of each: noise on a shared machine only slows a round)."""
+    paths = scenarios(args.n, args.subjects)["read"]
+    servers = {audit: start_server(url, audit) for audit in (False, True)}
+    best: dict[bool, dict[str, Any]] = {}
+    try:
+        for _ in range(args.rounds):
+            for audit, (_, port) in servers.items():
+                run = drive(port, paths, args.concurrency, args.seconds)
+                if audit not in best or run["rps"] > best[audit]["rps"]:
+                    best[audit] = run
+    finally:
+        for server, _ in servers.values():
+            server.terminate()
+            server.wait(timeout=30)
+    print(f"\nread by id, {args.db}, {args.n:,} Observations, concurrency {args.concurrency}")
+    for audit, r in best.items():
+        print(f"  audit {'on ' if audit else 'off'}: {r['rps']:>7.0f} req/s  p50 "
+              f"{r['p50_ms']:.2f} ms  p95 {r['p95_ms']:.2f} ms  errors {r['errors']}")
+    ratio = best[True]["rps"] / best[False]["rps"]
+    print(f"audit on / off: {ratio:.0%} (target ≥ 80%)")
+
+
 def run(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         url, pg_name = database(args.db, Path(tmp))
         try:
             load_s = load(url, args.n, args.subjects)
-            port = free_port()
-            server = subprocess.Popen([sys.executable, __file__, "serve", "--url", url,
-                                       "--port", str(port)])
-            try:
-                wait_ready(port)
-                conc = {"bare": args.concurrency, "read": args.concurrency,
-                        "search subject+code": args.search_concurrency,
-                        "search code+date _count=100": args.search_concurrency}
-                results = measure(port, scenarios(args.n, args.subjects), conc, args)
-            finally:
-                server.terminate()
-                server.wait(timeout=30)
-            report(args.db, args.n, load_s, results, conc)
+            conc = {"bare": args.concurrency, "read": args.concurrency,
+                    "search subject+code": args.search_concurrency,
+                    "search code+date _count=100": args.search_concurrency}
+            if args.audit:
+                compare_audit(url, args)
+            else:
+                report(args.db, args.n, load_s, serve_and_measure(url, conc, args), conc)
         finally:
             if pg_name:
                 drop_pg(pg_name)
