@@ -17,13 +17,13 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
 
-from gateway.store.search.values import date_range
-
 GENESIS = "0" * 64
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def canonical(event: dict[str, Any]) -> bytes:
@@ -38,21 +38,28 @@ def _tokens(codings: Iterable[dict[str, Any]]) -> str:
     return "\n" + "".join(f"{c.get('system', '')}|{c.get('code', '')}\n" for c in codings)
 
 
+def _reference(entity: dict[str, Any]) -> str | None:
+    what = entity.get("what")
+    if what is None:
+        return None
+    if "reference" in what:
+        return str(what["reference"])
+    identifier = what["identifier"]
+    return f"{identifier['system'].removeprefix('urn:plagencell:')}/{identifier['value']}"
+
+
 def columns(event: dict[str, Any]) -> dict[str, Any]:
     """The search columns of one event, derived from its content."""
-    refs = [e["what"]["reference"] for e in event.get("entity", ())
-            if "reference" in e.get("what", {})]
-    ids = [f"{e['what']['identifier']['system'].removeprefix('urn:plagencell:')}/"
-           f"{e['what']['identifier']['value']}"
-           for e in event.get("entity", ()) if "identifier" in e.get("what", {})]
+    refs = [ref for e in event.get("entity", ()) if (ref := _reference(e)) is not None]
+    recorded = datetime.fromisoformat(event["recorded"].replace("Z", "+00:00"))
     return {
-        "recorded_ms": date_range(event["recorded"])[0],
+        "recorded_ms": (recorded - _EPOCH) // timedelta(milliseconds=1),
         "agent": event["agent"][0]["who"]["identifier"]["value"],
         "type": _tokens([event["type"]]),
         "subtype": _tokens(event.get("subtype", ())),
         "action": event["action"],
         "outcome": event["outcome"],
-        "entity": "\n" + "".join(f"{ref}\n" for ref in refs + ids),
+        "entity": "\n" + "".join(f"{ref}\n" for ref in refs),
     }
 
 

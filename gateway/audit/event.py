@@ -31,7 +31,7 @@ import hashlib
 import hmac
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qsl, quote
 
@@ -205,44 +205,39 @@ def outcome_of(status: int) -> str:
     return "4" if status < 500 else "8"
 
 
-def _instant(when: float) -> str:
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_SYSTEM_OBJECT = {"system": ENTITY_TYPE, "code": "2", "display": "System Object"}
+_PERSON = {"system": ENTITY_TYPE, "code": "1", "display": "Person"}
+_DOMAIN_RESOURCE = {"system": OBJECT_ROLE, "code": "4", "display": "Domain Resource"}
+_PATIENT = {"system": OBJECT_ROLE, "code": "1", "display": "Patient"}
+_QUERY = {"system": OBJECT_ROLE, "code": "24", "display": "Query"}
+_CLIENT_TYPE = {"coding": [{"system": DCM, "code": "110153", "display": "Source Role ID"}]}
+_SERVER_TYPE = {"coding": [{"system": DCM, "code": "110152",
+                            "display": "Destination Role ID"}]}
+
+
+def _recorded(when: float) -> tuple[str, int]:
+    """The instant (ms, UTC, ``Z``) and its epoch milliseconds, from one truncation."""
     moment = datetime.fromtimestamp(when, UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    moment = moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+    text = moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return text, (moment - _EPOCH) // timedelta(milliseconds=1)
 
 
 def _entity(ref: str) -> Event:
     if _REFERENCE.match(ref):
         person = ref.startswith("Patient/")
-        return {"what": {"reference": ref},
-                "type": {"system": ENTITY_TYPE, "code": "1" if person else "2",
-                         "display": "Person" if person else "System Object"},
-                "role": {"system": OBJECT_ROLE, "code": "1" if person else "4",
-                         "display": "Patient" if person else "Domain Resource"}}
+        return {"what": {"reference": ref}, "type": _PERSON if person else _SYSTEM_OBJECT,
+                "role": _PATIENT if person else _DOMAIN_RESOURCE}
     kind, _, value = ref.partition("/")
     return {"what": {"identifier": {"system": f"urn:plagencell:{kind}", "value": value}},
-            "type": {"system": ENTITY_TYPE, "code": "2", "display": "System Object"},
-            "role": {"system": OBJECT_ROLE, "code": "4", "display": "Domain Resource"}}
+            "type": _SYSTEM_OBJECT, "role": _DOMAIN_RESOURCE}
 
 
 def _query_entity(path: str, query: str) -> Event:
     text = f"{path}?{query}".encode()
-    return {"type": {"system": ENTITY_TYPE, "code": "2", "display": "System Object"},
-            "role": {"system": OBJECT_ROLE, "code": "24", "display": "Query"},
+    return {"type": _SYSTEM_OBJECT, "role": _QUERY,
             "query": base64.b64encode(text).decode()}
-
-
-def _agents(facts: Facts, node: str) -> list[Event]:
-    client: Event = {"type": {"coding": [{"system": DCM, "code": "110153",
-                                          "display": "Source Role ID"}]},
-                     "who": {"identifier": {"system": CLIENT_SYSTEM, "value": facts.agent}},
-                     "requestor": True}
-    if facts.address:
-        client["network"] = {"address": facts.address, "type": "2"}
-    server = {"type": {"coding": [{"system": DCM, "code": "110152",
-                                   "display": "Destination Role ID"}]},
-              "who": {"identifier": {"system": NODE_SYSTEM, "value": node}},
-              "requestor": False}
-    return [client, server]
 
 
 def _description(facts: Facts) -> str:
@@ -251,31 +246,64 @@ def _description(facts: Facts) -> str:
     return f"HTTP {facts.status}"
 
 
+def _tokens(codings: list[dict[str, str]]) -> str:
+    return "\n" + "".join(f"{c['system']}|{c['code']}\n" for c in codings)
+
+
+class EventBuilder:
+    """Builds the AuditEvents of one node, and their search columns (the same values that
+    ``gateway.audit.chain.columns`` derives from the content, without parsing it back).
+    What is the same in every event of the node is built once and shared."""
+
+    def __init__(self, node: str, key: bytes) -> None:
+        self.key = key
+        self.server = {"type": _SERVER_TYPE, "requestor": False,
+                       "who": {"identifier": {"system": NODE_SYSTEM, "value": node}}}
+        self.source = {"site": node,
+                       "observer": {"identifier": {"system": NODE_SYSTEM, "value": node},
+                                    "display": f"gateway node {node}"},
+                       "type": [{"system": SOURCE_TYPE, "code": "4",
+                                 "display": "Application Server"}]}
+
+    def _client(self, facts: Facts) -> Event:
+        client: Event = {"type": _CLIENT_TYPE, "requestor": True,
+                         "who": {"identifier": {"system": CLIENT_SYSTEM, "value": facts.agent}}}
+        if facts.address:
+            client["network"] = {"address": facts.address, "type": "2"}
+        return client
+
+    def build(self, facts: Facts) -> tuple[Event, dict[str, Any]]:
+        """The AuditEvent of one request (without ``id``: the trail gives it when it
+        appends) and its search columns."""
+        details = facts.details or {}
+        found = interaction(facts.method, facts.path)
+        if isinstance(details.get("subtype"), str) and facts.method != SIGNAL:
+            _override(found, details["subtype"])
+        refs = list(dict.fromkeys(str(e) for e in details.get("entity") or ())) \
+            or found.entities
+        query = details.get("query") if isinstance(details.get("query"), str) else facts.query
+        entities = [_entity(ref) for ref in refs]
+        if query:
+            entities.append(_query_entity(facts.path, scrub_query(query, self.key)))
+        recorded, recorded_ms = _recorded(facts.when)
+        outcome = outcome_of(facts.status)
+        event: Event = {
+            "resourceType": "AuditEvent", "type": found.type, "subtype": found.subtype,
+            "action": found.action, "recorded": recorded, "outcome": outcome,
+            "outcomeDesc": _description(facts), "agent": [self._client(facts), self.server],
+            "source": self.source}
+        if entities:
+            event["entity"] = entities
+        columns = {"recorded_ms": recorded_ms, "agent": facts.agent,
+                   "type": _tokens([found.type]), "subtype": _tokens(found.subtype),
+                   "action": found.action, "outcome": outcome,
+                   "entity": "\n" + "".join(f"{ref}\n" for ref in refs)}
+        return event, columns
+
+
 def audit_event(facts: Facts, *, node: str, key: bytes) -> Event:
-    """The AuditEvent of one request (without ``id``: the trail gives it when appending)."""
-    details = facts.details or {}
-    found = interaction(facts.method, facts.path)
-    if isinstance(details.get("subtype"), str) and facts.method != SIGNAL:
-        _override(found, details["subtype"])
-    refs = [str(e) for e in details.get("entity") or ()] or found.entities
-    query = details.get("query") if isinstance(details.get("query"), str) else facts.query
-    entities = [_entity(ref) for ref in dict.fromkeys(refs)]
-    if query:
-        entities.append(_query_entity(facts.path, scrub_query(query, key)))
-    event: Event = {
-        "resourceType": "AuditEvent", "type": found.type, "subtype": found.subtype,
-        "action": found.action, "recorded": _instant(facts.when),
-        "outcome": outcome_of(facts.status), "outcomeDesc": _description(facts),
-        "agent": _agents(facts, node),
-        "source": {"site": node,
-                   "observer": {"identifier": {"system": NODE_SYSTEM, "value": node},
-                                "display": f"gateway node {node}"},
-                   "type": [{"system": SOURCE_TYPE, "code": "4",
-                             "display": "Application Server"}]},
-    }
-    if entities:
-        event["entity"] = entities
-    return event
+    """The AuditEvent of one request (see ``EventBuilder``)."""
+    return EventBuilder(node, key).build(facts)[0]
 
 
 def system_facts(activity: str, *, ok: bool, when: float, description: str,

@@ -62,22 +62,31 @@ class AuditMiddleware:
             return
         state = scope.setdefault("state", {})
         status = 500  # unless the app answers: an exception escaped it
+        recorded = False
 
-        async def sending(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, sending)
-        finally:
+        def record() -> None:
+            nonlocal recorded
+            recorded = True
             client = scope.get("client")
             details = state.get("audit")
             self.trail.record(Facts(
                 scope["method"], scope["path"], scope["query_string"].decode("latin-1"),
                 status, _agent(state, status), client[0] if client else None, time.time(),
                 details if isinstance(details, dict) else None))
+
+        async def sending(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            elif message["type"] == "http.response.body" and not message.get("more_body"):
+                record()  # before the client has its answer: queued when it reads on
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            if not recorded:
+                record()
 
 
 async def _refuse(send: Send) -> None:

@@ -1,7 +1,7 @@
 """``AuditTrail``: the queue between the requests and the audit table.
 
 A request only appends its ``Facts`` to a queue (a few hundred nanoseconds); one writer
-thread builds the AuditEvents and appends them in batches, one transaction per batch
+thread comes by every 50 ms, builds the AuditEvents and appends them in one transaction
 (``gateway.store.audit.AuditLog``). So recording costs the request nothing it waits for.
 
 When the store cannot be written (down, locked), the events stay queued and the writer
@@ -21,7 +21,7 @@ import time
 from collections import deque
 from typing import Any
 
-from gateway.audit.event import Facts, audit_event, system_facts
+from gateway.audit.event import EventBuilder, Facts, system_facts
 from gateway.errors import GatewayError
 from gateway.store.audit import AuditLog
 
@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 
 LIMIT = 50_000  # queued events before new requests are refused (503)
 BATCH = 1_000  # events per transaction, at most
+INTERVAL = 0.05  # seconds between the writer's rounds: one transaction per round, not per
+# request (waking the writer per request costs the event loop the GIL at every request)
 RETRY_MAX = 5.0  # seconds between attempts while the store is down, at most
 
 
@@ -37,7 +39,7 @@ class AuditTrail:
                  batch: int = BATCH) -> None:
         self.log = log_
         self.node = node
-        self.key = key
+        self.builder = EventBuilder(node, key)
         self.limit = limit
         self.batch = batch
         self.pending: deque[Facts] = deque()
@@ -56,8 +58,7 @@ class AuditTrail:
         return len(self.pending) < self.limit
 
     def record(self, facts: Facts) -> None:
-        self.pending.append(facts)
-        self._wake.set()
+        self.pending.append(facts)  # the writer comes by every INTERVAL: no wake-up here
 
     def refuse(self) -> None:
         self.refused += 1
@@ -99,7 +100,7 @@ class AuditTrail:
     def _run(self) -> None:
         delay = 0.05
         while True:
-            self._wake.wait(timeout=1.0)
+            self._wake.wait(timeout=INTERVAL)
             self._wake.clear()
             while self.pending or self._refused_recorded < self.refused:
                 if not self._write_batch():
@@ -118,7 +119,8 @@ class AuditTrail:
         refused = self.refused - self._refused_recorded
         facts = taken + ([self._overflow(refused)] if refused else [])
         try:
-            self.log.append([self._event(f) for f in facts])
+            built = [self._event(f) for f in facts]
+            self.log.append([event for event, _ in built], [cols for _, cols in built])
         except GatewayError as exc:
             self.pending.extendleft(reversed(taken))
             self._inflight = 0
@@ -135,19 +137,18 @@ class AuditTrail:
         self._inflight = 0
         return True
 
-    def _event(self, facts: Facts) -> dict[str, Any]:
+    def _event(self, facts: Facts) -> tuple[dict[str, Any], dict[str, Any]]:
         """The AuditEvent of ``facts``; should building it fail (a bug), an event that
         says so takes its place, so that the access is still on the trail."""
         try:
-            return audit_event(facts, node=self.node, key=self.key)
+            return self.builder.build(facts)
         except Exception as exc:  # noqa: BLE001 - never lose an access to a bug
             log.error("audit trail: cannot build the event of %s (status %d): %s",
                       facts.method, facts.status, type(exc).__name__)
-            return audit_event(system_facts(
+            return self.builder.build(system_facts(
                 "audit-record-error", ok=False, when=facts.when, agent=facts.agent,
                 description=f"{facts.method} request answered {facts.status}: its event "
-                            f"could not be built ({type(exc).__name__})"),
-                node=self.node, key=self.key)
+                            f"could not be built ({type(exc).__name__})"))
 
     def _overflow(self, refused: int) -> Facts:
         return system_facts("audit-overflow", ok=False, when=time.time(), agent=self.node,
