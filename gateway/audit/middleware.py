@@ -99,4 +99,4 @@ async def _refuse(send: Send) -> None:
 
 def install_audit(app: FastAPI, trail: AuditTrail) -> None:
     """Add the middleware as the outermost one: call after every other ``add_middleware``."""
-    app.add_middleware(AuditMiddleware, trail=trail)  # type: ignore[arg-type]
+    app.add_middleware(AuditMiddleware, trail=trail)

@@ -44,7 +44,7 @@ def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def _token(column: Any, value: str) -> ColumnElement[bool]:
+def _token(column: ColumnElement[str], value: str) -> ColumnElement[bool]:
     """A "\\nsystem|code\\n" list holds ``code`` (any system) or ``system|code``."""
     needle = f"\n{value}\n" if "|" in value else f"|{value}\n"
     return column.like(f"%{_escape(needle)}%", escape="\\")

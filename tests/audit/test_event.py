@@ -5,8 +5,18 @@ from __future__ import annotations
 import base64
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from gateway.audit.event import Facts, audit_event, interaction, scrub_query, system_facts
+from gateway.audit.chain import columns
+from gateway.audit.event import (
+    EventBuilder,
+    Facts,
+    audit_event,
+    interaction,
+    scrub_query,
+    system_facts,
+)
 from gateway.fhir import validate
 
 KEY = b"k" * 32
@@ -104,3 +114,23 @@ def test_a_server_error_is_a_serious_failure_and_a_reload_a_system_event() -> No
     validate({**reload, "id": "3"})
     assert [c["code"] for c in reload["subtype"]] == ["reload"]
     assert reload["agent"][0]["who"]["identifier"]["value"] == "operator"
+
+SEGMENT = st.sampled_from(["Patient", "Observation", "p1", "_history", "2", "_search",
+                           "$translate", "metadata", "admin", "messages", "7", "replay"])
+FACTS = st.builds(
+    Facts, method=st.sampled_from(["GET", "POST", "PUT", "PATCH", "DELETE"]),
+    path=st.lists(SEGMENT, max_size=4).map(lambda p: "/" + "/".join(["fhir", *p])),
+    query=st.sampled_from(["", "name=X&code=a|b", "_count=3"]),
+    status=st.sampled_from([200, 201, 304, 401, 403, 404, 500]),
+    agent=st.sampled_from(["client-a", "anonymous", "unauthenticated"]),
+    address=st.sampled_from([None, "10.1.2.3"]),
+    when=st.floats(min_value=0, max_value=4_000_000_000, allow_nan=False),
+    details=st.sampled_from([None, {"entity": ["Patient/p9", "inbox/3"]},
+                             {"subtype": "batch"}]))
+
+
+@given(FACTS)
+def test_the_search_columns_built_with_an_event_are_those_its_content_gives(
+        facts: Facts) -> None:
+    event, built = EventBuilder("n", KEY).build(facts)
+    assert columns(event) == built
