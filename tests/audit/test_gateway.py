@@ -79,3 +79,34 @@ async def test_ingest_reads_admin_actions_and_reloads_are_audited_without_identi
                        for x in e.get("entity", ()) if "query" in x)  # type: ignore[union-attr]
     for secret in IDENTITY:
         assert secret.encode() not in text, secret
+
+
+async def test_an_edge_keeps_and_serves_its_own_trail(tmp_path: Path, database_url: str) -> None:
+    from gateway.bus.settings import BusSettings
+    from gateway.config import Settings
+
+    settings = Settings(http_port=0, mllp_port=0, data_dir=tmp_path / "var", role="edge",
+                        database_url=database_url, bus=BusSettings(node_id="edge-1"))
+    edge = Gateway(settings)
+    await edge.start()
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{edge.http_port}") as http:
+            assert (await http.get("/admin/messages")).status_code == 200
+            assert (await http.get("/fhir/Patient")).status_code == 404  # no FHIR API here
+            assert edge.audit is not None and edge.audit.flush()
+            served = (await http.get("/fhir/AuditEvent", params={"_sort": "date"})).json()
+        events = [e["resource"] for e in served["entry"]]
+        assert subtypes(events) == ["message-search", "search-type"]
+        assert events[1]["outcome"] == "4"
+        assert {e["source"]["site"] for e in events} == {"edge-1"}
+    finally:
+        await edge.stop()
+
+
+async def test_the_capability_statement_lists_the_audit_event_search(gateway: Gateway) -> None:
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{gateway.http_port}") as http:
+        statement = (await http.get("/fhir/metadata")).json()
+    [entry] = [r for r in statement["rest"][0]["resource"] if r["type"] == "AuditEvent"]
+    assert {p["name"] for p in entry["searchParam"]} >= {
+        "date", "agent", "entity", "type", "subtype", "outcome"}
+    assert {i["code"] for i in entry["interaction"]} == {"read", "search-type"}
