@@ -121,13 +121,14 @@ class AuditTrail:
         try:
             built = [self._event(f) for f in facts]
             self.log.append([event for event, _ in built], [cols for _, cols in built])
-        except GatewayError as exc:
+        except Exception as exc:  # noqa: BLE001 - the writer must outlive any failure
             self.pending.extendleft(reversed(taken))
             self._inflight = 0
+            why = exc.message if isinstance(exc, GatewayError) else type(exc).__name__
             if self.error is None:
                 log.warning("audit trail: the store takes no events (%s); %d queued",
-                            exc.message, len(self.pending))
-            self.error = exc.message
+                            why, len(self.pending))
+            self.error = why
             return False
         if self.error is not None:
             log.warning("audit trail: the store takes events again")
@@ -146,7 +147,7 @@ class AuditTrail:
             log.error("audit trail: cannot build the event of %s (status %d): %s",
                       facts.method, facts.status, type(exc).__name__)
             return self.builder.build(system_facts(
-                "audit-record-error", ok=False, when=facts.when, agent=facts.agent,
+                "audit-record-error", ok=False, when=time.time(), agent=str(facts.agent),
                 description=f"{facts.method} request answered {facts.status}: its event "
                             f"could not be built ({type(exc).__name__})"))
 

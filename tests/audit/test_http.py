@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from gateway.audit import AuditTrail
-from gateway.store.audit import AuditLog
+from gateway.store.audit import AuditLog, AuditQuery
 from gateway.store.sql import SqlStore
 from tests.api.conftest import open_store
 from tests.audit.conftest import AUDITOR, KEY, READER, Audited, serve, summary
@@ -201,3 +201,32 @@ def test_events_wait_in_the_queue_while_the_store_is_down(database_url: str) -> 
         trail.stop()
         down.close()
         store.close()
+
+
+def test_a_post_search_takes_its_parameters_from_the_form_body(audited: Audited) -> None:
+    with audited.client() as http:
+        http.get("/fhir/Patient/p7")
+    assert audited.trail.flush()
+    with audited.client(AUDITOR) as http:
+        answer = http.post("/fhir/AuditEvent/_search", content="entity=Patient/p7",
+                           headers={"Content-Type": "application/x-www-form-urlencoded"})
+        assert answer.status_code == 200
+        assert [e["resource"]["id"] for e in answer.json()["entry"]] == ["1"]
+
+
+def test_a_request_whose_event_cannot_be_built_is_still_on_the_trail(
+        database_url: str) -> None:
+    from gateway.audit.event import Facts
+
+    store = open_store(database_url)
+    trail = AuditTrail(AuditLog(store), node="n", key=KEY).start()
+    try:
+        trail.record(Facts("GET", "/fhir/Patient/p1", "", 200, "client-a",
+                           when=float("nan")))  # no instant can be made of it
+        assert trail.flush()
+        rows, _ = AuditLog(store).search(AuditQuery())
+    finally:
+        trail.stop()
+        store.close()
+    [(_, content)] = rows
+    assert b"audit-record-error" in content and b"client-a" in content
