@@ -27,11 +27,12 @@ the key can check whether a given value was searched for; nobody can read it bac
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import re
+import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qsl, quote
 
@@ -82,29 +83,50 @@ class Facts:
     details: dict[str, Any] | None = None  # request.state.audit
 
 
+Codes = tuple[tuple[str, str], ...]  # (system, code) pairs
+
+
 @dataclass(slots=True)
 class Interaction:
     type: dict[str, str]
-    subtype: list[dict[str, str]]
+    codes: Codes  # the subtype codings, as hashable pairs (see ``subtype``)
     action: str
     entities: list[str] = field(default_factory=list)
+
+    @property
+    def subtype(self) -> tuple[dict[str, str], ...]:
+        return _codings(self.codes)
+
+
+_DISPLAYS = {(DCM, "110122"): "Login"}
+
+
+@functools.lru_cache(maxsize=512)
+def _codings(codes: Codes) -> tuple[dict[str, str], ...]:
+    """The subtype codings (shared between events: never changed once built)."""
+    return tuple({"system": system, "code": code,
+                  **({"display": d} if (d := _DISPLAYS.get((system, code))) else {})}
+                 for system, code in codes)
+
+
+@functools.lru_cache(maxsize=512)
+def _column(codes: Codes) -> str:
+    """A "\\nsystem|code\\n…" search column (``gateway.audit.chain.columns``)."""
+    return "\n" + "".join(f"{system}|{code}\n" for system, code in codes)
 
 
 # -- what was done ---------------------------------------------------------------------------
 
 def _restful(code: str, entities: list[str] | None = None) -> Interaction:
-    return Interaction(REST, [{"system": RESTFUL, "code": code}], ACTIONS.get(code, "E"),
-                       entities or [])
+    return Interaction(REST, ((RESTFUL, code),), ACTIONS.get(code, "E"), entities or [])
 
 
 def _activity(code: str, action: str, entities: list[str] | None = None) -> Interaction:
-    return Interaction(REST, [{"system": ACTIVITY, "code": code}], action, entities or [])
+    return Interaction(REST, ((ACTIVITY, code),), action, entities or [])
 
 
 def _operation(name: str, entities: list[str] | None = None) -> Interaction:
-    found = _restful("operation", entities)
-    found.subtype.append({"system": ACTIVITY, "code": name})
-    return found
+    return Interaction(REST, ((RESTFUL, "operation"), (ACTIVITY, name)), "E", entities or [])
 
 
 _TYPE_LEVEL = {("GET", ""): "search-type", ("POST", "_search"): "search-type",
@@ -157,7 +179,7 @@ def interaction(method: str, path: str) -> Interaction:
     if method == SIGNAL:  # no HTTP request: the path names the activity
         return _activity(path, "E")
     if path == "/auth/token":
-        return Interaction(LOGIN_TYPE, [LOGIN], "E")
+        return Interaction(LOGIN_TYPE, ((DCM, LOGIN["code"]),), "E")
     for verb, pattern, code, action in _GATEWAY:
         if method == verb and (match := pattern.match(path)):
             ids = match.groupdict()
@@ -169,10 +191,10 @@ def interaction(method: str, path: str) -> Interaction:
 
 def _override(found: Interaction, subtype: str) -> None:
     if subtype in RESTFUL_CODES:
-        found.subtype[0] = {"system": RESTFUL, "code": subtype}
+        found.codes = ((RESTFUL, subtype), *found.codes[1:])
         found.action = ACTIONS.get(subtype, "E")
-    elif subtype not in {c["code"] for c in found.subtype}:
-        found.subtype.append({"system": ACTIVITY, "code": subtype})
+    elif subtype not in {code for _, code in found.codes}:
+        found.codes = (*found.codes, (ACTIVITY, subtype))
 
 
 # -- privacy ---------------------------------------------------------------------------------
@@ -205,7 +227,6 @@ def outcome_of(status: int) -> str:
     return "4" if status < 500 else "8"
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _SYSTEM_OBJECT = {"system": ENTITY_TYPE, "code": "2", "display": "System Object"}
 _PERSON = {"system": ENTITY_TYPE, "code": "1", "display": "Person"}
 _DOMAIN_RESOURCE = {"system": OBJECT_ROLE, "code": "4", "display": "Domain Resource"}
@@ -218,10 +239,9 @@ _SERVER_TYPE = {"coding": [{"system": DCM, "code": "110152",
 
 def _recorded(when: float) -> tuple[str, int]:
     """The instant (ms, UTC, ``Z``) and its epoch milliseconds, from one truncation."""
-    moment = datetime.fromtimestamp(when, UTC)
-    moment = moment.replace(microsecond=moment.microsecond // 1000 * 1000)
-    text = moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    return text, (moment - _EPOCH) // timedelta(milliseconds=1)
+    ms = int(when * 1000)
+    seconds, milli = divmod(ms, 1000)
+    return f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(seconds))}.{milli:03d}Z", ms
 
 
 def _entity(ref: str) -> Event:
@@ -246,10 +266,6 @@ def _description(facts: Facts) -> str:
     return f"HTTP {facts.status}"
 
 
-def _tokens(codings: list[dict[str, str]]) -> str:
-    return "\n" + "".join(f"{c['system']}|{c['code']}\n" for c in codings)
-
-
 class EventBuilder:
     """Builds the AuditEvents of one node, and their search columns (the same values that
     ``gateway.audit.chain.columns`` derives from the content, without parsing it back).
@@ -257,6 +273,7 @@ class EventBuilder:
 
     def __init__(self, node: str, key: bytes) -> None:
         self.key = key
+        self.clients: dict[tuple[str, str | None], Event] = {}
         self.server = {"type": _SERVER_TYPE, "requestor": False,
                        "who": {"identifier": {"system": NODE_SYSTEM, "value": node}}}
         self.source = {"site": node,
@@ -266,10 +283,17 @@ class EventBuilder:
                                  "display": "Application Server"}]}
 
     def _client(self, facts: Facts) -> Event:
+        """The client agent; shared by the events of one client at one address."""
+        known = self.clients.get((facts.agent, facts.address))
+        if known is not None:
+            return known
         client: Event = {"type": _CLIENT_TYPE, "requestor": True,
                          "who": {"identifier": {"system": CLIENT_SYSTEM, "value": facts.agent}}}
         if facts.address:
             client["network"] = {"address": facts.address, "type": "2"}
+        if len(self.clients) >= 4096:
+            self.clients.clear()
+        self.clients[(facts.agent, facts.address)] = client
         return client
 
     def build(self, facts: Facts) -> tuple[Event, dict[str, Any]]:
@@ -295,7 +319,8 @@ class EventBuilder:
         if entities:
             event["entity"] = entities
         columns = {"recorded_ms": recorded_ms, "agent": facts.agent,
-                   "type": _tokens([found.type]), "subtype": _tokens(found.subtype),
+                   "type": _column(((found.type["system"], found.type["code"]),)),
+                   "subtype": _column(found.codes),
                    "action": found.action, "outcome": outcome,
                    "entity": "\n" + "".join(f"{ref}\n" for ref in refs)}
         return event, columns

@@ -28,8 +28,8 @@ from gateway.store.audit import AuditLog
 log = logging.getLogger(__name__)
 
 LIMIT = 50_000  # queued events before new requests are refused (503)
-BATCH = 1_000  # events per transaction, at most
-INTERVAL = 0.05  # seconds between the writer's rounds: one transaction per round, not per
+BATCH = 5_000  # events per transaction, at most
+INTERVAL = 0.25  # seconds between the writer's rounds: one transaction per round, not per
 # request (waking the writer per request costs the event loop the GIL at every request)
 RETRY_MAX = 5.0  # seconds between attempts while the store is down, at most
 
@@ -89,15 +89,17 @@ class AuditTrail:
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until everything queued so far is written (tests, orderly shutdown)."""
-        self._wake.set()
         deadline = time.monotonic() + timeout
         while self.pending or self._inflight or self._refused_recorded < self.refused:
             if time.monotonic() > deadline:
                 return False
+            self._wake.set()
             time.sleep(0.005)
         return True
 
     def _run(self) -> None:
+        """A round every INTERVAL (or when woken by ``flush``/``stop``): one transaction
+        for what is queued; more at once only while a full batch waits (a backlog)."""
         delay = 0.05
         while True:
             self._wake.wait(timeout=INTERVAL)
@@ -110,7 +112,9 @@ class AuditTrail:
                     delay = min(RETRY_MAX, delay * 2)
                     continue
                 delay = 0.05
-            if self._stopping:
+                if len(self.pending) < self.batch and not self._stopping:
+                    break
+            if self._stopping and not self.pending:
                 return
 
     def _write_batch(self) -> bool:

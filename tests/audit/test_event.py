@@ -24,7 +24,7 @@ KEY = b"k" * 32
 
 def codes(method: str, path: str) -> tuple[list[str], str, list[str]]:
     found = interaction(method, path)
-    return [c["code"] for c in found.subtype], found.action, found.entities
+    return [code for _, code in found.codes], found.action, found.entities
 
 
 @pytest.mark.parametrize(("method", "path", "subtype", "action", "entities"), [
