@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, and_, or_, select, text
+from sqlalchemy import ColumnElement, Connection, Row, and_, or_, select, text
 
 from gateway.audit.chain import GENESIS, canonical, columns, link_hash
 from gateway.store import schema as s
@@ -21,7 +21,8 @@ from gateway.store.sql import SqlStore
 A = s.audit_event.c
 _COLUMNS = ("seq", "recorded_ms", "agent", "type", "subtype", "action", "outcome", "entity",
             "content", "prev_hash", "hash")
-_INSERT = f"INSERT INTO audit_event ({', '.join(_COLUMNS)}) VALUES ({{}})"  # noqa: S608
+_INSERT = f"INSERT INTO audit_event ({', '.join(_COLUMNS)}) VALUES {{}}"  # noqa: S608
+_ROWS_PER_INSERT = 500  # 5,500 parameters: below SQLite's and PostgreSQL's limits
 
 
 @dataclass
@@ -95,10 +96,18 @@ class AuditLog:
                 rows.append((seq, c["recorded_ms"], c["agent"], c["type"], c["subtype"],
                              c["action"], c["outcome"], c["entity"], content, prev, digest))
                 prev = digest
-            if rows:  # the driver's executemany: the hot loop of the audit writer
-                mark = "?" if self.store.dialect == "sqlite" else "%s"
-                conn.exec_driver_sql(_INSERT.format(", ".join([mark] * len(_COLUMNS))), rows)
+            for start in range(0, len(rows), _ROWS_PER_INSERT):
+                self._insert(conn, rows[start:start + _ROWS_PER_INSERT])
         return seq
+
+    def _insert(self, conn: Connection, rows: list[tuple[Any, ...]]) -> None:
+        """One multi-row INSERT through the driver: one statement per chunk, so that the
+        writer thread does not give the GIL away and wait for it back once per row (an
+        ``executemany`` steps the statement, releasing the GIL, for every row)."""
+        mark = "?" if self.store.dialect == "sqlite" else "%s"
+        row = f"({', '.join([mark] * len(_COLUMNS))})"
+        params = [value for values in rows for value in values]
+        conn.exec_driver_sql(_INSERT.format(", ".join([row] * len(rows))), tuple(params))
 
     def read(self, seq: int) -> bytes | None:
         with self.store._read() as conn:
