@@ -1,7 +1,7 @@
 """``AuditTrail``: the queue between the requests and the audit table.
 
 A request only appends its ``Facts`` to a queue (a few hundred nanoseconds); one writer
-thread comes by every 50 ms, builds the AuditEvents and appends them in one transaction
+thread comes by every 250 ms, builds the AuditEvents and appends them in one transaction
 (``gateway.store.audit.AuditLog``). So recording costs the request nothing it waits for.
 
 When the store cannot be written (down, locked), the events stay queued and the writer
@@ -9,8 +9,9 @@ retries with back-off; ``status()`` says so (``/healthz`` shows it). The queue i
 once ``limit`` events wait, ``admits()`` is false and the middleware answers new requests
 503 without running them, so that no access goes unrecorded. The requests refused so are
 counted, and the count is written to the trail itself (an ``audit-overflow`` event) as soon
-as the store takes events again. Only the events still queued when the process stops with
-the store down are lost, and that is logged as an error with their number.
+as the store takes events again. Lost are only the events still queued when the process
+stops with the store down (logged as an error with their number) and, when the process
+dies (kill -9, power loss), the events of its last round: at most INTERVAL of requests.
 """
 
 from __future__ import annotations
