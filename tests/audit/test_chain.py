@@ -139,3 +139,21 @@ def test_an_archived_beginning_verifies_from_its_recorded_anchor(
                              "VALUES ('audit_archived', :v)"), {"v": anchor})
     code, out = verify(url, capsys)
     assert code == 0 and "intact: 4 events; head event 7" in out
+
+
+def test_verify_finds_the_database_from_the_data_dir(
+        tmp_path: object, capsys: pytest.CaptureFixture[str]) -> None:
+    from pathlib import Path
+
+    data_dir = Path(str(tmp_path)) / "var"
+    data_dir.mkdir()
+    with migrated_store(f"sqlite:///{data_dir / 'gateway.db'}") as store:
+        AuditLog(store).append(events(2))
+    assert main(["audit", "verify", "--data-dir", str(data_dir)]) == 0
+    assert "intact: 2 events; head event 2" in capsys.readouterr().out
+
+
+def test_verify_exits_2_when_the_database_cannot_be_read(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["audit", "verify", "--database-url",
+                 "postgresql://nobody@127.0.0.1:1/none"]) == 2
