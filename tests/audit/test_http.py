@@ -230,3 +230,17 @@ def test_a_request_whose_event_cannot_be_built_is_still_on_the_trail(
         store.close()
     [(_, content)] = rows
     assert b"audit-record-error" in content and b"client-a" in content
+
+
+def test_stopping_the_trail_writes_what_is_queued_first(database_url: str) -> None:
+    from gateway.audit.event import Facts
+
+    store = open_store(database_url)
+    trail = AuditTrail(AuditLog(store), node="n", key=KEY).start()
+    try:
+        for n in range(3):
+            trail.record(Facts("GET", f"/fhir/Patient/p{n}", "", 200, "c", when=time.time()))
+        trail.stop()
+        assert AuditLog(store).count() == 3 and not trail.pending
+    finally:
+        store.close()
