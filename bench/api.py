@@ -9,10 +9,13 @@ endpoint returning pre-serialised bytes (the ceiling of this server stack).
     .venv/bin/python bench/api.py --db sqlite --n 100000
     .venv/bin/python bench/api.py --db postgresql --n 100000
     .venv/bin/python bench/api.py --auth       # also: read by id with a bearer token
+    .venv/bin/python bench/api.py --auth --audit   # … with the token and the audit trail
+    .venv/bin/python bench/api.py --audit      # read by id, audit off then on (alternating)
 
 Targets: read ≥ 60 % of the bare ceiling (req/s); both searches p95 ≤ 25 ms at 100k;
 with ``--auth``, read with a token ≥ 80 % of read without (a second server with the
-authentication middleware and a registered client, measured in alternation with the first).
+authentication middleware and a registered client, measured in alternation with the first);
+with ``--audit``, read-by-id with the audit trail recording ≥ 80 % of read without.
 """
 
 from __future__ import annotations
@@ -92,7 +95,7 @@ def database(kind: str, workdir: Path) -> tuple[str, str | None]:
 
 # -- server (subprocess) -----------------------------------------------------------------
 
-def serve(url: str, port: int, auth_dir: str | None = None) -> None:
+def serve(url: str, port: int, auth_dir: str | None = None, audit: bool = False) -> None:
     import orjson
     import uvicorn
     from fastapi import FastAPI
@@ -123,7 +126,18 @@ def serve(url: str, port: int, auth_dir: str | None = None) -> None:
                               signing_key(Path(auth_dir)))
         app.include_router(auth_router(tokens))
         app.add_middleware(AuthMiddleware, tokens=tokens)
+    trail = None
+    if audit:  # as gateway.runtime wires it: the router, the middleware outermost
+        from gateway.audit import AuditTrail, audit_router, install_audit
+        from gateway.store.audit import AuditLog
+
+        trail = AuditTrail(AuditLog(store), node="bench", key=b"b" * 32, limit=10**9)
+        trail.start()
+        app.router.routes[:0] = audit_router(AuditLog(store)).routes
+        install_audit(app, trail)
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    if trail is not None:
+        trail.stop()
 
 
 def auth_setup(workdir: Path) -> Any:
@@ -309,10 +323,14 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--auth", action="store_true",
                     help="also read by id with a bearer token (authentication middleware)")
+    ap.add_argument("--audit", action="store_true",
+                    help="with --auth: the token server records the audit trail too; alone: "
+                         "read by id with the audit trail off, then on")
     s = sub.add_parser("serve")
     s.add_argument("--url", required=True)
     s.add_argument("--port", type=int, required=True)
     s.add_argument("--auth-dir", help="serve with authentication (clients file, key here)")
+    s.add_argument("--audit", action="store_true")
     g = sub.add_parser("load")
     g.add_argument("--port", type=int, required=True)
     g.add_argument("--paths", required=True)
@@ -321,7 +339,7 @@ def main() -> None:
     g.add_argument("--header", default="")
     args = ap.parse_args()
     if args.cmd == "serve":
-        serve(args.url, args.port, args.auth_dir)
+        serve(args.url, args.port, args.auth_dir, args.audit)
     elif args.cmd == "load":
         global HEADERS
         HEADERS = args.header
@@ -332,11 +350,75 @@ def main() -> None:
         run(args)
 
 
+def start_server(url: str, audit: bool) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    server = subprocess.Popen([sys.executable, __file__, "serve", "--url", url,
+                               "--port", str(port), *(["--audit"] if audit else [])])
+    wait_ready(port)
+    return server, port
+
+
+def cpu_seconds(pid: int, thread: int | None = None) -> float:
+    """User + system CPU time of a process (or one of its threads) so far (Linux /proc)."""
+    stat = Path(f"/proc/{pid}/task/{thread}/stat" if thread else f"/proc/{pid}/stat")
+    fields = stat.read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def other_threads_cpu(pid: int) -> float:
+    """CPU time of a process's threads other than its main one (the event loop's)."""
+    return sum(cpu_seconds(pid, int(tid.name)) for tid in Path(f"/proc/{pid}/task").iterdir()
+               if int(tid.name) != pid)
+
+
+def compare_audit(url: str, args: argparse.Namespace) -> None:
+    """Read by id on two servers over the same database, audit off and on, measured in
+    alternation: the best round of each (noise on a shared machine only slows a round),
+    and the server's CPU time per request over all rounds (what the audit trail costs,
+    whatever else the machine runs; the writer's work included: it runs in the server
+    process)."""
+    paths = scenarios(args.n, args.subjects)["read"]
+    servers = {audit: start_server(url, audit) for audit in (False, True)}
+    best: dict[bool, dict[str, Any]] = {}
+    cpu = {False: 0.0, True: 0.0}
+    threads = {False: 0.0, True: 0.0}
+    served = {False: 0, True: 0}
+    try:
+        for _ in range(args.rounds):
+            for audit, (server, port) in servers.items():
+                before = cpu_seconds(server.pid), other_threads_cpu(server.pid)
+                run = drive(port, paths, args.concurrency, args.seconds)
+                time.sleep(0.3)  # the writer's last round of this run
+                cpu[audit] += cpu_seconds(server.pid) - before[0]
+                threads[audit] += other_threads_cpu(server.pid) - before[1]
+                served[audit] += run["requests"]
+                if audit not in best or run["rps"] > best[audit]["rps"]:
+                    best[audit] = run
+    finally:
+        for server, _ in servers.values():
+            server.terminate()
+            server.wait(timeout=30)
+    print(f"\nread by id, {args.db}, {args.n:,} Observations, concurrency {args.concurrency}")
+    per_request = {audit: cpu[audit] / max(1, served[audit]) * 1e6 for audit in cpu}
+    for audit, r in best.items():
+        print(f"  audit {'on ' if audit else 'off'}: {r['rps']:>7.0f} req/s  p50 "
+              f"{r['p50_ms']:.2f} ms  p95 {r['p95_ms']:.2f} ms  errors {r['errors']}  "
+              f"server CPU {per_request[audit]:.0f} µs/request (threads other than the "
+              f"event loop's {threads[audit] / max(1, served[audit]) * 1e6:.0f})")
+    ratio = best[True]["rps"] / best[False]["rps"]
+    cpu_ratio = per_request[False] / per_request[True]
+    print(f"audit on / off: {ratio:.0%} of the req/s (best rounds); {cpu_ratio:.0%} by server "
+          "CPU per request (target ≥ 80%)")
+
+
 def run(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         url, pg_name = database(args.db, Path(tmp))
         try:
             load_s = load(url, args.n, args.subjects)
+            if args.audit and not args.auth:
+                compare_audit(url, args)
+                return
             port = free_port()
             servers = [subprocess.Popen([sys.executable, __file__, "serve", "--url", url,
                                          "--port", str(port)])]
@@ -347,7 +429,7 @@ def run(args: argparse.Namespace) -> None:
                     key, auth_port = auth_setup(Path(tmp)), free_port()
                     servers.append(subprocess.Popen([
                         sys.executable, __file__, "serve", "--url", url, "--port",
-                        str(auth_port), "--auth-dir", tmp]))
+                        str(auth_port), "--auth-dir", tmp, *(["--audit"] if args.audit else [])]))
                     wait_ready(auth_port)
                     auth = (auth_port, auth_token(auth_port, key))
                 conc = {"bare": args.concurrency, "read": args.concurrency,

@@ -13,6 +13,7 @@ import contextlib
 import gc
 import logging
 import signal
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -33,6 +34,8 @@ from gateway.api.admin import admin_router, bus_admin_router
 from gateway.api.app import create_app
 from gateway.api.fhir import fhir_router, install_fhir_errors
 from gateway.api.ingest import hl7v2_router
+from gateway.audit import CAPABILITY_ENTRY, AuditTrail, audit_router, install_audit
+from gateway.audit.event import system_facts
 from gateway.bus import start_bus_components
 from gateway.config import Settings
 from gateway.errors import ConfigError
@@ -45,6 +48,7 @@ from gateway.mapping.pseudonym import load_or_create_key, read_key
 from gateway.security import senders
 from gateway.security.install import Auth, build_auth
 from gateway.security.routes import auth_router
+from gateway.store.audit import AuditLog
 from gateway.store.sql import SqlStore
 
 log = logging.getLogger(__name__)
@@ -93,6 +97,7 @@ class Gateway:
     http: uvicorn.Server | None = None
     bus: Any = None
     auth: Auth | None = None
+    audit: AuditTrail | None = None
     extras: list[Any] = field(default_factory=list)
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -119,6 +124,7 @@ class Gateway:
         await asyncio.to_thread(self.store.migrate)
         key = (read_key(s.pseudonym_key_file) if s.pseudonym_key_file
                else load_or_create_key(s.data_dir))
+        self.audit = AuditTrail(AuditLog(self.store), node=s.node_id, key=key).start()
         self.bus = await self._start_bus()
         self.service = IngestService(
             self.store, self.network, key, node_id=s.node_id, batch_max=s.batch_max,
@@ -149,7 +155,8 @@ class Gateway:
     def _routers(self) -> list[Any]:
         assert self.service is not None and self.store is not None and self.network
         assert self.auth is not None
-        routers: list[Any] = [auth_router(self.auth.tokens)]
+        routers: list[Any] = [auth_router(self.auth.tokens),
+                              audit_router(AuditLog(self.store))]  # every role keeps a trail
         if self.settings.role != "hub":
             routers += [hl7v2_router(self.service), admin_router(self.service),
                         admin_codes_router(self.store, self.network),
@@ -160,7 +167,8 @@ class Gateway:
             # the terminology routes come before the FHIR API's generic /fhir/{type}/{id}
             routers += [terminology_router(self.network),
                         fhir_router(self.store, origin=self.settings.node_id,
-                                    capability_resources=capability_entries(),
+                                    capability_resources=[*capability_entries(),
+                                                          CAPABILITY_ENTRY],
                                     security=self.auth.capability_security())]
         return routers
 
@@ -173,10 +181,12 @@ class Gateway:
                                           s.data_dir, now=_now_instant)
 
     async def _start_http(self) -> None:
-        assert self.auth is not None
+        assert self.auth is not None and self.audit is not None
+        trail, auth = self.audit, self.auth
         app = create_app(routers=self._routers(), ready=lambda: self.ready,
-                         setup=[install_fhir_errors, _gzip, self.auth.install],
-                         health=self.auth.health)
+                         setup=[install_fhir_errors, _gzip, auth.install,
+                                lambda app: install_audit(app, trail)],  # last: outermost
+                         health={"auth": lambda: auth.mode, "audit": trail.status})
         config = uvicorn.Config(app, host=self.settings.host, port=self.settings.http_port,
                                 log_level="warning", lifespan="off", access_log=False)
         self.http = _QuietServer(config)
@@ -215,9 +225,14 @@ class Gateway:
         """SIGHUP: re-read the site files in place (every holder sees them); a bad file
         leaves the running configuration as it was. Connections are not dropped."""
         if self.network is not None:
-            reload_network(self.network, self.settings.sites)
+            error = reload_network(self.network, self.settings.sites)
             if self.auth is not None:
                 self.auth.reload_clients(self.network)
+            if self.audit is not None:
+                self.audit.record(system_facts(
+                    "reload", ok=error is None, when=time.time(),
+                    description="site files reloaded (SIGHUP)" if error is None
+                    else "site files not reloaded (SIGHUP): a site file is invalid"))
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -237,6 +252,8 @@ class Gateway:
                 await asyncio.wait_for(task, 10)
         if self.service is not None:
             await asyncio.to_thread(self.service.stop)
+        if self.audit is not None:
+            await asyncio.to_thread(self.audit.stop)
         if self.bus is not None:
             await self.bus.stop()
         if self.store is not None:

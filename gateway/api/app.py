@@ -15,7 +15,8 @@ from gateway import __version__
 
 def create_app(*, routers: list[Any], ready: Callable[[], bool] = lambda: True,
                setup: list[Callable[[FastAPI], None]] | None = None,
-               health: dict[str, str] | None = None) -> FastAPI:
+               health: dict[str, Callable[[], Any]] | None = None) -> FastAPI:
+    """``health``: more facts for ``/healthz`` (name → a function giving its state)."""
     # /docs and /redoc from the assets of the fastapi-offline package: no CDN
     app = FastAPIOffline(title="PlaGenCell gateway", version=__version__,
                   description="HL7 v2 and lab exports in, pseudonymised FHIR R4 out.")
@@ -23,9 +24,9 @@ def create_app(*, routers: list[Any], ready: Callable[[], bool] = lambda: True,
     @app.get("/healthz", tags=["admin"], summary="200 once the HTTP and MLLP listeners accept")
     async def healthz() -> JSONResponse:
         ok = ready()
+        more = {name: state() for name, state in (health or {}).items()}
         return JSONResponse({"status": "ok" if ok else "starting", "version": __version__,
-                             **(health or {})},
-                            status_code=200 if ok else 503)
+                             **more}, status_code=200 if ok else 503)
 
     for router in routers:
         app.include_router(router)

@@ -38,6 +38,8 @@ def hl7v2_router(service: IngestService) -> APIRouter:
             return Response(answer, status_code=STATUS_FOR_ACK.get(code, 500),
                             media_type="x-application/hl7-v2+er7")
         outcome = await service.handle(body, transport="http")
+        if outcome.inbox_id is not None:  # the audit trail names the stored message
+            request.state.audit = {"entity": [f"inbox/{outcome.inbox_id}"]}
         status = STATUS_FOR_ACK.get(outcome.ack_code, 500)
         return Response(b"\r\n".join(outcome.responses), status_code=status,
                         media_type="x-application/hl7-v2+er7")

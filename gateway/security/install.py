@@ -31,10 +31,6 @@ class Auth:
     mode: str  # tokens | anonymous-loopback | insecure
     tokens: TokenService | None = None
 
-    @property
-    def health(self) -> dict[str, str]:
-        return {"auth": self.mode}
-
     def capability_security(self) -> Callable[[str], dict[str, Any]]:
         return capability_security(secured=self.tokens is not None)
 

@@ -182,6 +182,7 @@ def _system_routes(router: APIRouter, api: FhirApi) -> None:
         if body["resourceType"] != "Bundle" or body.get("type") not in ("batch", "transaction"):
             raise FhirError.of("invalid", "POST /fhir takes a Bundle of type batch or "
                                "transaction", expression=["Bundle.type"])
+        request.state.audit = {"subtype": body["type"]}  # batch | transaction
         run = run_transaction if body["type"] == "transaction" else run_batch
         base, ctx = api.base(request), api.context(request)
         principal = principal_of(request)
