@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
+from gateway.security.access import Restriction
 from gateway.store.base import Change, Resource, Store, Transaction
 
 from .outcomes import FhirError
@@ -21,10 +22,13 @@ from .validation import validate_resource
 
 @dataclass(frozen=True, slots=True)
 class WriteContext:
-    """What every write through the API passes to the store (for the outbox headers)."""
+    """What every write through the API passes to the store (for the outbox headers), and
+    the writer's data restriction: a restricted client neither changes nor creates what
+    it could not read (``check_writable``, ``check_written``)."""
 
     source: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    restrict: Restriction | None = None
 
 
 @dataclass(slots=True)
@@ -55,9 +59,12 @@ def criteria(query: str) -> list[tuple[str, str]]:
     return sorted(pairs)
 
 
-def match(tx: Transaction, rtype: str, pairs: list[tuple[str, str]]) -> list[Resource]:
-    """Current resources of ``rtype`` matching ``pairs`` (seen from inside ``tx``)."""
-    return list(tx.search(rtype, [*pairs, ("_count", "2")], strict=True).resources)
+def match(tx: Transaction, rtype: str, pairs: list[tuple[str, str]],
+          restrict: Restriction | None = None) -> list[Resource]:
+    """Current resources of ``rtype`` matching ``pairs`` (seen from inside ``tx``; by a
+    restricted writer, only those it may see)."""
+    options = {"restrict": restrict} if restrict is not None else {}
+    return list(tx.search(rtype, [*pairs, ("_count", "2")], strict=True, **options).resources)
 
 
 def lock(tx: Transaction, rtype: str, pairs: list[tuple[str, str]]) -> None:
@@ -72,7 +79,26 @@ def _put(tx: Transaction, resource: Resource, ctx: WriteContext,
          if_match: int | None = None) -> Change:
     validate_resource(resource)
     source = (resource.get("meta") or {}).get("source") or ctx.source  # the client's first
-    return tx.put(resource, source=source, if_match=if_match, headers=dict(ctx.headers))
+    check_writable(tx, ctx, resource["resourceType"], resource["id"])
+    change = tx.put(resource, source=source, if_match=if_match, headers=dict(ctx.headers))
+    check_written(tx, ctx, change.resource_type, change.id)
+    return change
+
+
+def check_writable(tx: Transaction, ctx: WriteContext, rtype: str, id: str) -> None:
+    """A restricted writer may change only a resource it sees (or a new one)."""
+    if ctx.restrict is not None and tx.get(rtype, id) is not None \
+            and not tx.visible(ctx.restrict, rtype, id):
+        raise FhirError.of("forbidden", f"{rtype}/{id} is outside the studies and sites "
+                           "this client may access", status=403)
+
+
+def check_written(tx: Transaction, ctx: WriteContext, rtype: str, id: str) -> None:
+    """After the write, inside its transaction: a restricted writer must still see what it
+    wrote; otherwise the transaction rolls back (403)."""
+    if ctx.restrict is not None and not tx.visible(ctx.restrict, rtype, id):
+        raise FhirError.of("forbidden", f"{rtype}/{id} would be outside the studies and "
+                           "sites this client may access", status=403)
 
 
 def create(tx: Transaction, resource: Resource, ctx: WriteContext, *,
@@ -81,7 +107,7 @@ def create(tx: Transaction, resource: Resource, ctx: WriteContext, *,
     if if_none_exist:
         pairs = criteria(if_none_exist)
         lock(tx, rtype, pairs)
-        found = _existing(tx, rtype, pairs, "create")
+        found = _existing(tx, rtype, pairs, "create", ctx.restrict)
         if found is not None:
             return Result(200, found, f"{rtype}/{found['id']} already exists (If-None-Exist)",
                           _history_location(found))
@@ -89,9 +115,9 @@ def create(tx: Transaction, resource: Resource, ctx: WriteContext, *,
     return Result(201, change.resource, f"created {rtype}/{change.id}", _location(change))
 
 
-def _existing(tx: Transaction, rtype: str, pairs: list[tuple[str, str]], what: str
-              ) -> Resource | None:
-    found = match(tx, rtype, pairs)
+def _existing(tx: Transaction, rtype: str, pairs: list[tuple[str, str]], what: str,
+              restrict: Restriction | None) -> Resource | None:
+    found = match(tx, rtype, pairs, restrict)
     if len(found) > 1:
         raise FhirError.of("multiple-matches", f"conditional {what}: more than one {rtype} "
                            "matches the criteria")
@@ -126,7 +152,7 @@ def conditional_update(tx: Transaction, rtype: str, query: str, resource: Resour
                        ctx: WriteContext, *, if_match: int | None = None) -> Result:
     pairs = criteria(query)
     lock(tx, rtype, pairs)
-    found = _existing(tx, rtype, pairs, "update")
+    found = _existing(tx, rtype, pairs, "update", ctx.restrict)
     if found is None:
         check_identity(resource, rtype, None)
         return create(tx, resource, ctx, id=resource.get("id"))
@@ -138,6 +164,9 @@ def conditional_update(tx: Transaction, rtype: str, query: str, resource: Resour
 
 
 def delete(tx: Transaction, rtype: str, id: str, ctx: WriteContext) -> Result:
+    if ctx.restrict is not None and tx.get(rtype, id) is not None \
+            and not tx.visible(ctx.restrict, rtype, id):
+        raise FhirError.of("not-found", f"{rtype}/{id} is not known")
     change = tx.delete(rtype, id, source=ctx.source, headers=dict(ctx.headers))
     verb = "deleted" if change.changed else "nothing to delete at"
     return Result(200, None, f"{verb} {rtype}/{id}")
@@ -146,20 +175,23 @@ def delete(tx: Transaction, rtype: str, id: str, ctx: WriteContext) -> Result:
 def conditional_delete(tx: Transaction, rtype: str, query: str, ctx: WriteContext) -> Result:
     pairs = criteria(query)
     lock(tx, rtype, pairs)
-    found = _existing(tx, rtype, pairs, "delete")
+    found = _existing(tx, rtype, pairs, "delete", ctx.restrict)
     if found is None:
         return Result(200, None, f"no {rtype} matches the criteria: nothing deleted")
     return delete(tx, rtype, found["id"], ctx)
 
 
-def read(store: Store, rtype: str, id: str, version: str | None = None) -> Resource:
-    """Current or given version; 404 / 410 as FhirError (via the store's errors)."""
+def read(store: Store, rtype: str, id: str, version: str | None = None,
+         restrict: Restriction | None = None) -> Resource:
+    """Current or given version; 404 / 410 as FhirError (via the store's errors). What
+    ``restrict`` hides answers 404, as if absent (deleted included: no 410)."""
+    options = {"restrict": restrict} if restrict is not None else {}
     if version is None:
-        found = store.read(rtype, id)
+        found = store.read(rtype, id, **options)
     else:
         if not version.isdigit():
             raise FhirError.of("not-found", f"{rtype}/{id} has no version {version!r}")
-        found = store.vread(rtype, id, int(version))
+        found = store.vread(rtype, id, int(version), **options)
     if found is None:
         what = f"{rtype}/{id}" + (f"/_history/{version}" if version else "")
         raise FhirError.of("not-found", f"{what} is not known")

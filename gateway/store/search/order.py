@@ -36,6 +36,7 @@ from sqlalchemy import (
 )
 
 from gateway.store import schema as s
+from gateway.store.restrict import visible
 from gateway.store.search import params as registry
 from gateway.store.search.criteria import Filter
 from gateway.store.search.plan import Plan
@@ -79,6 +80,8 @@ def filtered(plan: Plan, *columns: Any, source: Any = None,
     if source is not None:
         query = query.select_from(source)
     query = query.where(r.res_type == plan.resource_type, r.deleted == false())
+    if plan.restrict is not None:
+        query = query.where(visible(plan.restrict, plan.resource_type, r.res_id))
     for flt in plan.filters:
         if flt.rank < 0:  # _id: a plain condition on the resource row
             condition = flt.ids.whereclause
@@ -146,6 +149,8 @@ def _driver_segment(plan: Plan, driver: Filter, descending: bool) -> Segment:
     for flt in plan.filters:
         if flt is not driver:
             query = query.where(_probe(flt, id_column))
+    if plan.restrict is not None:
+        query = query.where(visible(plan.restrict, plan.resource_type, id_column))
     return Segment(query, [(id_column, descending)] if sorted_by_id else [], id_column)
 
 

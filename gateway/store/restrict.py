@@ -1,0 +1,168 @@
+"""A ``Restriction`` (``gateway.security.access``) as SQL: which rows a restricted client sees.
+
+``visible(restriction, type, id_column)`` is a condition on a column of resource ids of
+one type; ``visible_any`` the same over a column of types. Both are built from uncorrelated
+``id IN (subquery)`` terms over the search index (the database computes each set once per
+statement, then probes it per row), on private aliases of the tables, so they can be
+added to any query of the store without being correlated to its own tables by accident.
+Only live resources have index rows: a deleted resource is never visible.
+
+The rule is written down in ``gateway.security.access`` and docs/security.md.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import ColumnElement, Connection, Select, and_, false, not_, or_, select, true
+
+from gateway.security.access import REFERENCE_TYPES, SITE_SYSTEM, STUDY_TYPES, Restriction
+from gateway.store import schema as s
+
+STUDY_TAG = "research-study"  # the search parameter of the workflow-researchStudy extension
+TAGGED_TYPES = ("Observation", "Specimen")
+VISIBLE_TYPES = REFERENCE_TYPES | STUDY_TYPES
+
+
+def visible(restriction: Restriction, resource_type: str, id_column: Any
+            ) -> ColumnElement[bool]:
+    """The rows of ``resource_type`` whose id (``id_column``) the restriction lets through."""
+    terms = []
+    if restriction.studies is not None:
+        terms.append(_in_studies(restriction.studies, resource_type, id_column))
+    if restriction.sites is not None:
+        terms.append(_in_sites(restriction.sites, resource_type, id_column))
+    return and_(*terms)
+
+
+def visible_any(restriction: Restriction, type_column: Any, id_column: Any, *,
+                types: frozenset[str] = VISIBLE_TYPES) -> ColumnElement[bool]:
+    """``visible`` over rows of any of ``types`` (the history of the whole system,
+    Provenance targets)."""
+    return or_(*(and_(type_column == rtype, visible(restriction, rtype, id_column))
+                 for rtype in sorted(types)))
+
+
+def is_visible(conn: Connection, restriction: Restriction, resource_type: str,
+               id: str) -> bool:
+    """Whether one live resource is visible (a missing or deleted one is not)."""
+    r = s.resource.c
+    query = select(r.res_id).where(r.res_type == resource_type, r.res_id == id,
+                                   r.deleted == false(),
+                                   visible(restriction, resource_type, r.res_id))
+    return conn.execute(query).first() is not None
+
+
+def visible_ids(restriction: Restriction, resource_type: str) -> Select[Any]:
+    """The ids of the visible live resources of one type, as a subquery."""
+    r = s.resource.alias()
+    return select(r.c.res_id).where(r.c.res_type == resource_type, r.c.deleted == false(),
+                                    visible(restriction, resource_type, r.c.res_id))
+
+
+# -- studies ---------------------------------------------------------------------------------
+
+def _in_studies(studies: frozenset[str], rtype: str, id_column: Any) -> ColumnElement[bool]:
+    if rtype == "Organization":
+        return true()
+    if rtype == "ResearchStudy":
+        return id_column.in_(_study_ids(studies))  # type: ignore[no-any-return]
+    if rtype == "ResearchSubject":
+        return id_column.in_(_subject_ids(studies))  # type: ignore[no-any-return]
+    if rtype == "Patient":
+        return id_column.in_(_patient_ids(studies))  # type: ignore[no-any-return]
+    if rtype in TAGGED_TYPES:
+        return _tagged_or_enrolled(studies, rtype, id_column)
+    if rtype == "Provenance":
+        return _all_targets_visible(Restriction(studies=studies), id_column)
+    return false()
+
+
+def _study_ids(studies: frozenset[str]) -> Select[Any]:
+    """Live ResearchStudy ids named by id, identifier value or ``system|value``."""
+    r = s.resource.alias()
+    t = s.idx_token.alias()
+    plain = sorted(x for x in studies if "|" not in x)
+    pairs = sorted(tuple(x.split("|", 1)) for x in studies if "|" in x)
+    named = [t.c.code.in_(plain)] + [and_(t.c.system == system, t.c.code == value)
+                                     for system, value in pairs]
+    by_identifier = select(t.c.res_id).where(t.c.res_type == "ResearchStudy",
+                                             t.c.param == "identifier", or_(*named))
+    return select(r.c.res_id).where(
+        r.c.res_type == "ResearchStudy", r.c.deleted == false(),
+        or_(r.c.res_id.in_(plain), r.c.res_id.in_(by_identifier)))
+
+
+def _references(source: str, param: str, target: str) -> tuple[Any, Any]:
+    """A private alias of the reference index, narrowed to ``source.param → target``."""
+    ref = s.idx_reference.alias()
+    return ref.c, and_(ref.c.res_type == source, ref.c.param == param,
+                       ref.c.target_type == target)
+
+
+def _subject_ids(studies: frozenset[str]) -> Select[Any]:
+    c, where = _references("ResearchSubject", "study", "ResearchStudy")
+    return select(c.res_id).where(where, c.target_id.in_(_study_ids(studies)))
+
+
+def _patient_ids(studies: frozenset[str]) -> Select[Any]:
+    c, where = _references("ResearchSubject", "individual", "Patient")
+    return select(c.target_id).where(where, c.res_id.in_(_subject_ids(studies)))
+
+
+def _tagged_or_enrolled(studies: frozenset[str], rtype: str, id_column: Any
+                        ) -> ColumnElement[bool]:
+    """The study tag decides when there is one; otherwise the subject's enrolment."""
+    tag, tag_where = _references(rtype, STUDY_TAG, "ResearchStudy")
+    tagged_in = select(tag.res_id).where(tag_where, tag.target_id.in_(_study_ids(studies)))
+    any_tag = s.idx_reference.alias()
+    tagged = select(any_tag.c.res_id).where(any_tag.c.res_type == rtype,
+                                            any_tag.c.param == STUDY_TAG)
+    subject, subject_where = _references(rtype, "subject", "Patient")
+    enrolled = select(subject.res_id).where(subject_where,
+                                            subject.target_id.in_(_patient_ids(studies)))
+    return or_(id_column.in_(tagged_in),
+               and_(id_column.not_in(tagged), id_column.in_(enrolled)))
+
+
+def _all_targets_visible(restriction: Restriction, id_column: Any) -> ColumnElement[bool]:
+    """A Provenance with at least one target, all of them visible (a target given by URL
+    only, or of a type no restricted client sees, hides the Provenance)."""
+    target = s.idx_reference.alias()
+    c = target.c
+    provenance = and_(c.res_type == "Provenance", c.param == "target")
+    has_target = select(c.res_id).where(provenance)
+    hidden = s.idx_reference.alias()
+    h = hidden.c
+    hidden_target = select(h.res_id).where(
+        h.res_type == "Provenance", h.param == "target",
+        or_(h.target_type.is_(None), h.target_id.is_(None), h.target_type == "Provenance",
+            not_(visible_any(restriction, h.target_type, h.target_id,
+                             types=VISIBLE_TYPES - {"Provenance"}))))
+    return and_(id_column.in_(has_target), id_column.not_in(hidden_target))
+
+
+# -- sites -----------------------------------------------------------------------------------
+
+def _site_provenance_ids(sites: frozenset[str]) -> Select[Any]:
+    t = s.idx_token.alias()
+    organizations = select(t.c.res_id).where(
+        t.c.res_type == "Organization", t.c.param == "identifier",
+        t.c.system == SITE_SYSTEM, t.c.code.in_(sorted(sites)))
+    c, where = _references("Provenance", "agent", "Organization")
+    return select(c.res_id).where(where, c.target_id.in_(organizations))
+
+
+def _in_sites(sites: frozenset[str], rtype: str, id_column: Any) -> ColumnElement[bool]:
+    if rtype == "Organization":
+        return true()
+    if rtype not in VISIBLE_TYPES:
+        return false()
+    if rtype == "Provenance":
+        return id_column.in_(_site_provenance_ids(sites))  # type: ignore[no-any-return]
+    c, where = _references("Provenance", "target", rtype)
+    sent = select(c.target_id).where(where, c.res_id.in_(_site_provenance_ids(sites)))
+    return id_column.in_(sent)  # type: ignore[no-any-return]
+
+
+__all__ = ["is_visible", "visible", "visible_any", "visible_ids"]
