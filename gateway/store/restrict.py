@@ -27,20 +27,13 @@ VISIBLE_TYPES = REFERENCE_TYPES | STUDY_TYPES
 def visible(restriction: Restriction, resource_type: str, id_column: Any
             ) -> ColumnElement[bool]:
     """The rows of ``resource_type`` whose id (``id_column``) the restriction lets through."""
-    terms = []
-    if restriction.studies is not None:
-        terms.append(_in_studies(restriction.studies, resource_type, id_column))
-    if restriction.sites is not None:
-        terms.append(_in_sites(restriction.sites, resource_type, id_column))
-    return and_(*terms)
+    return _Rule(restriction).visible(resource_type, id_column)
 
 
-def visible_any(restriction: Restriction, type_column: Any, id_column: Any, *,
-                types: frozenset[str] = VISIBLE_TYPES) -> ColumnElement[bool]:
-    """``visible`` over rows of any of ``types`` (the history of the whole system,
-    Provenance targets)."""
-    return or_(*(and_(type_column == rtype, visible(restriction, rtype, id_column))
-                 for rtype in sorted(types)))
+def visible_any(restriction: Restriction, type_column: Any, id_column: Any
+                ) -> ColumnElement[bool]:
+    """``visible`` over rows of any type (the history of the whole system, includes)."""
+    return _Rule(restriction).visible_any(type_column, id_column, VISIBLE_TYPES)
 
 
 def is_visible(conn: Connection, restriction: Restriction, resource_type: str,
@@ -60,39 +53,6 @@ def visible_ids(restriction: Restriction, resource_type: str) -> Select[Any]:
                                     visible(restriction, resource_type, r.c.res_id))
 
 
-# -- studies ---------------------------------------------------------------------------------
-
-def _in_studies(studies: frozenset[str], rtype: str, id_column: Any) -> ColumnElement[bool]:
-    if rtype == "Organization":
-        return true()
-    if rtype == "ResearchStudy":
-        return id_column.in_(_study_ids(studies))  # type: ignore[no-any-return]
-    if rtype == "ResearchSubject":
-        return id_column.in_(_subject_ids(studies))  # type: ignore[no-any-return]
-    if rtype == "Patient":
-        return id_column.in_(_patient_ids(studies))  # type: ignore[no-any-return]
-    if rtype in TAGGED_TYPES:
-        return _tagged_or_enrolled(studies, rtype, id_column)
-    if rtype == "Provenance":
-        return _all_targets_visible(Restriction(studies=studies), id_column)
-    return false()
-
-
-def _study_ids(studies: frozenset[str]) -> Select[Any]:
-    """Live ResearchStudy ids named by id, identifier value or ``system|value``."""
-    r = s.resource.alias()
-    t = s.idx_token.alias()
-    plain = sorted(x for x in studies if "|" not in x)
-    pairs = sorted(tuple(x.split("|", 1)) for x in studies if "|" in x)
-    named = [t.c.code.in_(plain)] + [and_(t.c.system == system, t.c.code == value)
-                                     for system, value in pairs]
-    by_identifier = select(t.c.res_id).where(t.c.res_type == "ResearchStudy",
-                                             t.c.param == "identifier", or_(*named))
-    return select(r.c.res_id).where(
-        r.c.res_type == "ResearchStudy", r.c.deleted == false(),
-        or_(r.c.res_id.in_(plain), r.c.res_id.in_(by_identifier)))
-
-
 def _references(source: str, param: str, target: str) -> tuple[Any, Any]:
     """A private alias of the reference index, narrowed to ``source.param → target``."""
     ref = s.idx_reference.alias()
@@ -100,69 +60,134 @@ def _references(source: str, param: str, target: str) -> tuple[Any, Any]:
                        ref.c.target_type == target)
 
 
-def _subject_ids(studies: frozenset[str]) -> Select[Any]:
-    c, where = _references("ResearchSubject", "study", "ResearchStudy")
-    return select(c.res_id).where(where, c.target_id.in_(_study_ids(studies)))
+class _Rule:
+    """The rule for one restriction in one statement. The sets it is built from (the
+    visible studies, their subjects, their patients, the sites' Provenance) are common
+    table expressions, written once per statement however often the rule refers to them:
+    the statement stays flat enough for SQLite's parser, and each set is computed once."""
 
+    def __init__(self, restriction: Restriction) -> None:
+        self.studies = restriction.studies
+        self.sites = restriction.sites
+        self._sets: dict[str, Any] = {}
 
-def _patient_ids(studies: frozenset[str]) -> Select[Any]:
-    c, where = _references("ResearchSubject", "individual", "Patient")
-    return select(c.target_id).where(where, c.res_id.in_(_subject_ids(studies)))
+    def visible(self, rtype: str, id_column: Any) -> ColumnElement[bool]:
+        if rtype not in VISIBLE_TYPES:
+            return false()
+        terms = []
+        if self.studies is not None:
+            terms.append(self._in_studies(rtype, id_column))
+        if self.sites is not None:
+            terms.append(self._in_sites(rtype, id_column))
+        return and_(*terms)
 
+    def visible_any(self, type_column: Any, id_column: Any, types: frozenset[str]
+                    ) -> ColumnElement[bool]:
+        return or_(*(and_(type_column == rtype, self.visible(rtype, id_column))
+                     for rtype in sorted(types)))
 
-def _tagged_or_enrolled(studies: frozenset[str], rtype: str, id_column: Any
-                        ) -> ColumnElement[bool]:
-    """The study tag decides when there is one; otherwise the subject's enrolment."""
-    tag, tag_where = _references(rtype, STUDY_TAG, "ResearchStudy")
-    tagged_in = select(tag.res_id).where(tag_where, tag.target_id.in_(_study_ids(studies)))
-    any_tag = s.idx_reference.alias()
-    tagged = select(any_tag.c.res_id).where(any_tag.c.res_type == rtype,
-                                            any_tag.c.param == STUDY_TAG)
-    subject, subject_where = _references(rtype, "subject", "Patient")
-    enrolled = select(subject.res_id).where(subject_where,
-                                            subject.target_id.in_(_patient_ids(studies)))
-    return or_(id_column.in_(tagged_in),
-               and_(id_column.not_in(tagged), id_column.in_(enrolled)))
+    def _set(self, name: str, build: Any) -> Any:
+        """``IN`` operand: the named set, as a CTE built once for this rule."""
+        if name not in self._sets:
+            self._sets[name] = build().cte()
+        cte = self._sets[name]
+        return select(cte.c[0])
 
+    # -- studies ---------------------------------------------------------------------------
 
-def _all_targets_visible(restriction: Restriction, id_column: Any) -> ColumnElement[bool]:
-    """A Provenance with at least one target, all of them visible (a target given by URL
-    only, or of a type no restricted client sees, hides the Provenance)."""
-    target = s.idx_reference.alias()
-    c = target.c
-    provenance = and_(c.res_type == "Provenance", c.param == "target")
-    has_target = select(c.res_id).where(provenance)
-    hidden = s.idx_reference.alias()
-    h = hidden.c
-    hidden_target = select(h.res_id).where(
-        h.res_type == "Provenance", h.param == "target",
-        or_(h.target_type.is_(None), h.target_id.is_(None), h.target_type == "Provenance",
-            not_(visible_any(restriction, h.target_type, h.target_id,
-                             types=VISIBLE_TYPES - {"Provenance"}))))
-    return and_(id_column.in_(has_target), id_column.not_in(hidden_target))
+    def _in_studies(self, rtype: str, id_column: Any) -> ColumnElement[bool]:
+        assert self.studies is not None
+        if rtype == "Organization":
+            return true()
+        if not self.studies:
+            return false()
+        if rtype == "ResearchStudy":
+            return id_column.in_(self._set("studies", self._study_ids))  # type: ignore[no-any-return]
+        if rtype == "ResearchSubject":
+            return id_column.in_(self._set("subjects", self._subject_ids))  # type: ignore[no-any-return]
+        if rtype == "Patient":
+            return id_column.in_(self._set("patients", self._patient_ids))  # type: ignore[no-any-return]
+        if rtype in TAGGED_TYPES:
+            return self._tagged_or_enrolled(rtype, id_column)
+        return self._all_targets_visible(id_column)
 
+    def _study_ids(self) -> Select[Any]:
+        """Live ResearchStudy ids named by id, identifier value or ``system|value``."""
+        assert self.studies is not None
+        r = s.resource.alias()
+        t = s.idx_token.alias()
+        plain = sorted(x for x in self.studies if "|" not in x)
+        pairs = sorted(tuple(x.split("|", 1)) for x in self.studies if "|" in x)
+        named = ([t.c.code.in_(plain)] if plain else []) + [
+            and_(t.c.system == system, t.c.code == value) for system, value in pairs]
+        by_identifier = select(t.c.res_id).where(t.c.res_type == "ResearchStudy",
+                                                 t.c.param == "identifier", or_(*named))
+        return select(r.c.res_id).where(
+            r.c.res_type == "ResearchStudy", r.c.deleted == false(),
+            or_(r.c.res_id.in_(plain), r.c.res_id.in_(by_identifier)) if plain
+            else r.c.res_id.in_(by_identifier))
 
-# -- sites -----------------------------------------------------------------------------------
+    def _subject_ids(self) -> Select[Any]:
+        c, where = _references("ResearchSubject", "study", "ResearchStudy")
+        return select(c.res_id).where(where, c.target_id.in_(
+            self._set("studies", self._study_ids)))
 
-def _site_provenance_ids(sites: frozenset[str]) -> Select[Any]:
-    t = s.idx_token.alias()
-    organizations = select(t.c.res_id).where(
-        t.c.res_type == "Organization", t.c.param == "identifier",
-        t.c.system == SITE_SYSTEM, t.c.code.in_(sorted(sites)))
-    c, where = _references("Provenance", "agent", "Organization")
-    return select(c.res_id).where(where, c.target_id.in_(organizations))
+    def _patient_ids(self) -> Select[Any]:
+        c, where = _references("ResearchSubject", "individual", "Patient")
+        return select(c.target_id).where(where, c.res_id.in_(
+            self._set("subjects", self._subject_ids)))
 
+    def _tagged_or_enrolled(self, rtype: str, id_column: Any) -> ColumnElement[bool]:
+        """The study tag decides when there is one; otherwise the subject's enrolment."""
+        tag, tag_where = _references(rtype, STUDY_TAG, "ResearchStudy")
+        tagged_in = select(tag.res_id).where(
+            tag_where, tag.target_id.in_(self._set("studies", self._study_ids)))
+        any_tag = s.idx_reference.alias().c
+        tagged = select(any_tag.res_id).where(any_tag.res_type == rtype,
+                                              any_tag.param == STUDY_TAG)
+        subject, subject_where = _references(rtype, "subject", "Patient")
+        enrolled = select(subject.res_id).where(
+            subject_where, subject.target_id.in_(self._set("patients", self._patient_ids)))
+        return or_(id_column.in_(tagged_in),
+                   and_(id_column.not_in(tagged), id_column.in_(enrolled)))
 
-def _in_sites(sites: frozenset[str], rtype: str, id_column: Any) -> ColumnElement[bool]:
-    if rtype == "Organization":
-        return true()
-    if rtype not in VISIBLE_TYPES:
-        return false()
-    if rtype == "Provenance":
-        return id_column.in_(_site_provenance_ids(sites))  # type: ignore[no-any-return]
-    c, where = _references("Provenance", "target", rtype)
-    sent = select(c.target_id).where(where, c.res_id.in_(_site_provenance_ids(sites)))
-    return id_column.in_(sent)  # type: ignore[no-any-return]
+    def _all_targets_visible(self, id_column: Any) -> ColumnElement[bool]:
+        """A Provenance with at least one target, all of them visible under the studies
+        rule (a target given by URL only, or of a type no restricted client sees, or
+        another Provenance, hides the Provenance)."""
+        c = s.idx_reference.alias().c
+        has_target = select(c.res_id).where(c.res_type == "Provenance", c.param == "target")
+        h = s.idx_reference.alias().c
+        studies_only = _Rule(Restriction(studies=self.studies))
+        studies_only._sets = self._sets
+        hidden = select(h.res_id).where(
+            h.res_type == "Provenance", h.param == "target",
+            or_(h.target_type.is_(None), h.target_id.is_(None),
+                not_(studies_only.visible_any(h.target_type, h.target_id,
+                                              VISIBLE_TYPES - {"Provenance"}))))
+        return and_(id_column.in_(has_target), id_column.not_in(hidden))
+
+    # -- sites -----------------------------------------------------------------------------
+
+    def _site_provenance_ids(self) -> Select[Any]:
+        assert self.sites is not None
+        t = s.idx_token.alias()
+        organizations = select(t.c.res_id).where(
+            t.c.res_type == "Organization", t.c.param == "identifier",
+            t.c.system == SITE_SYSTEM, t.c.code.in_(sorted(self.sites)))
+        c, where = _references("Provenance", "agent", "Organization")
+        return select(c.res_id).where(where, c.target_id.in_(organizations))
+
+    def _in_sites(self, rtype: str, id_column: Any) -> ColumnElement[bool]:
+        if rtype == "Organization":
+            return true()
+        if not self.sites:
+            return false()
+        sent_by = self._set("site_provenance", self._site_provenance_ids)
+        if rtype == "Provenance":
+            return id_column.in_(sent_by)  # type: ignore[no-any-return]
+        c, where = _references("Provenance", "target", rtype)
+        return id_column.in_(select(c.target_id).where(where, c.res_id.in_(sent_by)))  # type: ignore[no-any-return]
 
 
 __all__ = ["is_visible", "visible", "visible_any", "visible_ids"]
