@@ -13,13 +13,15 @@ from contextlib import contextmanager
 from typing import Any
 
 import httpx
+import pytest
 
 from gateway.security.principal import Principal
 from gateway.store.sql import SqlStore
+from tests.conftest import drop_pg_database, make_pg_database
 
 from .access_data import DATA
 from .conftest import Served as Served
-from .conftest import ThreadedServer, make_app
+from .conftest import ThreadedServer, make_app, open_store
 
 SCOPES = frozenset({"system/*.cruds"})
 
@@ -59,6 +61,26 @@ def access_server(store: SqlStore) -> Iterator[Served]:
     with ThreadedServer(app) as port:
         url = f"http://127.0.0.1:{port}"
         yield Served(store, url, f"{url}/fhir")
+
+
+def serve_dataset(store: SqlStore) -> Iterator[Served]:
+    """The dataset on ``store``, served until the generator is closed."""
+    load(store)
+    with access_server(store) as served:
+        yield served
+    store.close()
+
+
+def dataset_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+                   ) -> Iterator[Served]:
+    """For a module-scoped fixture parametrised with the database name."""
+    if request.param == "sqlite":
+        yield from serve_dataset(open_store(f"sqlite:///{tmp_path_factory.mktemp('a') / 'g.db'}"))
+        return
+    admin = request.getfixturevalue("pg_server")
+    url, name = make_pg_database(admin)
+    yield from serve_dataset(open_store(url))
+    drop_pg_database(admin, name)
 
 
 def as_client(served: Served, studies: str | None = None, sites: str | None = None

@@ -10,17 +10,13 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import orjson
 import pytest
 
-from gateway.store.sql import SqlStore
-from tests.conftest import drop_pg_database, make_pg_database
-
 from .access_data import visible_keys
-from .access_support import Served, access_server, all_pages, as_client, keys, load
+from .access_support import Served, all_pages, as_client, dataset_server, keys, serve_dataset
 from .conftest import open_store
 
 
@@ -28,28 +24,13 @@ from .conftest import open_store
 def served(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
            ) -> Iterator[Served]:
     """One server per database for the read-only tests of this module."""
-    if request.param == "sqlite":
-        store = open_store(f"sqlite:///{tmp_path_factory.mktemp('access') / 'g.db'}")
-        yield from _serve(store)
-        return
-    admin = request.getfixturevalue("pg_server")
-    url, name = make_pg_database(admin)
-    yield from _serve(open_store(url))
-    drop_pg_database(admin, name)
-
-
-def _serve(store: SqlStore) -> Iterator[Served]:
-    load(store)
-    with access_server(store) as served:
-        yield served
-    store.close()
+    yield from dataset_server(request, tmp_path_factory)
 
 
 @pytest.fixture
-def writable(database_url: str, tmp_path: Path) -> Iterator[Served]:
+def writable(database_url: str) -> Iterator[Served]:
     """A fresh server per test, for the tests that write."""
-    store = open_store(database_url)
-    yield from _serve(store)
+    yield from serve_dataset(open_store(database_url))
 
 
 @pytest.fixture
