@@ -1,11 +1,11 @@
 """A ``Restriction`` (``gateway.security.access``) as SQL: which rows a restricted client sees.
 
 ``visible(restriction, type, id_column)`` is a condition on a column of resource ids of
-one type; ``visible_any`` the same over a column of types. Both are built from uncorrelated
-``id IN (subquery)`` terms over the search index (the database computes each set once per
-statement, then probes it per row), on private aliases of the tables, so they can be
-added to any query of the store without being correlated to its own tables by accident.
-Only live resources have index rows: a deleted resource is never visible.
+one type; ``visible_any`` the same over a column of types. Both are ``EXISTS`` probes of
+the search index correlated to ``id_column`` (see ``_Rule``), on private aliases of the
+tables, so they can be added to any query of the store without being correlated to its
+own tables by accident. Only live resources have index rows: a deleted resource is never
+visible.
 
 The rule is written down in ``gateway.security.access`` and docs/security.md.
 """
@@ -14,7 +14,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Select, and_, false, not_, or_, select, true
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Select,
+    and_,
+    exists,
+    false,
+    not_,
+    or_,
+    select,
+    true,
+)
 
 from gateway.security.access import REFERENCE_TYPES, SITE_SYSTEM, STUDY_TYPES, Restriction
 from gateway.store import schema as s
@@ -53,7 +64,7 @@ def visible_ids(restriction: Restriction, resource_type: str) -> Select[Any]:
                                     visible(restriction, resource_type, r.c.res_id))
 
 
-def _references(source: str, param: str, target: str) -> tuple[Any, Any]:
+def _link(source: str, param: str, target: str) -> tuple[Any, Any]:
     """A private alias of the reference index, narrowed to ``source.param → target``."""
     ref = s.idx_reference.alias()
     return ref.c, and_(ref.c.res_type == source, ref.c.param == param,
@@ -61,10 +72,14 @@ def _references(source: str, param: str, target: str) -> tuple[Any, Any]:
 
 
 class _Rule:
-    """The rule for one restriction in one statement. The sets it is built from (the
-    visible studies, their subjects, their patients, the sites' Provenance) are common
-    table expressions, written once per statement however often the rule refers to them:
-    the statement stays flat enough for SQLite's parser, and each set is computed once."""
+    """The rule for one restriction in one statement.
+
+    Per row it probes the reference index by primary key (``EXISTS`` correlated to the
+    row's id, on the ``ix_reference_res`` / ``ix_reference_target`` indexes), so a read by
+    id or a page of a search costs a few index lookups per row, whatever the size of the
+    store. Only the two small sets it starts from, the visible ResearchStudy ids and the
+    Organizations of the allowed sites, are common table expressions, computed once per
+    statement."""
 
     def __init__(self, restriction: Restriction) -> None:
         self.studies = restriction.studies
@@ -90,8 +105,7 @@ class _Rule:
         """``IN`` operand: the named set, as a CTE built once for this rule."""
         if name not in self._sets:
             self._sets[name] = build().cte()
-        cte = self._sets[name]
-        return select(cte.c[0])
+        return select(self._sets[name].c[0])
 
     # -- studies ---------------------------------------------------------------------------
 
@@ -104,9 +118,9 @@ class _Rule:
         if rtype == "ResearchStudy":
             return id_column.in_(self._set("studies", self._study_ids))  # type: ignore[no-any-return]
         if rtype == "ResearchSubject":
-            return id_column.in_(self._set("subjects", self._subject_ids))  # type: ignore[no-any-return]
+            return self._subject_in_studies(id_column)
         if rtype == "Patient":
-            return id_column.in_(self._set("patients", self._patient_ids))  # type: ignore[no-any-return]
+            return self._enrolled(id_column)
         if rtype in TAGGED_TYPES:
             return self._tagged_or_enrolled(rtype, id_column)
         return self._all_targets_visible(id_column)
@@ -127,67 +141,75 @@ class _Rule:
             or_(r.c.res_id.in_(plain), r.c.res_id.in_(by_identifier)) if plain
             else r.c.res_id.in_(by_identifier))
 
-    def _subject_ids(self) -> Select[Any]:
-        c, where = _references("ResearchSubject", "study", "ResearchStudy")
-        return select(c.res_id).where(where, c.target_id.in_(
-            self._set("studies", self._study_ids)))
+    def _subject_in_studies(self, subject_id: Any) -> ColumnElement[bool]:
+        c, where = _link("ResearchSubject", "study", "ResearchStudy")
+        return exists(select(c.res_id).where(
+            where, c.res_id == subject_id,
+            c.target_id.in_(self._set("studies", self._study_ids))))
 
-    def _patient_ids(self) -> Select[Any]:
-        c, where = _references("ResearchSubject", "individual", "Patient")
-        return select(c.target_id).where(where, c.res_id.in_(
-            self._set("subjects", self._subject_ids)))
+    def _enrolled(self, patient_id: Any) -> ColumnElement[bool]:
+        """A visible ResearchSubject names the patient as its ``individual``."""
+        c, where = _link("ResearchSubject", "individual", "Patient")
+        return exists(select(c.res_id).where(where, c.target_id == patient_id,
+                                             self._subject_in_studies(c.res_id)))
 
     def _tagged_or_enrolled(self, rtype: str, id_column: Any) -> ColumnElement[bool]:
         """The study tag decides when there is one; otherwise the subject's enrolment."""
-        tag, tag_where = _references(rtype, STUDY_TAG, "ResearchStudy")
-        tagged_in = select(tag.res_id).where(
-            tag_where, tag.target_id.in_(self._set("studies", self._study_ids)))
+        tag, tag_where = _link(rtype, STUDY_TAG, "ResearchStudy")
+        tagged_in = exists(select(tag.res_id).where(
+            tag_where, tag.res_id == id_column,
+            tag.target_id.in_(self._set("studies", self._study_ids))))
         any_tag = s.idx_reference.alias().c
-        tagged = select(any_tag.res_id).where(any_tag.res_type == rtype,
-                                              any_tag.param == STUDY_TAG)
-        subject, subject_where = _references(rtype, "subject", "Patient")
-        enrolled = select(subject.res_id).where(
-            subject_where, subject.target_id.in_(self._set("patients", self._patient_ids)))
-        return or_(id_column.in_(tagged_in),
-                   and_(id_column.not_in(tagged), id_column.in_(enrolled)))
+        tagged = exists(select(any_tag.res_id).where(
+            any_tag.res_type == rtype, any_tag.res_id == id_column,
+            any_tag.param == STUDY_TAG))
+        subject, subject_where = _link(rtype, "subject", "Patient")
+        enrolled = exists(select(subject.res_id).where(
+            subject_where, subject.res_id == id_column, self._enrolled(subject.target_id)))
+        return or_(tagged_in, and_(~tagged, enrolled))
 
     def _all_targets_visible(self, id_column: Any) -> ColumnElement[bool]:
         """A Provenance with at least one target, all of them visible under the studies
         rule (a target given by URL only, or of a type no restricted client sees, or
         another Provenance, hides the Provenance)."""
         c = s.idx_reference.alias().c
-        has_target = select(c.res_id).where(c.res_type == "Provenance", c.param == "target")
+        has_target = exists(select(c.res_id).where(
+            c.res_type == "Provenance", c.res_id == id_column, c.param == "target"))
         h = s.idx_reference.alias().c
         studies_only = _Rule(Restriction(studies=self.studies))
         studies_only._sets = self._sets
-        hidden = select(h.res_id).where(
-            h.res_type == "Provenance", h.param == "target",
+        hidden_target = exists(select(h.res_id).where(
+            h.res_type == "Provenance", h.res_id == id_column, h.param == "target",
             or_(h.target_type.is_(None), h.target_id.is_(None),
                 not_(studies_only.visible_any(h.target_type, h.target_id,
-                                              VISIBLE_TYPES - {"Provenance"}))))
-        return and_(id_column.in_(has_target), id_column.not_in(hidden))
+                                              VISIBLE_TYPES - {"Provenance"})))))
+        return and_(has_target, ~hidden_target)
 
     # -- sites -----------------------------------------------------------------------------
 
-    def _site_provenance_ids(self) -> Select[Any]:
+    def _site_organizations(self) -> Select[Any]:
         assert self.sites is not None
-        t = s.idx_token.alias()
-        organizations = select(t.c.res_id).where(
-            t.c.res_type == "Organization", t.c.param == "identifier",
-            t.c.system == SITE_SYSTEM, t.c.code.in_(sorted(self.sites)))
-        c, where = _references("Provenance", "agent", "Organization")
-        return select(c.res_id).where(where, c.target_id.in_(organizations))
+        t = s.idx_token.alias().c
+        return select(t.res_id).where(t.res_type == "Organization", t.param == "identifier",
+                                      t.system == SITE_SYSTEM, t.code.in_(sorted(self.sites)))
+
+    def _sent_by_site(self, provenance_id: Any) -> ColumnElement[bool]:
+        """The Provenance's ``agent`` is the Organization of an allowed site."""
+        c, where = _link("Provenance", "agent", "Organization")
+        return exists(select(c.res_id).where(
+            where, c.res_id == provenance_id,
+            c.target_id.in_(self._set("organizations", self._site_organizations))))
 
     def _in_sites(self, rtype: str, id_column: Any) -> ColumnElement[bool]:
         if rtype == "Organization":
             return true()
         if not self.sites:
             return false()
-        sent_by = self._set("site_provenance", self._site_provenance_ids)
         if rtype == "Provenance":
-            return id_column.in_(sent_by)  # type: ignore[no-any-return]
-        c, where = _references("Provenance", "target", rtype)
-        return id_column.in_(select(c.target_id).where(where, c.res_id.in_(sent_by)))  # type: ignore[no-any-return]
+            return self._sent_by_site(id_column)
+        c, where = _link("Provenance", "target", rtype)
+        return exists(select(c.res_id).where(where, c.target_id == id_column,
+                                             self._sent_by_site(c.res_id)))
 
 
 __all__ = ["is_visible", "visible", "visible_any", "visible_ids"]
