@@ -37,14 +37,51 @@ VISIBLE_TYPES = REFERENCE_TYPES | STUDY_TYPES
 
 def visible(restriction: Restriction, resource_type: str, id_column: Any
             ) -> ColumnElement[bool]:
-    """The rows of ``resource_type`` whose id (``id_column``) the restriction lets through."""
-    return _Rule(restriction).visible(resource_type, id_column)
+    """The rows of ``resource_type`` whose id (``id_column``) the restriction lets through.
+    Built once per (restriction, type, column): building it costs milliseconds, and the
+    columns the store passes are those of its tables, the same objects every time (for a
+    column made per statement, use ``visible_row``)."""
+    key = (restriction, resource_type, id(id_column))
+    hit = _BUILT.get(key)
+    if hit is not None and hit[0] is id_column:
+        return hit[1]  # type: ignore[no-any-return]
+    condition = _Rule(restriction).visible(resource_type, id_column)
+    _remember(key, id_column, condition)
+    return condition
+
+
+def visible_row(restriction: Restriction, resource_type: str, id_column: Any
+                ) -> ColumnElement[bool]:
+    """``visible`` for a column made per statement (a subquery's): through the resource
+    row of that id, so that the rule itself is built once."""
+    row = _ROW.c
+    return exists(select(row.res_id).where(
+        row.res_type == resource_type, row.res_id == id_column,
+        visible(restriction, resource_type, row.res_id)))
 
 
 def visible_any(restriction: Restriction, type_column: Any, id_column: Any
                 ) -> ColumnElement[bool]:
     """``visible`` over rows of any type (the history of the whole system, includes)."""
-    return _Rule(restriction).visible_any(type_column, id_column, VISIBLE_TYPES)
+    key = (restriction, None, id(type_column), id(id_column))
+    hit = _BUILT.get(key)
+    if hit is not None and hit[0] is id_column:
+        return hit[1]  # type: ignore[no-any-return]
+    condition = _Rule(restriction).visible_any(type_column, id_column, VISIBLE_TYPES)
+    _remember(key, id_column, condition, type_column)
+    return condition
+
+
+_ROW = s.resource.alias("visible_row")
+_BUILT: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+_BUILT_MAX = 1024  # (restriction, type, column) triples; a few clients × 7 types × 5 columns
+
+
+def _remember(key: tuple[Any, ...], column: Any, condition: Any, *keep: Any) -> None:
+    """Keep the columns alive with the entry, so that their ``id`` stays theirs."""
+    if len(_BUILT) >= _BUILT_MAX:
+        _BUILT.clear()
+    _BUILT[key] = (column, condition, *keep)
 
 
 def is_visible(conn: Connection, restriction: Restriction, resource_type: str,

@@ -36,7 +36,7 @@ from sqlalchemy import (
 )
 
 from gateway.store import schema as s
-from gateway.store.restrict import visible
+from gateway.store.restrict import visible, visible_row
 from gateway.store.search import params as registry
 from gateway.store.search.criteria import Filter
 from gateway.store.search.plan import Plan
@@ -150,7 +150,7 @@ def _driver_segment(plan: Plan, driver: Filter, descending: bool) -> Segment:
         if flt is not driver:
             query = query.where(_probe(flt, id_column))
     if plan.restrict is not None:
-        query = query.where(visible(plan.restrict, plan.resource_type, id_column))
+        query = query.where(visible_row(plan.restrict, plan.resource_type, id_column))
     return Segment(query, [(id_column, descending)] if sorted_by_id else [], id_column)
 
 
