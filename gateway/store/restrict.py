@@ -101,27 +101,36 @@ def visible_ids(restriction: Restriction, resource_type: str) -> Select[Any]:
                                     visible(restriction, resource_type, r.c.res_id))
 
 
-def _link(source: str, param: str, target: str) -> tuple[Any, Any]:
+class _Link:
     """A private alias of the reference index, narrowed to ``source.param → target``."""
-    ref = s.idx_reference.alias()
-    return ref.c, and_(ref.c.res_type == source, ref.c.param == param,
-                       ref.c.target_type == target)
+
+    def __init__(self, source: str, param: str, target: str) -> None:
+        self.table = s.idx_reference.alias()
+        self.c = self.table.c
+        self.where = and_(self.c.res_type == source, self.c.param == param,
+                          self.c.target_type == target)
+
+
+def _probe(query: Select[Any]) -> ColumnElement[bool]:
+    """``EXISTS`` checked row by row: ``OFFSET 0`` keeps PostgreSQL from turning it into a
+    hashed set of every match (which it estimated cheaper, and which made a read by id of
+    a restricted client take the time of hashing a whole study); SQLite checks EXISTS row
+    by row anyway."""
+    return exists(query.offset(0))
 
 
 class _Rule:
-    """The rule for one restriction in one statement.
-
-    Per row it probes the reference index by primary key (``EXISTS`` correlated to the
-    row's id, on the ``ix_reference_res`` / ``ix_reference_target`` indexes), so a read by
-    id or a page of a search costs a few index lookups per row, whatever the size of the
-    store. Only the two small sets it starts from, the visible ResearchStudy ids and the
-    Organizations of the allowed sites, are common table expressions, computed once per
-    statement."""
+    """The rule for one restriction, as ``EXISTS`` probes correlated to the row's id: each
+    walks the reference index by key (``ix_reference_res``, ``ix_reference_target``; a
+    path such as Observation → subject → ResearchSubject.individual → study is one join
+    in one probe, which also keeps the statement flat enough for SQLite's parser). A
+    read by id or a page of a search costs a few index lookups per row, whatever the size
+    of the store. Nothing is computed as a set first: a set (of a study's tagged
+    Observations, say) would be as large as the study."""
 
     def __init__(self, restriction: Restriction) -> None:
         self.studies = restriction.studies
         self.sites = restriction.sites
-        self._sets: dict[str, Any] = {}
 
     def visible(self, rtype: str, id_column: Any) -> ColumnElement[bool]:
         if rtype not in VISIBLE_TYPES:
@@ -138,12 +147,6 @@ class _Rule:
         return or_(*(and_(type_column == rtype, self.visible(rtype, id_column))
                      for rtype in sorted(types)))
 
-    def _set(self, name: str, build: Any) -> Any:
-        """``IN`` operand: the named set, as a CTE built once for this rule."""
-        if name not in self._sets:
-            self._sets[name] = build().cte()
-        return select(self._sets[name].c[0])
-
     # -- studies ---------------------------------------------------------------------------
 
     def _in_studies(self, rtype: str, id_column: Any) -> ColumnElement[bool]:
@@ -153,56 +156,61 @@ class _Rule:
         if not self.studies:
             return false()
         if rtype == "ResearchStudy":
-            return id_column.in_(self._set("studies", self._study_ids))  # type: ignore[no-any-return]
+            r = s.resource.alias().c
+            live = _probe(select(r.res_id).where(r.res_type == "ResearchStudy",
+                                                 r.res_id == id_column, r.deleted == false()))
+            return and_(self._study_named(id_column), live)
         if rtype == "ResearchSubject":
-            return self._subject_in_studies(id_column)
+            link = _Link("ResearchSubject", "study", "ResearchStudy")
+            return _probe(select(link.c.res_id).where(
+                link.where, link.c.res_id == id_column, self._study_named(link.c.target_id)))
         if rtype == "Patient":
             return self._enrolled(id_column)
         if rtype in TAGGED_TYPES:
             return self._tagged_or_enrolled(rtype, id_column)
         return self._all_targets_visible(id_column)
 
-    def _study_ids(self) -> Select[Any]:
-        """Live ResearchStudy ids named by id, identifier value or ``system|value``."""
+    def _study_named(self, study_id: Any) -> ColumnElement[bool]:
+        """The ResearchStudy is named by id, identifier value or ``system|value``."""
         assert self.studies is not None
-        r = s.resource.alias()
-        t = s.idx_token.alias()
         plain = sorted(x for x in self.studies if "|" not in x)
         pairs = sorted(tuple(x.split("|", 1)) for x in self.studies if "|" in x)
-        named = ([t.c.code.in_(plain)] if plain else []) + [
-            and_(t.c.system == system, t.c.code == value) for system, value in pairs]
-        by_identifier = select(t.c.res_id).where(t.c.res_type == "ResearchStudy",
-                                                 t.c.param == "identifier", or_(*named))
-        return select(r.c.res_id).where(
-            r.c.res_type == "ResearchStudy", r.c.deleted == false(),
-            or_(r.c.res_id.in_(plain), r.c.res_id.in_(by_identifier)) if plain
-            else r.c.res_id.in_(by_identifier))
+        t = s.idx_token.alias().c
+        named = ([t.code.in_(plain)] if plain else []) + [
+            and_(t.system == system, t.code == value) for system, value in pairs]
+        by_identifier = _probe(select(t.res_id).where(
+            t.res_type == "ResearchStudy", t.res_id == study_id, t.param == "identifier",
+            or_(*named)))
+        return or_(study_id.in_(plain), by_identifier) if plain else by_identifier
 
-    def _subject_in_studies(self, subject_id: Any) -> ColumnElement[bool]:
-        c, where = _link("ResearchSubject", "study", "ResearchStudy")
-        return exists(select(c.res_id).where(
-            where, c.res_id == subject_id,
-            c.target_id.in_(self._set("studies", self._study_ids))))
+    def _enrolment(self) -> tuple[_Link, Any]:
+        """ResearchSubject.individual joined to the same subject's study."""
+        individual = _Link("ResearchSubject", "individual", "Patient")
+        study = _Link("ResearchSubject", "study", "ResearchStudy")
+        joined = individual.table.join(study.table, and_(
+            study.where, study.c.res_id == individual.c.res_id))
+        return individual, (joined, and_(individual.where, self._study_named(study.c.target_id)))
 
     def _enrolled(self, patient_id: Any) -> ColumnElement[bool]:
         """A visible ResearchSubject names the patient as its ``individual``."""
-        c, where = _link("ResearchSubject", "individual", "Patient")
-        return exists(select(c.res_id).where(where, c.target_id == patient_id,
-                                             self._subject_in_studies(c.res_id)))
+        individual, (joined, where) = self._enrolment()
+        return _probe(select(individual.c.res_id).select_from(joined).where(
+            where, individual.c.target_id == patient_id))
 
     def _tagged_or_enrolled(self, rtype: str, id_column: Any) -> ColumnElement[bool]:
         """The study tag decides when there is one; otherwise the subject's enrolment."""
-        tag, tag_where = _link(rtype, STUDY_TAG, "ResearchStudy")
-        tagged_in = exists(select(tag.res_id).where(
-            tag_where, tag.res_id == id_column,
-            tag.target_id.in_(self._set("studies", self._study_ids))))
+        tag = _Link(rtype, STUDY_TAG, "ResearchStudy")
+        tagged_in = _probe(select(tag.c.res_id).where(
+            tag.where, tag.c.res_id == id_column, self._study_named(tag.c.target_id)))
         any_tag = s.idx_reference.alias().c
-        tagged = exists(select(any_tag.res_id).where(
+        tagged = _probe(select(any_tag.res_id).where(
             any_tag.res_type == rtype, any_tag.res_id == id_column,
             any_tag.param == STUDY_TAG))
-        subject, subject_where = _link(rtype, "subject", "Patient")
-        enrolled = exists(select(subject.res_id).where(
-            subject_where, subject.res_id == id_column, self._enrolled(subject.target_id)))
+        subject = _Link(rtype, "subject", "Patient")
+        individual, (joined, where) = self._enrolment()
+        enrolled = _probe(select(subject.c.res_id).select_from(
+            subject.table.join(joined, individual.c.target_id == subject.c.target_id)).where(
+            subject.where, subject.c.res_id == id_column, where))
         return or_(tagged_in, and_(~tagged, enrolled))
 
     def _all_targets_visible(self, id_column: Any) -> ColumnElement[bool]:
@@ -210,12 +218,11 @@ class _Rule:
         rule (a target given by URL only, or of a type no restricted client sees, or
         another Provenance, hides the Provenance)."""
         c = s.idx_reference.alias().c
-        has_target = exists(select(c.res_id).where(
+        has_target = _probe(select(c.res_id).where(
             c.res_type == "Provenance", c.res_id == id_column, c.param == "target"))
         h = s.idx_reference.alias().c
         studies_only = _Rule(Restriction(studies=self.studies))
-        studies_only._sets = self._sets
-        hidden_target = exists(select(h.res_id).where(
+        hidden_target = _probe(select(h.res_id).where(
             h.res_type == "Provenance", h.res_id == id_column, h.param == "target",
             or_(h.target_type.is_(None), h.target_id.is_(None),
                 not_(studies_only.visible_any(h.target_type, h.target_id,
@@ -224,29 +231,33 @@ class _Rule:
 
     # -- sites -----------------------------------------------------------------------------
 
-    def _site_organizations(self) -> Select[Any]:
+    def _site_agent(self) -> tuple[_Link, Any, Any]:
+        """Provenance.agent joined to the site identifier of its Organization."""
         assert self.sites is not None
-        t = s.idx_token.alias().c
-        return select(t.res_id).where(t.res_type == "Organization", t.param == "identifier",
-                                      t.system == SITE_SYSTEM, t.code.in_(sorted(self.sites)))
-
-    def _sent_by_site(self, provenance_id: Any) -> ColumnElement[bool]:
-        """The Provenance's ``agent`` is the Organization of an allowed site."""
-        c, where = _link("Provenance", "agent", "Organization")
-        return exists(select(c.res_id).where(
-            where, c.res_id == provenance_id,
-            c.target_id.in_(self._set("organizations", self._site_organizations))))
+        agent = _Link("Provenance", "agent", "Organization")
+        token = s.idx_token.alias()
+        t = token.c
+        joined = agent.table.join(token, and_(
+            t.res_type == "Organization", t.res_id == agent.c.target_id,
+            t.param == "identifier", t.system == SITE_SYSTEM,
+            t.code.in_(sorted(self.sites))))
+        return agent, joined, agent.where
 
     def _in_sites(self, rtype: str, id_column: Any) -> ColumnElement[bool]:
+        """Named as a target by a Provenance whose agent is an allowed site (for a
+        Provenance: its own agent)."""
         if rtype == "Organization":
             return true()
         if not self.sites:
             return false()
+        agent, joined, where = self._site_agent()
         if rtype == "Provenance":
-            return self._sent_by_site(id_column)
-        c, where = _link("Provenance", "target", rtype)
-        return exists(select(c.res_id).where(where, c.target_id == id_column,
-                                             self._sent_by_site(c.res_id)))
+            return _probe(select(agent.c.res_id).select_from(joined).where(
+                where, agent.c.res_id == id_column))
+        target = _Link("Provenance", "target", rtype)
+        return _probe(select(target.c.res_id).select_from(
+            target.table.join(joined, agent.c.res_id == target.c.res_id)).where(
+            target.where, where, target.c.target_id == id_column))
 
 
 __all__ = ["is_visible", "visible", "visible_any", "visible_ids"]
