@@ -73,6 +73,7 @@ def visible_any(restriction: Restriction, type_column: Any, id_column: Any
 
 
 _ROW = s.resource.alias("visible_row")
+_IDS = s.resource.alias("visible_ids")
 _BUILT: dict[tuple[Any, ...], tuple[Any, ...]] = {}
 _BUILT_MAX = 1024  # (restriction, type, column) triples; a few clients × 7 types × 5 columns
 
@@ -95,10 +96,11 @@ def is_visible(conn: Connection, restriction: Restriction, resource_type: str,
 
 
 def visible_ids(restriction: Restriction, resource_type: str) -> Select[Any]:
-    """The ids of the visible live resources of one type, as a subquery."""
-    r = s.resource.alias()
-    return select(r.c.res_id).where(r.c.res_type == resource_type, r.c.deleted == false(),
-                                    visible(restriction, resource_type, r.c.res_id))
+    """The ids of the visible live resources of one type, as a subquery (for callers that
+    select ids first, e.g. an export that pages through a type)."""
+    r = _IDS.c
+    return select(r.res_id).where(r.res_type == resource_type, r.deleted == false(),
+                                  visible(restriction, resource_type, r.res_id))
 
 
 class _Link:

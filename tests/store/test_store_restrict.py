@@ -72,3 +72,12 @@ def test_a_transaction_tells_what_its_writer_may_see(loaded: SqlStore) -> None:
         assert tx.visible(STUDY_A, "Patient", "p3")
         assert not tx.visible(STUDY_A, "Patient", "p2")
         assert not tx.visible(STUDY_A, "Patient", "missing")
+
+
+def test_visible_ids_selects_the_visible_ids_of_a_type(loaded: SqlStore) -> None:
+    from gateway.store.restrict import visible_ids
+
+    with loaded.engine.connect() as conn:
+        ids = {row[0] for row in conn.execute(visible_ids(STUDY_A, "Observation"))}
+    assert {f"Observation/{i}" for i in ids} == {
+        k for k in visible_keys(["study-a"], None) if k.startswith("Observation/")}
