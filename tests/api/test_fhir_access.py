@@ -246,25 +246,38 @@ def _put(resource: dict) -> dict:
             "request": {"method": "PUT", "url": f"{resource['resourceType']}/{resource['id']}"}}
 
 
+def _post(resource: dict) -> dict:
+    return {"resource": resource, "request": {"method": "POST",
+                                              "url": resource["resourceType"]}}
+
+
 def test_a_restricted_writer_cannot_write_outside_its_studies(writable: Served) -> None:
-    outside = {"resourceType": "Observation", "id": "new-b", "status": "final",
-               "code": {"text": "x"}, "subject": {"reference": "Patient/p2"}}
-    inside = {**outside, "id": "new-a", "subject": {"reference": "Patient/p1"}}
+    outside = {"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+               "subject": {"reference": "Patient/p2"}}
+    inside = {**outside, "subject": {"reference": "Patient/p1"}}
+    json_body = {"Content-Type": "application/fhir+json"}
     with as_client(writable, studies="study-a") as http:
-        refused = _tx(http, "transaction", _put(inside), _put(outside))
+        refused = _tx(http, "transaction", _post(inside), _post(outside))
         assert refused.status_code == 403, refused.text
         assert "entry 1" in refused.json()["issue"][0]["diagnostics"]
-        assert http.get("/Observation/new-a").status_code == 404  # rolled back, all of it
-        batch = _tx(http, "batch", _put(inside), _put(outside),
+        everything = all_pages(http, "/Observation", {"_count": "100"})
+        assert len({k for page in everything for k in keys(page)}) == 4  # rolled back, all
+        batch = _tx(http, "batch", _post(inside), _post(outside),
+                    _put({**inside, "id": "o1"}), _put({**inside, "id": "o2"}),
                     {"request": {"method": "DELETE", "url": "Patient/p2"}}).json()["entry"]
-        assert [e["response"]["status"][:3] for e in batch] == ["201", "403", "404"]
-        direct = http.put("/Observation/o2", json={**outside, "id": "o2"},
-                          headers={"Content-Type": "application/fhir+json"})
-        assert direct.status_code == 403
+        assert [e["response"]["status"][:3] for e in batch] == ["201", "403", "200", "403",
+                                                                "404"]
+        assert http.put("/Observation/o2", json={**outside, "id": "o2"},
+                        headers=json_body).status_code == 403
         assert http.delete("/Patient/p2").status_code == 404
+        # a PUT or DELETE of an id that does not exist answers as for a hidden one
+        assert http.put("/Observation/nobody", json={**inside, "id": "nobody"},
+                        headers=json_body).status_code == 403
+        assert http.delete("/Patient/nobody").status_code == 404
     with as_client(writable) as everyone:
         assert everyone.get("/Patient/p2").status_code == 200
         assert everyone.get("/Observation/o2").json()["subject"]["reference"] == "Patient/p2"
+        assert everyone.get("/Observation/nobody").status_code == 404
 
 
 def test_a_conditional_create_does_not_find_a_hidden_match(writable: Served) -> None:

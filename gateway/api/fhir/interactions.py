@@ -79,18 +79,19 @@ def _put(tx: Transaction, resource: Resource, ctx: WriteContext,
          if_match: int | None = None) -> Change:
     validate_resource(resource)
     source = (resource.get("meta") or {}).get("source") or ctx.source  # the client's first
-    check_writable(tx, ctx, resource["resourceType"], resource["id"])
     change = tx.put(resource, source=source, if_match=if_match, headers=dict(ctx.headers))
     check_written(tx, ctx, change.resource_type, change.id)
     return change
 
 
 def check_writable(tx: Transaction, ctx: WriteContext, rtype: str, id: str) -> None:
-    """A restricted writer may change only a resource it sees (or a new one)."""
-    if ctx.restrict is not None and tx.get(rtype, id) is not None \
-            and not tx.visible(ctx.restrict, rtype, id):
-        raise FhirError.of("forbidden", f"{rtype}/{id} is outside the studies and sites "
-                           "this client may access", status=403)
+    """A restricted writer updates only a resource it can read, and creates with POST
+    (server-assigned ids): an update of any other id, existing or not, answers the same
+    403, so that a PUT cannot tell whether a hidden resource exists."""
+    if ctx.restrict is not None and not tx.visible(ctx.restrict, rtype, id):
+        raise FhirError.of("forbidden", f"{rtype}/{id}: this client may update only "
+                           "resources of its studies and sites that exist; it creates "
+                           "with POST", status=403)
 
 
 def check_written(tx: Transaction, ctx: WriteContext, rtype: str, id: str) -> None:
@@ -132,6 +133,7 @@ def _history_location(resource: Resource) -> str:
 def update(tx: Transaction, rtype: str, id: str, resource: Resource, ctx: WriteContext, *,
            if_match: int | None = None) -> Result:
     check_identity(resource, rtype, id)
+    check_writable(tx, ctx, rtype, id)
     change = _put(tx, resource, ctx, if_match)
     if change.created:
         return Result(201, change.resource, f"created {rtype}/{id}", _location(change))
@@ -155,6 +157,8 @@ def conditional_update(tx: Transaction, rtype: str, query: str, resource: Resour
     found = _existing(tx, rtype, pairs, "update", ctx.restrict)
     if found is None:
         check_identity(resource, rtype, None)
+        if resource.get("id"):  # an update-as-create with the client's id
+            check_writable(tx, ctx, rtype, resource["id"])
         return create(tx, resource, ctx, id=resource.get("id"))
     if resource.get("id") not in (None, found["id"]):
         raise FhirError.of("invalid", f"the resource id differs from the matching "
@@ -164,8 +168,8 @@ def conditional_update(tx: Transaction, rtype: str, query: str, resource: Resour
 
 
 def delete(tx: Transaction, rtype: str, id: str, ctx: WriteContext) -> Result:
-    if ctx.restrict is not None and tx.get(rtype, id) is not None \
-            and not tx.visible(ctx.restrict, rtype, id):
+    if ctx.restrict is not None and not tx.visible(ctx.restrict, rtype, id):
+        # hidden, deleted or missing alike: nothing tells a restricted client which
         raise FhirError.of("not-found", f"{rtype}/{id} is not known")
     change = tx.delete(rtype, id, source=ctx.source, headers=dict(ctx.headers))
     verb = "deleted" if change.changed else "nothing to delete at"
