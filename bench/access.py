@@ -75,6 +75,8 @@ def measure(url: str, n: int, seconds: float) -> None:
         ("Observation?subject=…&_sort=-date", lambda r: store.search(
             "Observation", [("subject", f"Patient/pt-{rng.randrange(100)}"),
                             ("_sort", "-date")], restrict=r)),
+        ("Observation?_count=50", lambda r: store.search(
+            "Observation", [("_count", "50")], restrict=r)),
         ("Patient?_count=50", lambda r: store.search(
             "Patient", [("_count", "50")], restrict=r)),
         ("Observation?code=718-7&_summary=count", lambda r: store.search(

@@ -52,11 +52,11 @@ def visible(restriction: Restriction, resource_type: str, id_column: Any
 
 def visible_row(restriction: Restriction, resource_type: str, id_column: Any
                 ) -> ColumnElement[bool]:
-    """``visible`` for a column made per statement (a subquery's): through the resource
-    row of that id, so that the rule itself is built once."""
+    """``visible`` for a column made per statement (a subquery's): through the live
+    resource row of that id, so that the rule itself is built once."""
     row = _ROW.c
     return exists(select(row.res_id).where(
-        row.res_type == resource_type, row.res_id == id_column,
+        row.res_type == resource_type, row.res_id == id_column, row.deleted == false(),
         visible(restriction, resource_type, row.res_id)))
 
 
@@ -101,6 +101,46 @@ def visible_ids(restriction: Restriction, resource_type: str) -> Select[Any]:
     r = _IDS.c
     return select(r.res_id).where(r.res_type == resource_type, r.deleted == false(),
                                   visible(restriction, resource_type, r.res_id))
+
+
+def candidates(restriction: Restriction, resource_type: str) -> Select[Any] | None:
+    """A superset of the visible ids of a type, read from the index by study (``None``
+    where there is none to offer: no studies restriction, or a type whose visible rows are
+    not found that way). A search with no selective filter of its own walks these instead
+    of the whole type when there are few: a small study in a large store."""
+    studies = restriction.studies
+    if not studies or resource_type not in TAGGED_TYPES:
+        return None  # Patients, subjects, studies: few enough to walk
+    subjects = _Link("ResearchSubject", "study", "ResearchStudy")
+    in_studies = select(subjects.c.res_id).where(
+        subjects.where, _named_in(subjects.c.target_id, studies))
+    individual = _Link("ResearchSubject", "individual", "Patient")
+    patients = select(individual.c.target_id).where(
+        individual.where, individual.c.res_id.in_(in_studies))
+    tag = _Link(resource_type, STUDY_TAG, "ResearchStudy")
+    tagged_in = select(tag.c.res_id).where(tag.where, _named_in(tag.c.target_id, studies))
+    any_tag = s.idx_reference.alias().c
+    tagged = select(any_tag.res_id).where(any_tag.res_type == resource_type,
+                                          any_tag.param == STUDY_TAG)
+    subject = _Link(resource_type, "subject", "Patient")
+    enrolled = select(subject.c.res_id).where(
+        subject.where, subject.c.target_id.in_(patients), subject.c.res_id.not_in(tagged))
+    either = tagged_in.union_all(enrolled).subquery()  # disjoint: tagged, untagged
+    return select(either.c.res_id)
+
+
+def _named_in(column: Any, studies: frozenset[str]) -> ColumnElement[bool]:
+    """``column`` holds the id of a study named by id, identifier value or
+    ``system|value`` (as a set condition, for the index on ``column``)."""
+    plain = sorted(x for x in studies if "|" not in x)
+    pairs = sorted(tuple(x.split("|", 1)) for x in studies if "|" in x)
+    t = s.idx_token.alias().c
+    named = ([t.code.in_(plain)] if plain else []) + [
+        and_(t.system == system, t.code == value) for system, value in pairs]
+    by_identifier = select(t.res_id).where(t.res_type == "ResearchStudy",
+                                           t.param == "identifier", or_(*named))
+    return or_(column.in_(plain), column.in_(by_identifier)) if plain \
+        else column.in_(by_identifier)
 
 
 class _Link:
@@ -262,4 +302,4 @@ class _Rule:
             target.where, where, target.c.target_id == id_column))
 
 
-__all__ = ["is_visible", "visible", "visible_any", "visible_ids"]
+__all__ = ["candidates", "is_visible", "visible", "visible_any", "visible_ids"]

@@ -81,3 +81,16 @@ def test_visible_ids_selects_the_visible_ids_of_a_type(loaded: SqlStore) -> None
         ids = {row[0] for row in conn.execute(visible_ids(STUDY_A, "Observation"))}
     assert {f"Observation/{i}" for i in ids} == {
         k for k in visible_keys(["study-a"], None) if k.startswith("Observation/")}
+
+
+def test_a_deleted_or_missing_patient_named_by_a_subject_is_not_listed(
+        loaded: SqlStore) -> None:
+    with loaded.transaction() as tx:
+        tx.delete("Patient", "p1")  # rs-1a still names it
+        tx.put({"resourceType": "ResearchSubject", "id": "rs-ghost", "status": "on-study",
+                "study": {"reference": "ResearchStudy/study-a"},
+                "individual": {"reference": "Patient/ghost"}})
+    listed = loaded.search("Patient", [], restrict=STUDY_A)
+    assert [r["id"] for r in listed.resources] == ["p3"]
+    counted = loaded.search("Patient", [("_summary", "count")], restrict=STUDY_A)
+    assert counted.total == 1
