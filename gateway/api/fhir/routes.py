@@ -7,6 +7,7 @@ with FHIR JSON bytes. Errors are raised as ``FhirError`` and answered by the han
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -23,6 +24,7 @@ from gateway.errors import GatewayError
 from gateway.store.base import Resource, Store
 
 from . import interactions as ix
+from .budgets import RequestBudgets
 from .bundles import history_bundle, response_entry
 from .capability import Capability
 from .fastread import RawReader, RawResource
@@ -53,8 +55,10 @@ class FhirApi:
 
     def __init__(self, store: Store, *, base_url: str | None = None,
                  origin: str | None = None,
-                 capability_resources: Sequence[dict[str, Any]] = ()) -> None:
+                 capability_resources: Sequence[dict[str, Any]] = (),
+                 budgets: RequestBudgets | None = None) -> None:
         self.store = store
+        self.budgets = budgets or RequestBudgets()
         self.base_url = base_url.rstrip("/") if base_url else None
         self.origin = origin
         self.capability = Capability(others=capability_resources)
@@ -122,14 +126,16 @@ class FhirRoute(APIRoute):
 
 def fhir_router(store: Store, *, base_url_from_request: bool = True,
                 base_url: str | None = None, origin: str | None = None,
-                capability_resources: Sequence[dict[str, Any]] = ()) -> APIRouter:
+                capability_resources: Sequence[dict[str, Any]] = (),
+                budgets: RequestBudgets | None = None) -> APIRouter:
     """The ``/fhir`` router. ``base_url`` (when not taken from the request) is the public
     base used in ``fullUrl``, ``Location`` and paging links; ``origin`` names this node in
     the bus headers of API writes; ``capability_resources`` are CapabilityStatement
     entries of types other routers serve under ``/fhir`` (so that ``/fhir/metadata`` tells
-    the whole truth)."""
+    the whole truth); ``budgets`` bounds searches in time (and lets a graceful stop
+    cancel them)."""
     api = FhirApi(store, base_url=None if base_url_from_request else base_url, origin=origin,
-                  capability_resources=capability_resources)
+                  capability_resources=capability_resources, budgets=budgets)
     router = APIRouter(prefix="/fhir", route_class=FhirRoute)
     _read_routes(router, api)  # first: matched in order, and reads are the hot path
     _system_routes(router, api)
@@ -284,8 +290,10 @@ async def _search(api: FhirApi, request: Request, rtype: str,
                   params: list[tuple[str, str]]) -> Response:
     if rtype == "SearchParameter":
         return fhir_response(api.capability.search_parameters_bundle(api.base(request)))
-    bundle = await call(search_bundle, api.store.search, rtype, params, api.base(request),
-                        strict=prefer(request).strict)
+    base, strict = api.base(request), prefer(request).strict
+    bundle = await api.budgets.run(request, lambda budget: search_bundle(
+        functools.partial(api.store.search, budget=budget), rtype, params, base,
+        strict=strict))
     return fhir_response(bundle)
 
 
