@@ -30,8 +30,11 @@ from gateway.adapters.loader import Network, load_network, reload_network
 from gateway.adapters.terminology import capability_entries, terminology_router
 from gateway.api.admin import admin_router, bus_admin_router
 from gateway.api.app import create_app
+from gateway.api.connections import guarded_protocol
 from gateway.api.fhir import fhir_router, install_fhir_errors
+from gateway.api.fhir.budgets import RequestBudgets
 from gateway.api.ingest import hl7v2_router
+from gateway.api.limits import BodyLimits, default_limits
 from gateway.bus import start_bus_components
 from gateway.config import Settings
 from gateway.errors import ConfigError
@@ -84,6 +87,7 @@ class Gateway:
     http: uvicorn.Server | None = None
     bus: Any = None
     extras: list[Any] = field(default_factory=list)
+    budgets: RequestBudgets = field(default_factory=RequestBudgets)
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
@@ -143,7 +147,10 @@ class Gateway:
             # the terminology routes come before the FHIR API's generic /fhir/{type}/{id}
             routers += [terminology_router(self.network),
                         fhir_router(self.store, origin=self.settings.node_id,
-                                    capability_resources=capability_entries())]
+                                    capability_resources=capability_entries(),
+                                    base_url_from_request=False,
+                                    base_url=lambda: f"{self.public_url}/fhir",
+                                    budgets=self.budgets)]
         return routers
 
     def _start_file_sources(self) -> None:
@@ -154,11 +161,23 @@ class Gateway:
         self.extras += start_fhir_sources(self.network, self.store, self.service.key,
                                           s.data_dir, now=_now_instant)
 
+    @property
+    def public_url(self) -> str:
+        """``--public-url``, else this listener's own address (never a request's Host)."""
+        s = self.settings
+        return (s.public_url or f"http://{s.host}:{self.http_port}").rstrip("/")
+
     async def _start_http(self) -> None:
+        s = self.settings
+        self.budgets.seconds = s.request_time_budget
         app = create_app(routers=self._routers(), ready=lambda: self.ready,
-                         setup=[install_fhir_errors, _gzip])
-        config = uvicorn.Config(app, host=self.settings.host, port=self.settings.http_port,
-                                log_level="warning", lifespan="off", access_log=False)
+                         setup=[install_fhir_errors, _gzip, self._body_limits])
+        protocol = guarded_protocol(max_connections=s.http_max_connections,
+                                    header_timeout=s.http_header_timeout,
+                                    body_timeout=s.http_body_timeout)
+        config = uvicorn.Config(app, host=s.host, port=s.http_port, http=protocol,
+                                log_level="warning", lifespan="off", access_log=False,
+                                server_header=False, timeout_graceful_shutdown=5)
         self.http = _QuietServer(config)
         task = asyncio.create_task(self.http.serve(), name="http")
         self.extras.append(task)
@@ -194,11 +213,18 @@ class Gateway:
     async def wait(self) -> None:
         await self._stop.wait()
 
+    def _body_limits(self, app: FastAPI) -> None:
+        app.add_middleware(BodyLimits, limits=default_limits(self.settings.max_message_size))
+
     async def stop(self) -> None:
         if self.mllp is not None:
             await self.mllp.close()
         if self.http is not None:
             self.http.should_exit = True
+        # running searches end now: their worker threads would keep the process alive
+        cancelled = await asyncio.to_thread(self.budgets.cancel_all, "shutdown")
+        if cancelled:
+            log.info("stopping: %d running queries cancelled", cancelled)
         for task in self.extras:
             if task.get_name() != "http":
                 task.cancel()

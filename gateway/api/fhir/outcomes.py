@@ -145,7 +145,7 @@ def install_fhir_errors(app: FastAPI) -> None:
         if not _is_fhir_path(request):
             return await http_exception_handler(request, exc)
         code = {404: "not-found", 405: "not-supported", 415: "not-supported",
-                406: "not-supported"}.get(exc.status_code, "invalid")
+                406: "not-supported", 413: "too-long"}.get(exc.status_code, "invalid")
         if exc.status_code == 404:
             detail = f"no FHIR interaction at {request.method} {request.url.path}"
         else:

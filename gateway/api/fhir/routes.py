@@ -53,13 +53,13 @@ SYSTEM_PATHS = frozenset({"metadata", "_history", "_search"})
 class FhirApi:
     """The state behind the routes: the store, the capability, how to name the base."""
 
-    def __init__(self, store: Store, *, base_url: str | None = None,
+    def __init__(self, store: Store, *, base_url: str | Callable[[], str] | None = None,
                  origin: str | None = None,
                  capability_resources: Sequence[dict[str, Any]] = (),
                  budgets: RequestBudgets | None = None) -> None:
         self.store = store
         self.budgets = budgets or RequestBudgets()
-        self.base_url = base_url.rstrip("/") if base_url else None
+        self.base_url = base_url
         self.origin = origin
         self.capability = Capability(others=capability_resources)
         self.reader = RawReader(store)
@@ -72,7 +72,18 @@ class FhirApi:
             raise from_gateway_error(exc) from exc
 
     def base(self, request: Request) -> str:
-        return self.base_url or f"{str(request.base_url).rstrip('/')}/fhir"
+        """The public FHIR base: configured (``--public-url``); from the request only
+        where no configuration is given (an app embedded in tests or tools)."""
+        if self.base_url is None:
+            return f"{str(request.base_url).rstrip('/')}/fhir"
+        root = self.base_url() if callable(self.base_url) else self.base_url
+        return root.rstrip("/")
+
+    def url(self, request: Request, query: str | None = None) -> str:
+        """The request's own URL on the public base (``self``/``next`` links)."""
+        path = request.url.path.removeprefix("/fhir")
+        query = request.url.query if query is None else query
+        return f"{self.base(request)}{path}" + (f"?{query}" if query else "")
 
     def context(self, request: Request) -> ix.WriteContext:
         """The bus headers of an API write, shaped as ingest's (``origin``, ``site``,
@@ -125,7 +136,7 @@ class FhirRoute(APIRoute):
 
 
 def fhir_router(store: Store, *, base_url_from_request: bool = True,
-                base_url: str | None = None, origin: str | None = None,
+                base_url: str | Callable[[], str] | None = None, origin: str | None = None,
                 capability_resources: Sequence[dict[str, Any]] = (),
                 budgets: RequestBudgets | None = None) -> APIRouter:
     """The ``/fhir`` router. ``base_url`` (when not taken from the request) is the public
@@ -368,11 +379,11 @@ async def _history(api: FhirApi, request: Request, rtype: str | None, id: str | 
                                        before=before, count=count)
     if id is not None and not versions and before is None:
         raise FhirError.of("not-found", f"{rtype}/{id} is not known")
-    bundle = history_bundle(versions, api.base(request), str(request.url))
+    bundle = history_bundle(versions, api.base(request), api.url(request))
     if next_before is not None:
         query = [(k, v) for k, v in params.multi_items() if k != "_before"]
-        url = request.url.replace(query=urlencode([*query, ("_before", next_before)]))
-        bundle["link"].append({"relation": "next", "url": str(url)})
+        url = api.url(request, urlencode([*query, ("_before", next_before)]))
+        bundle["link"].append({"relation": "next", "url": url})
         del bundle["total"]  # the size of this page is not the total
     return fhir_response(bundle)
 
