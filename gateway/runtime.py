@@ -20,6 +20,7 @@ from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
+from sqlalchemy.engine import make_url
 from starlette.middleware.gzip import GZipMiddleware
 
 from gateway.adapters.fhirsource import start_fhir_sources
@@ -44,9 +45,11 @@ from gateway.hl7.check import inbound_errors
 from gateway.hl7.mllp import MllpServer, Peer, server_ssl_context
 from gateway.ingest import IngestService
 from gateway.mapping.pseudonym import load_or_create_key, read_key
+from gateway.security.files import private_umask, secure_data_dir
 from gateway.store.sql import SqlStore
 
 log = logging.getLogger(__name__)
+DEFAULT_PASSWORDS = frozenset({"change-me", "changeme"})
 
 
 class _QuietServer(uvicorn.Server):
@@ -104,7 +107,8 @@ class Gateway:
 
     async def start(self) -> None:
         s = self.settings
-        s.data_dir.mkdir(parents=True, exist_ok=True)
+        secure_data_dir(s.data_dir)
+        _refuse_default_password(s.resolved_database_url())
         self.network = load_network(s.sites)
         # an edge serves no FHIR API: its store keeps no search index and no history
         self.store = SqlStore(s.resolved_database_url(), edge=s.role == "edge")
@@ -251,7 +255,15 @@ def _now_instant() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def _refuse_default_password(url: str) -> None:
+    """The compose file's old fallback password must not reach a real deployment."""
+    if make_url(url).password in DEFAULT_PASSWORDS:
+        raise ConfigError("the database URL uses a default password; set a password of "
+                          "your own (docker/compose.yaml: POSTGRES_PASSWORD)")
+
+
 async def serve(settings: Settings) -> None:
+    private_umask()  # files and directories the gateway creates: 0600 / 0700
     gateway = Gateway(settings)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
