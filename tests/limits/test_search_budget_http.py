@@ -138,3 +138,21 @@ async def test_a_graceful_stop_cancels_a_running_search_and_ends_within_its_dead
     assert response.status_code == 503
     assert "the gateway is stopping" in response.json()["issue"][0]["diagnostics"]
     assert any("running queries cancelled" in r.getMessage() for r in caplog.records)
+
+
+def test_a_search_inside_a_batch_has_a_budget_of_its_own(loaded: SqlStore) -> None:
+    query = urlencode(heavy_params())
+    bundle = {"resourceType": "Bundle", "type": "batch", "entry": [
+        {"request": {"method": "GET", "url": f"Observation?{query}"}},
+        {"request": {"method": "GET", "url": "Observation?code=718-7&_count=1"}}]}
+    with serving(loaded, budgets=RequestBudgets(0.02)) as served, served.client() as http:
+        start = time.monotonic()
+        response = http.post("", json=bundle)
+        elapsed = time.monotonic() - start
+    assert response.status_code == 200, response.text
+    heavy, light = response.json()["entry"]
+    assert heavy["response"]["status"].startswith("503")
+    outcome = heavy["response"]["outcome"]["issue"][0]
+    assert outcome["code"] == "timeout" and "time budget of 0.02 s" in outcome["diagnostics"]
+    assert light["response"]["status"] == "200 OK"
+    assert elapsed < 2.0

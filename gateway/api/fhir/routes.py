@@ -22,6 +22,7 @@ from starlette.responses import Response
 
 from gateway.errors import GatewayError
 from gateway.store.base import Resource, Store
+from gateway.store.budget import Budget
 
 from . import interactions as ix
 from .budgets import RequestBudgets
@@ -232,9 +233,9 @@ def _entry_getter(api: FhirApi, base: str, strict: bool) -> Callable[[str, str],
     def get(path: str, query: str) -> dict[str, Any]:
         parts = path.strip("/").split("/")
         rtype = api.served(parts[0])
-        if len(parts) == 1:
-            bundle = search_bundle(api.store.search, rtype, parse_qsl(query), base,
-                                   strict=strict)
+        if len(parts) == 1:  # each search of a batch has a budget of its own
+            search = functools.partial(api.store.search, budget=Budget(api.budgets.seconds))
+            bundle = search_bundle(search, rtype, parse_qsl(query), base, strict=strict)
             return {"resource": bundle, "response": {"status": "200 OK"}}
         version = parts[3] if len(parts) == 4 and parts[2] == "_history" else None
         resource = ix.read(api.store, rtype, parts[1], version)
