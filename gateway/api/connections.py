@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections import Counter
 from typing import Any
 
 import h11
@@ -29,16 +31,35 @@ TIMEOUT = (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain\r\n"
            b"connection: close\r\ncontent-length: 36\r\n\r\nrequest headers not complete in time\n")
 
 
+class Report:
+    """One warning per kind and ``every`` seconds, with the count since the last one: a
+    flood of half-sent requests must not become a flood of log lines."""
+
+    def __init__(self, every: float = 10.0) -> None:
+        self.every = every
+        self.counts: Counter[str] = Counter()
+        self.last: dict[str, float] = {}
+
+    def __call__(self, what: str) -> None:
+        self.counts[what] += 1
+        now = time.monotonic()
+        if now - self.last.get(what, -self.every) >= self.every:
+            log.warning("HTTP: %s (%d since the last report)", what, self.counts[what])
+            self.counts[what] = 0
+            self.last[what] = now
+
+
 def guarded_protocol(*, max_connections: int, header_timeout: float,
                      body_timeout: float) -> type[H11Protocol]:
+    report = Report()
+
     class GuardedH11Protocol(H11Protocol):
         _timer: asyncio.TimerHandle | None = None
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
             if len(self.connections) > max_connections:
-                log.warning("HTTP: %d connections, at most %d: refused one",
-                            len(self.connections), max_connections)
+                report(f"connection refused: {max_connections} open, the maximum")
                 transport.write(BUSY)
                 transport.close()
                 return
@@ -76,8 +97,8 @@ def guarded_protocol(*, max_connections: int, header_timeout: float,
             self._timer = None
             if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
                 if self.conn.trailing_data[0]:
-                    log.warning("HTTP: request headers not complete within %g s: closed",
-                                header_timeout)
+                    report(f"request headers not complete within {header_timeout:g} s: "
+                           "closed with 408")
                     self.transport.write(TIMEOUT)
                 self.transport.close()
 
@@ -87,8 +108,7 @@ def guarded_protocol(*, max_connections: int, header_timeout: float,
                 if self.flow.read_paused:  # the application is behind, not the client
                     self._arm(body_timeout, self._body_late)
                     return
-                log.warning("HTTP: request body paused for more than %g s: closed",
-                            body_timeout)
+                report(f"request body paused for more than {body_timeout:g} s: closed")
                 self.transport.close()
 
     return GuardedH11Protocol

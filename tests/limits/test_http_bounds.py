@@ -229,3 +229,18 @@ async def test_without_a_public_url_the_listener_address_is_the_base(gateway: Ga
         page = (await http.get("/fhir/Patient")).json()
     assert page["entry"][0]["fullUrl"] == (
         f"http://127.0.0.1:{gateway.http_port}/fhir/Patient/a1")
+
+
+def test_a_flood_of_closed_connections_is_reported_once_per_period_with_its_count(
+        caplog: pytest.LogCaptureFixture) -> None:
+    from gateway.api.connections import Report
+
+    report = Report(every=60)
+    for _ in range(500):
+        report("request headers not complete within 10 s: closed with 408")
+    lines = [r.getMessage() for r in caplog.records if r.name == "gateway.api.connections"]
+    assert lines == ["HTTP: request headers not complete within 10 s: closed with 408 "
+                     "(1 since the last report)"]
+    report.last = {k: v - 61 for k, v in report.last.items()}
+    report("request headers not complete within 10 s: closed with 408")
+    assert caplog.records[-1].getMessage().endswith("(500 since the last report)")
