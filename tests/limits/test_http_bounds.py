@@ -76,6 +76,15 @@ async def test_an_hl7_body_beyond_the_maximum_message_size_is_413(gateway: Gatew
     assert f"larger than {MAX_MESSAGE} bytes" in body_of(response)["detail"]
 
 
+async def test_a_lab_export_announced_beyond_50_mb_is_413_before_it_is_sent(
+        gateway: Gateway) -> None:
+    head = (b"POST /lab-exports?site=HPG23 HTTP/1.1\r\nHost: x\r\nContent-Type: text/csv\r\n"
+            b"Content-Length: %d\r\n\r\n" % (50 * 2**20 + 1))
+    response = await exchange(gateway, head)
+    assert status_of(response) == 413
+    assert "larger than 52428800 bytes" in body_of(response)["detail"]
+
+
 async def chunked(gw: Gateway, head: bytes, chunk: bytes, count: int) -> bytes:
     """Send a chunked body of ``count`` chunks (without its last chunk) and read the
     answer: the server must answer once the limit is passed, without the rest."""
