@@ -6,9 +6,9 @@ it to one pooled connection:
 
 * SQLite: a progress handler, called every ``SQLITE_STEPS`` virtual-machine steps, stops
   the running statement once the budget is spent or cancelled (``interrupted``).
-* PostgreSQL: ``SET LOCAL statement_timeout`` to what is left of the budget, so the server
-  stops the query even if the gateway cannot ask; a cancel (``cancel_safe``) for the
-  client going away and for shutdown.
+* PostgreSQL: before each statement, ``SET LOCAL statement_timeout`` to what is left of
+  the budget, so the server stops the query even if the gateway cannot ask; a cancel
+  (``cancel_safe``) for the client going away and for shutdown.
 
 Either way a statement that would start after the end raises at once, and the error that
 leaves is ``Cancelled`` (never a "transient database error").
@@ -95,13 +95,14 @@ def bounded(conn: Connection, dialect: str, budget: Budget) -> Iterator[None]:
 
     def before(*_args: Any) -> None:
         budget.check()
+        if dialect != "sqlite":  # the same transaction as the statement that follows
+            milliseconds = max(1, int(budget.remaining() * 1000))
+            raw.execute(f"SET LOCAL statement_timeout = {milliseconds}")
 
     hook: Callable[[], Any] = _nothing  # SQLite: the progress handler sees ``reason``
     if dialect == "sqlite":
         raw.set_progress_handler(lambda: 1 if budget.stopped else 0, SQLITE_STEPS)
     else:
-        milliseconds = max(1, int(budget.remaining() * 1000))
-        conn.exec_driver_sql(f"SET LOCAL statement_timeout = {milliseconds}")
         hook = getattr(raw, "cancel_safe", raw.cancel)
     event.listen(conn, "before_cursor_execute", before)
     try:
