@@ -11,6 +11,7 @@ import socket
 import threading
 import time
 from pathlib import Path
+from typing import NoReturn
 from urllib.parse import urlencode
 
 import httpx
@@ -19,6 +20,7 @@ import pytest
 from gateway.api.fhir.budgets import RequestBudgets
 from gateway.bus.settings import BusSettings
 from gateway.config import Settings
+from gateway.errors import StoreError
 from gateway.runtime import Gateway
 from gateway.store.sql import SqlStore
 from tests.api.conftest import serving
@@ -156,3 +158,21 @@ def test_a_search_inside_a_batch_has_a_budget_of_its_own(loaded: SqlStore) -> No
     assert outcome["code"] == "timeout" and "time budget of 0.02 s" in outcome["diagnostics"]
     assert light["response"]["status"] == "200 OK"
     assert elapsed < 2.0
+
+
+def test_every_5xx_answer_leaves_a_log_line(sqlite_url: str,
+                                            caplog: pytest.LogCaptureFixture) -> None:
+    class Broken(SqlStore):
+        def search(self, *args: object, **kwargs: object) -> NoReturn:
+            raise StoreError("database error: OperationalError")
+
+    store = Broken(sqlite_url)
+    store.migrate()
+    try:
+        with serving(store) as served, served.client() as http:
+            response = http.get("/Observation", params={"code": "718-7"})
+    finally:
+        store.close()
+    assert response.status_code == 503
+    lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert "GET /fhir/Observation answered 503: database error: OperationalError" in lines
