@@ -149,7 +149,7 @@ class Gateway:
             routers.append(bus_admin_router(self.bus))
         if self.settings.role != "edge":
             # the terminology routes come before the FHIR API's generic /fhir/{type}/{id}
-            routers += [terminology_router(self.network),
+            routers += [terminology_router(self.network, lambda: f"{self.public_url}/fhir"),
                         fhir_router(self.store, origin=self.settings.node_id,
                                     capability_resources=capability_entries(),
                                     base_url_from_request=False,

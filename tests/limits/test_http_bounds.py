@@ -221,9 +221,11 @@ async def test_full_urls_and_paging_links_come_from_the_public_url_not_the_host_
             history = (await http.get("/fhir/Patient/_history",
                                       params={"_count": "1"})).json()
             created = await http.post("/fhir/Patient", json={"resourceType": "Patient"})
+            maps = (await http.get("/fhir/ConceptMap")).json()
     finally:
         await gw.stop()
     urls = [e["fullUrl"] for e in page["entry"]] + [link["url"] for link in page["link"]]
+    urls += [e["fullUrl"] for e in maps["entry"]]
     urls += [link["url"] for link in history["link"]]
     urls.append(created.headers["location"])
     assert {link["relation"] for link in page["link"]} >= {"self", "next"}
