@@ -124,6 +124,7 @@ async def test_a_graceful_stop_cancels_a_running_search_and_ends_within_its_dead
                         bus=BusSettings(node_id="test-node"))
     gateway = Gateway(settings)
     await gateway.start()
+    assert gateway.budgets.seconds == 60
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{gateway.http_port}/fhir",
                                  timeout=30) as http:
         search = asyncio.ensure_future(http.post("/Observation/_search",
