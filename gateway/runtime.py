@@ -130,6 +130,9 @@ class Gateway:
         # process: out of the collector's way, so that the collections that the mapping's
         # short-lived dicts cause do not walk it again and again (ACK latency tail)
         gc.freeze()
+        if s.public_url is None and s.role != "edge" and s.host in ("0.0.0.0", "::"):
+            log.warning("no --public-url: fullUrl and paging links name %s, which clients "
+                        "cannot reach; set the public address", self.public_url)
         log.info("gateway ready: role %s, HTTP %s:%d, MLLP %s", s.role, s.host,
                  self.http_port, f"{s.host}:{self.mllp.port}" if self.mllp else "off")
 
