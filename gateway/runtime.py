@@ -50,6 +50,7 @@ from gateway.store.sql import SqlStore
 
 log = logging.getLogger(__name__)
 DEFAULT_PASSWORDS = frozenset({"change-me", "changeme"})
+ANY_ADDRESS = frozenset({"0.0.0.0", "::"})  # noqa: S104 - compared with, not bound
 
 
 class _QuietServer(uvicorn.Server):
@@ -130,7 +131,7 @@ class Gateway:
         # process: out of the collector's way, so that the collections that the mapping's
         # short-lived dicts cause do not walk it again and again (ACK latency tail)
         gc.freeze()
-        if s.public_url is None and s.role != "edge" and s.host in ("0.0.0.0", "::"):
+        if s.public_url is None and s.role != "edge" and s.host in ANY_ADDRESS:
             log.warning("no --public-url: fullUrl and paging links name %s, which clients "
                         "cannot reach; set the public address", self.public_url)
         log.info("gateway ready: role %s, HTTP %s:%d, MLLP %s", s.role, s.host,
