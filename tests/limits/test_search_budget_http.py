@@ -81,7 +81,9 @@ def test_a_search_is_cancelled_in_the_database_when_the_client_goes_away(
             sock.sendall(b"POST /fhir/Observation/_search HTTP/1.1\r\nHost: x\r\n"
                          b"Content-Type: application/x-www-form-urlencoded\r\n"
                          b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
-            time.sleep(0.03)
+            deadline = time.monotonic() + 5
+            while not budgets.running and time.monotonic() < deadline:
+                time.sleep(0.002)  # the search has started: now the client goes away
         deadline = time.monotonic() + 5
         while budgets.cancelled["disconnect"] == 0 and time.monotonic() < deadline:
             time.sleep(0.01)

@@ -72,6 +72,9 @@ LIMITED = [
      "more than 10 _include"),
     ("31 search parameters", "Observation", [("status", "final")] * 31,
      "more than 30 search parameters"),
+    ("501 values in all", "Provenance",
+     [("target.identifier", ",".join(f"v{i}" for i in range(100)))] * 6,
+     "more than 500 values in one search"),
 ]
 
 
