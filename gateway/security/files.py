@@ -24,14 +24,20 @@ def secure_data_dir(path: Path) -> int:
     """Create ``path`` 0700 if missing; remove group/other bits below it. Returns how many
     paths were changed. Symbolic links are neither followed nor changed."""
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    changed = 0
+    changed = refused = 0
     for item in [path, *path.rglob("*")]:
         info = item.lstat()
         if stat.S_ISLNK(info.st_mode) or not info.st_mode & 0o077:
             continue
-        os.chmod(item, stat.S_IMODE(info.st_mode) & 0o700)
-        changed += 1
+        try:
+            os.chmod(item, stat.S_IMODE(info.st_mode) & 0o700)
+            changed += 1
+        except PermissionError:  # another owner's file (a bind mount): say so, go on
+            refused += 1
     if changed:
         log.warning("data dir %s: took group/other access away from %d paths (it holds "
                     "raw messages, the store and the pseudonym key)", path, changed)
+    if refused:
+        log.warning("data dir %s: %d paths readable by group/other belong to another "
+                    "user and were left as they are; fix their mode", path, refused)
     return changed
