@@ -35,6 +35,7 @@ class Outcome:
     responses: list[bytes] = field(default_factory=list)
     inbox_id: int | None = None
     changed: int = 0  # resources that got a new version
+    retired: int = 0  # replay: results deleted because the mapping no longer writes them
 
 
 @dataclass(slots=True)

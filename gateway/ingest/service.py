@@ -31,6 +31,7 @@ from gateway.errors import (
 )
 from gateway.hl7 import ack as acks
 from gateway.hl7.parser import Message, parse, split_messages
+from gateway.ingest import rekey
 from gateway.ingest.group import Group, merge_links, wanted
 from gateway.ingest.outcome import (
     COMMIT_FOR,
@@ -205,10 +206,16 @@ class IngestService:
     def _commit(self, tx: Transaction, m: Mapped) -> Outcome:
         """One message alone (a replay, or the group redone one by one): the rows that
         ``_commit_group`` writes for it."""
+        headers = self._headers(m.msg, m.site)
         changes = tx.put_many(wanted(tx, m.result, set()), source=self.source,
-                              headers=self._headers(m.msg, m.site))
+                              headers=headers)
         tx.links_put(m.result.new_links)
         outcome, record = self._processed(m, changes)
+        if m.job.replay_of is not None:  # ids an earlier mapping wrote and this one does not
+            retired = rekey.retire(tx, m.job.replay_of.resource_refs, changes,
+                                   source=self.source, headers=headers)
+            outcome.changed += sum(c.changed for c in retired)
+            outcome.retired = len(retired)
         outcome.inbox_id = self._save(tx, m.job, record)
         return outcome
 

@@ -136,7 +136,8 @@ def build_row(ctx: MappingContext, row: LabRow, file_sha: str, filename: str) ->
     study = _study_links(ctx, row, patient)
     specimen = _specimens(ctx, row, patient, study)
     code = _code(row)
-    key = (specimen or patient, code["coding"][0]["system"], code["coding"][0]["code"],
+    # the row's own identity (the local code as sent), never the code map's answer
+    key = (specimen or patient, row.local.system, row.local.code,
            row.collected_at or row.performed_at or "")
     obs: Resource = {"resourceType": "Observation", "id": ctx.rid("Observation", "export", *key),
                      "status": row.status, "category": [LABORATORY], "code": code,
