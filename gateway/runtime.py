@@ -2,8 +2,10 @@
 outbox relay and (role hub/all) the projector.
 
 Start order: store (migrated) → site files → pseudonym key → bus → ingest → listeners.
-SIGTERM/SIGINT: stop accepting, finish in-flight messages, close cleanly. SIGHUP: reload the
-site files (validated first; the old ones stay on error) without dropping connections.
+SIGTERM/SIGINT: stop accepting, finish in-flight messages, close cleanly. SIGHUP or
+``POST /admin/reload`` (what ``gateway reload`` calls): reload the site files (validated first;
+the old ones stay on error) without dropping connections. Once ready, ``gateway.pid`` in the
+data directory names the process and its HTTP address (``gateway.pidfile``).
 """
 
 from __future__ import annotations
@@ -16,19 +18,21 @@ import signal
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
 from starlette.middleware.gzip import GZipMiddleware
 
+from gateway import pidfile
 from gateway.adapters.fhirsource import start_fhir_sources
 from gateway.adapters.governance import admin_codes_router
 from gateway.adapters.labexport.drop import start_drop_folders
 from gateway.adapters.labexport.http import labexport_router
 from gateway.adapters.loader import Network, load_network, reload_network
 from gateway.adapters.terminology import capability_entries, terminology_router
-from gateway.api.admin import admin_router, bus_admin_router
+from gateway.api.admin import admin_router, bus_admin_router, reload_router
 from gateway.api.app import create_app
 from gateway.api.fhir import fhir_router, install_fhir_errors
 from gateway.api.ingest import hl7v2_router
@@ -84,6 +88,7 @@ class Gateway:
     http: uvicorn.Server | None = None
     bus: Any = None
     extras: list[Any] = field(default_factory=list)
+    pid_file: Path | None = None
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
@@ -122,6 +127,7 @@ class Gateway:
         # process: out of the collector's way, so that the collections that the mapping's
         # short-lived dicts cause do not walk it again and again (ACK latency tail)
         gc.freeze()
+        self.pid_file = pidfile.write(s.data_dir, s.host, self.http_port)
         log.info("gateway ready: role %s, HTTP %s:%d, MLLP %s", s.role, s.host,
                  self.http_port, f"{s.host}:{self.mllp.port}" if self.mllp else "off")
 
@@ -137,6 +143,8 @@ class Gateway:
             routers += [hl7v2_router(self.service), admin_router(self.service),
                         admin_codes_router(self.store, self.network),
                         labexport_router(self.store, self.network, self.service.key)]
+        routers.append(reload_router(self.reload_sites, lambda: len(self.network.sites)
+                                     if self.network else 0))
         if self.bus is not None:
             routers.append(bus_admin_router(self.bus))
         if self.settings.role != "edge":
@@ -182,11 +190,13 @@ class Gateway:
                                idle_timeout=s.idle_timeout)
         await self.mllp.start()
 
-    def reload_sites(self) -> None:
-        """SIGHUP: re-read the site files in place (every holder sees them); a bad file
-        leaves the running configuration as it was. Connections are not dropped."""
-        if self.network is not None:
-            reload_network(self.network, self.settings.sites)
+    def reload_sites(self) -> ConfigError | None:
+        """SIGHUP and ``POST /admin/reload``: re-read the site files in place (every holder
+        sees them); a bad file leaves the running configuration as it was, and is returned.
+        Connections are not dropped."""
+        if self.network is None:
+            return ConfigError("the gateway is not started")
+        return reload_network(self.network, self.settings.sites)
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -195,6 +205,8 @@ class Gateway:
         await self._stop.wait()
 
     async def stop(self) -> None:
+        if self.pid_file is not None:
+            pidfile.remove(self.pid_file)
         if self.mllp is not None:
             await self.mllp.close()
         if self.http is not None:

@@ -266,17 +266,19 @@ class IngestService:
     def _reject(self, tx: Transaction, job: Job, msg: Message | None, exc: InboundError,
                 received: str) -> Outcome:
         """Keep a message that could not be read for inspection, and answer AR/AE."""
-        log.warning("message rejected (%s) at %s", exc.err_code, exc.location)
         responses = self._acks(msg, [exc], job.raw)
         app = msg.sending_application if msg else ""
         fac = msg.sending_facility if msg else ""
         cid = (msg.control_id if msg else "") or "sha256:" + hashlib.sha256(job.raw).hexdigest()
+        # MSH-3/MSH-4 name systems, not people: the log says which sender was refused
+        log.warning("message %s from %s^%s rejected (%s) at %s: %s", cid, app or "?",
+                    fac or "?", exc.err_code, exc.location, exc)
         record = InboxRecord(app, fac, cid, job.raw, received, job.transport,
                              message_type=msg.message_type if msg else None,
                              status="rejected", ack=join_frames(responses), error=str(exc))
         try:
             with tx.savepoint():
-                inbox_id = tx.inbox_add(record) if job.replay_of is None else None
+                inbox_id = self._save(tx, job, record) if job.replay_of is None else None
         except Exception:  # noqa: BLE001 - a second copy of a rejected message: answer anyway
             inbox_id = None
         return Outcome("rejected", exc.ack_code, responses, inbox_id)
@@ -302,9 +304,10 @@ class IngestService:
                            report=report, resource_refs=refs or [])
 
     def _save(self, tx: Transaction, job: Job, record: InboxRecord) -> int | None:
-        if job.replay_of is not None:
-            record.id = job.replay_of.id
-            record.received = job.replay_of.received
+        if job.prior is not None:
+            record.id = job.prior.id
+            if job.replay_of is not None:  # a replay keeps the receive time; a resend not
+                record.received = job.replay_of.received
             tx.inbox_update(record)
             return record.id
         return tx.inbox_add(record)
