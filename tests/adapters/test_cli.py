@@ -28,7 +28,7 @@ def test_import_prints_the_report_and_exits_1_when_rows_were_rejected(
     path.write_bytes(csv_of(*ROWS))
     db = f"sqlite:///{tmp_path / 'g.db'}"
     args = ["import", str(path), "--site", "cf-lanzani", "--database-url", db,
-            "--data-dir", str(tmp_path / "var")]
+            "--data-dir", str(tmp_path / "var"), "--init"]
     assert main(args) == 1
     report = json.loads(capsys.readouterr().out)
     assert report["accepted"] == 2 and report["rejected"][0]["column"] == "collected_at"
