@@ -75,3 +75,32 @@ def test_a_replay_keeps_an_old_id_that_a_later_message_wrote_since(
     assert is_deleted(store, old)
     [obs] = store.search("Observation", [("code", "http://loinc.org|1988-5")]).resources
     assert obs["valueQuantity"]["value"] == 14.5
+
+
+def test_replaying_an_imported_lab_export_retires_the_observation_keyed_by_the_mapped_code(
+        service: IngestService, store: SqlStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    from gateway.adapters.labexport import build
+    from gateway.adapters.labexport.importer import import_export
+    from tests.adapters.conftest import csv_of
+    from tests.adapters.test_labexport import GOOD
+
+    network = service.network
+    with monkeypatch.context() as m:  # the earlier build: the id from the mapped coding
+        m.setattr(build, "_observation_key", lambda row, subject: (
+            subject, (row.code or row.local).system, (row.code or row.local).code,
+            row.collected_at or row.performed_at or ""))
+        report = import_export(store, network, "cf-lanzani", csv_of(GOOD), "qc.csv",
+                               service.key)
+    assert report.accepted == 1
+    [record] = store.inbox_list(site="cf-lanzani")
+    [old] = [r.rsplit("/_history/", 1)[0] for r in record.resource_refs
+             if r.startswith("Observation/")]
+
+    outcome = service.replay(record)
+    assert outcome.status == "processed" and outcome.retired == 1
+    assert is_deleted(store, old)
+    [again] = store.inbox_list(site="cf-lanzani")
+    [new] = [r.rsplit("/_history/", 1)[0] for r in again.resource_refs
+             if r.startswith("Observation/")]
+    assert new != old and not is_deleted(store, new)
+    assert service.replay(again).retired == 0  # nothing stale the second time

@@ -11,7 +11,7 @@ later, that message's own replay retires it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 
 from gateway.store.base import Change, Transaction
 
@@ -27,22 +27,24 @@ def _parse(ref: str) -> tuple[str, str, int] | None:
     return parts[0], parts[1], int(parts[3])
 
 
-def stale(old_refs: Iterable[str], written: Iterable[Change]) -> list[tuple[str, str, int]]:
-    """(type, id, version) of result resources in ``old_refs`` that ``written`` lacks."""
-    now = {(c.resource_type, c.id) for c in written}
+def stale(old_refs: Iterable[str],
+          produced: Collection[tuple[str, str]]) -> list[tuple[str, str, int]]:
+    """(type, id, version) of result resources in ``old_refs`` that the current mapping
+    does not produce (``produced``: every (type, id) it made, written or not: a create-only
+    stub that exists already is not written again, and is not stale)."""
     out = []
     for ref in old_refs:
         parsed = _parse(ref)
-        if parsed and parsed[0] in RESULT_TYPES and parsed[:2] not in now:
+        if parsed and parsed[0] in RESULT_TYPES and parsed[:2] not in produced:
             out.append(parsed)
     return out
 
 
-def retire(tx: Transaction, old_refs: Iterable[str], written: list[Change], *,
-           source: str, headers: dict[str, str]) -> list[Change]:
+def retire(tx: Transaction, old_refs: Iterable[str], produced: Collection[tuple[str, str]],
+           *, source: str, headers: dict[str, str]) -> list[Change]:
     """Delete the stale results whose current version is the one this message wrote."""
     deleted = []
-    for rtype, rid, version in stale(old_refs, written):
+    for rtype, rid, version in stale(old_refs, produced):
         current = tx.get(rtype, rid)
         if current is None or int(current.get("meta", {}).get("versionId", 0)) != version:
             continue

@@ -23,6 +23,7 @@ from gateway.adapters import hooks
 from gateway.adapters.loader import Network
 from gateway.adapters.site import Site
 from gateway.errors import (
+    ConfigError,
     InboundError,
     Overloaded,
     ParseError,
@@ -47,6 +48,7 @@ from gateway.mapping.context import report_outcome
 from gateway.store.base import Change, InboxRecord, Resource, Store, Transaction
 
 log = logging.getLogger(__name__)
+EXPORT_SENDER = "LAB-EXPORT"  # = gateway.adapters.labexport.importer.SENDER_APPLICATION
 
 
 class IngestService:
@@ -90,6 +92,8 @@ class IngestService:
         return await self._enqueue(raw, transport, None)
 
     async def replay_async(self, record: InboxRecord) -> Outcome:
+        if record.sender_application == EXPORT_SENDER:
+            return await asyncio.to_thread(self._reimport, record)
         return await self._enqueue(record.raw, record.transport, record)
 
     async def _enqueue(self, raw: bytes, transport: str,
@@ -113,9 +117,24 @@ class IngestService:
     def replay(self, record: InboxRecord) -> Outcome:
         """Re-map a stored message with the current mapping and site files (synchronously:
         for ``gateway replay``; the server uses ``replay_async`` through the writer)."""
+        if record.sender_application == EXPORT_SENDER:
+            return self._reimport(record)
         result: list[Outcome] = []
         self._run_batch([Job(record.raw, record.transport, result.append, replay_of=record)])
         return result[0]
+
+    def _reimport(self, record: InboxRecord) -> Outcome:
+        """A lab-export file is replayed through the importer, not the HL7 path."""
+        from gateway.adapters.labexport.importer import reimport
+
+        try:
+            report = reimport(self.store, self.network, record, self.key)
+        except (ConfigError, StoreError) as exc:
+            log.warning("lab export %s not replayed: %s", record.id, exc)
+            return Outcome("error", "AE", [], record.id)
+        status = "rejected" if report.error else "processed"  # bad rows: in its report
+        return Outcome(status, "AR" if report.error else "AA", [], record.id,
+                       report.created + report.updated + report.retired, report.retired)
 
     # --- the writer thread ---------------------------------------------------------------
     def _writer(self) -> None:
@@ -162,12 +181,13 @@ class IngestService:
         site = self.network.site_for(msg.sending_facility)
         err: InboundError
         if site is None:
-            err = UnknownSite("MSH-4 sending facility is not a configured site",
-                              segment="MSH", field=4)
+            err = UnknownSite("MSH-4 sending facility is not a configured site: send the "
+                              "facility agreed with the network team, or have it added to "
+                              "the site file; resend after the fix", segment="MSH", field=4)
             return self._reject(tx, job, msg, err, received)
         if not msg.control_id:
-            err = ParseError("MSH-10 message control id is missing", segment="MSH",
-                             field=10, code="101")
+            err = ParseError("MSH-10 message control id is missing: send a control id "
+                             "unique to each message", segment="MSH", field=10, code="101")
             return self._reject(tx, job, msg, err, received)
         if job.replay_of is None and not self.accepting():
             refusal = Overloaded("the gateway is temporarily unable to accept messages: "
@@ -212,7 +232,8 @@ class IngestService:
         tx.links_put(m.result.new_links)
         outcome, record = self._processed(m, changes)
         if m.job.replay_of is not None:  # ids an earlier mapping wrote and this one does not
-            retired = rekey.retire(tx, m.job.replay_of.resource_refs, changes,
+            produced = {(r["resourceType"], r["id"]) for r in m.result.resources}
+            retired = rekey.retire(tx, m.job.replay_of.resource_refs, produced,
                                    source=self.source, headers=headers)
             outcome.changed += sum(c.changed for c in retired)
             outcome.retired = len(retired)
