@@ -121,3 +121,24 @@ async def test_an_accepted_message_resent_is_answered_from_the_inbox_without_a_s
     assert second == first
     [obs] = observations(gateway, "urn:plagencell:site:hpg23:codes|ZZNEW")
     assert obs["valueQuantity"]["value"] == 41  # type: ignore[index]
+
+
+async def test_the_log_names_the_refused_facility_and_no_patient_data(
+        gateway: Gateway, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("WARNING", logger="gateway.ingest.service"):
+        [ack] = await send(gateway, oru("LOOP5", facility="UNKNOWNLAB"))
+    assert msa(ack) == ["AR", "LOOP5"]
+    assert "LOOP5 from LAB^UNKNOWNLAB rejected (103) at MSH-4" in caplog.text
+    assert "MRN555" not in caplog.text and "Rossi" not in caplog.text
+
+
+def test_a_pid_file_of_a_process_that_is_gone_is_ignored(tmp_path: Path) -> None:
+    from gateway import pidfile
+
+    path = pidfile.write(tmp_path, "0.0.0.0", 8123)  # noqa: S104 - what serve may bind
+    running = pidfile.read(tmp_path)
+    assert running is not None and running.url == "http://127.0.0.1:8123"
+    path.write_text("999999999\nhttp://127.0.0.1:8123\n")  # no such process
+    assert pidfile.read(tmp_path) is None
+    pidfile.remove(path)  # not ours: left alone
+    assert path.exists()

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
+from gateway.adapters.site import FieldOverride
 from gateway.errors import Location, MappingError
 from gateway.hl7.parser import Composite, Encoding, Segment, escape
 from gateway.mapping import datatypes as dt
@@ -78,10 +79,10 @@ def time_field(ctx: MappingContext, seg: Segment, seq: int, fld: int,
     return out
 
 
-def observation_code(ctx: MappingContext, obx: Segment, seq: int) -> JSON | None:
-    """OBX-3 with the site's code map (and overrides); a local code without a standard
-    coding is reported."""
-    hit = override(ctx.site, "Observation.code", obx, ctx.message)
+def observation_code(ctx: MappingContext, obx: Segment, seq: int,
+                     hit: tuple[str, FieldOverride] | None) -> JSON | None:
+    """OBX-3 with the site's code map (and ``hit``, the site's override of it, if any); a
+    local code without a standard coding is reported."""
     cc = (coded(ctx.site, obx.first(3), *hit, code_map=True) if hit else
           dt.cwe_to_codeable_concept(obx.first(3), ctx.site, code_map=True))
     if cc is None:
@@ -273,10 +274,10 @@ def build_observation(ctx: MappingContext, obx: Segment, seq: int, order: Order,
                       subject: JSON | None = None, specimen: JSON | None = None,
                       notes: list[Segment] | None = None) -> JSON | None:
     """One OBX → an Observation added to ``ctx``; None when OBX-3 is empty (reported)."""
-    code = observation_code(ctx, obx, seq)
+    hit = override(ctx.site, "Observation.code", obx, ctx.message)
+    code = observation_code(ctx, obx, seq, hit)
     if code is None:
         return None
-    hit = override(ctx.site, "Observation.code", obx, ctx.message)
     obs: JSON = {"resourceType": "Observation",
                  "id": observation_id(ctx, order, obx, hit[0] if hit else None)}
     if order.identifiers:
