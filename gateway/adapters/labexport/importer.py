@@ -127,7 +127,12 @@ def import_export(store: Store, network: Network, site_id: str, data: bytes, fil
         ctx = export_context(site, pseudonym_key, received, tx.link_get)
         build_rows(ctx, rows, report, filename)
         refs = _write(tx, ctx, report)
-        report.inbox_id = tx.inbox_add(_record(site, data, report, received, refs))
+        record = _record(site, data, report, received, refs)
+        if previous is None:
+            report.inbox_id = tx.inbox_add(record)
+        else:  # refused before (unreadable with the site files of then): its record, updated
+            record.id = report.inbox_id = previous.id
+            tx.inbox_update(record)
     log.info("lab export %s for site %s: %d/%d rows accepted", report.sha256[:12], site.id,
              report.accepted, report.rows)
     return report
