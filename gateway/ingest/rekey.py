@@ -1,7 +1,7 @@
 """Re-keying on replay: the results an earlier mapping of a message wrote under ids that
-the current mapping no longer produces (ids once derived from a mapped code, before they
-were derived from OBX-3 as sent) are deleted, so a replay leaves one current resource per
-result, never a twin.
+the current mapping no longer produces (data stored by a gateway version that derived ids
+differently, or a site override that now picks another specimen identifier) are deleted,
+so a replay leaves one current resource per result, never a twin.
 
 The inbox record of a message keeps what it wrote (``Type/id/_history/n``). A resource of
 that list that the replay does not write again is retired only when the version this
