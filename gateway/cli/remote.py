@@ -34,7 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser, *, offline: bool = True) -> N
                         help="its HTTP address (default: from <data dir>/gateway.pid, else "
                         "http://127.0.0.1:$GATEWAY_HTTP_PORT, 8080) [GATEWAY_URL]")
     remote.add_argument("--token", default=None,
-                        help="bearer access token with the admin scope [GATEWAY_TOKEN]")
+                        help="bearer access token of a client allowed to do this "
+                        "(admin scope; ingest for import) [GATEWAY_TOKEN]")
     if not offline:
         return
     local = parser.add_argument_group("offline, on an existing data directory or database")
