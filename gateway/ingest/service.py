@@ -45,6 +45,7 @@ from gateway.ingest.outcome import (
 )
 from gateway.mapping import map_message
 from gateway.mapping.context import report_outcome
+from gateway.mapping.provenance import message_hash
 from gateway.store.base import Change, InboxRecord, Resource, Store, Transaction
 
 log = logging.getLogger(__name__)
@@ -215,7 +216,8 @@ class IngestService:
         except InboundError as exc:
             return self._fail(tx, job, msg, site, exc, received)
         except StoreError as exc:  # this message's writes are rolled back; not the others'
-            log.warning("message %s from site %s not stored: %s", msg.control_id, site.id, exc)
+            log.warning("message %s from site %s not stored: %s", self._logged(msg, site),
+                        site.id, exc)
             return self._store_failure(job, exc)
 
     def _strict(self, site: Site, raw: bytes) -> Sequence[InboundError]:
@@ -277,7 +279,8 @@ class IngestService:
 
     def _fail(self, tx: Transaction, job: Job, msg: Message, site: Site,
               exc: InboundError, received: str) -> Outcome:
-        log.warning("message %s from site %s not mapped: %s", msg.control_id, site.id, exc)
+        log.warning("message %s from site %s not mapped: %s", self._logged(msg, site), site.id,
+                    exc)
         responses = self._acks(msg, [exc])
         status = "rejected" if exc.ack_code == "AR" else "error"
         record = self._record(job, msg, site, status, responses, received, error=str(exc))
@@ -291,8 +294,10 @@ class IngestService:
         app = msg.sending_application if msg else ""
         fac = msg.sending_facility if msg else ""
         cid = (msg.control_id if msg else "") or "sha256:" + hashlib.sha256(job.raw).hexdigest()
-        # MSH-3/MSH-4 name systems, not people: the log says which sender was refused
-        log.warning("message %s from %s^%s rejected (%s) at %s: %s", cid, app or "?",
+        # MSH-3/MSH-4 name systems, not people: the log says which sender was refused; the
+        # message by its keyed hash, as every log line (no site: "" in the hash)
+        named = "msh10#" + message_hash(self.key, "", fac, cid)[:12]
+        log.warning("message %s from %s^%s rejected (%s) at %s: %s", named, app or "?",
                     fac or "?", exc.err_code, exc.location, exc)
         record = InboxRecord(app, fac, cid, job.raw, received, job.transport,
                              message_type=msg.message_type if msg else None,
@@ -333,9 +338,17 @@ class IngestService:
             return record.id
         return tx.inbox_add(record)
 
+    def _logged(self, msg: Message, site: Site) -> str:
+        """MSH-10 as log lines name it: senders build it from MRNs, so the start of its keyed
+        hash (the bus header ``message-id``, the Provenance's message identifier)."""
+        return "msh10#" + message_hash(self.key, site.id, msg.sending_facility,
+                                       msg.control_id)[:12]
+
     def _headers(self, msg: Message, site: Site) -> dict[str, str]:
-        digest = hashlib.sha256(f"{site.id}|{msg.control_id}".encode()).hexdigest()
-        return {"origin": self.node_id, "site": site.id, "message-id": msg.control_id,
+        """MSH-10 leaves the edge only as its keyed hash (= the Provenance's message
+        identifier); the trace id derives from that hash, not from MSH-10 itself."""
+        digest = message_hash(self.key, site.id, msg.sending_facility, msg.control_id)
+        return {"origin": self.node_id, "site": site.id, "message-id": digest,
                 "traceparent": f"00-{digest[:32]}-{digest[32:48]}-01"}
 
     def _acks(self, msg: Message | None, errors: Sequence[InboundError], raw: bytes = b"",
