@@ -209,3 +209,25 @@ async def test_admin_messages_lists_newest_first_in_pages_with_a_next_link_and_f
         assert bad.status_code == 400 and "next" in bad.text
         bad = await http.get(base, params={"since": "yesterday"})
         assert bad.status_code == 400 and "ISO 8601" in bad.text
+
+
+async def test_a_lab_export_row_with_a_new_code_then_the_code_mapped_gives_one_observation(
+        gateway: Gateway, sites: Path, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "qc.csv"
+    path.write_bytes(csv_of("PZ001,FT01,LOT-9,,,2026-11-20T09:30:00,NEWQC,,New QC,7,%,,,final,,"))
+    assert await cli("import", str(path), "--site", "cf-lanzani", "--url", url_of(gateway)) == 0
+    assert gateway.store is not None
+    local = gateway.store.search("Observation", [
+        ("code", "urn:plagencell:site:cf-lanzani:codes|NEWQC")]).resources
+    assert len(local) == 1
+    site = sites / "cf-lanzani.yaml"
+    site.write_text(site.read_text(encoding="utf-8").replace("code_map:\n", (
+        'code_map:\n  "NEWQC": {system: "http://loinc.org", code: "2276-4", unit: "%"}\n'), 1),
+        encoding="utf-8")
+    assert await cli("reload", "--url", url_of(gateway)) == 0
+    assert await cli("replay", "--status", "all", "--site", "cf-lanzani",
+                     "--url", url_of(gateway)) == 0
+    [mapped] = gateway.store.search("Observation", [("code", "http://loinc.org|2276-4")]).resources
+    assert mapped["id"] == local[0]["id"] and mapped["meta"]["versionId"] == "2"
+    assert "errors: 0" in capsys.readouterr().out
