@@ -29,8 +29,10 @@ ASGI = Callable[[Scope, Any, Any], Awaitable[None]]
 
 
 class HeaderPrincipal:
-    """Test-only stand-in for the authentication middleware: the scopes named in the
-    ``X-Test-Scopes`` header become the request's Principal (no header: ANONYMOUS)."""
+    """Test-only: the scopes named in the ``X-Test-Scopes`` header become the request's
+    Principal, inside the (loopback, token-less) authentication middleware, so that the
+    endpoints' own scope checks are tested; tests/security runs the same endpoints with real
+    tokens."""
 
     def __init__(self, app: ASGI) -> None:
         self.app = app

@@ -20,6 +20,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from gateway.errors import GatewayError
+from gateway.security import principal_of
+from gateway.security.enforce import fhir_need
 from gateway.store.base import Resource, Store
 
 from . import interactions as ix
@@ -41,7 +43,7 @@ from .negotiation import (
 from .outcomes import FhirError, from_gateway_error, information
 from .search import search_bundle
 from .summary import apply_elements, apply_summary, parse_elements
-from .transaction import run_batch, run_transaction
+from .transaction import check_entries, run_batch, run_transaction
 
 T = TypeVar("T")
 MAX_HISTORY = 1000
@@ -53,11 +55,12 @@ class FhirApi:
 
     def __init__(self, store: Store, *, base_url: str | None = None,
                  origin: str | None = None,
-                 capability_resources: Sequence[dict[str, Any]] = ()) -> None:
+                 capability_resources: Sequence[dict[str, Any]] = (),
+                 security: Callable[[str], dict[str, Any]] | None = None) -> None:
         self.store = store
         self.base_url = base_url.rstrip("/") if base_url else None
         self.origin = origin
-        self.capability = Capability(others=capability_resources)
+        self.capability = Capability(others=capability_resources, security=security)
         self.reader = RawReader(store)
 
     async def read_now(self, rtype: str, id: str) -> RawResource:
@@ -122,14 +125,15 @@ class FhirRoute(APIRoute):
 
 def fhir_router(store: Store, *, base_url_from_request: bool = True,
                 base_url: str | None = None, origin: str | None = None,
-                capability_resources: Sequence[dict[str, Any]] = ()) -> APIRouter:
+                capability_resources: Sequence[dict[str, Any]] = (),
+                security: Callable[[str], dict[str, Any]] | None = None) -> APIRouter:
     """The ``/fhir`` router. ``base_url`` (when not taken from the request) is the public
     base used in ``fullUrl``, ``Location`` and paging links; ``origin`` names this node in
     the bus headers of API writes; ``capability_resources`` are CapabilityStatement
     entries of types other routers serve under ``/fhir`` (so that ``/fhir/metadata`` tells
-    the whole truth)."""
+    the whole truth); ``security`` makes ``rest.security`` from the base URL."""
     api = FhirApi(store, base_url=None if base_url_from_request else base_url, origin=origin,
-                  capability_resources=capability_resources)
+                  capability_resources=capability_resources, security=security)
     router = APIRouter(prefix="/fhir", route_class=FhirRoute)
     _read_routes(router, api)  # first: matched in order, and reads are the hot path
     _system_routes(router, api)
@@ -178,8 +182,13 @@ def _system_routes(router: APIRouter, api: FhirApi) -> None:
         if body["resourceType"] != "Bundle" or body.get("type") not in ("batch", "transaction"):
             raise FhirError.of("invalid", "POST /fhir takes a Bundle of type batch or "
                                "transaction", expression=["Bundle.type"])
+        request.state.audit = {"subtype": body["type"]}  # batch | transaction
         run = run_transaction if body["type"] == "transaction" else run_batch
         base, ctx = api.base(request), api.context(request)
+        principal = principal_of(request)
+        if not principal.anonymous:
+            check_entries(body, base, lambda method, parts: fhir_need(method, parts)
+                          .refusal(principal))
         get = _entry_getter(api, base, prefer(request).strict)
         answer = await call(run, api.store, body, ctx, base, get)
         if prefer(request).return_ == "minimal":

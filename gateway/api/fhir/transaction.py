@@ -77,6 +77,19 @@ def _relative(url: str, base: str) -> str:
     return url.lstrip("/")
 
 
+def check_entries(bundle: dict[str, Any], base: str,
+                  refusal: Callable[[str, list[str]], str | None]) -> None:
+    """Each entry needs its own permission: ``refusal(method, path parts)`` says why an
+    entry may not run (the trust boundary's rule); one refused entry refuses the Bundle
+    (403) before anything runs."""
+    for entry in parse_entries(bundle, base):
+        parts = entry.url.split("?", 1)[0].strip("/").split("/")
+        reason = refusal(entry.method, parts)
+        if reason is not None:
+            raise FhirError.of("forbidden", f"entry {entry.index}: {reason}",
+                               expression=[f"Bundle.entry[{entry.index}].request"])
+
+
 # -- transaction ---------------------------------------------------------------------------
 
 def run_transaction(store: Store, bundle: dict[str, Any], ctx: ix.WriteContext, base: str,
