@@ -91,8 +91,6 @@ def admin_router(service: IngestService) -> APIRouter:
         before = decode_cursor(cursor) if cursor else None
         rows = await asyncio.to_thread(store.inbox_page, where, before=before,
                                        limit=limit + 1)
-        request.state.audit = {"subtype": "messages", "entity": [],
-                               "query": str(request.url.query)}
         page, more = rows[:limit], len(rows) > limit
         next_url = (str(request.url.include_query_params(
             cursor=encode_cursor(page[-1].received, page[-1].id))) if more else None)
@@ -127,7 +125,6 @@ def admin_router(service: IngestService) -> APIRouter:
                  summary="Re-map a stored message with the current mapping and site files")
     async def replay(request: Request, message_id: int) -> dict[str, Any]:
         require_admin(request)
-        request.state.audit = {"subtype": "replay", "entity": [], "query": ""}
         record = await asyncio.to_thread(store.inbox_get, message_id)
         if record is None:
             raise HTTPException(404, f"no message {message_id}")
@@ -151,7 +148,6 @@ def reload_router(reload: Callable[[], ConfigError | None],
     @router.post("/reload", summary="Re-read the site files (the old ones stay on error)")
     async def reload_sites(request: Request) -> JSONResponse:
         require_admin(request)
-        request.state.audit = {"subtype": "reload", "entity": [], "query": ""}
         error = await asyncio.to_thread(reload)
         if error is not None:
             return JSONResponse({"status": "kept", "error": str(error),
