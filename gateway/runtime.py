@@ -2,8 +2,10 @@
 outbox relay and (role hub/all) the projector.
 
 Start order: store (migrated) → site files → pseudonym key → bus → ingest → listeners.
-SIGTERM/SIGINT: stop accepting, finish in-flight messages, close cleanly. SIGHUP: reload the
-site files (validated first; the old ones stay on error) without dropping connections.
+SIGTERM/SIGINT: stop accepting, finish in-flight messages, close cleanly. SIGHUP or
+``POST /admin/reload`` (what ``gateway reload`` calls): reload the site files (validated first;
+the old ones stay on error) without dropping connections. Once ready, ``gateway.pid`` in the
+data directory names the process and its HTTP address (``gateway.pidfile``).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -24,6 +27,7 @@ from fastapi import FastAPI
 from sqlalchemy.engine import make_url
 from starlette.middleware.gzip import GZipMiddleware
 
+from gateway import pidfile
 from gateway.adapters.fhirsource import start_fhir_sources
 from gateway.adapters.governance import admin_codes_router
 from gateway.adapters.labexport.drop import start_drop_folders
@@ -31,7 +35,7 @@ from gateway.adapters.labexport.http import labexport_router
 from gateway.adapters.loader import Network, load_network, reload_network
 from gateway.adapters.studies import publish_studies
 from gateway.adapters.terminology import capability_entries, terminology_router
-from gateway.api.admin import admin_router, bus_admin_router
+from gateway.api.admin import admin_router, bus_admin_router, reload_router
 from gateway.api.app import create_app
 from gateway.api.connections import guarded_protocol
 from gateway.api.fhir import fhir_router, install_fhir_errors
@@ -107,6 +111,7 @@ class Gateway:
     audit: AuditTrail | None = None
     extras: list[Any] = field(default_factory=list)
     budgets: RequestBudgets = field(default_factory=RequestBudgets)
+    pid_file: Path | None = None
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
@@ -156,6 +161,7 @@ class Gateway:
             log.warning("no --public-url: fullUrl and paging links name %s, which clients "
                         "cannot reach; set the public address", self.public_url)
         self.auth.announce(s.host)
+        self.pid_file = pidfile.write(s.data_dir, s.host, self.http_port)
         log.info("gateway ready: role %s, HTTP %s:%d, MLLP %s", s.role, s.host,
                  self.http_port, f"{s.host}:{self.mllp.port}" if self.mllp else "off")
 
@@ -173,6 +179,8 @@ class Gateway:
             routers += [hl7v2_router(self.service), admin_router(self.service),
                         admin_codes_router(self.store, self.network),
                         labexport_router(self.store, self.network, self.service.key)]
+        routers.append(reload_router(lambda: self.reload_sites("POST /admin/reload"),
+                                     lambda: len(self.network.sites) if self.network else 0))
         if self.bus is not None:
             routers.append(bus_admin_router(self.bus))
         if self.settings.role != "edge":
@@ -247,18 +255,21 @@ class Gateway:
                                idle_timeout=s.idle_timeout)
         await self.mllp.start()
 
-    def reload_sites(self) -> None:
-        """SIGHUP: re-read the site files in place (every holder sees them); a bad file
-        leaves the running configuration as it was. Connections are not dropped."""
-        if self.network is not None:
-            error = reload_network(self.network, self.settings.sites)
-            if self.auth is not None:
-                self.auth.reload_clients(self.network)
-            if self.audit is not None:
-                self.audit.record(system_facts(
-                    "reload", ok=error is None, when=time.time(),
-                    description="site files reloaded (SIGHUP)" if error is None
-                    else "site files not reloaded (SIGHUP): a site file is invalid"))
+    def reload_sites(self, via: str = "SIGHUP") -> ConfigError | None:
+        """SIGHUP and ``POST /admin/reload``: re-read the site files in place (every holder
+        sees them); a bad file leaves the running configuration as it was, and is returned.
+        Connections are not dropped."""
+        if self.network is None:
+            return ConfigError("the gateway is not started")
+        error = reload_network(self.network, self.settings.sites)
+        if self.auth is not None:
+            self.auth.reload_clients(self.network)
+        if self.audit is not None:
+            self.audit.record(system_facts(
+                "reload", ok=error is None, when=time.time(),
+                description=f"site files reloaded ({via})" if error is None
+                else f"site files not reloaded ({via}): a site file is invalid"))
+        return error
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -270,6 +281,8 @@ class Gateway:
         app.add_middleware(BodyLimits, limits=default_limits(self.settings.max_message_size))
 
     async def stop(self) -> None:
+        if self.pid_file is not None:
+            pidfile.remove(self.pid_file)
         if self.mllp is not None:
             await self.mllp.close()
         if self.http is not None:

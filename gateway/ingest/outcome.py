@@ -35,6 +35,7 @@ class Outcome:
     responses: list[bytes] = field(default_factory=list)
     inbox_id: int | None = None
     changed: int = 0  # resources that got a new version
+    retired: int = 0  # replay: results deleted because the mapping no longer writes them
 
 
 @dataclass(slots=True)
@@ -54,6 +55,14 @@ class Job:
     transport: str
     done: Callable[[Outcome], None]
     replay_of: InboxRecord | None = None
+    # a resend (same MSH-3/4/10) of a message that was not accepted: processed again, its
+    # inbox record updated in place (only accepted messages are answered from the inbox)
+    resend_of: InboxRecord | None = None
+
+    @property
+    def prior(self) -> InboxRecord | None:
+        """The inbox record this job updates instead of adding one."""
+        return self.replay_of or self.resend_of
 
 
 

@@ -23,6 +23,7 @@ from gateway.adapters import hooks
 from gateway.adapters.loader import Network
 from gateway.adapters.site import Site
 from gateway.errors import (
+    ConfigError,
     InboundError,
     Overloaded,
     ParseError,
@@ -31,6 +32,7 @@ from gateway.errors import (
 )
 from gateway.hl7 import ack as acks
 from gateway.hl7.parser import Message, parse, split_messages
+from gateway.ingest import rekey
 from gateway.ingest.group import Group, merge_links, wanted
 from gateway.ingest.outcome import (
     COMMIT_FOR,
@@ -47,6 +49,7 @@ from gateway.mapping.provenance import message_hash
 from gateway.store.base import Change, InboxRecord, Resource, Store, Transaction
 
 log = logging.getLogger(__name__)
+EXPORT_SENDER = "LAB-EXPORT"  # = gateway.adapters.labexport.importer.SENDER_APPLICATION
 
 
 class IngestService:
@@ -90,6 +93,8 @@ class IngestService:
         return await self._enqueue(raw, transport, None)
 
     async def replay_async(self, record: InboxRecord) -> Outcome:
+        if record.sender_application == EXPORT_SENDER:
+            return await asyncio.to_thread(self._reimport, record)
         return await self._enqueue(record.raw, record.transport, record)
 
     async def _enqueue(self, raw: bytes, transport: str,
@@ -113,9 +118,24 @@ class IngestService:
     def replay(self, record: InboxRecord) -> Outcome:
         """Re-map a stored message with the current mapping and site files (synchronously:
         for ``gateway replay``; the server uses ``replay_async`` through the writer)."""
+        if record.sender_application == EXPORT_SENDER:
+            return self._reimport(record)
         result: list[Outcome] = []
         self._run_batch([Job(record.raw, record.transport, result.append, replay_of=record)])
         return result[0]
+
+    def _reimport(self, record: InboxRecord) -> Outcome:
+        """A lab-export file is replayed through the importer, not the HL7 path."""
+        from gateway.adapters.labexport.importer import reimport
+
+        try:
+            report = reimport(self.store, self.network, record, self.key)
+        except (ConfigError, StoreError) as exc:
+            log.warning("lab export %s not replayed: %s", record.id, exc)
+            return Outcome("error", "AE", [], record.id)
+        status = "rejected" if report.error else "processed"  # bad rows: in its report
+        return Outcome(status, "AR" if report.error else "AA", [], record.id,
+                       report.created + report.updated + report.retired, report.retired)
 
     # --- the writer thread ---------------------------------------------------------------
     def _writer(self) -> None:
@@ -162,12 +182,13 @@ class IngestService:
         site = self.network.site_for(msg.sending_facility)
         err: InboundError
         if site is None:
-            err = UnknownSite("MSH-4 sending facility is not a configured site",
-                              segment="MSH", field=4)
+            err = UnknownSite("MSH-4 sending facility is not a configured site: send the "
+                              "facility agreed with the network team, or have it added to "
+                              "the site file; resend after the fix", segment="MSH", field=4)
             return self._reject(tx, job, msg, err, received)
         if not msg.control_id:
-            err = ParseError("MSH-10 message control id is missing", segment="MSH",
-                             field=10, code="101")
+            err = ParseError("MSH-10 message control id is missing: send a control id "
+                             "unique to each message", segment="MSH", field=10, code="101")
             return self._reject(tx, job, msg, err, received)
         if job.replay_of is None and not self.accepting():
             refusal = Overloaded("the gateway is temporarily unable to accept messages: "
@@ -207,10 +228,17 @@ class IngestService:
     def _commit(self, tx: Transaction, m: Mapped) -> Outcome:
         """One message alone (a replay, or the group redone one by one): the rows that
         ``_commit_group`` writes for it."""
+        headers = self._headers(m.msg, m.site)
         changes = tx.put_many(wanted(tx, m.result, set()), source=self.source,
-                              headers=self._headers(m.msg, m.site))
+                              headers=headers)
         tx.links_put(m.result.new_links)
         outcome, record = self._processed(m, changes)
+        if m.job.replay_of is not None:  # ids an earlier mapping wrote and this one does not
+            produced = {(r["resourceType"], r["id"]) for r in m.result.resources}
+            retired = rekey.retire(tx, m.job.replay_of.resource_refs, produced,
+                                   source=self.source, headers=headers)
+            outcome.changed += sum(c.changed for c in retired)
+            outcome.retired = len(retired)
         outcome.inbox_id = self._save(tx, m.job, record)
         return outcome
 
@@ -262,17 +290,21 @@ class IngestService:
     def _reject(self, tx: Transaction, job: Job, msg: Message | None, exc: InboundError,
                 received: str) -> Outcome:
         """Keep a message that could not be read for inspection, and answer AR/AE."""
-        log.warning("message rejected (%s) at %s", exc.err_code, exc.location)
         responses = self._acks(msg, [exc], job.raw)
         app = msg.sending_application if msg else ""
         fac = msg.sending_facility if msg else ""
         cid = (msg.control_id if msg else "") or "sha256:" + hashlib.sha256(job.raw).hexdigest()
+        # MSH-3/MSH-4 name systems, not people: the log says which sender was refused; the
+        # message by its keyed hash, as every log line (no site: "" in the hash)
+        named = "msh10#" + message_hash(self.key, "", fac, cid)[:12]
+        log.warning("message %s from %s^%s rejected (%s) at %s: %s", named, app or "?",
+                    fac or "?", exc.err_code, exc.location, exc)
         record = InboxRecord(app, fac, cid, job.raw, received, job.transport,
                              message_type=msg.message_type if msg else None,
                              status="rejected", ack=join_frames(responses), error=str(exc))
         try:
             with tx.savepoint():
-                inbox_id = tx.inbox_add(record) if job.replay_of is None else None
+                inbox_id = self._save(tx, job, record) if job.replay_of is None else None
         except Exception:  # noqa: BLE001 - a second copy of a rejected message: answer anyway
             inbox_id = None
         return Outcome("rejected", exc.ack_code, responses, inbox_id)
@@ -298,9 +330,10 @@ class IngestService:
                            report=report, resource_refs=refs or [])
 
     def _save(self, tx: Transaction, job: Job, record: InboxRecord) -> int | None:
-        if job.replay_of is not None:
-            record.id = job.replay_of.id
-            record.received = job.replay_of.received
+        if job.prior is not None:
+            record.id = job.prior.id
+            if job.replay_of is not None:  # a replay keeps the receive time; a resend not
+                record.received = job.replay_of.received
             tx.inbox_update(record)
             return record.id
         return tx.inbox_add(record)
