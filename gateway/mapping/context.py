@@ -78,6 +78,9 @@ class MappingContext:
     # (type, id) of resources the store writes only when it has none yet (implicit
     # ResearchSubjects from CTI, reference stubs): they must not overwrite richer versions.
     create_only: set[tuple[str, str]] = field(default_factory=set)
+    # natural key → how many resources of this message already carry it (ordinals of
+    # repeated keys: one dict lookup each, not a walk over the ids taken so far)
+    ordinals: dict[tuple[str, ...], int] = field(default_factory=dict)
 
     def rid(self, resource_type: str, *natural_key: str) -> str:
         return resource_id(resource_type, self.site.id, *natural_key)

@@ -241,13 +241,16 @@ def status(ctx: MappingContext, obx: Segment) -> str:
 
 
 def observation_id(ctx: MappingContext, order: Order, code: JSON, obx: Segment) -> str:
-    """Deterministic id; a repeated (order, code, sub-id) in one message gets an ordinal."""
+    """Deterministic id; a repeated (order, code, sub-id) in one message gets an ordinal
+    (2, 3, … in message order), counted in ``ctx.ordinals``: constant time per OBX."""
     first = (code.get("coding") or [{"system": "", "code": code.get("text", "")}])[0]
     key = (order.key, f"{first['system']}|{first['code']}", plain(obx, 4))
-    rid = ctx.rid("Observation", *key)
-    n = 1
-    while ("Observation", rid) in ctx.resources:
+    n = ctx.ordinals.get(key, 0) + 1
+    ctx.ordinals[key] = n
+    rid = ctx.rid("Observation", *key) if n == 1 else ctx.rid("Observation", *key, str(n))
+    while ("Observation", rid) in ctx.resources:  # only if an ordinal id met another key's
         n += 1
+        ctx.ordinals[key] = n
         rid = ctx.rid("Observation", *key, str(n))
     return rid
 
