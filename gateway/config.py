@@ -37,6 +37,8 @@ class Settings(BaseModel):
     # ingest
     pseudonym_key_file: Path | None = None
     batch_max: int = Field(default=64, description="messages per group commit, at most")
+    message_time_budget: float = Field(
+        default=10.0, description="seconds one message may spend in mapping (0: no budget)")
     # Kafka, topics, outbox bound, node id: gateway.bus.settings
     bus: BusSettings = Field(default_factory=BusSettings)
 
@@ -68,6 +70,8 @@ _FLAGS: list[tuple[str, str, type, str]] = [
     ("--idle-timeout", "idle_timeout", float, "seconds before an idle MLLP connection closes"),
     ("--pseudonym-key-file", "pseudonym_key_file", Path,
      "HMAC key file for pseudonyms (default: generated in the data dir)"),
+    ("--message-time-budget", "message_time_budget", float,
+     "seconds one message may spend in mapping before it gets AE (default 10; 0: none)"),
 ]
 
 

@@ -9,7 +9,8 @@
     │   ├── UnsupportedMessage        message type / event / version not accepted (AR, 200/201/203)
     │   ├── UnknownSite               MSH-4 names no configured site (AR, 103 at MSH-4)
     │   ├── MappingError              a field cannot be mapped (AE, 101/102/103 at its position)
-    │   └── Overloaded                temporarily unable to accept (AE, 207, retriable)
+    │   ├── Overloaded                temporarily unable to accept (AE, 207, retriable)
+    │   └── BudgetExceeded            mapping ran past the per-message time budget (AE, 207)
     ├── StoreError                    database failures (translated at the store boundary)
     │   ├── NotFound                  no such resource / version (HTTP 404)
     │   ├── Gone                      the resource is deleted (HTTP 410)
@@ -111,6 +112,14 @@ class Overloaded(InboundError):
     ack_code = "AE"
     err_code = "207"
     retriable = True
+
+
+class BudgetExceeded(InboundError):
+    """The message's mapping ran past the per-message time budget and was abandoned
+    (stored as an error, replayable): the writer thread goes on with the next message."""
+
+    ack_code = "AE"
+    err_code = "207"
 
 
 class StoreError(GatewayError):

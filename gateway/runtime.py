@@ -112,7 +112,8 @@ class Gateway:
             self.store, self.network, key, node_id=s.node_id, batch_max=s.batch_max,
             accepting=getattr(self.bus, "accepting", lambda: True),
             on_commit=getattr(self.bus, "notify", lambda rows: None),
-            strict_check=inbound_errors)
+            strict_check=inbound_errors,
+            message_time_budget=s.message_time_budget or None)
         self.service.start()
         await self._start_http()
         if s.role != "hub":

@@ -17,12 +17,14 @@ import hashlib
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable, Sequence
 
 from gateway.adapters import hooks
 from gateway.adapters.loader import Network
 from gateway.adapters.site import Site
 from gateway.errors import (
+    BudgetExceeded,
     InboundError,
     Overloaded,
     ParseError,
@@ -53,7 +55,8 @@ class IngestService:
                  node_id: str = "gateway", clock: Clock = utc_now, batch_max: int = 64,
                  accepting: Callable[[], bool] = lambda: True,
                  on_commit: Callable[[int], None] = lambda rows: None,
-                 strict_check: Callable[[str], Sequence[InboundError]] | None = None) -> None:
+                 strict_check: Callable[[str], Sequence[InboundError]] | None = None,
+                 message_time_budget: float | None = 10.0) -> None:
         self.store = store
         self.network = network
         self.key = pseudonym_key
@@ -63,6 +66,9 @@ class IngestService:
         self.accepting = accepting
         self.on_commit = on_commit
         self.strict_check = strict_check
+        # seconds one message may spend in mapping before it is abandoned (AE, stored as an
+        # error): the writer thread serves every sender, so no message may hold it longer
+        self.message_time_budget = message_time_budget
         # meta.source names this node, not the site: resources shared by sites (a
         # ResearchStudy, a Patient known by codice fiscale) must not flip with every sender.
         self.source = f"urn:plagencell:node:{node_id}"
@@ -180,7 +186,8 @@ class IngestService:
             if site.adapter:
                 msg = parse(hooks.before_mapping(site, job.raw))
             result = map_message(msg, site, pseudonym_key=self.key, received=received,
-                                 studies=self.network.studies, lookup_link=lookup)
+                                 studies=self.network.studies, lookup_link=lookup,
+                                 checkpoint=self._budget())
             if site.adapter:
                 result.resources = hooks.after_mapping(site, result.resources)
             mapped = Mapped(job, msg, site, result, received)
@@ -196,6 +203,22 @@ class IngestService:
         except StoreError as exc:  # this message's writes are rolled back; not the others'
             log.warning("message %s from site %s not stored: %s", msg.control_id, site.id, exc)
             return self._store_failure(job, exc)
+
+    def _budget(self) -> Callable[[], None]:
+        """The mapping's checkpoint: raises ``BudgetExceeded`` once the message has spent
+        ``message_time_budget`` seconds (from now) in mapping."""
+        budget = self.message_time_budget
+        if budget is None:
+            return lambda: None
+        deadline = time.monotonic() + budget
+
+        def checkpoint() -> None:
+            if time.monotonic() > deadline:
+                raise BudgetExceeded(
+                    f"the message took more than the {budget:g} s mapping time budget and "
+                    "was not mapped; split it into smaller messages (stored for replay)",
+                    segment="MSH", field=10)
+        return checkpoint
 
     def _strict(self, site: Site, raw: bytes) -> Sequence[InboundError]:
         if not site.strict_validation or self.strict_check is None:

@@ -81,6 +81,9 @@ class MappingContext:
     # natural key → how many resources of this message already carry it (ordinals of
     # repeated keys: one dict lookup each, not a walk over the ids taken so far)
     ordinals: dict[tuple[str, ...], int] = field(default_factory=dict)
+    # called between segments and resources: the caller's time budget raises from here
+    # (the mapping itself reads no clock)
+    checkpoint: Callable[[], None] = lambda: None
 
     def rid(self, resource_type: str, *natural_key: str) -> str:
         return resource_id(resource_type, self.site.id, *natural_key)

@@ -1,0 +1,82 @@
+"""Issue 15: the per-message time budget of the ingest. A message whose mapping runs past
+``message_time_budget`` is abandoned, stored as an error (replayable) and answered AE with
+an ERR that says so; the messages behind it on the single writer thread go on."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+from gateway.adapters.loader import load_network
+from gateway.bus.settings import BusSettings
+from gateway.config import Settings
+from gateway.hl7.mllp import MllpClient
+from gateway.hl7.parser import parse
+from gateway.ingest import IngestService
+from gateway.runtime import Gateway
+from gateway.store.sql import SqlStore
+from tests.test_ingest import oru
+
+# The Bergamo ORU with many OBX that all carry the same code (OBX-3 1988-5): mapping it
+# costs time in proportion to the OBX, far more than the tiny budgets below.
+OBX = "OBX|{n}|NM|1988-5^C reactive protein^LN||12.5|mg/L^mg/L^UCUM|0-5|H|||F|||20261127080000"
+
+
+def huge(cid: str, obx: int) -> bytes:
+    head = oru(cid).decode().split("\r")[:3]
+    return ("\r".join(head + [OBX.format(n=i) for i in range(1, obx + 1)]) + "\r").encode()
+
+
+def ack_fields(ack: bytes) -> tuple[str, str, str]:
+    """(MSA-1, ERR-3.1, ERR-8) of an ACK."""
+    msg = parse(ack)
+    msa = next(s for s in msg.segments if s.name == "MSA")
+    errs = [s for s in msg.segments if s.name == "ERR"]
+    return msa.get(1), errs[0].get(3) if errs else "", errs[0].get(8) if errs else ""
+
+
+def test_a_message_past_its_budget_is_stored_as_an_error_and_answered_ae(
+        store: SqlStore) -> None:
+    service = IngestService(store, load_network(), b"k" * 32, message_time_budget=0.01)
+    outcome = service.process_now(huge("BIG1", 5_000), "mllp")
+    code, err_code, text = ack_fields(outcome.responses[0])
+    assert (outcome.status, code, err_code) == ("error", "AE", "207")
+    assert "time budget" in text
+    record = store.inbox_find("LAB", "HPG23", "BIG1")
+    assert record is not None and record.status == "error" and record.resource_refs == []
+    # replayed with a budget it fits in, the same stored message is mapped and stored
+    roomy = IngestService(store, load_network(), b"k" * 32, message_time_budget=60)
+    assert roomy.replay(record).status == "processed"
+
+
+def test_a_message_within_its_budget_is_processed(store: SqlStore) -> None:
+    service = IngestService(store, load_network(), b"k" * 32, message_time_budget=60)
+    assert service.process_now(huge("BIG2", 200), "mllp").status == "processed"
+
+
+async def _send(port: int, message: bytes) -> tuple[bytes, float]:
+    start = time.perf_counter()
+    async with await MllpClient.connect("127.0.0.1", port, timeout=60) as client:
+        [answer] = await client.send(message)
+    return answer, time.perf_counter() - start
+
+
+async def test_a_normal_message_is_acknowledged_quickly_while_a_huge_one_runs_out_its_budget(
+        tmp_path: Path, database_url: str) -> None:
+    settings = Settings(http_port=0, mllp_port=0, data_dir=tmp_path / "var",
+                        database_url=database_url, message_time_budget=0.2,
+                        bus=BusSettings(node_id="test-node"))
+    gw = Gateway(settings)
+    await gw.start()
+    try:
+        assert gw.mllp is not None
+        big = asyncio.create_task(_send(gw.mllp.port, huge("BIG3", 20_000)))
+        await asyncio.sleep(0.2)  # the huge one is on the writer thread first
+        small_ack, small_s = await _send(gw.mllp.port, oru("SMALL3"))
+        big_ack, big_s = await big
+    finally:
+        await gw.stop()
+    assert ack_fields(small_ack)[0] == "AA"
+    assert small_s < 2.0, small_s
+    assert ack_fields(big_ack)[:2] == ("AE", "207")
