@@ -34,6 +34,8 @@ class Settings(BaseModel):
     mllp_tls_client_ca: Path | None = None
     max_message_size: int = 10 * 2**20
     idle_timeout: float = 300.0
+    mllp_max_connections: int = 100
+    mllp_frame_timeout: float = 120.0
     # ingest
     pseudonym_key_file: Path | None = None
     batch_max: int = Field(default=64, description="messages per group commit, at most")
@@ -68,6 +70,10 @@ _FLAGS: list[tuple[str, str, type, str]] = [
      "PEM CA bundle: require client certificates (mutual TLS)"),
     ("--max-message-size", "max_message_size", int, "bytes; larger frames get AR (10 MB)"),
     ("--idle-timeout", "idle_timeout", float, "seconds before an idle MLLP connection closes"),
+    ("--mllp-max-connections", "mllp_max_connections", int,
+     "open MLLP connections at most; more are closed at once (default 100)"),
+    ("--mllp-frame-timeout", "mllp_frame_timeout", float,
+     "seconds a started MLLP block may take to end before the connection closes (120)"),
     ("--pseudonym-key-file", "pseudonym_key_file", Path,
      "HMAC key file for pseudonyms (default: generated in the data dir)"),
     ("--message-time-budget", "message_time_budget", float,

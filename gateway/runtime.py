@@ -180,7 +180,9 @@ class Gateway:
         self.mllp = MllpServer(MllpHandler(self.service, s.max_message_size), s.host,
                                s.mllp_port, ssl_context=ssl_ctx,
                                max_message_size=s.max_message_size,
-                               idle_timeout=s.idle_timeout)
+                               idle_timeout=s.idle_timeout,
+                               max_connections=s.mllp_max_connections,
+                               frame_timeout=s.mllp_frame_timeout)
         await self.mllp.start()
 
     def reload_sites(self) -> None:
