@@ -30,11 +30,13 @@ from gateway.adapters.loader import Network, load_network, reload_network
 from gateway.adapters.terminology import capability_entries, terminology_router
 from gateway.api.admin import admin_router, bus_admin_router
 from gateway.api.app import create_app
+from gateway.api.counters import counters_router
 from gateway.api.fhir import fhir_router, install_fhir_errors
 from gateway.api.ingest import hl7v2_router
 from gateway.bus import start_bus_components
 from gateway.config import Settings
 from gateway.errors import ConfigError
+from gateway.failures import FailureCounters
 from gateway.hl7 import ack as acks
 from gateway.hl7 import batch
 from gateway.hl7.check import inbound_errors
@@ -84,6 +86,7 @@ class Gateway:
     http: uvicorn.Server | None = None
     bus: Any = None
     extras: list[Any] = field(default_factory=list)
+    failures: FailureCounters = field(default_factory=FailureCounters)
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
@@ -137,7 +140,8 @@ class Gateway:
         if self.settings.role != "hub":
             routers += [hl7v2_router(self.service), admin_router(self.service),
                         admin_codes_router(self.store, self.network),
-                        labexport_router(self.store, self.network, self.service.key)]
+                        labexport_router(self.store, self.network, self.service.key),
+                        counters_router(self.service, self.failures, lambda: self.mllp)]
         if self.bus is not None:
             routers.append(bus_admin_router(self.bus))
         if self.settings.role != "edge":
@@ -151,9 +155,9 @@ class Gateway:
         assert self.store is not None and self.network is not None and self.service
         s = self.settings
         self.extras.append(start_drop_folders(s.data_dir, self.store, self.network,
-                                              self.service.key))
+                                              self.service.key, failures=self.failures))
         self.extras += start_fhir_sources(self.network, self.store, self.service.key,
-                                          s.data_dir, now=_now_instant)
+                                          s.data_dir, now=_now_instant, failures=self.failures)
 
     async def _start_http(self) -> None:
         app = create_app(routers=self._routers(), ready=lambda: self.ready,

@@ -8,6 +8,8 @@ import asyncio
 import time
 from pathlib import Path
 
+import httpx
+
 from gateway.adapters.loader import load_network
 from gateway.bus.settings import BusSettings
 from gateway.config import Settings
@@ -16,6 +18,7 @@ from gateway.hl7.parser import parse
 from gateway.ingest import IngestService
 from gateway.runtime import Gateway
 from gateway.store.sql import SqlStore
+from tests.adapters.conftest import csv_of
 from tests.test_ingest import oru
 
 # The Bergamo ORU with many OBX that all carry the same code (OBX-3 1988-5): mapping it
@@ -75,8 +78,40 @@ async def test_a_normal_message_is_acknowledged_quickly_while_a_huge_one_runs_ou
         await asyncio.sleep(0.2)  # the huge one is on the writer thread first
         small_ack, small_s = await _send(gw.mllp.port, oru("SMALL3"))
         big_ack, big_s = await big
+        async with httpx.AsyncClient() as http:  # loopback demo: no authentication
+            counters = (await http.get(f"http://127.0.0.1:{gw.http_port}/admin/counters")).json()
     finally:
         await gw.stop()
     assert ack_fields(small_ack)[0] == "AA"
     assert small_s < 2.0, small_s
     assert ack_fields(big_ack)[:2] == ("AE", "207")
+    assert counters["ingest"]["over_time_budget"] == 1
+
+
+async def test_a_drop_folder_file_that_used_to_stop_the_watcher_leaves_it_running(
+        tmp_path: Path, sqlite_url: str) -> None:
+    settings = Settings(http_port=0, mllp_port=0, data_dir=tmp_path / "var",
+                        database_url=sqlite_url, bus=BusSettings(node_id="test-node"))
+    gw = Gateway(settings)
+    await gw.start()
+    folder = tmp_path / "var" / "drop" / "hpg23"
+    try:
+        # a CSV field over the csv module's limit (the reproduction), then a good file
+        (folder / "a-long.csv").write_bytes(csv_of("7,,,,,2026-11-20,PCR,,," + "1" * 200_000
+                                                   + ",mg/L,,,,,"))
+        await _wait_for(folder / "error" / "a-long.csv.report.json")
+        (folder / "b-good.csv").write_bytes(csv_of("7,,,,,2026-11-20,PCR,,,4,mg/L,,,,,"))
+        await _wait_for(folder / "done" / "b-good.csv.report.json")
+        watcher = next(t for t in gw.extras if getattr(t, "get_name", lambda: "")()
+                       == "drop-folders")
+        assert not watcher.done()
+    finally:
+        await gw.stop()
+
+
+async def _wait_for(path: Path, seconds: float = 15.0) -> None:
+    for _ in range(int(seconds / 0.1)):
+        if await asyncio.to_thread(path.exists):
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{path.name} did not appear")

@@ -148,6 +148,7 @@ class HubProjector:
         self.last_error: str | None = None
         self.last_applied: float | None = None
         self.poisoned: list[str] = []  # key@partition:offset of records skipped as unusable
+        self.unexpected = 0  # steps that failed with a non-gateway error (a bug), retried
         self._held: list[Delivery] = []  # fetched, not yet in the store: retried first
         self._next: Batch | None = None  # fetched and prepared during the last write: next
         self._copy = getattr(store, "dialect", None) == "postgresql" and copy_available()
@@ -169,12 +170,16 @@ class HubProjector:
             try:
                 await self.step()
                 failures, self.last_error = 0, None
+                continue
             except GatewayError as exc:
-                failures += 1
                 self.last_error = str(exc)
-                delay = min(self.max_backoff, self.min_backoff * 2 ** min(failures, 30))
-                log.warning("projector step failed (%s); retry in %.1fs", exc, delay)
-                await asyncio.sleep(delay)
+            except Exception as exc:  # noqa: BLE001 - a bug must not end the projection
+                self.last_error = f"unexpected {type(exc).__name__}"
+                self.unexpected += 1
+            failures += 1
+            delay = min(self.max_backoff, self.min_backoff * 2 ** min(failures, 30))
+            log.warning("projector step failed (%s); retry in %.1fs", self.last_error, delay)
+            await asyncio.sleep(delay)
 
     async def _start_consumer(self) -> None:
         delay = self.min_backoff
@@ -265,5 +270,5 @@ class HubProjector:
         lag = self.consumer.lag()
         return {"lag": lag, "lag_total": sum(lag.values()), "applied": self.applied,
                 "changed": self.changed, "last_error": self.last_error,
-                "poisoned": self.poisoned[-20:],
+                "poisoned": self.poisoned[-20:], "unexpected_failures": self.unexpected,
                 "last_applied": self.last_applied}

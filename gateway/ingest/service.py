@@ -69,6 +69,7 @@ class IngestService:
         # seconds one message may spend in mapping before it is abandoned (AE, stored as an
         # error): the writer thread serves every sender, so no message may hold it longer
         self.message_time_budget = message_time_budget
+        self.over_budget = 0  # messages abandoned at the budget (GET /admin/counters)
         # meta.source names this node, not the site: resources shared by sites (a
         # ResearchStudy, a Patient known by codice fiscale) must not flip with every sender.
         self.source = f"urn:plagencell:node:{node_id}"
@@ -214,6 +215,7 @@ class IngestService:
 
         def checkpoint() -> None:
             if time.monotonic() > deadline:
+                self.over_budget += 1
                 raise BudgetExceeded(
                     f"the message took more than the {budget:g} s mapping time budget and "
                     "was not mapped; split it into smaller messages (stored for replay)",

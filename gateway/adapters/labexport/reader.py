@@ -3,23 +3,35 @@
 The network CSV layout is recognised by its header and needs no configuration. Any other
 layout is one of the site's ``lab_exports`` (CSV, TSV or XLSX), chosen by name or, without
 a name, by the first whose headers all appear in the file.
+
+Hostile files: a CSV field longer than the csv module's limit (131,072 characters) makes
+that row a row error (the others are read on); an XLSX workbook is a zip, opened only when
+the sizes its directory declares are within ``MAX_XLSX_UNCOMPRESSED`` in all and every large
+part compresses at most ``MAX_XLSX_RATIO`` to one (a zip bomb is refused before it expands:
+Python's zipfile never inflates a part beyond its declared size).
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from typing import Any
 
+from gateway.adapters.labexport.rows import RowIssue
 from gateway.adapters.site import NETWORK_COLUMNS, LabExportFormat, Site
 from gateway.errors import InboundError
 
 XLSX_MAGIC = b"PK\x03\x04"
 NETWORK_LAYOUT = "network-csv"
 REQUIRED_NETWORK = ("site_subject_id", "test_code", "value")
+MAX_XLSX_UNCOMPRESSED = 256 * 2**20  # bytes, all parts of a workbook together
+MAX_XLSX_RATIO = 200  # uncompressed : compressed, for a part larger than RATIO_FLOOR
+RATIO_FLOOR = 2**20
+MAX_XLSX_PARTS = 10_000
 
 
 class ExportFileError(InboundError):
@@ -35,6 +47,17 @@ class Table:
     rows: list[tuple[int, dict[str, str]]]  # (row number in the file, network column → text)
     decimal_comma: bool = False
     date_formats: tuple[str, ...] = ()
+    unreadable: tuple[RowIssue, ...] = ()  # rows the reader could not read (row errors)
+
+
+class UnreadableRow(list[str]):
+    """A row the CSV reader gave up on (a field over the size limit), kept in its place so
+    that the row numbers after it stay right; ``column`` is its 0-based column when known."""
+
+    def __init__(self, reason: str, column: int | None) -> None:
+        super().__init__()
+        self.reason = reason
+        self.column = column
 
 
 def _text(value: Any) -> str:
@@ -54,12 +77,66 @@ def _csv_rows(data: bytes, delimiter: str, encoding: str) -> Iterator[list[str]]
         text = data.decode(encoding)
     except UnicodeDecodeError as exc:
         raise ExportFileError(f"the file is not {encoding} text (byte {exc.start})") from exc
-    yield from csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    starts: list[int] = []  # line start offsets, computed at the first unreadable row
+    while True:
+        try:
+            yield next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:  # the reader resumes at the next line
+            starts = starts or _line_starts(text)
+            yield UnreadableRow(f"not read: {exc}",
+                                _long_column(text, starts, reader.line_num, delimiter))
+
+
+def _line_starts(text: str) -> list[int]:
+    starts = [0]
+    pos = text.find("\n")
+    while pos >= 0:
+        starts.append(pos + 1)
+        pos = text.find("\n", pos + 1)
+    return starts
+
+
+def _long_column(text: str, starts: list[int], line_num: int, delimiter: str) -> int | None:
+    """The 0-based column of the over-long field on line ``line_num`` (1-based), found by a
+    plain split of that line; None when the split cannot tell."""
+    if not 1 <= line_num <= len(starts):
+        return None
+    at = starts[line_num - 1]
+    end = starts[line_num] if line_num < len(starts) else len(text)
+    limit = csv.field_size_limit()
+    parts = text[at:end].split(delimiter)
+    return next((i for i, part in enumerate(parts) if len(part) > limit), None)
+
+
+def check_zip(data: bytes) -> None:
+    """Refuse a workbook whose declared sizes would exhaust memory (before it is opened)."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            parts = archive.infolist()
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError) as exc:
+        raise ExportFileError(f"not a readable XLSX workbook: {type(exc).__name__}") from exc
+    if len(parts) > MAX_XLSX_PARTS:
+        raise ExportFileError(f"the workbook has {len(parts)} parts, more than "
+                              f"{MAX_XLSX_PARTS}")
+    total = sum(p.file_size for p in parts)
+    if total > MAX_XLSX_UNCOMPRESSED:
+        raise ExportFileError(f"the workbook expands to {total} bytes, more than the "
+                              f"{MAX_XLSX_UNCOMPRESSED} allowed: split the export")
+    for part in parts:
+        if part.file_size > RATIO_FLOOR and part.file_size > MAX_XLSX_RATIO * max(
+                part.compress_size, 1):
+            raise ExportFileError(
+                f"workbook part {part.filename[:80]!r} expands {part.file_size} bytes from "
+                f"{part.compress_size}: more than {MAX_XLSX_RATIO}:1, refused as a zip bomb")
 
 
 def _xlsx_rows(data: bytes, sheet: str | None) -> Iterator[list[str]]:
     from openpyxl import load_workbook
 
+    check_zip(data)
     try:
         book = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
     except Exception as exc:  # noqa: BLE001 - openpyxl raises many types for a bad file
@@ -100,8 +177,17 @@ def _network_table(raw: list[list[str]]) -> Table:
     if unknown:
         raise ExportFileError(f"unknown network CSV column(s): {', '.join(unknown)}")
     rows = [(n, {h: (row[i].strip() if i < len(row) else "") for i, h in enumerate(header) if h})
-            for n, row in enumerate(raw[1:], start=2) if any(c.strip() for c in row)]
-    return Table(NETWORK_LAYOUT, rows)
+            for n, row in enumerate(raw[1:], start=2)
+            if any(c.strip() for c in row) and not isinstance(row, UnreadableRow)]
+    return Table(NETWORK_LAYOUT, rows, unreadable=_unreadable(raw[1:], 2, header))
+
+
+def _unreadable(raw: list[list[str]], first: int, header: list[str]) -> tuple[RowIssue, ...]:
+    """Row errors for the rows the reader gave up on, naming the column when it can."""
+    return tuple(RowIssue(n, header[row.column] if row.column is not None
+                          and row.column < len(header) and header[row.column] else "(row)",
+                          row.reason)
+                 for n, row in enumerate(raw, start=first) if isinstance(row, UnreadableRow))
 
 
 def _site_table(raw: list[list[str]], fmt: LabExportFormat) -> Table:
@@ -116,13 +202,16 @@ def _site_table(raw: list[list[str]], fmt: LabExportFormat) -> Table:
     rows = []
     for n, row in enumerate(raw[header_at + 1:], start=fmt.header_row + 1):
         if not any(c.strip() for c in row):
-            continue
+            continue  # blank, or unreadable: reported below
         values: dict[str, str] = {col: (row[i].strip() if i < len(row) else "")
                                   for col, i in index.items()}
         merged: dict[str, str] = dict(fmt.constants.items())
         merged.update(values)
         rows.append((n, merged))
-    return Table(fmt.name, rows, fmt.decimal_comma, tuple(fmt.date_formats))
+    names = {h: col for col, h in fmt.columns.items()}  # the file's header → network column
+    return Table(fmt.name, rows, fmt.decimal_comma, tuple(fmt.date_formats),
+                 _unreadable(raw[header_at + 1:], fmt.header_row + 1,
+                             [names.get(h, h) for h in header]))
 
 
 def _header_matches(raw: list[list[str]], fmt: LabExportFormat) -> bool:
