@@ -145,7 +145,15 @@ def _xlsx_rows(data: bytes, sheet: str | None) -> Iterator[list[str]]:
         if sheet is not None and sheet not in book.sheetnames:
             raise ExportFileError(f"the workbook has no sheet {sheet!r}")
         ws = book[sheet] if sheet else book.worksheets[0]
-        for row in ws.iter_rows(values_only=True):
+        rows = ws.iter_rows(values_only=True)
+        while True:
+            try:
+                row = next(rows)
+            except StopIteration:
+                return
+            except Exception as exc:  # noqa: BLE001 - damaged sheet XML, found while reading
+                raise ExportFileError(f"the workbook's sheet cannot be read "
+                                      f"({type(exc).__name__})") from exc
             yield [_text(v) for v in row]
     finally:
         book.close()
