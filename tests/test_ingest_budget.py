@@ -5,12 +5,13 @@ an ERR that says so; the messages behind it on the single writer thread go on.""
 from __future__ import annotations
 
 import asyncio
+import shutil
 import time
 from pathlib import Path
 
 import httpx
 
-from gateway.adapters.loader import load_network
+from gateway.adapters.loader import EXAMPLE_SITES, load_network
 from gateway.bus.settings import BusSettings
 from gateway.config import Settings
 from gateway.hl7.mllp import MllpClient
@@ -115,3 +116,30 @@ async def _wait_for(path: Path, seconds: float = 15.0) -> None:
             return
         await asyncio.sleep(0.1)
     raise AssertionError(f"{path.name} did not appear")
+
+
+async def test_strict_validation_of_a_large_message_runs_beside_the_writer_not_on_it(
+        tmp_path: Path, sqlite_url: str) -> None:
+    """hl7apy costs ~10 ms per segment: a 600-OBX message on a strict site takes seconds to
+    validate, on a worker thread; a normal message of a lenient site meanwhile is acked."""
+    sites = tmp_path / "sites"
+    shutil.copytree(EXAMPLE_SITES, sites)
+    hpg23 = sites / "hpg23.yaml"
+    hpg23.write_text(hpg23.read_text(encoding="utf-8") + "\nstrict_validation: true\n",
+                     encoding="utf-8")
+    settings = Settings(http_port=0, mllp_port=0, data_dir=tmp_path / "var", sites=sites,
+                        database_url=sqlite_url, bus=BusSettings(node_id="test-node"))
+    gw = Gateway(settings)
+    await gw.start()
+    try:
+        assert gw.mllp is not None
+        big = asyncio.create_task(_send(gw.mllp.port, huge("STRICT1", 600)))
+        await asyncio.sleep(0.2)
+        lenient = oru("LENIENT1").replace(b"|HPG23|", b"|ASSTMONZA|", 1)
+        small_ack, small_s = await _send(gw.mllp.port, lenient)
+        big_ack, big_s = await big
+    finally:
+        await gw.stop()
+    assert ack_fields(small_ack)[0] == "AA", small_ack
+    assert small_s < 1.0 < 2.0 < big_s, (small_s, big_s)
+    assert ack_fields(big_ack)[0] in ("AA", "AE")
