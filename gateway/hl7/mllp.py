@@ -214,6 +214,7 @@ class _Connection:
 class _State:
     closing: bool = False
     conns: set[_Connection] = field(default_factory=set)
+    refused_logged: float = float("-inf")  # loop time of the last "refused" log line
 
 
 class MllpServer:
@@ -280,9 +281,7 @@ class MllpServer:
             await _close_writer(writer)
             return
         if len(self._state.conns) >= self.max_connections:
-            self.stats.refused += 1
-            log.warning("mllp connection from %s refused: %d connections open "
-                        "(--mllp-max-connections)", conn.peer, len(self._state.conns))
+            self._refuse(conn.peer)
             await _close_writer(writer)
             return
         self._state.conns.add(conn)
@@ -298,6 +297,17 @@ class MllpServer:
             self.stats.active -= 1
             self._state.conns.discard(conn)
             await _close_writer(writer)
+
+    def _refuse(self, peer: Peer) -> None:
+        """Count a refused connection; log it, at most once a second (a flood of refused
+        connections must not become a flood of log lines)."""
+        self.stats.refused += 1
+        now = asyncio.get_running_loop().time()
+        if now - self._state.refused_logged >= 1.0:
+            self._state.refused_logged = now
+            log.warning("mllp connection from %s refused: %d connections open "
+                        "(--mllp-max-connections); %d refused since start", peer,
+                        len(self._state.conns), self.stats.refused)
 
     async def _serve(self, conn: _Connection, reader: asyncio.StreamReader,
                      writer: asyncio.StreamWriter) -> None:

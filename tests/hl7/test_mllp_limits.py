@@ -96,3 +96,24 @@ def test_an_endless_block_never_holds_more_than_the_limit_plus_one_read() -> Non
     [frame] = reader.feed(wrap(b"")[1:])  # <FS><CR> ends it
     assert isinstance(frame, Oversize) and frame.size > 50 * 2**20
     assert b"ENDLESS" in frame.head and reader.buffered == 0
+
+
+async def test_a_flood_of_idle_connections_is_held_to_the_cap_with_few_log_lines(
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="gateway.hl7.mllp")
+    srv = MllpServer(EchoHandler(), "127.0.0.1", 0, idle_timeout=30, max_connections=20)
+    await srv.start()
+    opened = []
+    try:
+        for _ in range(200):  # idle: connect and send nothing
+            opened.append(await asyncio.open_connection("127.0.0.1", srv.port))
+        for _ in range(100):
+            if srv.stats.active + srv.stats.refused >= 200:
+                break
+            await asyncio.sleep(0.02)
+        assert srv.stats.active == 20 and srv.stats.refused == 180
+        assert caplog.text.count("refused") <= 3  # at most one line a second
+    finally:
+        for _, writer in opened:
+            writer.close()
+        await srv.close(grace=1)
