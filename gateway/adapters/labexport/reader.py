@@ -19,6 +19,7 @@ import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, time
+from itertools import islice
 from typing import Any
 
 from gateway.adapters.labexport.rows import RowIssue
@@ -144,6 +145,8 @@ def _xlsx_rows(data: bytes, sheet: str | None) -> Iterator[list[str]]:
     try:
         if sheet is not None and sheet not in book.sheetnames:
             raise ExportFileError(f"the workbook has no sheet {sheet!r}")
+        if not book.worksheets:
+            raise ExportFileError("the workbook has no worksheet")
         ws = book[sheet] if sheet else book.worksheets[0]
         rows = ws.iter_rows(values_only=True)
         while True:
@@ -159,14 +162,20 @@ def _xlsx_rows(data: bytes, sheet: str | None) -> Iterator[list[str]]:
         book.close()
 
 
-def _raw_rows(data: bytes, fmt: LabExportFormat | None) -> list[list[str]]:
+def _raw_rows(data: bytes, fmt: LabExportFormat | None) -> Iterator[list[str]]:
+    """The file's rows, one at a time (never all of them as lists at once)."""
     if data.startswith(XLSX_MAGIC):
-        return list(_xlsx_rows(data, fmt.sheet if fmt else None))
+        return _xlsx_rows(data, fmt.sheet if fmt else None)
     if fmt is not None and fmt.format == "xlsx":
         raise ExportFileError(f"layout {fmt.name} expects an XLSX workbook")
     delimiter = (fmt.delimiter if fmt and fmt.delimiter else
                  "\t" if fmt and fmt.format == "tsv" else _sniff(data))
-    return list(_csv_rows(data, delimiter, fmt.encoding if fmt else "utf-8-sig"))
+    return _csv_rows(data, delimiter, fmt.encoding if fmt else "utf-8-sig")
+
+
+def _head(data: bytes, fmt: LabExportFormat | None, count: int) -> list[list[str]]:
+    """The first ``count`` rows only (layout detection reads no further)."""
+    return list(islice(_raw_rows(data, fmt), count))
 
 
 def _sniff(data: bytes) -> str:
@@ -179,83 +188,86 @@ def _is_network(header: list[str]) -> bool:
     return all(c in names for c in REQUIRED_NETWORK)
 
 
-def _network_table(raw: list[list[str]]) -> Table:
-    header = [h.strip().lower() for h in raw[0]]
+def _unreadable(row: UnreadableRow, n: int, header: list[str]) -> RowIssue:
+    """The row error of a row the reader gave up on, naming the column when it can."""
+    col = row.column
+    name = header[col] if col is not None and col < len(header) and header[col] else "(row)"
+    return RowIssue(n, name, row.reason)
+
+
+def _network_table(raw: Iterator[list[str]]) -> Table:
+    header = [h.strip().lower() for h in next(raw, [])]
     unknown = [h for h in header if h and h not in NETWORK_COLUMNS]
     if unknown:
         raise ExportFileError(f"unknown network CSV column(s): {', '.join(unknown)}")
-    rows = [(n, {h: (row[i].strip() if i < len(row) else "") for i, h in enumerate(header) if h})
-            for n, row in enumerate(raw[1:], start=2)
-            if any(c.strip() for c in row) and not isinstance(row, UnreadableRow)]
-    return Table(NETWORK_LAYOUT, rows, unreadable=_unreadable(raw[1:], 2, header))
+    rows, unreadable = [], []
+    for n, row in enumerate(raw, start=2):
+        if isinstance(row, UnreadableRow):
+            unreadable.append(_unreadable(row, n, header))
+        elif any(c.strip() for c in row):
+            rows.append((n, {h: (row[i].strip() if i < len(row) else "")
+                             for i, h in enumerate(header) if h}))
+    return Table(NETWORK_LAYOUT, rows, unreadable=tuple(unreadable))
 
 
-def _unreadable(raw: list[list[str]], first: int, header: list[str]) -> tuple[RowIssue, ...]:
-    """Row errors for the rows the reader gave up on, naming the column when it can."""
-    return tuple(RowIssue(n, header[row.column] if row.column is not None
-                          and row.column < len(header) and header[row.column] else "(row)",
-                          row.reason)
-                 for n, row in enumerate(raw, start=first) if isinstance(row, UnreadableRow))
-
-
-def _site_table(raw: list[list[str]], fmt: LabExportFormat) -> Table:
-    header_at = fmt.header_row - 1
-    if header_at >= len(raw):
+def _site_table(raw: Iterator[list[str]], fmt: LabExportFormat) -> Table:
+    above = list(islice(raw, fmt.header_row))
+    if len(above) < fmt.header_row:
         raise ExportFileError(f"layout {fmt.name}: no header row {fmt.header_row}")
-    header = [h.strip() for h in raw[header_at]]
+    header = [h.strip() for h in above[-1]]
     missing = [h for h in fmt.columns.values() if h not in header]
     if missing:
         raise ExportFileError(f"layout {fmt.name}: missing column(s) {', '.join(missing)}")
     index = {col: header.index(h) for col, h in fmt.columns.items()}
-    rows = []
-    for n, row in enumerate(raw[header_at + 1:], start=fmt.header_row + 1):
-        if not any(c.strip() for c in row):
-            continue  # blank, or unreadable: reported below
-        values: dict[str, str] = {col: (row[i].strip() if i < len(row) else "")
-                                  for col, i in index.items()}
-        merged: dict[str, str] = dict(fmt.constants.items())
-        merged.update(values)
-        rows.append((n, merged))
     names = {h: col for col, h in fmt.columns.items()}  # the file's header → network column
+    rows, unreadable = [], []
+    for n, row in enumerate(raw, start=fmt.header_row + 1):
+        if isinstance(row, UnreadableRow):
+            unreadable.append(_unreadable(row, n, [names.get(h, h) for h in header]))
+        elif any(c.strip() for c in row):
+            merged: dict[str, str] = dict(fmt.constants.items())
+            merged.update({col: (row[i].strip() if i < len(row) else "")
+                           for col, i in index.items()})
+            rows.append((n, merged))
     return Table(fmt.name, rows, fmt.decimal_comma, tuple(fmt.date_formats),
-                 _unreadable(raw[header_at + 1:], fmt.header_row + 1,
-                             [names.get(h, h) for h in header]))
+                 tuple(unreadable))
 
 
-def _header_matches(raw: list[list[str]], fmt: LabExportFormat) -> bool:
+def _header_matches(head: list[list[str]], fmt: LabExportFormat) -> bool:
     at = fmt.header_row - 1
-    return at < len(raw) and set(fmt.columns.values()) <= {h.strip() for h in raw[at]}
+    return at < len(head) and set(fmt.columns.values()) <= {h.strip() for h in head[at]}
 
 
-def _matching(data: bytes, site: Site) -> tuple[LabExportFormat, list[list[str]]] | None:
+def _matching(data: bytes, site: Site) -> LabExportFormat | None:
     """The first site layout whose headers are all in the file (read with its settings)."""
     is_xlsx = data.startswith(XLSX_MAGIC)
     for fmt in site.lab_exports:
         if (fmt.format == "xlsx") != is_xlsx:
             continue
         try:
-            raw = _raw_rows(data, fmt)
+            head = _head(data, fmt, fmt.header_row)
         except ExportFileError:
             continue
-        if _header_matches(raw, fmt):
-            return fmt, raw
+        if _header_matches(head, fmt):
+            return fmt
     return None
 
 
 def read_table(data: bytes, site: Site, layout: str | None = None) -> Table:
-    """Rows of ``data`` as network columns; ExportFileError when the file is unreadable."""
+    """Rows of ``data`` as network columns; ExportFileError when the file is unreadable.
+    The file is read row by row: only the rows kept (as network columns) are held."""
     if layout and layout != NETWORK_LAYOUT:
         fmt = site.export_format(layout)
         if fmt is None:
             raise ExportFileError(f"site {site.id} has no lab export layout {layout!r}")
         return _site_table(_raw_rows(data, fmt), fmt)
-    raw = _raw_rows(data, None)
-    if not raw:
+    head = _head(data, None, 1)
+    if not head:
         raise ExportFileError("the file is empty")
-    if _is_network(raw[0]) or layout == NETWORK_LAYOUT:
-        return _network_table(raw)
+    if _is_network(head[0]) or layout == NETWORK_LAYOUT:
+        return _network_table(_raw_rows(data, None))
     found = _matching(data, site)
     if found is None:
         raise ExportFileError("the header matches neither the network CSV format nor a "
                               f"lab export layout of site {site.id}")
-    return _site_table(found[1], found[0])
+    return _site_table(_raw_rows(data, found), found)
