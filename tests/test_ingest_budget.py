@@ -143,3 +143,26 @@ async def test_strict_validation_of_a_large_message_runs_beside_the_writer_not_o
     assert ack_fields(small_ack)[0] == "AA", small_ack
     assert small_s < 1.0 < 2.0 < big_s, (small_s, big_s)
     assert ack_fields(big_ack)[0] in ("AA", "AE")
+
+
+async def test_the_writer_thread_outlives_a_failure_outside_its_transaction(
+        store: SqlStore) -> None:
+    """``on_commit`` (the bus's wake-up) raising after the commit: the sender is told to
+    resend (the resend gets the stored answer), the next message is processed as usual."""
+    calls = []
+
+    def notify(rows: int) -> None:
+        calls.append(rows)
+        if len(calls) == 1:
+            raise RuntimeError("wake-up failed")
+
+    service = IngestService(store, load_network(), b"k" * 32, on_commit=notify)
+    try:
+        first = await service.handle(oru("W1"))
+        again = await service.handle(oru("W1"))
+        second = await service.handle(oru("W2"))
+    finally:
+        service.stop()
+    assert (first.status, first.ack_code) == ("refused", "AE")
+    assert (again.status, again.ack_code) == ("duplicate", "AA")
+    assert (second.status, second.ack_code) == ("processed", "AA")

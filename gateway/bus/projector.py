@@ -189,8 +189,11 @@ class HubProjector:
                 return
             except GatewayError as exc:
                 self.last_error = str(exc)
-                await asyncio.sleep(delay)
-                delay = min(self.max_backoff, delay * 2)
+            except Exception as exc:  # noqa: BLE001 - keep trying: the hub must come up
+                self.last_error = f"unexpected {type(exc).__name__}"
+                self.unexpected += 1
+            await asyncio.sleep(delay)
+            delay = min(self.max_backoff, delay * 2)
 
     async def step(self, max_wait: float = 1.0) -> int:
         """Fetch, apply and commit one batch; returns how many records it held. While the

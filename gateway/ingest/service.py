@@ -13,6 +13,7 @@ answer stored with the first one and has no second effect.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import queue
@@ -158,9 +159,22 @@ class IngestService:
                     stop = True
                     break
                 batch.append(nxt)
-            self._run_batch(batch)
+            self._run_batch_or_refuse(batch)
             if stop:
                 return
+
+    def _run_batch_or_refuse(self, batch: list[Job]) -> None:
+        """The writer thread must outlive any batch: a failure outside the transaction (a
+        commit hook, an answer callback) is answered "resend later" to whoever still waits
+        (a resend of a stored message gets its stored answer)."""
+        try:
+            self._run_batch(batch)
+        except Exception as exc:  # noqa: BLE001 - the one writer serves every sender
+            log.error("ingest writer: a group of %d failed outside its transaction (%s)",
+                      len(batch), type(exc).__name__)
+            for job in batch:
+                with contextlib.suppress(Exception):
+                    job.done(self._store_failure(job, exc))
 
     def _run_batch(self, batch: list[Job]) -> None:
         outcomes: list[Outcome] = []
