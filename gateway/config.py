@@ -41,6 +41,8 @@ class Settings(BaseModel):
     batch_max: int = Field(default=64, description="messages per group commit, at most")
     message_time_budget: float = Field(
         default=10.0, description="seconds one message may spend in mapping (0: no budget)")
+    max_resources_per_message: int = Field(
+        default=5_000, description="FHIR resources one message may write (0: no limit)")
     # Kafka, topics, outbox bound, node id: gateway.bus.settings
     bus: BusSettings = Field(default_factory=BusSettings)
 
@@ -78,6 +80,8 @@ _FLAGS: list[tuple[str, str, type, str]] = [
      "HMAC key file for pseudonyms (default: generated in the data dir)"),
     ("--message-time-budget", "message_time_budget", float,
      "seconds one message may spend in mapping before it gets AE (default 10; 0: none)"),
+    ("--max-resources-per-message", "max_resources_per_message", int,
+     "FHIR resources one message may write; more gets AE (default 5000; 0: none)"),
 ]
 
 

@@ -116,7 +116,8 @@ class Gateway:
             accepting=getattr(self.bus, "accepting", lambda: True),
             on_commit=getattr(self.bus, "notify", lambda rows: None),
             strict_check=inbound_errors,
-            message_time_budget=s.message_time_budget or None)
+            message_time_budget=s.message_time_budget or None,
+            max_resources=s.max_resources_per_message or None)
         self.service.start()
         await self._start_http()
         if s.role != "hub":

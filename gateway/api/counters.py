@@ -1,8 +1,8 @@
 """``GET /admin/counters``: what hostile or broken input did to a running gateway, counted:
 MLLP connections refused over the cap, frames cut off at the frame timeout, oversize frames;
-messages abandoned at the mapping time budget; files and records that a background task
-(drop folders, FHIR sources) could not handle and went past. Counts, types and positions
-only, never content. ADMIN scope (``system/gateway.admin``)."""
+messages abandoned at the mapping time budget or the resource limit; files and records that
+a background task (drop folders, FHIR sources) could not handle and went past. Counts, types
+and positions only, never content. ADMIN scope (``system/gateway.admin``)."""
 
 from __future__ import annotations
 
@@ -37,8 +37,10 @@ def counters_router(service: IngestService, failures: FailureCounters,
         request.state.audit = {"subtype": "admin-counters", "entity": [], "query": ""}
         server = mllp()
         return {"mllp": asdict(server.stats) if server is not None else None,
-                "ingest": {"over_time_budget": service.over_budget,
-                           "message_time_budget": service.message_time_budget},
+                "ingest": {"over_time_budget": service.over_budget["time"],
+                           "over_resource_limit": service.over_budget["resources"],
+                           "message_time_budget": service.message_time_budget,
+                           "max_resources_per_message": service.max_resources},
                 "background": failures.snapshot()}
 
     return router

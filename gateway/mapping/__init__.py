@@ -56,16 +56,18 @@ def map_message(message: Message, site: Site, *, pseudonym_key: bytes, received:
                 studies: Sequence[Study] = (),
                 lookup_link: Callable[[str], str | None] = lambda _key: None,
                 require_patient: bool = True,
-                checkpoint: Callable[[], None] = lambda: None) -> MappingResult:
+                checkpoint: Callable[[], None] = lambda: None,
+                max_resources: int | None = None) -> MappingResult:
     """``require_patient=False`` maps result messages without a usable PID (no Patient, no
     subject): for corpus and golden tests only; the ingest edge always requires one.
     ``checkpoint`` is called between segments and resources; an exception it raises (the
-    ingest's time budget) abandons the mapping."""
+    ingest's time budget) abandons the mapping, as does a message that maps to more than
+    ``max_resources`` resources (``BudgetExceeded``)."""
     spec = manifest.check(message, site)
     if not require_patient:
         spec = replace(spec, pid_required=False)
     ctx = MappingContext(site, message, pseudonym_key, received, study_index(studies),
-                         lookup_link, checkpoint=checkpoint)
+                         lookup_link, checkpoint=checkpoint, max_resources=max_resources)
     ctx.add(organization(site))
     BUILDERS[spec.content](ctx, spec)
     checkpoint()

@@ -64,5 +64,6 @@ async def test_counters_show_refused_connections_and_failures_to_an_admin_only(
     assert allowed.status_code == 200
     body = allowed.json()
     assert body["mllp"]["refused"] == 1 and body["mllp"]["frames"] == 1
-    assert body["ingest"] == {"over_time_budget": 0, "message_time_budget": 5}
+    assert body["ingest"] == {"over_time_budget": 0, "over_resource_limit": 0,
+                              "message_time_budget": 5, "max_resources_per_message": 5_000}
     assert body["background"]["drop-folder/hpg23"]["by_kind"] == {"RuntimeError": 1}
