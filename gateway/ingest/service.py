@@ -133,7 +133,10 @@ class IngestService:
             return None
         if site is None or not site.strict_validation:
             return None
-        return self._strict(site, raw)
+        try:
+            return self._strict(site, raw)
+        except Exception:  # noqa: BLE001 - the writer checks again and answers what it finds
+            return None
 
     def process_now(self, raw: bytes, transport: str = "file") -> Outcome:
         """Synchronous variant for command-line tools (no writer thread needed)."""
