@@ -175,7 +175,8 @@ async def test_strict_validation_of_a_large_message_runs_beside_the_writer_not_o
     finally:
         await gw.stop()
     assert ack_fields(small_ack)[0] == "AA", small_ack
-    assert small_s < 2.0 < big_s, (small_s, big_s)
+    # on the writer, the small one would wait for the whole validation (small ≈ big - 0.2 s)
+    assert small_s < min(2.0, big_s / 2), (small_s, big_s)
     assert ack_fields(big_ack)[0] in ("AA", "AE")
 
 
