@@ -27,6 +27,7 @@ from gateway.adapters.governance import admin_codes_router
 from gateway.adapters.labexport.drop import start_drop_folders
 from gateway.adapters.labexport.http import labexport_router
 from gateway.adapters.loader import Network, load_network, reload_network
+from gateway.adapters.studies import publish_studies
 from gateway.adapters.terminology import capability_entries, terminology_router
 from gateway.api.admin import admin_router, bus_admin_router
 from gateway.api.app import create_app
@@ -119,6 +120,9 @@ class Gateway:
             message_time_budget=s.message_time_budget or None,
             max_resources=s.max_resources_per_message or None)
         self.service.start()
+        if s.role != "hub":
+            await asyncio.to_thread(publish_studies, self.store, self.network.studies,
+                                    s.node_id)
         await self._start_http()
         if s.role != "hub":
             await self._start_mllp()
