@@ -36,6 +36,7 @@ from gateway.store.project import (
 from gateway.store.tx import SqlTransaction
 
 log = logging.getLogger(__name__)
+POISON_KEPT = 100  # skipped records named in memory (status shows the last 20)
 
 HUB_RESOURCE_TYPES = ("Organization", "Patient", "ResearchStudy", "ResearchSubject",
                       "Specimen", "Observation", "Provenance")
@@ -147,7 +148,8 @@ class HubProjector:
         self.changed = 0
         self.last_error: str | None = None
         self.last_applied: float | None = None
-        self.poisoned: list[str] = []  # key@partition:offset of records skipped as unusable
+        self.poisoned: list[str] = []  # key@partition:offset of the last records skipped
+        self.poisoned_total = 0  # all skipped (the list keeps the last POISON_KEPT only)
         self.unexpected = 0  # steps that failed with a non-gateway error (a bug), retried
         self._held: list[Delivery] = []  # fetched, not yet in the store: retried first
         self._next: Batch | None = None  # fetched and prepared during the last write: next
@@ -265,6 +267,8 @@ class HubProjector:
                 raise
             except Exception as exc:  # noqa: BLE001
                 self.poisoned.append(f"{record.key}@{record.tp}:{record.offset}")
+                self.poisoned_total += 1
+                del self.poisoned[:-POISON_KEPT]  # a stream of bad records must not grow it
                 log.error("projector skipped record %s at %s offset %d: %s", record.key,
                           record.tp, record.offset, type(exc).__name__)
         return changed
@@ -273,5 +277,6 @@ class HubProjector:
         lag = self.consumer.lag()
         return {"lag": lag, "lag_total": sum(lag.values()), "applied": self.applied,
                 "changed": self.changed, "last_error": self.last_error,
-                "poisoned": self.poisoned[-20:], "unexpected_failures": self.unexpected,
+                "poisoned": self.poisoned[-20:], "poisoned_total": self.poisoned_total,
+                "unexpected_failures": self.unexpected,
                 "last_applied": self.last_applied}

@@ -56,6 +56,7 @@ async def test_a_poison_record_is_skipped_and_named_while_the_rest_of_its_batch_
         assert await projector.step() == 3
         assert store.read("Observation", "obs1") is not None
         assert store.read("Observation", "obs3") is not None
+        assert projector.status()["poisoned_total"] == 1
         assert projector.status()["poisoned"] == [
             "Observation/obs2@" + str(TopicPartition("gateway.fhir.Observation", 0)) + ":2"]
         assert consumer.committed == {TopicPartition("gateway.fhir.Observation", 0): 4}
