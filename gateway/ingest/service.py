@@ -183,8 +183,12 @@ class IngestService:
             log.error("ingest writer: a group of %d failed outside its transaction (%s)",
                       len(batch), type(exc).__name__)
             for job in batch:
+                try:
+                    outcome = self._store_failure(job, exc)
+                except Exception:  # noqa: BLE001 - not even its MSH is usable: a bare AE
+                    outcome = self._store_failure(Job(b"", job.transport, job.done), exc)
                 with contextlib.suppress(Exception):
-                    job.done(self._store_failure(job, exc))
+                    job.done(outcome)
 
     def _run_batch(self, batch: list[Job]) -> None:
         outcomes: list[Outcome] = []
