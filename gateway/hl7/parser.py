@@ -385,6 +385,10 @@ def parse(data: bytes | str) -> Message:
     if not chars:
         raise ParseError("MSH-2 encoding characters are missing", segment="MSH", field=2,
                          code="101")
+    if any(c.isalnum() or c.isspace() for c in chars[:5]):
+        # an ACK in these delimiters would be unreadable (MSA|AR| split at "A")
+        raise ParseError("MSH-2 encoding characters must not be letters, digits or spaces",
+                         segment="MSH", field=2, code="102")
     enc = Encoding.from_msh2(field_sep, chars)
     segments: list[Segment] = []
     seen: dict[str, int] = {}

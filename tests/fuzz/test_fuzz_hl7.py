@@ -90,3 +90,14 @@ def test_any_byte_stream_never_breaks_the_frame_reader(chunks: list[bytes]) -> N
         for frame in reader.feed(chunk):
             assert isinstance(frame, Oversize) or END not in frame
         assert reader.buffered <= 100 + 300
+
+
+def test_encoding_characters_that_are_letters_are_refused_at_msh_2() -> None:
+    """Found by the fuzzer: MSH-2 "AAAA" was accepted, and the ACK written in those
+    delimiters split MSA-1 "AR" at its "A"."""
+    try:
+        parse("MSH|AAAA|LAB|HPG23|GW|NET|2026||ORU^R01|C1|P|2.5.1\rPID|1\r")
+    except ParseError as exc:
+        assert (exc.err_code, str(exc.location)) == ("102", "MSH-2")
+    else:
+        raise AssertionError("MSH-2 of letters was accepted")

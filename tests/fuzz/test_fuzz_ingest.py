@@ -44,6 +44,7 @@ def network() -> Network:
 
 @given(mutant=mutated_messages())
 @example(mutant=Mutant(43, 453, 3))  # found: "MSH" alone on a line broke AckHeader.from_raw
+@example(mutant=Mutant(386, 386, 3))  # found: MSH-2 "AAAA…" gave an ACK split at every "A"
 def test_every_mutated_message_is_answered_with_an_ack(
         fuzz_store: SqlStore, mutant: Mutant) -> None:
     service = IngestService(fuzz_store, network(), KEY, message_time_budget=5)
