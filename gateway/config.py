@@ -14,6 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from gateway.adapters.loader import EXAMPLE_SITES
 from gateway.bus import settings as bus_settings
 from gateway.bus.settings import BusSettings
+from gateway.security import settings as auth_settings
+from gateway.security.settings import AuthSettings
 
 Role = Literal["edge", "hub", "all"]
 
@@ -45,6 +47,8 @@ class Settings(BaseModel):
         default=5_000, description="FHIR resources one message may write (0: no limit)")
     # Kafka, topics, outbox bound, node id: gateway.bus.settings
     bus: BusSettings = Field(default_factory=BusSettings)
+    # clients file, OIDC issuer, secure-by-default: gateway.security.settings
+    auth: AuthSettings = Field(default_factory=AuthSettings)
 
     @property
     def node_id(self) -> str:
@@ -90,6 +94,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         env = "GATEWAY_" + dest.upper()
         parser.add_argument(flag, dest=dest, type=kind, default=None, help=f"{text} [{env}]")
     bus_settings.add_arguments(parser)
+    auth_settings.add_arguments(parser)
 
 
 def settings_from(args: argparse.Namespace, environ: dict[str, str] | None = None) -> Settings:
@@ -102,4 +107,5 @@ def settings_from(args: argparse.Namespace, environ: dict[str, str] | None = Non
         elif (env := environ.get("GATEWAY_" + dest.upper())) is not None:
             values[dest] = env
     values["bus"] = bus_settings.from_sources(args, environ)
+    values["auth"] = auth_settings.from_sources(args, environ)
     return Settings.model_validate(values)

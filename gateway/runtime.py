@@ -13,6 +13,7 @@ import contextlib
 import gc
 import logging
 import signal
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -34,6 +35,8 @@ from gateway.api.app import create_app
 from gateway.api.counters import counters_router
 from gateway.api.fhir import fhir_router, install_fhir_errors
 from gateway.api.ingest import hl7v2_router
+from gateway.audit import CAPABILITY_ENTRY, AuditTrail, audit_router, install_audit
+from gateway.audit.event import system_facts
 from gateway.bus import start_bus_components
 from gateway.config import Settings
 from gateway.errors import ConfigError
@@ -44,6 +47,10 @@ from gateway.hl7.check import inbound_errors
 from gateway.hl7.mllp import MllpServer, Peer, server_ssl_context
 from gateway.ingest import IngestService
 from gateway.mapping.pseudonym import load_or_create_key, read_key
+from gateway.security import senders
+from gateway.security.install import Auth, build_auth
+from gateway.security.routes import auth_router
+from gateway.store.audit import AuditLog
 from gateway.store.sql import SqlStore
 
 log = logging.getLogger(__name__)
@@ -60,11 +67,16 @@ class _QuietServer(uvicorn.Server):
 class MllpHandler:
     """Adapts the MLLP listener to the ingest service."""
 
-    def __init__(self, service: IngestService, max_size: int) -> None:
+    def __init__(self, service: IngestService, max_size: int,
+                 require_client_cert: bool = False) -> None:
         self.service = service
         self.max_size = max_size
+        self.require_client_cert = require_client_cert
 
     async def handle(self, frame: bytes, peer: Peer) -> list[bytes]:
+        if self.require_client_cert and (
+                refused := senders.mllp_refusal(self.service.network, frame, peer)):
+            return [refused]
         if batch.is_batch(frame):
             _, answer = await batch.handle_batch(self.service, frame, "mllp", _now())
             return [answer]
@@ -86,6 +98,8 @@ class Gateway:
     mllp: MllpServer | None = None
     http: uvicorn.Server | None = None
     bus: Any = None
+    auth: Auth | None = None
+    audit: AuditTrail | None = None
     extras: list[Any] = field(default_factory=list)
     failures: FailureCounters = field(default_factory=FailureCounters)
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
@@ -106,11 +120,14 @@ class Gateway:
         s = self.settings
         s.data_dir.mkdir(parents=True, exist_ok=True)
         self.network = load_network(s.sites)
+        self.auth = await asyncio.to_thread(build_auth, s.auth, s.host, self.network,
+                                            s.data_dir)
         # an edge serves no FHIR API: its store keeps no search index and no history
         self.store = SqlStore(s.resolved_database_url(), edge=s.role == "edge")
         await asyncio.to_thread(self.store.migrate)
         key = (read_key(s.pseudonym_key_file) if s.pseudonym_key_file
                else load_or_create_key(s.data_dir))
+        self.audit = AuditTrail(AuditLog(self.store), node=s.node_id, key=key).start()
         self.bus = await self._start_bus()
         self.service = IngestService(
             self.store, self.network, key, node_id=s.node_id, batch_max=s.batch_max,
@@ -131,6 +148,7 @@ class Gateway:
         # process: out of the collector's way, so that the collections that the mapping's
         # short-lived dicts cause do not walk it again and again (ACK latency tail)
         gc.freeze()
+        self.auth.announce(s.host)
         log.info("gateway ready: role %s, HTTP %s:%d, MLLP %s", s.role, s.host,
                  self.http_port, f"{s.host}:{self.mllp.port}" if self.mllp else "off")
 
@@ -141,7 +159,9 @@ class Gateway:
 
     def _routers(self) -> list[Any]:
         assert self.service is not None and self.store is not None and self.network
-        routers: list[Any] = []
+        assert self.auth is not None
+        routers: list[Any] = [auth_router(self.auth.tokens),
+                              audit_router(AuditLog(self.store))]  # every role keeps a trail
         if self.settings.role != "hub":
             routers += [hl7v2_router(self.service), admin_router(self.service),
                         admin_codes_router(self.store, self.network),
@@ -153,7 +173,9 @@ class Gateway:
             # the terminology routes come before the FHIR API's generic /fhir/{type}/{id}
             routers += [terminology_router(self.network),
                         fhir_router(self.store, origin=self.settings.node_id,
-                                    capability_resources=capability_entries())]
+                                    capability_resources=[*capability_entries(),
+                                                          CAPABILITY_ENTRY],
+                                    security=self.auth.capability_security())]
         return routers
 
     def _start_file_sources(self) -> None:
@@ -165,8 +187,12 @@ class Gateway:
                                           s.data_dir, now=_now_instant, failures=self.failures)
 
     async def _start_http(self) -> None:
+        assert self.auth is not None and self.audit is not None
+        trail, auth = self.audit, self.auth
         app = create_app(routers=self._routers(), ready=lambda: self.ready,
-                         setup=[install_fhir_errors, _gzip])
+                         setup=[install_fhir_errors, _gzip, auth.install,
+                                lambda app: install_audit(app, trail)],  # last: outermost
+                         health={"auth": lambda: auth.mode, "audit": trail.status})
         config = uvicorn.Config(app, host=self.settings.host, port=self.settings.http_port,
                                 log_level="warning", lifespan="off", access_log=False)
         self.http = _QuietServer(config)
@@ -182,11 +208,20 @@ class Gateway:
         s = self.settings
         assert self.service is not None
         ssl_ctx = None
+        if s.auth.mllp_require_client_cert and not s.mllp_tls_client_ca:
+            raise ConfigError("--mllp-require-client-cert needs --mllp-tls-cert and "
+                              "--mllp-tls-client-ca (mutual TLS)")
+        if s.auth.mllp_require_client_cert and (mute := senders.sites_without_senders(
+                self.service.network)):
+            log.warning("no 'senders' in the site files of %s: their MLLP messages get AR",
+                        ", ".join(mute))
         if s.mllp_tls_cert:
             key = str(s.mllp_tls_key) if s.mllp_tls_key else None
             client_ca = str(s.mllp_tls_client_ca) if s.mllp_tls_client_ca else None
             ssl_ctx = server_ssl_context(str(s.mllp_tls_cert), key, client_ca)
-        self.mllp = MllpServer(MllpHandler(self.service, s.max_message_size), s.host,
+        handler = MllpHandler(self.service, s.max_message_size,
+                              s.auth.mllp_require_client_cert)
+        self.mllp = MllpServer(handler, s.host,
                                s.mllp_port, ssl_context=ssl_ctx,
                                max_message_size=s.max_message_size,
                                idle_timeout=s.idle_timeout,
@@ -198,7 +233,14 @@ class Gateway:
         """SIGHUP: re-read the site files in place (every holder sees them); a bad file
         leaves the running configuration as it was. Connections are not dropped."""
         if self.network is not None:
-            reload_network(self.network, self.settings.sites)
+            error = reload_network(self.network, self.settings.sites)
+            if self.auth is not None:
+                self.auth.reload_clients(self.network)
+            if self.audit is not None:
+                self.audit.record(system_facts(
+                    "reload", ok=error is None, when=time.time(),
+                    description="site files reloaded (SIGHUP)" if error is None
+                    else "site files not reloaded (SIGHUP): a site file is invalid"))
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -218,6 +260,8 @@ class Gateway:
                 await asyncio.wait_for(task, 10)
         if self.service is not None:
             await asyncio.to_thread(self.service.stop)
+        if self.audit is not None:
+            await asyncio.to_thread(self.audit.stop)
         if self.bus is not None:
             await self.bus.stop()
         if self.store is not None:

@@ -61,11 +61,15 @@ def terminology_router(network: Network) -> APIRouter:
         return _fhir(translate(only, params["code"], params.get("system") or None,
                                params.get("target") or params.get("targetsystem") or None))
 
-    @router.api_route("/ConceptMap/$translate", methods=["GET", "POST"])
+    # one operation per method: /openapi.json (now served, behind authentication) refuses
+    # a GET and a POST that share an operation id
+    @router.get("/ConceptMap/$translate", operation_id="ConceptMap_translate_get")
+    @router.post("/ConceptMap/$translate", operation_id="ConceptMap_translate_post")
     async def translate_any(request: Request) -> JSONResponse:
         return await do_translate(request, maps(request.query_params.get("url")))
 
-    @router.api_route("/ConceptMap/{id}/$translate", methods=["GET", "POST"])
+    @router.get("/ConceptMap/{id}/$translate", operation_id="ConceptMap_id_translate_get")
+    @router.post("/ConceptMap/{id}/$translate", operation_id="ConceptMap_id_translate_post")
     async def translate_one(id: str, request: Request) -> JSONResponse:
         only = [m for m in maps() if m["id"] == id]
         return await do_translate(request, only) if only else _not_found(f"ConceptMap/{id}")

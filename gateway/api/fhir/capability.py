@@ -8,7 +8,7 @@ SearchParameter resources at ``/fhir/SearchParameter/<code>``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,11 +66,13 @@ class Capability:
     """What the server serves; built once from the registry."""
 
     def __init__(self, params: list[Param] | None = None,
-                 others: Sequence[dict[str, Any]] = ()) -> None:
+                 others: Sequence[dict[str, Any]] = (),
+                 security: Callable[[str], dict[str, Any]] | None = None) -> None:
         """``others``: CapabilityStatement.rest.resource entries of resource types that
         other routers serve under ``/fhir`` (e.g. the terminology's CodeSystem)."""
         self.params = params if params is not None else registry_params()
         self.others = list(others)
+        self.security = security  # rest.security from the base URL (gateway.security)
         self.types = tuple(sorted({*SERVED_TYPES, *(p.resource_type for p in self.params
                                                     if p.resource_type != "Resource")}))
 
@@ -89,6 +91,12 @@ class Capability:
     # -- CapabilityStatement -------------------------------------------------------------------
 
     def statement(self, base: str) -> dict[str, Any]:
+        out = self._statement(base)
+        if self.security is not None:
+            out["rest"][0]["security"] = self.security(base)
+        return out
+
+    def _statement(self, base: str) -> dict[str, Any]:
         return {
             "resourceType": "CapabilityStatement", "status": "active",
             "date": now_instant()[:10], "kind": "instance", "fhirVersion": FHIR_VERSION,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from functools import partial
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode
 
@@ -20,6 +21,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from gateway.errors import GatewayError
+from gateway.security.access import Restriction, restriction_of
+from gateway.security.enforce import fhir_need
+from gateway.security.principal import principal_of
 from gateway.store.base import Resource, Store
 
 from . import interactions as ix
@@ -41,7 +45,7 @@ from .negotiation import (
 from .outcomes import FhirError, from_gateway_error, information
 from .search import search_bundle
 from .summary import apply_elements, apply_summary, parse_elements
-from .transaction import run_batch, run_transaction
+from .transaction import check_entries, run_batch, run_transaction
 
 T = TypeVar("T")
 MAX_HISTORY = 1000
@@ -53,11 +57,12 @@ class FhirApi:
 
     def __init__(self, store: Store, *, base_url: str | None = None,
                  origin: str | None = None,
-                 capability_resources: Sequence[dict[str, Any]] = ()) -> None:
+                 capability_resources: Sequence[dict[str, Any]] = (),
+                 security: Callable[[str], dict[str, Any]] | None = None) -> None:
         self.store = store
         self.base_url = base_url.rstrip("/") if base_url else None
         self.origin = origin
-        self.capability = Capability(others=capability_resources)
+        self.capability = Capability(others=capability_resources, security=security)
         self.reader = RawReader(store)
 
     async def read_now(self, rtype: str, id: str) -> RawResource:
@@ -80,7 +85,7 @@ class FhirApi:
         if self.origin:
             headers["origin"] = self.origin
         source = f"urn:plagencell:node:{self.origin}" if self.origin else None
-        return ix.WriteContext(source=source, headers=headers)
+        return ix.WriteContext(source=source, headers=headers, restrict=restricted(request))
 
     def served(self, rtype: str) -> str:
         if not self.capability.serves(rtype):
@@ -95,6 +100,16 @@ class FhirApi:
         if not self.capability.writable(rtype):
             raise FhirError.of("not-supported", f"{rtype} is read-only on this server")
         return rtype
+
+
+def restricted(request: Request) -> Restriction | None:
+    """The caller's data restriction (None: it may see everything)."""
+    return restriction_of(principal_of(request))
+
+
+def searcher(store: Store, restrict: Restriction | None) -> Callable[..., Any]:
+    """``store.search`` as the caller may use it."""
+    return store.search if restrict is None else partial(store.search, restrict=restrict)
 
 
 async def call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -122,14 +137,15 @@ class FhirRoute(APIRoute):
 
 def fhir_router(store: Store, *, base_url_from_request: bool = True,
                 base_url: str | None = None, origin: str | None = None,
-                capability_resources: Sequence[dict[str, Any]] = ()) -> APIRouter:
+                capability_resources: Sequence[dict[str, Any]] = (),
+                security: Callable[[str], dict[str, Any]] | None = None) -> APIRouter:
     """The ``/fhir`` router. ``base_url`` (when not taken from the request) is the public
     base used in ``fullUrl``, ``Location`` and paging links; ``origin`` names this node in
     the bus headers of API writes; ``capability_resources`` are CapabilityStatement
     entries of types other routers serve under ``/fhir`` (so that ``/fhir/metadata`` tells
-    the whole truth)."""
+    the whole truth); ``security`` makes ``rest.security`` from the base URL."""
     api = FhirApi(store, base_url=None if base_url_from_request else base_url, origin=origin,
-                  capability_resources=capability_resources)
+                  capability_resources=capability_resources, security=security)
     router = APIRouter(prefix="/fhir", route_class=FhirRoute)
     _read_routes(router, api)  # first: matched in order, and reads are the hot path
     _system_routes(router, api)
@@ -156,6 +172,10 @@ def _read_routes(router: APIRouter, api: FhirApi) -> None:
         api.served(rtype)
         if rtype == "SearchParameter":
             return fhir_response(api.capability.search_parameter(id, api.base(request)))
+        restrict = restricted(request)
+        if restrict is not None:  # the slower path: the restriction is checked in SQL
+            resource = await call(ix.read, api.store, rtype, id, None, restrict)
+            return _resource_answer(request, resource)
         raw = await api.read_now(rtype, id)
         headers = headers_for(raw.version_id, raw.last_updated)
         if not_modified(request, raw.version_id, raw.last_updated):
@@ -178,9 +198,14 @@ def _system_routes(router: APIRouter, api: FhirApi) -> None:
         if body["resourceType"] != "Bundle" or body.get("type") not in ("batch", "transaction"):
             raise FhirError.of("invalid", "POST /fhir takes a Bundle of type batch or "
                                "transaction", expression=["Bundle.type"])
+        request.state.audit = {"subtype": body["type"]}  # batch | transaction
         run = run_transaction if body["type"] == "transaction" else run_batch
         base, ctx = api.base(request), api.context(request)
-        get = _entry_getter(api, base, prefer(request).strict)
+        principal = principal_of(request)
+        if not principal.anonymous:
+            check_entries(body, base, lambda method, parts: fhir_need(method, parts)
+                          .refusal(principal))
+        get = _entry_getter(api, base, prefer(request).strict, restricted(request))
         answer = await call(run, api.store, body, ctx, base, get)
         if prefer(request).return_ == "minimal":
             _minimal_entries(body, answer)
@@ -209,18 +234,20 @@ def _minimal_entries(bundle: dict[str, Any], answer: dict[str, Any]) -> None:
             got.pop("resource", None)
 
 
-def _entry_getter(api: FhirApi, base: str, strict: bool) -> Callable[[str, str], dict[str, Any]]:
-    """GET entries of a batch/transaction: read, vread or search, as a response entry."""
+def _entry_getter(api: FhirApi, base: str, strict: bool, restrict: Restriction | None
+                  ) -> Callable[[str, str], dict[str, Any]]:
+    """GET entries of a batch/transaction: read, vread or search, as a response entry (as
+    the caller may see them)."""
 
     def get(path: str, query: str) -> dict[str, Any]:
         parts = path.strip("/").split("/")
         rtype = api.served(parts[0])
         if len(parts) == 1:
-            bundle = search_bundle(api.store.search, rtype, parse_qsl(query), base,
-                                   strict=strict)
+            bundle = search_bundle(searcher(api.store, restrict), rtype, parse_qsl(query),
+                                   base, strict=strict)
             return {"resource": bundle, "response": {"status": "200 OK"}}
         version = parts[3] if len(parts) == 4 and parts[2] == "_history" else None
-        resource = ix.read(api.store, rtype, parts[1], version)
+        resource = ix.read(api.store, rtype, parts[1], version, restrict)
         return response_entry(ix.Result(200, resource, "read"), base)
 
     return get
@@ -284,8 +311,8 @@ async def _search(api: FhirApi, request: Request, rtype: str,
                   params: list[tuple[str, str]]) -> Response:
     if rtype == "SearchParameter":
         return fhir_response(api.capability.search_parameters_bundle(api.base(request)))
-    bundle = await call(search_bundle, api.store.search, rtype, params, api.base(request),
-                        strict=prefer(request).strict)
+    bundle = await call(search_bundle, searcher(api.store, restricted(request)), rtype,
+                        params, api.base(request), strict=prefer(request).strict)
     return fhir_response(bundle)
 
 
@@ -320,7 +347,7 @@ def _instance_routes(router: APIRouter, api: FhirApi) -> None:
     @router.get("/{rtype}/{id}/_history/{vid}")
     async def vread(rtype: str, id: str, vid: str, request: Request) -> Response:
         api.served(rtype)
-        resource = await call(ix.read, api.store, rtype, id, vid)
+        resource = await call(ix.read, api.store, rtype, id, vid, restricted(request))
         return _resource_answer(request, resource)
 
     @router.get("/{rtype}/{id}/_history")
@@ -348,7 +375,10 @@ def _resource_answer(request: Request, resource: Resource) -> Response:
     meta = resource.get("meta") or {}
     if not_modified(request, str(meta.get("versionId", "")), str(meta.get("lastUpdated", ""))):
         return Response(b"", status_code=304, headers=headers)
-    return fhir_response(orjson.dumps(resource), 200, headers)
+    content = orjson.dumps(resource)
+    if request.scope["query_string"]:
+        content = _shaped(content, request)
+    return fhir_response(content, 200, headers)
 
 
 async def _history(api: FhirApi, request: Request, rtype: str | None, id: str | None
@@ -357,7 +387,8 @@ async def _history(api: FhirApi, request: Request, rtype: str | None, id: str | 
     count = _count(params.get("_count"))
     since, before = _since(params.get("_since")), _since(params.get("_before"), "_before")
     versions, next_before = await call(history_page, api.store, rtype, id, since=since,
-                                       before=before, count=count)
+                                       before=before, count=count,
+                                       restrict=restricted(request))
     if id is not None and not versions and before is None:
         raise FhirError.of("not-found", f"{rtype}/{id} is not known")
     bundle = history_bundle(versions, api.base(request), str(request.url))
