@@ -38,6 +38,7 @@ from gateway.adapters.terminology import capability_entries, terminology_router
 from gateway.api.admin import admin_router, bus_admin_router, reload_router
 from gateway.api.app import create_app
 from gateway.api.connections import guarded_protocol
+from gateway.api.counters import counters_router
 from gateway.api.fhir import fhir_router, install_fhir_errors
 from gateway.api.fhir.budgets import RequestBudgets
 from gateway.api.ingest import hl7v2_router
@@ -47,6 +48,7 @@ from gateway.audit.event import system_facts
 from gateway.bus import start_bus_components
 from gateway.config import Settings
 from gateway.errors import ConfigError
+from gateway.failures import FailureCounters
 from gateway.hl7 import ack as acks
 from gateway.hl7 import batch
 from gateway.hl7.check import inbound_errors
@@ -112,6 +114,7 @@ class Gateway:
     extras: list[Any] = field(default_factory=list)
     budgets: RequestBudgets = field(default_factory=RequestBudgets)
     pid_file: Path | None = None
+    failures: FailureCounters = field(default_factory=FailureCounters)
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
@@ -144,7 +147,9 @@ class Gateway:
             self.store, self.network, key, node_id=s.node_id, batch_max=s.batch_max,
             accepting=getattr(self.bus, "accepting", lambda: True),
             on_commit=getattr(self.bus, "notify", lambda rows: None),
-            strict_check=inbound_errors)
+            strict_check=inbound_errors,
+            message_time_budget=s.message_time_budget or None,
+            max_resources=s.max_resources_per_message or None)
         self.service.start()
         if s.role != "hub":
             await asyncio.to_thread(publish_studies, self.store, self.network.studies,
@@ -178,7 +183,8 @@ class Gateway:
         if self.settings.role != "hub":
             routers += [hl7v2_router(self.service), admin_router(self.service),
                         admin_codes_router(self.store, self.network),
-                        labexport_router(self.store, self.network, self.service.key)]
+                        labexport_router(self.store, self.network, self.service.key),
+                        counters_router(self.service, self.failures, lambda: self.mllp)]
         routers.append(reload_router(lambda: self.reload_sites("POST /admin/reload"),
                                      lambda: len(self.network.sites) if self.network else 0))
         if self.bus is not None:
@@ -199,9 +205,9 @@ class Gateway:
         assert self.store is not None and self.network is not None and self.service
         s = self.settings
         self.extras.append(start_drop_folders(s.data_dir, self.store, self.network,
-                                              self.service.key))
+                                              self.service.key, failures=self.failures))
         self.extras += start_fhir_sources(self.network, self.store, self.service.key,
-                                          s.data_dir, now=_now_instant)
+                                          s.data_dir, now=_now_instant, failures=self.failures)
 
     @property
     def public_url(self) -> str:
@@ -252,7 +258,9 @@ class Gateway:
         self.mllp = MllpServer(handler, s.host,
                                s.mllp_port, ssl_context=ssl_ctx,
                                max_message_size=s.max_message_size,
-                               idle_timeout=s.idle_timeout)
+                               idle_timeout=s.idle_timeout,
+                               max_connections=s.mllp_max_connections,
+                               frame_timeout=s.mllp_frame_timeout)
         await self.mllp.start()
 
     def reload_sites(self, via: str = "SIGHUP") -> ConfigError | None:

@@ -3,11 +3,12 @@ those frames (every ACK sent for a message, kept in one inbox column)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from gateway.adapters.site import Site
+from gateway.errors import InboundError
 from gateway.hl7.parser import Message
 from gateway.mapping import MappingResult
 from gateway.store.base import InboxRecord
@@ -63,6 +64,8 @@ class Job:
     def prior(self) -> InboxRecord | None:
         """The inbox record this job updates instead of adding one."""
         return self.replay_of or self.resend_of
+    # strict validation's errors, found before the writer took the job (None: not yet)
+    checked: Sequence[InboundError] | None = None
 
 
 

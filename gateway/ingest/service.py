@@ -13,16 +13,20 @@ answer stored with the first one and has no second effect.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import queue
 import threading
+import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 
 from gateway.adapters import hooks
 from gateway.adapters.loader import Network
 from gateway.adapters.site import Site
 from gateway.errors import (
+    BudgetExceeded,
     ConfigError,
     InboundError,
     Overloaded,
@@ -57,7 +61,9 @@ class IngestService:
                  node_id: str = "gateway", clock: Clock = utc_now, batch_max: int = 64,
                  accepting: Callable[[], bool] = lambda: True,
                  on_commit: Callable[[int], None] = lambda rows: None,
-                 strict_check: Callable[[str], Sequence[InboundError]] | None = None) -> None:
+                 strict_check: Callable[[str], Sequence[InboundError]] | None = None,
+                 message_time_budget: float | None = 10.0,
+                 max_resources: int | None = 5_000) -> None:
         self.store = store
         self.network = network
         self.key = pseudonym_key
@@ -67,6 +73,14 @@ class IngestService:
         self.accepting = accepting
         self.on_commit = on_commit
         self.strict_check = strict_check
+        # seconds one message may spend in mapping before it is abandoned (AE, stored as an
+        # error): the writer thread serves every sender, so no message may hold it longer
+        self.message_time_budget = message_time_budget
+        # messages abandoned at a budget, by budget ("time", "resources"): /admin/counters
+        self.over_budget: Counter[str] = Counter()
+        # resources one message may write: the store write (~0.1–0.3 ms each) happens on the
+        # writer thread too, and the time budget covers only the mapping
+        self.max_resources = max_resources
         # meta.source names this node, not the site: resources shared by sites (a
         # ResearchStudy, a Patient known by codice fiscale) must not flip with every sender.
         self.source = f"urn:plagencell:node:{node_id}"
@@ -105,9 +119,30 @@ class IngestService:
         def done(outcome: Outcome) -> None:
             loop.call_soon_threadsafe(_resolve, future, outcome)
 
+        checked = await asyncio.to_thread(self._precheck, raw) if self._any_strict() else None
         self.start()
-        self._queue.put(Job(raw, transport, done, replay_of))
+        self._queue.put(Job(raw, transport, done, replay_of, checked))
         return await future
+
+    def _any_strict(self) -> bool:
+        return self.strict_check is not None and any(
+            site.strict_validation for site in self.network.sites.values())
+
+    def _precheck(self, raw: bytes) -> Sequence[InboundError] | None:
+        """Strict validation (hl7apy: ~10 ms per segment) on a worker thread, before the
+        message reaches the writer: a large message on a strict site must not hold the
+        writer that every sender waits on. None: not a strict site's message (or not
+        readable: the writer answers that)."""
+        try:
+            site = self.network.site_for(parse(raw).sending_facility)
+        except ParseError:
+            return None
+        if site is None or not site.strict_validation:
+            return None
+        try:
+            return self._strict(site, raw)
+        except Exception:  # noqa: BLE001 - the writer checks again and answers what it finds
+            return None
 
     def process_now(self, raw: bytes, transport: str = "file") -> Outcome:
         """Synchronous variant for command-line tools (no writer thread needed)."""
@@ -154,9 +189,26 @@ class IngestService:
                     stop = True
                     break
                 batch.append(nxt)
-            self._run_batch(batch)
+            self._run_batch_or_refuse(batch)
             if stop:
                 return
+
+    def _run_batch_or_refuse(self, batch: list[Job]) -> None:
+        """The writer thread must outlive any batch: a failure outside the transaction (a
+        commit hook, an answer callback) is answered "resend later" to whoever still waits
+        (a resend of a stored message gets its stored answer)."""
+        try:
+            self._run_batch(batch)
+        except Exception as exc:  # noqa: BLE001 - the one writer serves every sender
+            log.error("ingest writer: a group of %d failed outside its transaction (%s)",
+                      len(batch), type(exc).__name__)
+            for job in batch:
+                try:
+                    outcome = self._store_failure(job, exc)
+                except Exception:  # noqa: BLE001 - not even its MSH is usable: a bare AE
+                    outcome = self._store_failure(Job(b"", job.transport, job.done), exc)
+                with contextlib.suppress(Exception):
+                    job.done(outcome)
 
     def _run_batch(self, batch: list[Job]) -> None:
         outcomes: list[Outcome] = []
@@ -196,13 +248,14 @@ class IngestService:
                                  segment="MSH", field=10)
             return Outcome("refused", "AE", self._acks(msg, [refusal], retriable=True))
         try:
-            errors = self._strict(site, job.raw)
+            errors = job.checked if job.checked is not None else self._strict(site, job.raw)
             if errors:
                 raise errors[0]
             if site.adapter:
                 msg = parse(hooks.before_mapping(site, job.raw))
             result = map_message(msg, site, pseudonym_key=self.key, received=received,
-                                 studies=self.network.studies, lookup_link=lookup)
+                                 studies=self.network.studies, lookup_link=lookup,
+                                 checkpoint=self._budget(), max_resources=self.max_resources)
             if site.adapter:
                 result.resources = hooks.after_mapping(site, result.resources)
             mapped = Mapped(job, msg, site, result, received)
@@ -219,6 +272,22 @@ class IngestService:
             log.warning("message %s from site %s not stored: %s", self._logged(msg, site),
                         site.id, exc)
             return self._store_failure(job, exc)
+
+    def _budget(self) -> Callable[[], None]:
+        """The mapping's checkpoint: raises ``BudgetExceeded`` once the message has spent
+        ``message_time_budget`` seconds (from now) in mapping."""
+        budget = self.message_time_budget
+        if budget is None:
+            return lambda: None
+        deadline = time.monotonic() + budget
+
+        def checkpoint() -> None:
+            if time.monotonic() > deadline:
+                raise BudgetExceeded(
+                    f"the message took more than the {budget:g} s mapping time budget and "
+                    "was not mapped; split it into smaller messages (stored for replay)",
+                    budget="time", segment="MSH", field=10)
+        return checkpoint
 
     def _strict(self, site: Site, raw: bytes) -> Sequence[InboundError]:
         if not site.strict_validation or self.strict_check is None:
@@ -281,6 +350,9 @@ class IngestService:
               exc: InboundError, received: str) -> Outcome:
         log.warning("message %s from site %s not mapped: %s", self._logged(msg, site), site.id,
                     exc)
+        budget = getattr(exc, "budget", None)
+        if budget is not None:
+            self.over_budget[budget] += 1
         responses = self._acks(msg, [exc])
         status = "rejected" if exc.ack_code == "AR" else "error"
         record = self._record(job, msg, site, status, responses, received, error=str(exc))

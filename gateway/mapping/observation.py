@@ -265,12 +265,15 @@ def code_as_sent(obx: Segment, hit: str | None = None) -> str:
 def observation_id(ctx: MappingContext, order: Order, obx: Segment,
                    hit: str | None = None) -> str:
     """Deterministic id from the source's identity (order, OBX-3 as sent, OBX-4 sub-id);
-    a repeated (order, code, sub-id) in one message gets an ordinal."""
+    a repeated (order, code, sub-id) in one message gets an ordinal (2, 3, … in message
+    order), counted in ``ctx.ordinals``: constant time per OBX."""
     key = (order.key, code_as_sent(obx, hit), plain(obx, 4))
-    rid = ctx.rid("Observation", *key)
-    n = 1
-    while ("Observation", rid) in ctx.resources:
+    n = ctx.ordinals.get(key, 0) + 1
+    ctx.ordinals[key] = n
+    rid = ctx.rid("Observation", *key) if n == 1 else ctx.rid("Observation", *key, str(n))
+    while ("Observation", rid) in ctx.resources:  # only if an ordinal id met another key's
         n += 1
+        ctx.ordinals[key] = n
         rid = ctx.rid("Observation", *key, str(n))
     return rid
 

@@ -139,7 +139,8 @@ def import_export(store: Store, network: Network, site_id: str, data: bytes, fil
     except ExportFileError as exc:
         report.error = exc.message
         return _save_rejected(store, site, data, report, received)
-    report.layout, report.rows = table.layout, len(table.rows)
+    report.layout, report.rows = table.layout, len(table.rows) + len(table.unreadable)
+    report.rejected.extend(table.unreadable)
     if on_rows:
         on_rows(report.rows)
     rows = validate_rows(table, site, network, report, progress)
