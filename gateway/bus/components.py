@@ -50,7 +50,7 @@ def make_relay(settings: BusSettings, store: Store, bus: Bus) -> OutboxRelay:
                        batch_size=settings.relay_batch_size,
                        max_backoff=settings.relay_max_backoff, outbox_max=settings.outbox_max,
                        retention_days=settings.outbox_retention_days,
-                       topics=HUB_RESOURCE_TYPES)
+                       topics=(*HUB_RESOURCE_TYPES, "Group"))  # + the hub's cohorts
 
 
 def make_projector(settings: BusSettings, store: Store, bus: Bus) -> HubProjector:
