@@ -37,6 +37,9 @@ class Settings(BaseModel):
     # ingest
     pseudonym_key_file: Path | None = None
     batch_max: int = Field(default=64, description="messages per group commit, at most")
+    # Bulk Data $export (gateway.export)
+    export_retention_hours: float = 24.0
+    export_max_active: int = 2
     # Kafka, topics, outbox bound, node id: gateway.bus.settings
     bus: BusSettings = Field(default_factory=BusSettings)
 
@@ -68,6 +71,10 @@ _FLAGS: list[tuple[str, str, type, str]] = [
     ("--idle-timeout", "idle_timeout", float, "seconds before an idle MLLP connection closes"),
     ("--pseudonym-key-file", "pseudonym_key_file", Path,
      "HMAC key file for pseudonyms (default: generated in the data dir)"),
+    ("--export-retention-hours", "export_retention_hours", float,
+     "hours a finished $export (manifest and files) is kept (default 24)"),
+    ("--export-max-active", "export_max_active", int,
+     "$export jobs running at once; more get 429 (default 2)"),
 ]
 
 

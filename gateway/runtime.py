@@ -31,10 +31,12 @@ from gateway.adapters.terminology import capability_entries, terminology_router
 from gateway.api.admin import admin_router, bus_admin_router
 from gateway.api.app import create_app
 from gateway.api.fhir import fhir_router, install_fhir_errors
+from gateway.api.fhir.export import export_router
 from gateway.api.ingest import hl7v2_router
 from gateway.bus import start_bus_components
 from gateway.config import Settings
 from gateway.errors import ConfigError
+from gateway.export.manager import ExportManager
 from gateway.hl7 import ack as acks
 from gateway.hl7 import batch
 from gateway.hl7.check import inbound_errors
@@ -83,6 +85,7 @@ class Gateway:
     mllp: MllpServer | None = None
     http: uvicorn.Server | None = None
     bus: Any = None
+    exports: ExportManager | None = None
     extras: list[Any] = field(default_factory=list)
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -114,6 +117,11 @@ class Gateway:
             on_commit=getattr(self.bus, "notify", lambda rows: None),
             strict_check=inbound_errors)
         self.service.start()
+        if s.role != "edge":
+            self.exports = ExportManager(
+                self.store, s.data_dir, network_key=key,
+                retention_hours=s.export_retention_hours, max_active=s.export_max_active)
+            await asyncio.to_thread(self.exports.start)
         await self._start_http()
         if s.role != "hub":
             await self._start_mllp()
@@ -140,8 +148,10 @@ class Gateway:
         if self.bus is not None:
             routers.append(bus_admin_router(self.bus))
         if self.settings.role != "edge":
-            # the terminology routes come before the FHIR API's generic /fhir/{type}/{id}
-            routers += [terminology_router(self.network),
+            assert self.exports is not None
+            # the terminology and export routes come before the FHIR API's generic
+            # /fhir/{type}/{id}
+            routers += [export_router(self.exports), terminology_router(self.network),
                         fhir_router(self.store, origin=self.settings.node_id,
                                     capability_resources=capability_entries())]
         return routers
@@ -204,6 +214,8 @@ class Gateway:
                 task.cancel()
             with contextlib.suppress(Exception, asyncio.CancelledError):
                 await asyncio.wait_for(task, 10)
+        if self.exports is not None:
+            await asyncio.to_thread(self.exports.stop)
         if self.service is not None:
             await asyncio.to_thread(self.service.stop)
         if self.bus is not None:
