@@ -39,7 +39,7 @@ COMPARTMENT = {"Observation": ("subject", "patient", "performer"),
 class Scope:
     """Which rows of a type an export takes."""
 
-    until: str  # transactionTime: nothing modified after it
+    until: str | None = None  # transactionTime: nothing modified after it
     since: str | None = None
     patients: Sequence[str] | None = None  # None: every patient (system level)
     compartment: bool = False  # only resources in some patient's compartment
@@ -63,11 +63,30 @@ def stream_pages(store: SqlStore, resource_type: str, scope: Scope, *,
         after = rows[-1].res_id
 
 
+def compartment_page(store: SqlStore, types: Sequence[str], scope: Scope, *,
+                     after: tuple[int, str] | None, count: int
+                     ) -> tuple[list[tuple[str, bytes]], tuple[int, str] | None]:
+    """One page of a patient compartment over several types, in type then id order:
+    (type, stored JSON) rows and the position after the last one (None: nothing more)."""
+    index, last = after or (0, "")
+    rows: list[tuple[str, bytes]] = []
+    with store.engine.connect() as conn:
+        while index < len(types) and len(rows) < count:
+            query = _query(types[index], scope).where(_r.res_id > last)
+            found = conn.execute(query.limit(count - len(rows))).all()
+            rows.extend((types[index], bytes(row.content)) for row in found)
+            if len(rows) < count:
+                index, last = index + 1, ""
+            else:
+                last = found[-1].res_id
+    return rows, (index, last) if index < len(types) else None
+
+
 def _query(rtype: str, scope: Scope) -> Any:
     query = (select(_r.res_id, _r.content)
-             .where(_r.res_type == rtype, _r.deleted.is_(False),
-                    _r.last_updated <= normalise_instant(scope.until))
-             .order_by(_r.res_id))
+             .where(_r.res_type == rtype, _r.deleted.is_(False)).order_by(_r.res_id))
+    if scope.until is not None:
+        query = query.where(_r.last_updated <= normalise_instant(scope.until))
     if scope.since is not None:
         query = query.where(_r.last_updated >= normalise_instant(scope.since))
     if scope.provenance_of and rtype == "Provenance":

@@ -20,6 +20,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.api.fhir import fhir_router, install_fhir_errors
 from gateway.api.fhir.export import export_router
+from gateway.api.fhir.operations import operations_router
 from gateway.export.manager import ExportManager
 from gateway.security.principal import EXPORT, Principal
 from gateway.store.sql import SqlStore
@@ -66,6 +67,7 @@ def export_server(store: SqlStore, data_dir: Path, **options: Any) -> Iterator[E
     manager.start()
     app = FastAPI()
     app.include_router(export_router(manager))
+    app.include_router(operations_router(store))
     app.include_router(fhir_router(store))
     install_fhir_errors(app)
     app.add_middleware(GZipMiddleware, minimum_size=1000)
@@ -96,9 +98,11 @@ def patient(id: str) -> dict[str, Any]:
             "identifier": [{"system": "urn:plagencell:pseudonym:v1", "value": f"pn-{id}"}]}
 
 
-def observation(id: str, patient_id: str, code: str = "26464-8") -> dict[str, Any]:
+def observation(id: str, patient_id: str, code: str = "26464-8",
+                effective: str = "2026-11-01T10:00:00Z") -> dict[str, Any]:
     return {"resourceType": "Observation", "id": id, "status": "final",
             "code": {"coding": [{"system": "http://loinc.org", "code": code}]},
+            "effectiveDateTime": effective,
             "subject": {"reference": f"Patient/{patient_id}"},
             "valueQuantity": {"value": 4.5, "unit": "10*9/L"}}
 
