@@ -50,11 +50,18 @@ class Peak(threading.Thread):
     def __init__(self) -> None:
         super().__init__(daemon=True)
         self.peak = rss_mb()
+        self.samples: list[float] = []
         self.done = threading.Event()
 
     def run(self) -> None:
         while not self.done.wait(0.02):
-            self.peak = max(self.peak, rss_mb())
+            self.samples.append(rss_mb())
+            self.peak = max(self.peak, self.samples[-1])
+
+    def quartiles(self) -> str:
+        """RSS at a quarter, half and three quarters of the run: flat, or growing?"""
+        n = len(self.samples)
+        return ", ".join(f"{self.samples[n * q // 4]:.0f}" for q in (1, 2, 3)) if n else "-"
 
 
 def export(store: SqlStore, folder: Path, n: int) -> None:
@@ -77,7 +84,9 @@ def export(store: SqlStore, folder: Path, n: int) -> None:
     size = sum(p.stat().st_size for p in (folder / "exports" / job).iterdir())
     print(f"export {count} Observations in {elapsed:.1f} s = {count / elapsed:,.0f} "
           f"resources/s ({size / 2**20:.0f} MB NDJSON)")
-    print(f"RSS MB: start {start_rss:.0f}, peak {sampler.peak:.0f}, end {rss_mb():.0f}")
+    print(f"RSS MB: start {start_rss:.0f}, at 1/4, 1/2, 3/4 of the run "
+          f"{sampler.quartiles()}, peak {sampler.peak:.0f}, end {rss_mb():.0f} (SQLite's page "
+          "cache, cache_size 32 MB per connection, is part of it)")
     assert count == n, (count, n)
     manager.stop()
 

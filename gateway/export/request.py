@@ -173,7 +173,8 @@ def _listed(given: list[str], name: str, allowed: Sequence[str]) -> list[str]:
 
 
 def _pseudonymize(kind: str, given: list[str]) -> str | None:
-    (value,) = _listed(given, "pseudonymize", PSEUDONYMIZE) or [None]
+    values = _listed(given, "pseudonymize", PSEUDONYMIZE)
+    value = values[0] if values else None
     if value is not None and kind != "group":
         raise ExportRequestError("pseudonymize", "pseudonymize=study applies to a study's "
                                  "export: GET /fhir/Group/{id}/$export")
