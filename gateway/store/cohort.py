@@ -60,7 +60,10 @@ def refresh_cohorts(tx: SqlTransaction) -> int:
     keys, tx.cohort_keys = tx.cohort_keys, set()
     studies = sorted({study for key in keys for study in _studies_of(tx, key)})
     changed = 0
-    for study in studies:
+    for study in studies:  # in order: two writers take the locks in the same order
+        # before reading the members: a concurrent writer of the same study commits
+        # first, and its subjects are then seen here (PostgreSQL, read committed)
+        tx.lock_key(f"Group/{group_id(study)}")
         group = cohort_group(study, _study(tx, study), _subjects(tx, study))
         if group is None:
             continue

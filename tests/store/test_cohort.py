@@ -108,3 +108,22 @@ def test_an_edge_store_keeps_no_cohorts(database_url: str) -> None:
         assert edge.read("Group", group_id("s1")) is None
     finally:
         edge.close()
+
+
+def test_concurrent_enrolments_in_one_study_all_reach_the_cohort(store: SqlStore) -> None:
+    import threading
+
+    with store.transaction() as tx:
+        tx.put(STUDY)
+    start = threading.Barrier(4)
+
+    def enrol(n: int) -> None:
+        start.wait()
+        store.retrying(lambda tx: tx.put(subject(f"r{n}", f"p{n}", "on-study")))
+
+    threads = [threading.Thread(target=enrol, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert set(members(store)) == {f"Patient/p{n}" for n in range(4)}
