@@ -21,7 +21,7 @@ import os
 import shutil
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,9 @@ from gateway.store.sql import SqlStore
 
 log = logging.getLogger(__name__)
 SWEEP_EVERY = 60.0  # s between two looks for expired jobs
+# the caller's data restriction, from the principal recorded in the job and a resource type,
+# as a function that narrows a ``gateway.store.exports`` query (None: unrestricted)
+Restriction = Callable[[dict[str, Any], str], Callable[[Any], Any] | None]
 
 
 class TooManyExports(Exception):
@@ -44,7 +47,8 @@ class TooManyExports(Exception):
 class ExportManager:
     def __init__(self, store: SqlStore, data_dir: Path, *, network_key: bytes = b"",
                  retention_hours: float = 24.0, max_active: int = 2,
-                 requires_access_token: bool = False, page: int = 2000) -> None:
+                 requires_access_token: bool = False, page: int = 2000,
+                 restriction: Restriction | None = None) -> None:
         self.store = store
         self.jobs = ExportJobs(store)
         self.directory = data_dir / "exports"
@@ -53,6 +57,7 @@ class ExportManager:
         self.max_active = max_active
         self.requires_access_token = requires_access_token
         self.page = page
+        self.restriction = restriction
         self._lock = threading.Lock()
         self._cancel: dict[str, threading.Event] = {}
         self._threads: dict[str, threading.Thread] = {}
@@ -117,6 +122,10 @@ class ExportManager:
             event.set()
         self._remove_files(id)
         self.jobs.remove(id)
+
+    def running(self) -> int:
+        """Jobs whose thread is still at work in this process."""
+        return len(self._threads)
 
     def file(self, id: str, name: str) -> Path | None:
         path = self.directory / id / name
@@ -194,7 +203,11 @@ class ExportManager:
         scope = Scope(until=job["transaction_time"], since=params.get("since"),
                       patients=params.get("patients"), compartment=job["kind"] != "system",
                       provenance_of=[t for t in params["types"] if t != "Provenance"]
-                      if associated else ())
+                      if associated else (),
+                      latest_provenance=bool(associated) and "RelevantProvenanceResources"
+                      not in params.get("associated", ()),
+                      restriction=self.restriction(job["principal"], rtype)
+                      if self.restriction is not None else None)
         filters = params.get("type_filters", {}).get(rtype)
         if filters:
             return filtered_pages(self.store, rtype, filters, scope, self.page)

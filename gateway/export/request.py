@@ -21,7 +21,7 @@ from gateway.store.search import params as registry
 from gateway.store.search.plan import make_plan
 
 OUTPUT_FORMATS = ("application/fhir+ndjson", "application/ndjson", "ndjson")
-ASSOCIATED = ("RelevantProvenanceResources",)
+ASSOCIATED = ("LatestProvenanceResources", "RelevantProvenanceResources")
 PSEUDONYMIZE = ("study",)
 PATIENT_TYPES = ("Patient", *sorted(COMPARTMENT))
 PARAMETERS = ("_outputFormat", "_since", "_type", "_typeFilter", "includeAssociatedData",

@@ -44,6 +44,7 @@ class Scope:
     patients: Sequence[str] | None = None  # None: every patient (system level)
     compartment: bool = False  # only resources in some patient's compartment
     provenance_of: Sequence[str] = ()  # Provenance: only those targeting these types
+    latest_provenance: bool = False  # … and only the newest one of each target
     restriction: Callable[[Any], Any] | None = None
 
 
@@ -118,7 +119,21 @@ def _provenance_ids(scope: Scope) -> Any:
         targets = [select(_r.res_id).where(_r.res_type == t, _in_compartment(t, scope.patients))
                    for t in scope.provenance_of]
         query = query.where(_ref.target_id.in_(targets[0].union_all(*targets[1:])))
+    if scope.latest_provenance:
+        query = _newest_per_target(query)
     return query
+
+
+def _newest_per_target(query: Any) -> Any:
+    """Of the Provenance ``query`` selects, the newest (``meta.lastUpdated``, then id) of
+    each target."""
+    p = s.resource.alias("provenance")
+    ranked = (query.add_columns(func.row_number().over(
+        partition_by=(_ref.target_type, _ref.target_id),
+        order_by=(p.c.last_updated.desc(), _ref.res_id.desc())).label("rank"))
+        .join(p, (p.c.res_type == "Provenance") & (p.c.res_id == _ref.res_id)
+              & p.c.deleted.is_(False))).subquery()
+    return select(ranked.c.res_id).where(ranked.c.rank == 1)
 
 
 # -- jobs ----------------------------------------------------------------------------------

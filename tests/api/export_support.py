@@ -34,6 +34,8 @@ CLIENTS = {
     "patients-only": Principal("patients-only", frozenset({EXPORT, "system/Patient.rs"})),
     "restricted": Principal("restricted", frozenset({EXPORT, "system/*.rs"}),
                             studies=frozenset({"s1"})),
+    "study-recipient": Principal("study-recipient", frozenset({EXPORT, "system/*.rs"}),
+                                 extra={"pseudonymize": "study"}),
 }
 
 

@@ -117,15 +117,24 @@ def test_a_group_export_takes_only_the_cohort_and_its_provenance_when_asked(
         tx.put({"resourceType": "Provenance", "id": "prov-o2", "recorded":
                 "2026-11-27T10:00:00Z", "target": [{"reference": "Observation/o2"}],
                 "agent": [{"who": {"display": "lab"}}]})
+    time.sleep(0.01)
+    with loaded.transaction() as tx:  # a later message about o0
+        tx.put({"resourceType": "Provenance", "id": "prov-o0-later", "recorded":
+                "2026-11-28T10:00:00Z", "target": [{"reference": "Observation/o0"}],
+                "agent": [{"who": {"display": "lab"}}]})
+    cohort = f"/Group/{group_id('s1')}/$export"
     with server.client() as http:
-        manifest = run_export(http, f"/Group/{group_id('s1')}/$export",
-                              _type="Patient,Observation",
+        manifest = run_export(http, cohort, _type="Patient,Observation",
                               includeAssociatedData="RelevantProvenanceResources")
         files = download(http, manifest)
+        latest = download(http, run_export(http, cohort, _type="Observation",
+                                           includeAssociatedData="LatestProvenanceResources"))
     assert {p["id"] for p in files["Patient"]} == {"p0", "p1"}
     assert {o["subject"]["reference"] for o in files["Observation"]} == {"Patient/p0",
                                                                         "Patient/p1"}
-    assert [p["id"] for p in files["Provenance"]] == ["prov-o0"]  # o2 is p2's
+    # o2 is p2's: not in the cohort
+    assert [p["id"] for p in files["Provenance"]] == ["prov-o0", "prov-o0-later"]
+    assert [p["id"] for p in latest["Provenance"]] == ["prov-o0-later"]
 
 
 def test_per_study_pseudonyms_are_stable_within_a_study_and_differ_across_studies(
@@ -145,6 +154,16 @@ def test_per_study_pseudonyms_are_stable_within_a_study_and_differ_across_studie
         f"Patient/{i}" for i in ids}
     (p1_in_s2,) = [p["id"] for p in other["Patient"]]
     assert p1_in_s2 not in ids
+
+
+def test_a_client_registered_for_study_pseudonyms_always_gets_them(
+        server: ExportServer) -> None:
+    with server.client("study-recipient") as http:
+        assert http.get("/$export").status_code == 403
+        assert http.get("/Patient/$export").status_code == 403
+        manifest = run_export(http, f"/Group/{group_id('s1')}/$export", _type="Patient")
+        ids = {p["id"] for p in download(http, manifest)["Patient"]}
+    assert len(ids) == 2 and not ids & {"p0", "p1"}
 
 
 @pytest.mark.parametrize(("path", "params", "headers", "status", "parameter"), [
@@ -211,6 +230,25 @@ def test_delete_cancels_and_removes_the_files(server: ExportServer, tmp_path: Pa
         assert http.get(manifest["output"][0]["url"]).status_code == 404
     job = status_url.rsplit("/", 1)[1]
     assert not (tmp_path / "exports" / job).exists()
+
+
+def test_delete_stops_a_running_export_and_removes_what_it_wrote(
+        loaded: SqlStore, tmp_path: Path) -> None:
+    loaded.bulk_put([observation(f"x{n:05d}", "p1") for n in range(3000)])
+    with export_server(loaded, tmp_path, page=1) as server, server.client() as http:
+        kick = http.get("/$export", params={"_type": "Observation"})
+        status_url = kick.headers["Content-Location"]
+        job = status_url.rsplit("/", 1)[1]
+        running = http.get(status_url)
+        assert running.status_code == 202 and running.headers["X-Progress"]
+        assert http.delete(status_url).status_code == 202
+        assert http.get(status_url).status_code == 404
+        deadline = time.monotonic() + 10
+        while server.manager.running() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert server.manager.running() == 0  # the worker stopped
+        assert not (tmp_path / "exports" / job).exists()
+        assert server.manager.jobs.ids() == []
 
 
 def test_too_many_concurrent_exports_get_429_with_retry_after(loaded: SqlStore,

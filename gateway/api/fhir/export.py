@@ -83,7 +83,7 @@ async def _kick_off(manager: ExportManager, request: Request, kind: str,
     if "respond-async" not in (request.headers.get("prefer") or ""):
         raise FhirError.of("invalid", "$export runs asynchronously: send the header "
                            "'Prefer: respond-async'", status=400, expression=["Prefer"])
-    principal = _exporter(request)
+    principal = _exporter(request, manager)
     pairs = (pairs_of_parameters(await read_json(request)) if request.method == "POST"
              else list(request.query_params.multi_items()))
     try:
@@ -91,6 +91,7 @@ async def _kick_off(manager: ExportManager, request: Request, kind: str,
     except ExportRequestError as exc:
         raise FhirError.of("invalid", str(exc), expression=[exc.parameter]) from exc
     _check_types(wanted, principal)
+    _client_pseudonyms(wanted, principal)
     patients, study = (await run_in_threadpool(_cohort, manager, group_id, wanted)
                        if group_id is not None else (None, None))
     base = f"{str(request.base_url).rstrip('/')}/fhir"
@@ -108,12 +109,12 @@ async def _kick_off(manager: ExportManager, request: Request, kind: str,
                          {"Content-Location": f"{base}/$export-poll/{job}"})
 
 
-def _exporter(request: Request) -> Principal:
+def _exporter(request: Request, manager: ExportManager) -> Principal:
     principal = principal_of(request)
     if not principal.has(EXPORT):
         raise FhirError.of("forbidden", "Bulk Data export needs the scope "
                            f"{EXPORT}", status=403)
-    if principal.restricted:
+    if principal.restricted and manager.restriction is None:
         raise FhirError.of("forbidden", "this client is restricted to some studies or sites; "
                            "restricted exports are not available yet", status=403)
     return principal
@@ -128,6 +129,17 @@ def _check_types(wanted: ExportRequest, principal: Principal) -> None:
     if not wanted.types:
         raise FhirError.of("forbidden", "this client may read none of the exported types",
                            status=403)
+
+
+def _client_pseudonyms(wanted: ExportRequest, principal: Principal) -> None:
+    """A client registered for per-study pseudonyms (``pseudonymize: study`` in its
+    registration, ``Principal.extra``) gets them on every export, and only study exports."""
+    if principal.extra.get("pseudonymize") != "study":
+        return
+    if wanted.kind != "group":
+        raise FhirError.of("forbidden", "this client receives study exports with per-study "
+                           "pseudonyms only: GET /fhir/Group/{id}/$export", status=403)
+    wanted.pseudonymize = "study"
 
 
 def _cohort(manager: ExportManager, group_id: str, wanted: ExportRequest
