@@ -39,6 +39,9 @@ log = logging.getLogger(__name__)
 
 HUB_RESOURCE_TYPES = ("Organization", "Patient", "ResearchStudy", "ResearchSubject",
                       "Specimen", "Observation", "Provenance")
+# what the relay publishes: also the hub's study cohorts (``gateway.store.cohort``), which
+# are never projected (every hub store derives its own from the subjects it holds)
+RELAYED_TYPES = (*HUB_RESOURCE_TYPES, "Group")
 
 
 def apply_delivery(tx: Transaction, record: Delivery) -> bool:

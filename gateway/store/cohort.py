@@ -45,7 +45,8 @@ ENROLLED_CODE = {"coding": [{"system": COHORT_SYSTEM, "code": "enrolled-in-study
 ACTIVE = frozenset({"on-study", "on-study-intervention", "on-study-observation",
                     "follow-up", "pending-on-study"})
 ENDED = frozenset({"off-study", "withdrawn"})
-HEADERS = {"site": "network", "derived-from": "ResearchSubject"}
+HEADERS = {"derived-from": "ResearchSubject"}  # bus headers of a cohort change
+SOURCE = "urn:plagencell:cohort"  # meta.source: derived by the hub, not sent by a site
 
 _r, _v, _ref = s.resource.c, s.resource_version.c, s.idx_reference.c
 
@@ -67,7 +68,7 @@ def refresh_cohorts(tx: SqlTransaction) -> int:
         group = cohort_group(study, _study(tx, study), _subjects(tx, study))
         if group is None:
             continue
-        changed += tx.put_resource(group, headers=HEADERS).changed
+        changed += tx.put_resource(group, source=SOURCE, headers=HEADERS).changed
     return changed
 
 

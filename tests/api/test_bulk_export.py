@@ -192,6 +192,19 @@ def test_bad_kick_offs_get_a_precise_outcome_and_start_nothing(
     assert server.manager.jobs.ids() == []
 
 
+def test_a_post_kick_off_without_parameters_is_refused_naming_the_body(
+        server: ExportServer) -> None:
+    with server.client() as http:
+        answer = http.post("/$export", json={"resourceType": "Patient"})
+        bad_value = http.post("/$export", json={"resourceType": "Parameters", "parameter": [
+            {"name": "_type", "valueQuantity": {"value": 1}}]})
+    assert answer.status_code == 400
+    assert answer.json()["issue"][0]["expression"] == ["resourceType"]
+    assert bad_value.status_code == 400
+    assert bad_value.json()["issue"][0]["expression"] == ["_type"]
+    assert server.manager.jobs.ids() == []
+
+
 def test_callers_without_the_export_scope_or_read_rights_are_refused(
         server: ExportServer) -> None:
     for who, params, status in (("reader", {}, 403), ("restricted", {}, 403),

@@ -22,6 +22,7 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import FileResponse, Response
 
+from gateway.errors import Gone
 from gateway.export.manager import ExportManager, TooManyExports
 from gateway.export.request import (
     ExportRequest,
@@ -84,9 +85,10 @@ async def _kick_off(manager: ExportManager, request: Request, kind: str,
         raise FhirError.of("invalid", "$export runs asynchronously: send the header "
                            "'Prefer: respond-async'", status=400, expression=["Prefer"])
     principal = _exporter(request, manager)
-    pairs = (pairs_of_parameters(await read_json(request)) if request.method == "POST"
-             else list(request.query_params.multi_items()))
+    body = await read_json(request) if request.method == "POST" else None
     try:
+        pairs = (pairs_of_parameters(body) if body is not None
+                 else list(request.query_params.multi_items()))
         wanted = read_request(kind, pairs, group_id)
     except ExportRequestError as exc:
         raise FhirError.of("invalid", str(exc), expression=[exc.parameter]) from exc
@@ -147,7 +149,7 @@ def _cohort(manager: ExportManager, group_id: str, wanted: ExportRequest
     """The Group's member Patient ids and the study it is the cohort of."""
     try:
         group = manager.store.read("Group", group_id)
-    except Exception:  # noqa: BLE001 - Gone: a deleted Group is not there either
+    except Gone:  # a deleted Group is not there either
         group = None
     if group is None:
         raise FhirError.of("not-found", f"Group/{group_id} is not known", status=404)
