@@ -175,7 +175,7 @@ class ExportManager:
                                 "url": f"{params['base']}/$export-file/{job['id']}/"
                                        f"{rtype}.ndjson"})
         return {"transactionTime": job["transaction_time"], "request": job["request"],
-                "requiresAccessToken": self.requires_access_token, "output": outputs,
+                "requiresAccessToken": self._requires_token(job), "output": outputs,
                 "error": []}
 
     def _write_type(self, job: dict[str, Any], rtype: str, path: Path,
@@ -213,6 +213,11 @@ class ExportManager:
         if filters:
             return filtered_pages(self.store, rtype, filters, scope, self.page)
         return stream_pages(self.store, rtype, scope, page=self.page)
+
+    def _requires_token(self, job: dict[str, Any]) -> bool:
+        """True when authentication is configured: the gateway says so, or the job was
+        asked for by an authenticated client (the files are served to it alone)."""
+        return self.requires_access_token or not job["principal"].get("anonymous", False)
 
     # -- expiry ----------------------------------------------------------------------------
 

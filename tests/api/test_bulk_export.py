@@ -67,13 +67,19 @@ def test_a_system_export_is_kicked_off_polled_and_downloaded(server: ExportServe
     with server.client() as http:
         manifest = run_export(http, "/$export", _type="Patient,Observation")
         files = download(http, manifest)
-    assert manifest["requiresAccessToken"] is False and manifest["error"] == []
+    assert manifest["requiresAccessToken"] is True and manifest["error"] == []
     assert str(manifest["request"]).endswith("/fhir/$export?_type=Patient%2CObservation")
     assert manifest["transactionTime"]
     assert {k: len(v) for k, v in files.items()} == {"Patient": 6, "Observation": 30}
     assert {o["id"] for o in files["Observation"]} == {f"o{n}" for n in range(30)}
     written = list((tmp_path / "exports").rglob("*.ndjson"))
     assert written and all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in written)
+
+
+def test_an_anonymous_loopback_export_needs_no_access_token(server: ExportServer) -> None:
+    with server.client("") as http:
+        manifest = run_export(http, "/$export", _type="Patient")
+    assert manifest["requiresAccessToken"] is False
 
 
 def test_a_download_is_gzipped_when_the_client_accepts_it(server: ExportServer) -> None:
