@@ -64,7 +64,7 @@ class Peak(threading.Thread):
         return ", ".join(f"{self.samples[n * q // 4]:.0f}" for q in (1, 2, 3)) if n else "-"
 
 
-def export(store: SqlStore, folder: Path, n: int) -> None:
+def export(store: SqlStore, folder: Path, n: int, note: str = "") -> None:
     manager = ExportManager(store, folder)
     manager.start()
     request = read_request("system", [("_type", "Observation")])
@@ -85,8 +85,7 @@ def export(store: SqlStore, folder: Path, n: int) -> None:
     print(f"export {count} Observations in {elapsed:.1f} s = {count / elapsed:,.0f} "
           f"resources/s ({size / 2**20:.0f} MB NDJSON)")
     print(f"RSS MB: start {start_rss:.0f}, at 1/4, 1/2, 3/4 of the run "
-          f"{sampler.quartiles()}, peak {sampler.peak:.0f}, end {rss_mb():.0f} (SQLite's page "
-          "cache, cache_size 32 MB per connection, is part of it)")
+          f"{sampler.quartiles()}, peak {sampler.peak:.0f}, end {rss_mb():.0f}{note}")
     assert count == n, (count, n)
     manager.stop()
 
@@ -124,7 +123,9 @@ def main() -> None:
         store.migrate()
         load(store, args.n)
         print(f"{args.db}: {args.n} Observations loaded")
-        export(store, folder, args.n)
+        note = (" (SQLite's page cache, cache_size 32 MB per connection, is part of it)"
+                if args.db == "sqlite" else "")
+        export(store, folder, args.n, note)
     finally:
         store.close()
         if name:
