@@ -32,7 +32,7 @@ from gateway.api.admin import admin_router, bus_admin_router
 from gateway.api.app import create_app
 from gateway.api.fhir import fhir_router, install_fhir_errors
 from gateway.api.fhir.export import export_router
-from gateway.api.fhir.operations import operations_router
+from gateway.api.fhir.operations import capability_operations, operations_router
 from gateway.api.ingest import hl7v2_router
 from gateway.bus import start_bus_components
 from gateway.config import Settings
@@ -155,7 +155,8 @@ class Gateway:
             routers += [export_router(self.exports), operations_router(self.store),
                         terminology_router(self.network),
                         fhir_router(self.store, origin=self.settings.node_id,
-                                    capability_resources=capability_entries())]
+                                    capability_resources=capability_entries(),
+                                    capability_operations=capability_operations())]
         return routers
 
     def _start_file_sources(self) -> None:

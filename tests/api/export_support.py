@@ -20,7 +20,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.api.fhir import fhir_router, install_fhir_errors
 from gateway.api.fhir.export import export_router
-from gateway.api.fhir.operations import operations_router
+from gateway.api.fhir.operations import capability_operations, operations_router
 from gateway.export.manager import ExportManager
 from gateway.security.principal import EXPORT, Principal
 from gateway.store.sql import SqlStore
@@ -70,7 +70,7 @@ def export_server(store: SqlStore, data_dir: Path, **options: Any) -> Iterator[E
     app = FastAPI()
     app.include_router(export_router(manager))
     app.include_router(operations_router(store))
-    app.include_router(fhir_router(store))
+    app.include_router(fhir_router(store, capability_operations=capability_operations()))
     install_fhir_errors(app)
     app.add_middleware(GZipMiddleware, minimum_size=1000)
     app.add_middleware(PrincipalFromHeader)

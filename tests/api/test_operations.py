@@ -92,3 +92,20 @@ def test_lastn_needs_a_patient_and_read_rights(server: ExportServer) -> None:
         assert bad.status_code == 400 and bad.json()["issue"][0]["expression"] == ["max"]
     with server.client("patients-only") as http:
         assert http.get("/Observation/$lastn", params={"patient": "p1"}).status_code == 403
+
+
+def test_the_capability_statement_declares_bulk_data_and_the_operations(
+        server: ExportServer) -> None:
+    with server.client() as http:
+        statement = http.get("/metadata").json()
+    assert statement["instantiates"] == [
+        "http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data"]
+    (rest,) = statement["rest"]
+    assert [op["name"] for op in rest["operation"]] == ["export"]
+    by_type = {r["type"]: [op["name"] for op in r.get("operation", [])]
+               for r in rest["resource"]}
+    assert by_type["Patient"] == ["export", "everything"]
+    assert by_type["Group"] == ["export"] and by_type["Observation"] == ["lastn"]
+    with server.client() as http:  # and what is declared is served
+        assert http.get("/Patient/p1/$everything").status_code == 200
+        assert http.get("/Observation/$lastn", params={"patient": "p1"}).status_code == 200

@@ -36,6 +36,13 @@ from .negotiation import check_format, fhir_response, http_date, read_json
 from .outcomes import FhirError, information
 
 NDJSON = "application/fhir+ndjson"
+_BULK = "http://hl7.org/fhir/uv/bulkdata/OperationDefinition"
+# what ``export_router`` serves, for the CapabilityStatement (``fhir_router``)
+CAPABILITY_OPERATIONS = {
+    "": [{"name": "export", "definition": f"{_BULK}/export"}],
+    "Patient": [{"name": "export", "definition": f"{_BULK}/patient-export"}],
+    "Group": [{"name": "export", "definition": f"{_BULK}/group-export"}],
+}
 RETRY_AFTER = "2"  # s between polls
 
 

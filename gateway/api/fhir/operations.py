@@ -36,7 +36,23 @@ from .outcomes import FhirError
 from .routes import _since, call
 
 EVERYTHING_TYPES = ("Patient", *sorted(COMPARTMENT))
+# what ``operations_router`` serves, for the CapabilityStatement (``fhir_router``)
+CAPABILITY_OPERATIONS = {
+    "Patient": [{"name": "everything",
+                 "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything"}],
+    "Observation": [{"name": "lastn",
+                     "definition": "http://hl7.org/fhir/OperationDefinition/Observation-lastn"}],
+}
 LASTN_PAGE = 500
+
+
+def capability_operations() -> dict[str, list[dict[str, str]]]:
+    """The operations of ``export_router`` and ``operations_router`` by resource type (""
+    for the system level), as ``fhir_router`` publishes them."""
+    from .export import CAPABILITY_OPERATIONS as EXPORT
+
+    return {rtype: [*EXPORT.get(rtype, []), *CAPABILITY_OPERATIONS.get(rtype, [])]
+            for rtype in sorted({*EXPORT, *CAPABILITY_OPERATIONS})}
 
 
 def operations_router(store: SqlStore) -> APIRouter:

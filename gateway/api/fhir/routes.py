@@ -8,7 +8,7 @@ with FHIR JSON bytes. Errors are raised as ``FhirError`` and answered by the han
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode
@@ -53,11 +53,14 @@ class FhirApi:
 
     def __init__(self, store: Store, *, base_url: str | None = None,
                  origin: str | None = None,
-                 capability_resources: Sequence[dict[str, Any]] = ()) -> None:
+                 capability_resources: Sequence[dict[str, Any]] = (),
+                 capability_operations: Mapping[str, Sequence[dict[str, str]]] | None = None
+                 ) -> None:
         self.store = store
         self.base_url = base_url.rstrip("/") if base_url else None
         self.origin = origin
-        self.capability = Capability(others=capability_resources)
+        self.capability = Capability(others=capability_resources,
+                                     operations=capability_operations)
         self.reader = RawReader(store)
 
     async def read_now(self, rtype: str, id: str) -> RawResource:
@@ -122,14 +125,17 @@ class FhirRoute(APIRoute):
 
 def fhir_router(store: Store, *, base_url_from_request: bool = True,
                 base_url: str | None = None, origin: str | None = None,
-                capability_resources: Sequence[dict[str, Any]] = ()) -> APIRouter:
+                capability_resources: Sequence[dict[str, Any]] = (),
+                capability_operations: Mapping[str, Sequence[dict[str, str]]] | None = None
+                ) -> APIRouter:
     """The ``/fhir`` router. ``base_url`` (when not taken from the request) is the public
     base used in ``fullUrl``, ``Location`` and paging links; ``origin`` names this node in
     the bus headers of API writes; ``capability_resources`` are CapabilityStatement
-    entries of types other routers serve under ``/fhir`` (so that ``/fhir/metadata`` tells
-    the whole truth)."""
+    entries of types other routers serve under ``/fhir``, ``capability_operations`` the
+    operations they serve (so that ``/fhir/metadata`` tells the whole truth)."""
     api = FhirApi(store, base_url=None if base_url_from_request else base_url, origin=origin,
-                  capability_resources=capability_resources)
+                  capability_resources=capability_resources,
+                  capability_operations=capability_operations)
     router = APIRouter(prefix="/fhir", route_class=FhirRoute)
     _read_routes(router, api)  # first: matched in order, and reads are the hot path
     _system_routes(router, api)
