@@ -42,7 +42,8 @@ def server(loaded: SqlStore, tmp_path: Path) -> Iterator[ExportServer]:
         yield served
 
 
-def run_export(http: httpx.Client, path: str, **params: str) -> dict[str, object]:
+def run_export(http: httpx.Client, path: str, **params: str | list[str]
+               ) -> dict[str, object]:
     kick = http.get(path, params=params)
     assert kick.status_code == 202, kick.text
     done = poll(http, kick.headers["Content-Location"])
@@ -141,6 +142,20 @@ def test_a_group_export_takes_only_the_cohort_and_its_provenance_when_asked(
     # o2 is p2's: not in the cohort
     assert [p["id"] for p in files["Provenance"]] == ["prov-o0", "prov-o0-later"]
     assert [p["id"] for p in latest["Provenance"]] == ["prov-o0-later"]
+
+
+def test_type_filters_are_alternatives_and_stay_inside_the_cohort(
+        server: ExportServer) -> None:
+    with server.client() as http:
+        manifest = run_export(http, f"/Group/{group_id('s1')}/$export", _type="Observation",
+                              _typeFilter=["Observation?code=http://loinc.org|1988-5",
+                                           "Observation?_id=o1,o3,o5,o7"])
+        found = download(http, manifest)["Observation"]
+    ids = sorted(o["id"] for o in found)
+    # cohort: p0 and p1 (o0, o6, o12... and o1, o7, o13...); even ids have code 1988-5
+    expected = sorted({f"o{n}" for n in range(30) if n % 6 in (0, 1)
+                       and (n % 2 == 0 or n in (1, 3, 5, 7))})
+    assert ids == expected and len(ids) == len(set(ids))
 
 
 def test_per_study_pseudonyms_are_stable_within_a_study_and_differ_across_studies(
