@@ -72,6 +72,15 @@ def refresh_cohorts(tx: SqlTransaction) -> int:
     return changed
 
 
+def refresh_all_cohorts(tx: SqlTransaction) -> int:
+    """Every study's Group (at start-up: a database from before cohorts, or one an edge
+    turned into a hub, gets them; afterwards this changes nothing)."""
+    rows = tx.conn.execute(select(_r.res_id).where(_r.res_type == "ResearchStudy",
+                                                   _r.deleted.is_(False)))
+    tx.cohort_keys.update(("ResearchStudy", row.res_id) for row in rows)
+    return refresh_cohorts(tx)
+
+
 def cohort_group(study_id: str, study: Resource | None,
                  subjects: Iterable[Resource]) -> Resource | None:
     """The Group of ``study_id`` (None when the study is not known: no Group for it)."""

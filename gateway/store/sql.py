@@ -65,7 +65,12 @@ class SqlStore:
                 conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('gateway-migrate'))"))
             config.attributes["connection"] = conn
             command.upgrade(config, "head")
-            self._settle_profile(SqlTransaction(conn, self))
+            tx = SqlTransaction(conn, self)
+            self._settle_profile(tx)
+            if not self.edge:
+                from gateway.store.cohort import refresh_all_cohorts
+
+                refresh_all_cohorts(tx)
 
     def _settle_profile(self, tx: SqlTransaction) -> None:
         """Make the database what this store is (or, following it, learn what it is)."""

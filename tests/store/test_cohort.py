@@ -98,6 +98,20 @@ def test_group_changes_are_relayed_and_searchable_by_member_and_study(store: Sql
     assert store.search("Group", [("member", "Patient/p9")]).resources == []
 
 
+def test_opening_the_store_gives_every_study_its_cohort(store: SqlStore) -> None:
+    with store.transaction() as tx:
+        tx.put(STUDY)
+        tx.put(subject("r1", "p1", "on-study"))
+    with store.transaction() as tx:
+        tx.delete("Group", group_id("s1"))  # as a database from before cohorts
+    assert store.search("Group", []).resources == []
+    store.migrate()  # what every start does
+    assert members(store) == {"Patient/p1": (False, None)}
+    store.migrate()
+    group = store.read("Group", group_id("s1"))
+    assert group is not None and group["meta"]["versionId"] == "3"  # no new version
+
+
 def test_an_edge_store_keeps_no_cohorts(database_url: str) -> None:
     edge = SqlStore(database_url, edge=True)
     edge.migrate()
