@@ -27,6 +27,7 @@ from gateway.adapters.governance import admin_codes_router
 from gateway.adapters.labexport.drop import start_drop_folders
 from gateway.adapters.labexport.http import labexport_router
 from gateway.adapters.loader import Network, load_network, reload_network
+from gateway.adapters.studies import publish_studies
 from gateway.adapters.terminology import capability_entries, terminology_router
 from gateway.api.admin import admin_router, bus_admin_router
 from gateway.api.app import create_app
@@ -118,6 +119,9 @@ class Gateway:
             on_commit=getattr(self.bus, "notify", lambda rows: None),
             strict_check=inbound_errors)
         self.service.start()
+        if s.role != "hub":
+            await asyncio.to_thread(publish_studies, self.store, self.network.studies,
+                                    s.node_id)
         if s.role != "edge":
             self.exports = ExportManager(
                 self.store, s.data_dir, network_key=key,

@@ -29,7 +29,8 @@ async def test_a_crm_enrolment_and_off_study_drive_the_cohort_and_its_export(
     (ack,) = await send(gateway, crm("C01", CSR_REGISTER).encode())
     assert msa(ack)[0] == "AA"
     assert gateway.store is not None
-    (study,) = gateway.store.search("ResearchStudy", []).resources
+    (subject,) = gateway.store.search("ResearchSubject", []).resources
+    study = {"id": subject["study"]["reference"].partition("/")[2]}
     group = gateway.store.read("Group", group_id(study["id"]))
     assert group is not None and [m["inactive"] for m in group["member"]] == [False]
 
@@ -56,6 +57,6 @@ async def test_a_crm_enrolment_and_off_study_drive_the_cohort_and_its_export(
         patients = (await http.get(files["Patient"])).text.splitlines()
         subjects = (await http.get(files["ResearchSubject"])).text.splitlines()
     (patient,) = [orjson.loads(line) for line in patients]
-    (subject,) = [orjson.loads(line) for line in subjects]
-    assert subject["individual"] == {"reference": f"Patient/{patient['id']}"}
-    assert subject["status"] == "off-study"
+    (exported,) = [orjson.loads(line) for line in subjects]
+    assert exported["individual"] == {"reference": f"Patient/{patient['id']}"}
+    assert exported["status"] == "off-study"

@@ -27,8 +27,11 @@ from gateway.adapters.labexport.build import export_context
 from gateway.adapters.loader import Network
 from gateway.adapters.site import FhirSource, Site
 from gateway.errors import GatewayError
+from gateway.mapping import datatypes as dt
 from gateway.mapping import pseudonym as ps
+from gateway.mapping import scrub
 from gateway.mapping.context import MappingContext, Resource, resource_id
+from gateway.mapping.identity import fhir_identity
 from gateway.store.base import InboxRecord, Store
 
 log = logging.getLogger(__name__)
@@ -46,6 +49,8 @@ class PollResult:
     resources: list[Resource] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     high_water: dict[str, str] = field(default_factory=dict)
+    unmapped: list[tuple[str, str]] = field(default_factory=list)  # (code, system) kept
+    scrubbed: dict[str, int] = field(default_factory=dict)  # marker kind → count
 
 
 class TokenCache:
@@ -145,6 +150,7 @@ class FhirPoller:
         self.client = client or httpx.AsyncClient(timeout=self.config.timeout_seconds)
         self.tokens = TokenCache(self.config)
         self.new_links: dict[str, str] = {}
+        self.round: PollResult = PollResult()
 
     def marks(self) -> dict[str, str]:
         if not self.state_file.exists():
@@ -175,8 +181,9 @@ class FhirPoller:
 
     async def poll_once(self) -> PollResult:
         """Fetch everything changed since the marks; on error keep the marks of that type."""
-        result = PollResult(high_water=self.marks())
+        result = self.round = PollResult(high_water=self.marks())
         ctx = export_context(self.site, self.key, "", self.lookup_link)
+        people: list[Resource] = []
         for resource_type in self.config.resource_types:
             try:
                 fetched = await self.fetch_type(resource_type, result.high_water.get(
@@ -184,12 +191,23 @@ class FhirPoller:
             except SourceError as exc:
                 result.errors.append(f"{resource_type}: {exc.message}")
                 continue
+            people += [x for x in fetched if x.get("resourceType") == "Patient"]
             result.resources.extend(r for r in (self.convert(ctx, x) for x in fetched) if r)
             stamps = [x.get("meta", {}).get("lastUpdated") for x in fetched]
             if any(stamps):
                 result.high_water[resource_type] = max(s for s in stamps if s)
         self.new_links = dict(ctx.new_links)
+        self._scrub(result, people)
         return result
+
+    def _scrub(self, result: PollResult, patients: list[Resource]) -> None:
+        """Code texts, displays and values of the source as the HL7 path scrubs them; the
+        identity is that of the round's Patients (names, identifiers, telecom, birthDate)."""
+        if self.site.privacy.free_text == "keep":
+            return
+        scrubber = scrub.Scrubber(fhir_identity(self.site, patients))
+        scrub.scrub_resources(result.resources, scrubber)
+        result.scrubbed = dict(scrubber.counts)
 
     # -- conversion -----------------------------------------------------------------------
     def convert(self, ctx: MappingContext, resource: Resource) -> Resource | None:
@@ -220,7 +238,7 @@ class FhirPoller:
             out["birthDate"] = patient["birthDate"][:4]
         return out
 
-    def _rewrite(self, ctx: MappingContext, resource: Resource) -> Resource:
+    def _rewrite(self, ctx: MappingContext, resource: Resource) -> Resource | None:
         kind = resource["resourceType"]
         out = {k: v for k, v in resource.items()
                if k not in ("meta", "text", "identifier", "note", "contained", "performer")}
@@ -237,7 +255,22 @@ class FhirPoller:
         out.pop("parent", None)
         if isinstance(out.get("code"), dict):
             out["code"] = self._mapped_code(out["code"])
+            if not self._known(kind, resource["id"], out["code"]):
+                return None
         return out
+
+    def _known(self, kind: str, source_id: object, code: Resource) -> bool:
+        """An Observation whose code has no standard coding after the code map: kept (its
+        local codes listed for /admin/unmapped-codes), or refused when the site is strict."""
+        if kind != "Observation" or not code.get("coding") or dt.has_standard_coding(code):
+            return True
+        if self.site.unmapped_codes == "strict":
+            self.round.errors.append(f"{kind}/{source_id}: local code not in the site's "
+                                     "code_map (site unmapped_codes: strict): not stored")
+            return False
+        self.round.unmapped += [(str(c.get("code", "")), "local") for c in code["coding"]
+                                if c.get("code")]
+        return True
 
     def _mapped_code(self, concept: Resource) -> Resource:
         """The site's code map applies as for HL7: the mapped coding first, the local kept."""
@@ -256,7 +289,8 @@ class FhirPoller:
 def store_result(store: Store, site: Site, result: PollResult, links: dict[str, str],
                  received: str) -> int:
     """Commit one round's resources with an inbox record (transport ``fhir``); changed count."""
-    raw = json.dumps({"marks": result.high_water, "errors": result.errors}).encode()
+    raw = json.dumps({"marks": result.high_water, "errors": result.errors,
+                      "unmapped": result.unmapped}).encode()
     control = "fhir:" + hashlib.sha256(raw + received.encode()).hexdigest()
     changed, refs = 0, []
     with store.transaction() as tx:
@@ -267,8 +301,16 @@ def store_result(store: Store, site: Site, result: PollResult, links: dict[str, 
             refs.append(f"{change.resource_type}/{change.id}/_history/{change.version_id}")
         for key, pseudonym in links.items():
             tx.link_put(key, pseudonym)
-        issues = [{"severity": "error", "code": "processing", "diagnostics": e}
-                  for e in result.errors]
+        issues: list[dict[str, Any]] = [
+            {"severity": "error", "code": "processing", "diagnostics": e} for e in result.errors]
+        issues += [{"severity": "warning", "code": "code-invalid", "location": [f"unmapped[{n}]"],
+                    "diagnostics": "local code not in the site's code_map: kept"}
+                   for n in range(len(result.unmapped))]
+        if result.scrubbed:
+            kinds = ", ".join(f"{k} {n}" for k, n in sorted(result.scrubbed.items()))
+            issues.append({"severity": "information", "code": "informational",
+                           "location": ["free text"],
+                           "diagnostics": f"identity removed from sender text: {kinds}"})
         tx.inbox_add(InboxRecord("FHIR-SOURCE", site.facilities[0], control, raw, received,
                                  "fhir", site=site.id, message_type="FHIR-POLL",
                                  status="error" if result.errors else "processed",

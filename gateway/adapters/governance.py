@@ -7,6 +7,7 @@ the raw message (kept at the edge) gives the code at that position.
 
 from __future__ import annotations
 
+import json
 import re
 from collections import Counter
 from collections.abc import Iterable
@@ -54,9 +55,20 @@ def _export_codes(record: InboxRecord, network: Network | None) -> list[tuple[st
             if n in rows and values.get("test_code")]
 
 
+def _source_codes(record: InboxRecord) -> list[tuple[str, str]]:
+    """FHIR-source rounds keep their unmapped codes in their own record (``unmapped``)."""
+    try:
+        kept = json.loads(record.raw).get("unmapped", [])
+    except (ValueError, AttributeError):
+        return []
+    return [(str(code), str(system)) for code, system in kept]
+
+
 def _codes(record: InboxRecord, network: Network | None = None) -> list[tuple[str, str]]:
     if record.transport == "file":
         return _export_codes(record, network)
+    if record.transport == "fhir":
+        return _source_codes(record)
     positions = _positions(record.report)
     if not positions:
         return []
@@ -67,19 +79,34 @@ def _codes(record: InboxRecord, network: Network | None = None) -> list[tuple[st
     return [(obx[n - 1].get(3, 1), obx[n - 1].get(3, 3)) for n in positions if n <= len(obx)]
 
 
+CHANNELS = {"file": "lab-export", "fhir": "fhir-source"}  # else HL7 (mllp, http)
+
+
 def count_unmapped(records: Iterable[InboxRecord],
                    network: Network | None = None) -> dict[str, list[dict[str, Any]]]:
-    """site → [{code, coding_system, count, last_seen}], most frequent first."""
-    counts: dict[str, Counter[tuple[str, str]]] = {}
-    last: dict[tuple[str, str, str], str] = {}
+    """site → [{code, coding_system, channels, count, last_seen}], most frequent first: one
+    entry per site and code, whatever the channel that sent it (the coding system is the
+    one HL7 named, else ``local``)."""
+    counts: dict[str, Counter[str]] = {}
+    seen: dict[tuple[str, str], dict[str, Any]] = {}
     for record in records:
-        for code in _codes(record, network):
+        channel = CHANNELS.get(record.transport, "hl7")
+        for code, system in _codes(record, network):
             site = record.site or "?"
             counts.setdefault(site, Counter())[code] += 1
-            last[(site, *code)] = max(last.get((site, *code), ""), record.received)
-    return {site: [{"code": c, "coding_system": s, "count": n, "last_seen": last[(site, c, s)]}
-                   for (c, s), n in counter.most_common()]
+            entry = seen.setdefault((site, code), {"systems": set(), "channels": set(),
+                                                   "last_seen": ""})
+            entry["systems"].add(system)
+            entry["channels"].add(channel)
+            entry["last_seen"] = max(entry["last_seen"], record.received)
+    return {site: [_entry(code, n, seen[(site, code)]) for code, n in counter.most_common()]
             for site, counter in sorted(counts.items())}
+
+
+def _entry(code: str, count: int, seen: dict[str, Any]) -> dict[str, Any]:
+    systems = sorted(seen["systems"] - {"local"}) or ["local"]
+    return {"code": code, "coding_system": systems[0], "channels": sorted(seen["channels"]),
+            "count": count, "last_seen": seen["last_seen"]}
 
 
 def admin_codes_router(store: Store, network: Network | None = None) -> APIRouter:

@@ -8,9 +8,9 @@ from ``Site.model_json_schema()`` (``gateway sites schema``).
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 NETWORK_CODESYSTEM = "https://plagencell.example.org/fhir/CodeSystem/cgt-lab"
 LOCAL_CODESYSTEM = "urn:plagencell:site:{site}:codes"  # = gateway.mapping.tables.SITE_CODES
@@ -65,9 +65,38 @@ class IdentifierRules(_Strict):
         "default: the site's first facility")
 
 
+FreeText = Literal["scrub", "drop", "keep"]
+
+
 class Privacy(_Strict):
-    keep_nte: bool = Field(default=False, description="keep NTE comments as Observation.note")
-    keep_free_text: bool = Field(default=False, description="keep TX/FT values as valueString")
+    """What becomes of the text a sender writes (docs/mapping.md, "Free text")."""
+
+    free_text: FreeText = Field(
+        default="scrub", description="scrub: NTE, TX/FT/ST values, SPM-14 and code texts "
+        "kept with the identity of the message's people replaced by markers; drop: NTE, "
+        "TX/FT and SPM-14 left out (ST and code texts scrubbed); keep: everything as sent "
+        "(needs free_text_reason)")
+    free_text_reason: str | None = Field(
+        default=None, description="why this site's text may leave the edge unscrubbed "
+        "(required with free_text: keep)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _replaced(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for old in ("keep_nte", "keep_free_text"):
+                if old in data:
+                    raise ValueError(f"privacy.{old} is replaced by privacy.free_text: scrub "
+                                     "(the default), drop or keep (docs/adding-a-site.md)")
+        return data
+
+    @model_validator(mode="after")
+    def _reason(self) -> Privacy:
+        if self.free_text == "keep" and not (self.free_text_reason or "").strip():
+            raise ValueError("privacy.free_text: keep sends names, phones and identifiers "
+                             "written in notes off the edge; say why in "
+                             "privacy.free_text_reason, or use scrub")
+        return self
 
 
 class LabExportFormat(_Strict):
@@ -170,6 +199,10 @@ class Site(_Strict):
     message_types: list[str] = Field(
         default_factory=list, description="accepted MSH-9 (CODE^EVENT); empty: all supported")
     privacy: Privacy = Field(default_factory=Privacy)
+    unmapped_codes: Literal["accept", "strict"] = Field(
+        default="accept", description="a local code missing from code_map: accept (kept in "
+        "the site's code system, result stored, code queued in /admin/unmapped-codes) or "
+        "strict (the result is refused), alike for HL7, lab exports and the FHIR source")
     strict_validation: bool = Field(
         default=False, description="validate structure and datatypes with hl7apy at ingest")
     lab_exports: list[LabExportFormat] = Field(
@@ -220,6 +253,9 @@ class Study(_Strict):
     sites: list[str] = Field(default_factory=list, description="site ids taking part")
     sponsor: str | None = None
     aliases: list[str] = Field(default_factory=list, description="local codes sites may send")
+    area: Literal["haematological-neoplasms", "neurological-disorders", "kidney-diseases"] | None \
+        = Field(default=None, description="the network's research area (ResearchStudy."
+                "condition, network CodeSystem research-area)")
 
 
 class StudiesFile(_Strict):

@@ -43,6 +43,7 @@ from gateway.ingest.outcome import (
 )
 from gateway.mapping import map_message
 from gateway.mapping.context import report_outcome
+from gateway.mapping.provenance import message_hash
 from gateway.store.base import Change, InboxRecord, Resource, Store, Transaction
 
 log = logging.getLogger(__name__)
@@ -194,7 +195,8 @@ class IngestService:
         except InboundError as exc:
             return self._fail(tx, job, msg, site, exc, received)
         except StoreError as exc:  # this message's writes are rolled back; not the others'
-            log.warning("message %s from site %s not stored: %s", msg.control_id, site.id, exc)
+            log.warning("message %s from site %s not stored: %s", self._logged(msg, site),
+                        site.id, exc)
             return self._store_failure(job, exc)
 
     def _strict(self, site: Site, raw: bytes) -> Sequence[InboundError]:
@@ -249,7 +251,8 @@ class IngestService:
 
     def _fail(self, tx: Transaction, job: Job, msg: Message, site: Site,
               exc: InboundError, received: str) -> Outcome:
-        log.warning("message %s from site %s not mapped: %s", msg.control_id, site.id, exc)
+        log.warning("message %s from site %s not mapped: %s", self._logged(msg, site), site.id,
+                    exc)
         responses = self._acks(msg, [exc])
         status = "rejected" if exc.ack_code == "AR" else "error"
         record = self._record(job, msg, site, status, responses, received, error=str(exc))
@@ -302,9 +305,17 @@ class IngestService:
             return record.id
         return tx.inbox_add(record)
 
+    def _logged(self, msg: Message, site: Site) -> str:
+        """MSH-10 as log lines name it: senders build it from MRNs, so the start of its keyed
+        hash (the bus header ``message-id``, the Provenance's message identifier)."""
+        return "msh10#" + message_hash(self.key, site.id, msg.sending_facility,
+                                       msg.control_id)[:12]
+
     def _headers(self, msg: Message, site: Site) -> dict[str, str]:
-        digest = hashlib.sha256(f"{site.id}|{msg.control_id}".encode()).hexdigest()
-        return {"origin": self.node_id, "site": site.id, "message-id": msg.control_id,
+        """MSH-10 leaves the edge only as its keyed hash (= the Provenance's message
+        identifier); the trace id derives from that hash, not from MSH-10 itself."""
+        digest = message_hash(self.key, site.id, msg.sending_facility, msg.control_id)
+        return {"origin": self.node_id, "site": site.id, "message-id": digest,
                 "traceparent": f"00-{digest[:32]}-{digest[32:48]}-01"}
 
     def _acks(self, msg: Message | None, errors: Sequence[InboundError], raw: bytes = b"",

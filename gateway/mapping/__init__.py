@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from gateway.adapters.site import Site, Study
 from gateway.errors import MappingError
 from gateway.hl7.parser import Message
-from gateway.mapping import manifest
+from gateway.mapping import manifest, scrub
 from gateway.mapping.adt import map_adt_obx, map_patient_facts
 from gateway.mapping.context import (
     MAPPING_VERSION,
@@ -30,6 +30,7 @@ from gateway.mapping.context import (
     Resource,
     report_outcome,
 )
+from gateway.mapping.identity import identity_of
 from gateway.mapping.manifest import Content, Spec
 from gateway.mapping.organization import organization
 from gateway.mapping.patient import map_merge, map_patient
@@ -66,6 +67,7 @@ def map_message(message: Message, site: Site, *, pseudonym_key: bytes, received:
     ctx.add(organization(site))
     BUILDERS[spec.content](ctx, spec)
     _guard_patient_identifiers(ctx)
+    _scrub_free_text(ctx)
     _report_unmapped(ctx)
     resources = ordered(ctx.resources.values())
     resources.append(provenance(ctx, resources))
@@ -187,6 +189,18 @@ def _guard_patient_identifiers(ctx: MappingContext) -> None:
                 ident["system"] = "urn:plagencell:hashed:id"
                 ctx.warn(f"{resource['resourceType']}.identifier", "an identifier equal to a "
                          "PID-3 patient identifier was hashed", code="security")
+
+
+def _scrub_free_text(ctx: MappingContext) -> None:
+    """Every text a sender wrote (notes, TX/FT/ST values, code texts and displays) without
+    the identity of the message's people (``scrub``), unless the site keeps it raw."""
+    if ctx.site.privacy.free_text == "keep":
+        return
+    scrubber = scrub.Scrubber(identity_of(ctx.message, ctx.site))
+    scrub.scrub_resources(ctx.resources.values(), scrubber)
+    line = scrub.summary(scrubber)
+    if line:
+        ctx.info("free text", line, code="informational")
 
 
 def _report_unmapped(ctx: MappingContext) -> None:

@@ -143,8 +143,8 @@ def _accident(ctx: MappingContext, acc: Segment, seq: int, owner: str,
 
 def _description(ctx: MappingContext, acc: Segment, seq: int) -> str | None:
     text = dt.fhir_string(acc.get(8)).strip()
-    if text and not ctx.site.privacy.keep_free_text:
-        ctx.info(where(acc, seq, 8), "ACC-8 description dropped (site privacy.keep_free_text)",
-                 code="suppressed")
+    if text and ctx.site.privacy.free_text == "drop":
+        ctx.info(where(acc, seq, 8), "ACC-8 description dropped (site privacy.free_text: "
+                 "drop)", code="suppressed")
         return None
     return text or None

@@ -53,6 +53,13 @@ MANIFEST: dict[tuple[str, str], Spec] = {
     ("OUL", "R24"): _SPECIMENS,
     ("OML", "O21"): _RESULTS,
     ("OML", "O33"): _RESULTS,
+    # ORM^O01 (v2.3-v2.5, withdrawn after v2.5 but what most hospital systems still send):
+    # { ORC [OBR {NTE} {OBX {NTE}}] }, the results of OML^O21; pharmacy and other detail
+    # segments (RXO, ODS, RQD…) carry no results and are reported not mapped.
+    ("ORM", "O01"): _RESULTS,
+    # OMG^O19 (v2.5+ general clinical orders: pathology, cytology): ORC OBR {NTE} {OBX}
+    # {SPM}, the same groups.
+    ("OMG", "O19"): _RESULTS,
     **{("ADT", event): _PATIENT for event in PATIENT_EVENTS},
     ("ADT", "A40"): _MERGE,
     **{("CRM", f"C0{n}"): _REGISTRATION for n in range(1, 9)},

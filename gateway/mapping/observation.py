@@ -87,6 +87,11 @@ def observation_code(ctx: MappingContext, obx: Segment, seq: int) -> JSON | None
                                       "OBX-3 is empty: the observation was not mapped"))
         return None
     if cc.get("coding") and not dt.has_standard_coding(cc):
+        if ctx.site.unmapped_codes == "strict":
+            raise MappingError(f"{where(obx, seq, 3)}: local observation code not in the "
+                               "site's code_map (site unmapped_codes: strict): add it to "
+                               "code_map, or send a LOINC code in OBX-3.4-6", segment="OBX",
+                               sequence=seq, field=3, code="103")
         ctx.warn(where(obx, seq, 3), "local observation code not in the site code map",
                  code=UNMAPPED_CODE)
     return cc
@@ -137,9 +142,9 @@ def _other_value(ctx: MappingContext, obx: Segment, seq: int, vt: str,
                  reps: list[Composite], loc: Location, unit: JSON) -> tuple[str, Any] | None:
     first = reps[0]
     if vt in t.FREE_TEXT_TYPES:
-        if not ctx.site.privacy.keep_free_text:
-            ctx.info(where(obx, seq, 5), f"{vt} free text dropped (site privacy.keep_free_text)",
-                     code="suppressed")
+        if ctx.site.privacy.free_text == "drop":
+            ctx.info(where(obx, seq, 5), f"{vt} free text dropped (site privacy.free_text: "
+                     "drop)", code="suppressed")
             return None
         return "valueString", dt.fhir_string("\n".join(r.text for r in reps))
     if vt == "ST":
@@ -317,9 +322,9 @@ def unit_composite(unit: str, obx: Segment) -> Composite:
 def _notes(ctx: MappingContext, notes: list[Segment], obs: JSON) -> None:
     if not notes:
         return
-    if not ctx.site.privacy.keep_nte:
-        ctx.info(f"NTE-3 (line {notes[0].line})", "NTE comments dropped (site privacy.keep_nte)",
-                 code="suppressed")
+    if ctx.site.privacy.free_text == "drop":
+        ctx.info(f"NTE-3 (line {notes[0].line})", "NTE comments dropped (site "
+                 "privacy.free_text: drop)", code="suppressed")
         return
     texts = [dt.fhir_string("\n".join(r.text for r in n.reps(3))) for n in notes]
     kept = [{"text": text} for text in texts if text]

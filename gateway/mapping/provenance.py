@@ -1,6 +1,7 @@
 """One Provenance per inbound message: what it produced, who sent it, which mapping made it.
 
-- id: deterministic from (site, MSH-3, MSH-10), so a resent message updates its Provenance;
+- id: deterministic from (site, MSH-3, keyed hash of MSH-10), so a resent message updates
+  its Provenance, and the id cannot be reversed by hashing guessed control ids;
 - target: every resource the message produced, as version-agnostic references;
 - agent: the site's Organization (author);
 - entity (role ``source``): the inbound message, identified by the keyed hash of MSH-10
@@ -11,6 +12,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from collections.abc import Iterable
 
 from gateway.mapping.context import MAPPING_VERSION, MappingContext, Resource
@@ -22,6 +25,14 @@ MAPPING_POLICY = f"urn:plagencell:mapping:{MAPPING_VERSION}"
 MESSAGE_SYSTEM = "urn:plagencell:hashed:msh-10"
 
 
+def message_hash(key: bytes, site: str, facility: str, control_id: str) -> str:
+    """The keyed hash of (site, MSH-4, MSH-10): how MSH-10 leaves the edge (Provenance,
+    the bus header ``message-id``). Keyed, so a control id built from an MRN cannot be
+    found by hashing guesses; the edge, holding the key, finds the message from it."""
+    text = "|".join(("msh-10", site, facility, control_id)).encode("utf-8")
+    return hmac.new(key, text, hashlib.sha256).hexdigest()
+
+
 def message_identifier(ctx: MappingContext) -> Resource:
     """The inbound message as an Identifier: the keyed hash of (site, MSH-4, MSH-10).
 
@@ -30,15 +41,17 @@ def message_identifier(ctx: MappingContext) -> Resource:
     hashing the MSH-10 of its inbox record with the same key."""
     msg = ctx.message
     return {"system": MESSAGE_SYSTEM,
-            "value": ctx.pseudonym("msh-10", ctx.site.id, msg.sending_facility,
-                                   msg.control_id)}
+            "value": message_hash(ctx.pseudonym_key, ctx.site.id, msg.sending_facility,
+                                  msg.control_id)}
 
 
 def provenance(ctx: MappingContext, targets: Iterable[Resource]) -> Resource:
     msg = ctx.message
     return {
         "resourceType": "Provenance",
-        "id": ctx.rid("Provenance", msg.sending_application, msg.control_id),
+        "id": ctx.rid("Provenance", msg.sending_application,
+                      message_hash(ctx.pseudonym_key, ctx.site.id, msg.sending_facility,
+                                   msg.control_id)),
         "target": [{"reference": f"{r['resourceType']}/{r['id']}"} for r in targets],
         "recorded": ctx.received,
         "policy": [MAPPING_POLICY],

@@ -112,16 +112,32 @@ def map_study(ctx: MappingContext, ei: Composite, where: Location) -> str:
     return rid
 
 
+AREA_SYSTEM = "https://plagencell.example.org/fhir/CodeSystem/research-area"
+AREAS = {"haematological-neoplasms": "Haematological neoplasms",
+         "neurological-disorders": "Neurological and neurodegenerative disorders",
+         "kidney-diseases": "Kidney diseases"}
+SITE_SYSTEM = "urn:plagencell:site"
+
+
 def known_study(study: Study) -> Resource:
+    """A study of the studies file, complete: identifiers, title, status, phase, the
+    network's research area and the study's own conditions, sponsor, and the participating
+    sites (``site``: logical references to each site's Location, by site id). The same
+    resource whether written at start-up or when data first names the study."""
     identifiers = [{"system": i.system, "value": i.value} for i in study.identifiers]
     out: Resource = {"resourceType": "ResearchStudy", "id": study_id(identifiers[0]),
                      "identifier": identifiers, "title": study.title, "status": study.status}
     if study.phase:
         out["phase"] = {"coding": [{"system": PHASE_SYSTEM, "code": study.phase}]}
-    if study.conditions:
-        out["condition"] = [_condition(c.system, c.code, c.display) for c in study.conditions]
+    conditions = [_condition(AREA_SYSTEM, study.area, AREAS[study.area])] if study.area else []
+    conditions += [_condition(c.system, c.code, c.display) for c in study.conditions]
+    if conditions:
+        out["condition"] = conditions
     if study.sponsor:
         out["sponsor"] = {"display": study.sponsor}
+    if study.sites:
+        out["site"] = [{"type": "Location", "identifier": {"system": SITE_SYSTEM, "value": s},
+                        "display": s} for s in study.sites]
     return out
 
 

@@ -212,11 +212,11 @@ def _conditions(ctx: MappingContext, spm: Segment, seq: int, spec: JSON) -> None
     if conditions:
         spec["condition"] = conditions
     texts = [dt.fhir_string(rep.text) for rep in spm.reps(14)]
-    if texts and ctx.site.privacy.keep_free_text:
+    if texts and ctx.site.privacy.free_text != "drop":
         spec["note"] = [{"text": text} for text in texts]
     elif texts:
-        ctx.info(where(spm, seq, 14), "SPM-14 description dropped (site privacy.keep_free_text)",
-                 code="suppressed")
+        ctx.info(where(spm, seq, 14), "SPM-14 description dropped (site privacy.free_text: "
+                 "drop)", code="suppressed")
 
 
 def build_obr_specimen(ctx: MappingContext, obr: Segment, seq: int, order: Order, *,

@@ -13,7 +13,7 @@ v1 ``.read``/``.write``/``.*`` are read as ``rs``/``cud``/``cruds``) plus the ga
 | ``system/gateway.raw`` | raw message bodies (identity data; served by an edge only) |
 | ``system/gateway.audit`` | ``/fhir/AuditEvent`` |
 | ``system/gateway.ingest`` | ``POST /hl7v2`` and lab exports, for the client's ``sites`` |
-| ``system/gateway.export`` | Bulk Data ``$export`` and ViewDefinition runs (with ``.rs`` on the types) |
+| ``system/gateway.export`` | Bulk Data ``$export``, ViewDefinition runs (``.rs`` on the types) |
 
 Data restrictions: ``studies`` (ResearchStudy ids) and ``sites`` (site ids). ``None`` means
 unrestricted; an empty set means nothing.

@@ -31,7 +31,7 @@ def test_import_prints_the_report_and_exits_1_when_rows_were_rejected(
             "--data-dir", str(tmp_path / "var")]
     assert main(args) == 1
     report = json.loads(capsys.readouterr().out)
-    assert report["accepted"] == 2 and report["rejected"][0]["column"] == "collected_at"
+    assert report["accepted"] == 3 and report["rejected"][0]["column"] == "collected_at"
     assert (tmp_path / "var" / "pseudonym.key").exists()
     path.write_bytes(csv_of(GOOD))
     assert main(args) == 0

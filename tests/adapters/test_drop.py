@@ -24,7 +24,7 @@ def test_a_good_file_goes_to_done_and_a_bad_one_to_error_with_reports(
     assert sorted(p.relative_to(folder).as_posix() for p in moved) == [
         "done/good.csv", "error/mixed.csv"]
     report = json.loads((folder / "error" / "mixed.csv.report.json").read_text())
-    assert report["accepted"] == 2 and len(report["rejected"]) == 5
+    assert report["accepted"] == 3 and len(report["rejected"]) == 4
     assert (folder / "done" / "good.csv.report.json").exists()
     assert (folder / "notes.doc").exists()
     assert store.history("Observation", None, count=10)

@@ -202,3 +202,53 @@ async def test_the_gateways_own_fhir_api_is_a_source(tmp_path: Path, store: SqlS
                 assert [r["resourceType"] for r in again.resources] == ["Observation"]
     finally:
         source.close()
+
+
+LOCAL_OBS = {"resourceType": "Observation", "id": "o9", "status": "final",
+             "code": {"coding": [{"system": "urn:lims", "code": "XYZ"}],
+                      "text": "Viability (Rossi, tel. 335 1234567)"},
+             "subject": {"reference": "Patient/p1"}, "valueString": "ok - firmato ROSSI"}
+
+
+async def _poll_own_api(tmp_path: Path, s_update: dict[str, Any]) -> tuple[Any, Site]:
+    from gateway.api.fhir import fhir_router, install_fhir_errors
+    from tests.adapters.conftest import serving
+
+    source = SqlStore(f"sqlite:///{tmp_path / 'source.db'}")
+    source.migrate()
+    with source.transaction() as tx:
+        tx.put({k: v for k, v in PATIENT.items() if k != "meta"})
+        tx.put(LOCAL_OBS)
+    app = FastAPI()
+    app.include_router(fhir_router(source))
+    install_fhir_errors(app)
+    try:
+        with serving(app) as base:
+            s = site(f"{base}/fhir").model_copy(update=s_update)
+            async with httpx.AsyncClient(timeout=5) as client:
+                return await poller(tmp_path, s, client).poll_once(), s
+    finally:
+        source.close()
+
+
+async def test_a_source_observation_with_an_unmapped_code_is_kept_listed_and_scrubbed(
+        tmp_path: Path, store: SqlStore) -> None:
+    from gateway.adapters.governance import count_unmapped
+
+    result, s = await _poll_own_api(tmp_path, {})
+    assert not result.errors and result.unmapped == [("XYZ", "local")]
+    [obs] = [r for r in result.resources if r["resourceType"] == "Observation"]
+    assert obs["code"] == {"coding": [{"system": "urn:lims", "code": "XYZ"}],
+                           "text": "Viability ([NAME], tel. [PHONE])"}
+    assert obs["valueString"] == "ok - firmato [NAME]"
+    await asyncio.to_thread(store_result, store, s, result, {}, "2026-11-27T10:00:00Z")
+    [entry] = count_unmapped(store.inbox_iter(status="processed"))["lims-site"]
+    assert (entry["code"], entry["channels"]) == ("XYZ", ["fhir-source"])
+
+
+async def test_a_strict_site_does_not_store_a_source_observation_with_an_unmapped_code(
+        tmp_path: Path) -> None:
+    result, _ = await _poll_own_api(tmp_path, {"unmapped_codes": "strict"})
+    assert [r["resourceType"] for r in result.resources] == ["Patient"]
+    assert result.errors == ["Observation/o9: local code not in the site's code_map (site "
+                             "unmapped_codes: strict): not stored"]

@@ -93,12 +93,17 @@ def test_unmapped_codes_are_counted_per_site_from_the_inbox(
             tx.inbox_add(InboxRecord("LIS", "HPG23", f"C{n}", raw.encode(),
                                      f"2026-11-2{n}T00:00:00Z", site="hpg23",
                                      status="processed", report=report_outcome(result.report)))
-    import_export(store, network, "hpg23", csv_of("7,,,,,2026-11-20,ZZLAB,,,1,%,,,,,"),
+    import_export(store, network, "hpg23", csv_of("7,,,,,2026-11-20,ZZLAB,,,1,%,,,,,",
+                                                  "8,,,,,2026-11-20,ZZNEW,,,1,%,,,,,"),
                   "x.csv", KEY)
     with serving(app_for(store, network)) as base:
         counts = httpx.get(f"{base}/admin/unmapped-codes").json()["sites"]
-    assert {"code": "ZZLAB", "coding_system": "local", "count": 1} in [
-        {k: v for k, v in e.items() if k != "last_seen"} for e in counts["hpg23"]]
-    assert {"code": "ZZNEW", "coding_system": "L", "count": 2,
-            "last_seen": "2026-11-21T00:00:00.000Z"} in counts["hpg23"]
+    assert {"code": "ZZLAB", "coding_system": "local", "channels": ["lab-export"],
+            "count": 1} in [{k: v for k, v in e.items() if k != "last_seen"}
+                            for e in counts["hpg23"]]
+    # one entry per site and code, whatever the channel
+    [new] = [e for e in counts["hpg23"] if e["code"] == "ZZNEW"]
+    assert {k: v for k, v in new.items() if k != "last_seen"} == {
+        "code": "ZZNEW", "coding_system": "L", "channels": ["hl7", "lab-export"], "count": 3}
+    assert new["last_seen"] > "2026-11-21T00:00:00.000Z"  # the export, imported now
     assert all(entry["code"] != "PCR" for entry in counts["hpg23"])

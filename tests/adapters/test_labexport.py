@@ -21,7 +21,7 @@ ROWS = (
     "PZ001,FT01,LOT-24-017,,,2026-11-20T09:30:00,ENDO,,,<0.5,UE/ml,<5,,final,,",  # 3: good
     "PZ002,FT01,,,,20/11/2026,VIT,,,90,%,,,,,",                         # 4: bad date
     "PZ003,,,,,2026-11-20,DOSE,,,3,mg,,,,,",                            # 5: unit not convertible
-    "PZ003,,,,,2026-11-20,XYZ,,,1,%,,,,,",                              # 6: unknown code
+    "PZ003,,,,,2026-11-20,XYZ,,,1,%,,,,,",                              # 6: unmapped: kept
     ",FT01,,,,2026-11-20,VIT,,,90,%,,,,,",                              # 7: missing subject
     GOOD,                                                               # 8: duplicate of 2
 )
@@ -30,16 +30,17 @@ ROWS = (
 def test_bad_rows_are_reported_and_never_stop_the_good_ones(
         store: SqlStore, network: Network) -> None:
     report = import_export(store, network, "cf-lanzani", csv_of(*ROWS), "qc.csv", KEY)
-    assert report.layout == "network-csv" and report.rows == 7 and report.accepted == 2
+    assert report.layout == "network-csv" and report.rows == 7 and report.accepted == 3
     assert [(i.row, i.column) for i in report.rejected] == [
-        (4, "collected_at"), (5, "unit"), (6, "test_code"), (7, "site_subject_id"),
-        (8, "duplicate")]
+        (4, "collected_at"), (5, "unit"), (7, "site_subject_id"), (8, "duplicate")]
+    assert [(i.row, i.column, i.severity) for i in report.warnings] == [
+        (6, "test_code", "warning")]
     assert "not convertible" in report.rejected[1].reason
     outcome = report.to_outcome()
     validate(outcome)
     assert outcome["issue"][0]["location"] == ["row[4].collected_at"]
     observations = store.history("Observation", None, count=50)
-    assert len(observations) == 2
+    assert len(observations) == 3
     for resource_type in ("Observation", "Specimen", "Patient", "Provenance", "ResearchSubject"):
         for resource in store.history(resource_type, None, count=50):
             validate(resource)
@@ -162,3 +163,54 @@ def test_an_unreadable_file_is_reported_and_kept_in_the_inbox(
     report = import_export(store, network, "hpg23", b"just,some\ncolumns,here\n", "x.csv", KEY)
     assert report.error and "neither the network CSV format" in report.error
     assert store.inbox_list(status="rejected")[0].transport == "file"
+
+
+def test_test_names_and_text_values_are_stored_without_identity(
+        store: SqlStore, network: Network) -> None:
+    # test_name names the subject and a phone; the text value carries a codice fiscale
+    row = ("PZ001,FT01,,,,2026-11-20,STER,,Sterility PZ001 (call 335 1234567),"
+           "negative - CF RSSNCL61C12F205X,,,,final,,")
+    report = import_export(store, network, "cf-lanzani", csv_of(row), "steril.csv", KEY)
+    assert report.accepted == 1, report.rejected
+    [obs] = store.history("Observation", None, count=5)
+    assert obs["code"]["text"] == "Sterility [ID] (call [PHONE])"
+    assert obs["valueString"] == "negative - CF [ID]"
+    assert report.scrubbed == {"ID": 2, "PHONE": 1}
+    assert "335" not in str(report.to_outcome()) and "PZ001" not in str(report.to_json())
+
+
+def test_a_row_s_report_names_every_real_error_not_only_the_first(
+        store: SqlStore, network: Network) -> None:
+    # an unmapped code (kept), a date in no format, an unconvertible unit, no subject
+    row = ",FT01,,,,20-11-2026 9h,XYZ,,,3,furlongs,,,,,"
+    report = import_export(store, network, "cf-lanzani", csv_of(row), "bad.csv", KEY)
+    assert report.accepted == 0
+    assert [(i.row, i.column) for i in report.rejected] == [
+        (2, "site_subject_id"), (2, "collected_at")]
+    assert "test_code" not in {i.column for i in report.rejected}
+
+
+def test_a_repeated_result_with_another_value_is_a_conflict_not_a_duplicate(
+        store: SqlStore, network: Network) -> None:
+    other = GOOD.replace(",92.5,", ",88.0,")
+    report = import_export(store, network, "cf-lanzani", csv_of(GOOD, GOOD, other), "r.csv",
+                           KEY)
+    assert [(i.row, i.column) for i in report.rejected] == [(3, "duplicate"), (4, "conflict")]
+    assert "with another value" in report.rejected[1].reason
+    assert report.to_outcome()["issue"][1]["code"] == "conflict"
+
+
+def test_an_unmapped_code_is_kept_in_the_site_system_unless_the_site_is_strict(
+        store: SqlStore, network: Network) -> None:
+    row = "PZ009,,,,,2026-11-20,XYZ,,Local test,1,%,,,,,"
+    report = import_export(store, network, "cf-lanzani", csv_of(row), "u.csv", KEY)
+    assert report.accepted == 1
+    [obs] = store.history("Observation", None, count=5)
+    assert obs["code"]["coding"] == [{"system": "urn:plagencell:site:cf-lanzani:codes",
+                                      "code": "XYZ"}]
+    strict = network.sites["cf-lanzani"].model_copy(update={"unmapped_codes": "strict"})
+    network.sites["cf-lanzani"] = strict
+    report = import_export(store, network, "cf-lanzani", csv_of(row.replace("PZ009", "PZ010")),
+                           "s.csv", KEY)
+    assert report.accepted == 0 and [i.column for i in report.rejected] == ["test_code"]
+    assert "strict" in report.rejected[0].reason

@@ -50,6 +50,9 @@ def test_the_nine_example_sites_load_with_code_maps() -> None:
      "function: no-such-function}\n", 6, "overrides.0.function"),
     (MINIMAL + "lab_exports:\n  - name: lims\n    columns: {patient: X}\n", 7,
      "lab_exports.0.columns.patient"),
+    (MINIMAL + "privacy:\n  free_text: keep\n", 5, "privacy"),  # keep without a reason
+    (MINIMAL + "privacy:\n  keep_nte: true\n", 5, "privacy"),  # the replaced switch
+    (MINIMAL + "unmapped_codes: refuse\n", 5, "unmapped_codes"),
 ])
 def test_a_broken_site_file_is_refused_naming_file_line_and_field(
         tmp_path: Path, text: str, line: int, field: str) -> None:

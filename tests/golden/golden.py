@@ -38,11 +38,12 @@ from gateway.mapping.results import map_results
 JSON = dict[str, Any]
 SOURCES = ("fhir-converter", "reportstream", "hl7-v2-to-fhir-ig")
 KEY = b"golden-test-pseudonym-key-000000"
-# keep_free_text / keep_nte: the corpus values are compared, so the test site keeps them.
+# free_text keep: the corpus values are compared, so the test site keeps them raw.
 # timezone UTC: the converters write times that had no offset as UTC (or without offset, which
 # the comparison reads as UTC); a Europe/Rome site would shift them by one or two hours.
 SITE = Site(id="golden", name="Golden test site", kind="hospital", facilities=["GOLDEN"],
-            timezone="UTC", privacy=Privacy(keep_nte=True, keep_free_text=True))
+            timezone="UTC", privacy=Privacy(free_text="keep",
+                                            free_text_reason="golden: corpus values compared"))
 RESULT_TYPES = ("Observation", "Specimen")
 RECEIVED = "2026-01-01T00:00:00Z"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.adapters.site import Privacy, Site
+from gateway.adapters.site import FreeText, Privacy, Site
 from gateway.hl7.parser import parse
 from gateway.mapping.context import MappingContext
 from gateway.mapping.results import map_results
@@ -30,5 +30,6 @@ def of_type(ctx: MappingContext, kind: str) -> list[dict[str, Any]]:
     return [r for (t, _), r in ctx.resources.items() if t == kind]
 
 
-def keeping(nte: bool = False, free_text: bool = False) -> Site:
-    return SITE.model_copy(update={"privacy": Privacy(keep_nte=nte, keep_free_text=free_text)})
+def with_free_text(mode: FreeText) -> Site:
+    reason = "test: the raw text is compared" if mode == "keep" else None
+    return SITE.model_copy(update={"privacy": Privacy(free_text=mode, free_text_reason=reason)})

@@ -74,16 +74,17 @@ def test_pda_indicators_become_yes_no_observations_without_death_details() -> No
     assert_valid(result.resources)
 
 
-def test_acc_flags_are_components_and_the_description_follows_the_free_text_rule() -> None:
-    message = hl7(msh("A01"), PID, ACC)
-    hsr = one(convert(message, "hsr"), "Observation")  # hsr drops free text
+def test_acc_flags_are_components_and_the_description_is_kept_scrubbed() -> None:
+    # ACC-8 names the patient of the PID: hsr scrubs free text (the default)
+    message = hl7(msh("A01"), PID, ACC.replace("vehicle accident", "vehicle accident, Verdi G."))
+    hsr = one(convert(message, "hsr"), "Observation")
     assert codes(hsr) == {"injury-incident"}
     assert hsr["effectiveDateTime"] == "2014-03-17"
     assert [(c["code"]["coding"][0]["code"], c["valueCodeableConcept"]["coding"][0]["code"])
             for c in hsr["component"]] == [("AJRI", "Y"), ("ADI", "N"), ("PNI", "Y")]
-    assert "valueString" not in hsr
+    assert hsr["valueString"] == "vehicle accident, [NAME] G."
     text = orjson.dumps(hsr).decode()
-    assert "Route 50" not in text and "Goldberg" not in text and "vehicle" not in text
+    assert "Route 50" not in text and "Goldberg" not in text and "Verdi" not in text
     assert_valid([hsr])
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from gateway.adapters.site import Coding
 from gateway.errors import MappingError
-from tests.mapping.results_helpers import SITE, SUBJECT, keeping, mapped, message, of_type
+from tests.mapping.results_helpers import SITE, SUBJECT, mapped, message, of_type, with_free_text
 
 ORC = "ORC|RE|ORD-55123^HPG23-CPOE|LAB-998877^HPG23-LAB"
 OBR = "OBR|1|ORD-55123^HPG23-CPOE|LAB-998877^HPG23-LAB|CART-MON^CAR-T panel^L|||20261127061000"
@@ -69,20 +69,19 @@ def test_obx_2_chooses_the_value_type(obx: str, key: str, value: object) -> None
     assert observation(obx)[key] == value
 
 
-def test_free_text_is_dropped_and_reported_unless_the_site_keeps_it() -> None:
-    obx = "OBX|1|TX|1988-5^CRP^LN||patient name in a comment"
-    ctx = mapped(message("ORU^R01", OBR, obx))
+def test_free_text_is_kept_as_value_string_and_dropped_only_when_the_site_drops_it() -> None:
+    obx = "OBX|1|TX|1988-5^CRP^LN||Many spherocytes present."
+    kept = mapped(message("ORU^R01", OBR, obx))
+    assert of_type(kept, "Observation")[0]["valueString"] == "Many spherocytes present."
+    ctx = mapped(message("ORU^R01", OBR, obx), with_free_text("drop"))
     assert "valueString" not in of_type(ctx, "Observation")[0]
     assert [e.location for e in ctx.report if e.code == "suppressed"] == ["OBX[1]-5"]
-    kept = mapped(message("ORU^R01", OBR, obx), keeping(free_text=True))
-    assert of_type(kept, "Observation")[0]["valueString"] == "patient name in a comment"
 
 
-def test_nte_after_an_obx_becomes_a_note_only_when_the_site_keeps_nte() -> None:
+def test_nte_after_an_obx_becomes_a_note_unless_the_site_drops_free_text() -> None:
     text = message("ORU^R01", OBR, CRP.format(status="F"), "NTE|1||sample haemolysed")
-    assert "note" not in of_type(mapped(text), "Observation")[0]
-    kept = of_type(mapped(text, keeping(nte=True)), "Observation")[0]
-    assert kept["note"] == [{"text": "sample haemolysed"}]
+    assert of_type(mapped(text), "Observation")[0]["note"] == [{"text": "sample haemolysed"}]
+    assert "note" not in of_type(mapped(text, with_free_text("drop")), "Observation")[0]
 
 
 def test_an_unmapped_local_code_is_kept_with_the_site_system_and_reported() -> None:
@@ -205,3 +204,12 @@ def test_memoised_ranges_and_flags_are_not_shared_between_observations() -> None
     first["interpretation"][0]["coding"][0]["code"] = "X"
     assert second["referenceRange"][0]["low"]["value"] == 0.0
     assert second["interpretation"][0]["coding"][0]["code"] == "H"
+
+
+def test_a_strict_site_refuses_an_unmapped_local_code_with_ae_103_at_obx_3() -> None:
+    strict = SITE.model_copy(update={"unmapped_codes": "strict"})
+    with pytest.raises(MappingError) as info:
+        mapped(message("ORU^R01", OBR, "OBX|1|NM|CD3CAR^CAR+ CD3+^L||120|/uL"), strict)
+    assert (info.value.ack_code, info.value.err_code, str(info.value.location)) == (
+        "AE", "103", "OBX-3")
+    assert "code_map" in str(info.value) and "CD3CAR" not in str(info.value)

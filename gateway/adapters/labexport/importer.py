@@ -22,7 +22,9 @@ from gateway.adapters.labexport.rows import LabRow, RowError, RowIssue, parse_ro
 from gateway.adapters.loader import Network
 from gateway.adapters.site import Site
 from gateway.errors import ConfigError, GatewayError
+from gateway.mapping import scrub
 from gateway.mapping.context import MappingContext
+from gateway.mapping.identity import export_identity
 from gateway.store.base import InboxRecord, Store, Transaction
 
 log = logging.getLogger(__name__)
@@ -39,24 +41,36 @@ def _now() -> str:
 
 def validate_rows(table: Table, site: Site, network: Network, report: ImportReport,
                   progress: Progress | None = None) -> list[LabRow]:
-    """Parse every row; bad and duplicate rows go to ``report.rejected``."""
+    """Parse every row; bad rows (every error of each), repeats and conflicts go to
+    ``report.rejected``, warnings (a kept unmapped code) to ``report.warnings``."""
     good: list[LabRow] = []
-    seen: dict[tuple[str, ...], int] = {}
+    seen: dict[tuple[str, ...], LabRow] = {}
     for number, values in table.rows:
         try:
             row = parse_row(number, hooks.lab_row(site, values), site, network,
                             decimal_comma=table.decimal_comma, date_formats=table.date_formats)
         except RowError as exc:
-            report.rejected.append(exc.issue)
+            report.rejected.extend(exc.issues)
         else:
-            first = seen.setdefault(row.key(), number)
-            if first != number:
-                report.rejected.append(RowIssue(number, "duplicate", f"same result as row {first}"))
+            first = seen.setdefault(row.key(), row)
+            if first is not row:
+                report.rejected.append(_repeat(first, row))
             else:
                 good.append(row)
+                report.warnings.extend(row.issues)
         if progress:
             progress(1)
     return good
+
+
+def _repeat(first: LabRow, row: LabRow) -> RowIssue:
+    """The same result (subject, specimen, code, times) again: a duplicate when the value is
+    the same, a conflict (which one is right?) when it is not."""
+    if (first.value, first.comparator, first.unit) == (row.value, row.comparator, row.unit):
+        return RowIssue(row.row, "duplicate", f"same result as row {first.row}")
+    return RowIssue(row.row, "conflict", f"same result as row {first.row} with another value: "
+                    "neither is imported twice; correct the file (or send the correction as "
+                    "result_status corrected) and import it again")
 
 
 def build_rows(ctx: MappingContext, rows: list[LabRow], report: ImportReport,
@@ -70,6 +84,17 @@ def build_rows(ctx: MappingContext, rows: list[LabRow], report: ImportReport,
         else:
             report.accepted += 1
     report.rejected.sort(key=lambda i: i.row)
+    _scrub(ctx, rows, report)
+
+
+def _scrub(ctx: MappingContext, rows: list[LabRow], report: ImportReport) -> None:
+    """Test names and text values as the HL7 path treats code texts and ST values: without
+    the identity of the file's subjects, codice fiscale, phones… (``gateway.mapping.scrub``)."""
+    if ctx.site.privacy.free_text == "keep":
+        return
+    scrubber = scrub.Scrubber(export_identity(ctx.site, {row.subject for row in rows}))
+    scrub.scrub_resources(ctx.resources.values(), scrubber)
+    report.scrubbed = dict(scrubber.counts)
 
 
 def _write(tx: Transaction, ctx: MappingContext, report: ImportReport) -> list[str]:

@@ -10,7 +10,7 @@ from typing import Any
 from gateway.adapters.labexport.rows import RowIssue
 
 ISSUE_CODE = {"test_code": "code-invalid", "site_subject_id": "required", "value": "value",
-              "unit": "value", "duplicate": "duplicate"}
+              "unit": "value", "duplicate": "duplicate", "conflict": "conflict"}
 
 
 @dataclass(slots=True)
@@ -22,12 +22,14 @@ class ImportReport:
     rows: int = 0
     accepted: int = 0
     rejected: list[RowIssue] = field(default_factory=list)
+    warnings: list[RowIssue] = field(default_factory=list)  # accepted rows: a kept local code
     created: int = 0
     updated: int = 0
     unchanged: int = 0
     already_imported: bool = False
     error: str | None = None  # the file as a whole could not be read
     inbox_id: int | None = None
+    scrubbed: dict[str, int] = field(default_factory=dict)  # marker kind → count, no values
 
     @property
     def ok(self) -> bool:
@@ -40,10 +42,12 @@ class ImportReport:
             "rows": self.rows, "accepted": self.accepted,
             "rejected": [{"row": i.row, "column": i.column, "reason": i.reason}
                          for i in self.rejected],
+            "warnings": [{"row": i.row, "column": i.column, "reason": i.reason}
+                         for i in self.warnings],
             "resources": {"created": self.created, "updated": self.updated,
                           "unchanged": self.unchanged},
             "already_imported": self.already_imported, "error": self.error,
-            "inbox_id": self.inbox_id,
+            "inbox_id": self.inbox_id, "scrubbed": self.scrubbed,
         }
 
     def to_outcome(self) -> dict[str, Any]:
@@ -51,12 +55,17 @@ class ImportReport:
         if self.error:
             issues.append({"severity": "error", "code": "invalid", "diagnostics": self.error,
                            "location": [self.file]})
-        for i in self.rejected:
-            issues.append({"severity": "error", "code": ISSUE_CODE.get(i.column, "invalid"),
+        for i in [*self.rejected, *self.warnings]:
+            issues.append({"severity": i.severity, "code": ISSUE_CODE.get(i.column, "invalid"),
                            "diagnostics": f"row {i.row}, column {i.column}: {i.reason}",
                            "location": [f"row[{i.row}].{i.column}"]})
         issues.append({"severity": "information", "code": "informational",
                        "diagnostics": self.summary()})
+        if self.scrubbed:
+            kinds = ", ".join(f"{k} {n}" for k, n in sorted(self.scrubbed.items()))
+            issues.append({"severity": "information", "code": "informational",
+                           "diagnostics": f"identity removed from sender text: {kinds}",
+                           "location": ["free text"]})
         return {"resourceType": "OperationOutcome", "issue": issues}
 
     def summary(self) -> str:

@@ -7,13 +7,17 @@ reasons, never values (a value may identify a patient).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from gateway.adapters.labexport.units import convert, to_ucum
 from gateway.adapters.loader import Network
-from gateway.adapters.site import Coding, Site, Study
+from gateway.adapters.site import NETWORK_COLUMNS, Coding, Site, Study
+
+_T = TypeVar("_T")
 
 NUMBER = re.compile(r"^(?P<comparator><=|>=|<|>)?\s*(?P<number>[-+]?\d+(?:[.,]\d+)?)$")
 STATUS = {"final": "final", "f": "final", "preliminary": "preliminary", "p": "preliminary",
@@ -108,9 +112,9 @@ def _code(values: dict[str, str], site: Site) -> tuple[Coding | None, Coding]:
     if system:
         return None, local
     mapped = site.code_map.get(code)
-    if mapped is None:
-        raise _RowError("test_code", "unknown local code: add it to the site's code_map or "
-                        "give test_system")
+    if mapped is None and site.unmapped_codes == "strict":
+        raise _RowError("test_code", "unknown local code (site unmapped_codes: strict): add "
+                        "it to the site's code_map or give test_system")
     return mapped, local
 
 
@@ -155,21 +159,40 @@ def _study(values: dict[str, str], site: Site, network: Network) -> Study | None
 
 def parse_row(number: int, values: dict[str, str], site: Site, network: Network, *,
               decimal_comma: bool = False, date_formats: tuple[str, ...] = ()) -> LabRow:
-    """One row → LabRow; raises RowError naming the first bad column."""
-    try:
-        subject = values.get("site_subject_id", "")
-        if not subject:
-            raise _RowError("site_subject_id", "missing subject")
-        mapped, local = _code(values, site)
-        value, comparator = _value(values, decimal_comma)
-        row = LabRow(number, subject, mapped, local, value, comparator,
-                     study=_study(values, site, network),
-                     collected_at=_date(values, "collected_at", site, date_formats),
-                     performed_at=_date(values, "performed_at", site, date_formats))
-        _unit(row, values, site)
-        _details(row, values)
-    except _RowError as exc:
-        raise RowError(RowIssue(number, exc.column, exc.reason)) from None
+    """One row → LabRow; raises RowError naming every bad column of the row (a date in
+    none of the layout's formats, an unknown unit, a missing subject…), not only the
+    first. A local code missing from the code map is kept (``LabRow.issues`` warns), unless
+    the site is ``unmapped_codes: strict``."""
+    errors: list[RowIssue] = []
+
+    def check(step: Callable[..., _T], *args: Any) -> _T | None:
+        try:
+            return step(*args)
+        except _RowError as exc:
+            errors.append(RowIssue(number, exc.column, exc.reason))
+            return None
+
+    subject = values.get("site_subject_id", "")
+    if not subject:
+        errors.append(RowIssue(number, "site_subject_id", "missing subject"))
+    codes = check(_code, values, site)
+    value = check(_value, values, decimal_comma)
+    study = check(_study, values, site, network)
+    collected = check(_date, values, "collected_at", site, date_formats)
+    performed = check(_date, values, "performed_at", site, date_formats)
+    if codes is not None and value is not None:
+        row = LabRow(number, subject, codes[0], codes[1], value[0], value[1], study=study,
+                     collected_at=collected, performed_at=performed)
+        check(_unit, row, values, site)
+        check(_details, row, values)
+    errors.sort(key=lambda i: NETWORK_COLUMNS.index(i.column)
+                if i.column in NETWORK_COLUMNS else len(NETWORK_COLUMNS))
+    if errors:
+        raise RowError(errors)
+    if codes is not None and codes[0] is None and not values.get("test_system"):
+        row.issues.append(RowIssue(number, "test_code", "local code not in the site's "
+                                   "code_map: kept in the site's code system, listed in "
+                                   "/admin/unmapped-codes", severity="warning"))
     return row
 
 
@@ -189,6 +212,10 @@ def _details(row: LabRow, values: dict[str, str]) -> None:
 
 
 class RowError(Exception):
-    def __init__(self, issue: RowIssue) -> None:
-        super().__init__(f"row {issue.row}, column {issue.column}: {issue.reason}")
-        self.issue = issue
+    """Every error of one row."""
+
+    def __init__(self, issues: list[RowIssue]) -> None:
+        super().__init__("; ".join(f"row {i.row}, column {i.column}: {i.reason}"
+                                   for i in issues))
+        self.issues = issues
+        self.issue = issues[0]
