@@ -20,6 +20,7 @@ import logging
 import os
 import shutil
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -35,6 +36,7 @@ from gateway.store.sql import SqlStore
 
 log = logging.getLogger(__name__)
 SWEEP_EVERY = 60.0  # s between two looks for expired jobs
+PROGRESS_EVERY = 1.0  # s between two progress notes in the job row while a type is written
 # the caller's data restriction, from the principal recorded in the job and a resource type,
 # as a function that narrows a ``gateway.store.exports`` query (None: unrestricted)
 Restriction = Callable[[dict[str, Any], str], Callable[[Any], Any] | None]
@@ -168,8 +170,9 @@ class ExportManager:
         for n, rtype in enumerate(types):
             if cancel.is_set():
                 break
-            self.jobs.update(job["id"], progress=f"{rtype} ({n + 1} of {len(types)} types)")
-            count = self._write_type(job, rtype, folder / f"{rtype}.ndjson", cancel)
+            stage = f"{rtype} ({n + 1} of {len(types)} types)"
+            self.jobs.update(job["id"], progress=stage)
+            count = self._write_type(job, rtype, folder / f"{rtype}.ndjson", cancel, stage)
             if count:
                 outputs.append({"type": rtype, "count": count,
                                 "url": f"{params['base']}/$export-file/{job['id']}/"
@@ -179,11 +182,11 @@ class ExportManager:
                 "error": []}
 
     def _write_type(self, job: dict[str, Any], rtype: str, path: Path,
-                    cancel: threading.Event) -> int:
+                    cancel: threading.Event, stage: str) -> int:
         params = job["params"]
         rewrite = (StudyPseudonyms(self.network_key, params["study"]).apply
                    if params.get("pseudonymize") == "study" else None)
-        count = 0
+        count, reported = 0, time.monotonic()
         with _private_file(path) as out:
             for page in self._pages(job, rtype):
                 if cancel.is_set():
@@ -192,6 +195,9 @@ class ExportManager:
                     out.write(rewrite(rtype, content) if rewrite else content)
                     out.write(b"\n")
                 count += len(page)
+                if time.monotonic() - reported > PROGRESS_EVERY:
+                    self.jobs.update(job["id"], progress=f"{stage}: {count} written")
+                    reported = time.monotonic()
         if not count:
             path.unlink(missing_ok=True)
         return count

@@ -275,6 +275,13 @@ def test_delete_stops_a_running_export_and_removes_what_it_wrote(
         job = status_url.rsplit("/", 1)[1]
         running = http.get(status_url)
         assert running.status_code == 202 and running.headers["X-Progress"]
+        deadline = time.monotonic() + 10  # the progress counts what is written
+        while "written" not in running.headers.get("X-Progress", "") \
+                and time.monotonic() < deadline:
+            time.sleep(0.1)
+            running = http.get(status_url)
+        assert running.status_code == 202
+        assert running.headers["X-Progress"].startswith("Observation (1 of 1 types): ")
         assert http.delete(status_url).status_code == 202
         assert http.get(status_url).status_code == 404
         deadline = time.monotonic() + 10
