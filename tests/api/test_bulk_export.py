@@ -158,6 +158,23 @@ def test_type_filters_are_alternatives_and_stay_inside_the_cohort(
     assert ids == expected and len(ids) == len(set(ids))
 
 
+def test_a_group_written_through_the_api_is_exported_like_a_cohort(
+        server: ExportServer) -> None:
+    mine = {"resourceType": "Group", "id": "my-list", "type": "person", "actual": True,
+            "member": [{"entity": {"reference": "Patient/p2"}},
+                       {"entity": {"reference": "Patient/p3"}}]}
+    with server.client() as http:
+        assert http.put("/Group/my-list", json=mine).status_code == 201
+        files = download(http, run_export(http, "/Group/my-list/$export",
+                                          _type="Patient,Observation"))
+        refused = http.get("/Group/my-list/$export", params={"pseudonymize": "study"})
+    assert {p["id"] for p in files["Patient"]} == {"p2", "p3"}
+    assert {o["subject"]["reference"] for o in files["Observation"]} == {"Patient/p2",
+                                                                        "Patient/p3"}
+    assert refused.status_code == 400  # not a study cohort: no study to key pseudonyms
+    assert refused.json()["issue"][0]["expression"] == ["pseudonymize"]
+
+
 def test_per_study_pseudonyms_are_stable_within_a_study_and_differ_across_studies(
         server: ExportServer) -> None:
     def exported(study_id: str) -> dict[str, list[dict]]:
