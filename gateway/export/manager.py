@@ -50,7 +50,8 @@ class ExportManager:
     def __init__(self, store: SqlStore, data_dir: Path, *, network_key: bytes = b"",
                  retention_hours: float = 24.0, max_active: int = 2,
                  requires_access_token: bool = False, page: int = 2000,
-                 restriction: Restriction | None = None) -> None:
+                 restriction: Restriction | None = None,
+                 progress_every: float = PROGRESS_EVERY) -> None:
         self.store = store
         self.jobs = ExportJobs(store)
         self.directory = data_dir / "exports"
@@ -60,6 +61,7 @@ class ExportManager:
         self.requires_access_token = requires_access_token
         self.page = page
         self.restriction = restriction
+        self.progress_every = progress_every
         self._lock = threading.Lock()
         self._cancel: dict[str, threading.Event] = {}
         self._threads: dict[str, threading.Thread] = {}
@@ -195,7 +197,7 @@ class ExportManager:
                     out.write(rewrite(rtype, content) if rewrite else content)
                     out.write(b"\n")
                 count += len(page)
-                if time.monotonic() - reported > PROGRESS_EVERY:
+                if time.monotonic() - reported >= self.progress_every:
                     self.jobs.update(job["id"], progress=f"{stage}: {count} written")
                     reported = time.monotonic()
         if not count:

@@ -25,7 +25,7 @@ ASSOCIATED = ("LatestProvenanceResources", "RelevantProvenanceResources")
 PSEUDONYMIZE = ("study",)
 PATIENT_TYPES = ("Patient", *sorted(COMPARTMENT))
 PARAMETERS = ("_outputFormat", "_since", "_type", "_typeFilter", "includeAssociatedData",
-              "pseudonymize")
+              "patient", "pseudonymize")
 
 
 class ExportRequestError(ValueError):
@@ -45,6 +45,7 @@ class ExportRequest:
     associated: list[str] = field(default_factory=list)
     pseudonymize: str | None = None
     group_id: str | None = None
+    patients: list[str] | None = None  # ``patient`` (POST): only these (Patient ids)
 
     def params(self) -> dict[str, Any]:
         """As kept in the job row (``includeAssociatedData`` without Provenance in the
@@ -80,6 +81,7 @@ def read_request(kind: str, pairs: Sequence[tuple[str, str]],
     request.associated = _listed(values.get("includeAssociatedData", []),
                                  "includeAssociatedData", ASSOCIATED)
     request.pseudonymize = _pseudonymize(kind, values.get("pseudonymize", []))
+    request.patients = _patients(kind, values.get("patient"))
     return request
 
 
@@ -91,6 +93,8 @@ def pairs_of_parameters(body: dict[str, Any]) -> list[tuple[str, str]]:
     for parameter in body.get("parameter") or []:
         name = parameter.get("name")
         value = next((v for k, v in parameter.items() if k.startswith("value")), None)
+        if isinstance(value, dict) and isinstance(value.get("reference"), str):
+            value = value["reference"]  # valueReference (the ``patient`` parameter)
         if not isinstance(name, str) or not isinstance(value, str | bool):
             raise ExportRequestError(str(name), f"parameter {name!r} needs a primitive value "
                                      "(valueString, valueInstant, valueCode...)")
@@ -170,6 +174,22 @@ def _listed(given: list[str], name: str, allowed: Sequence[str]) -> list[str]:
             raise ExportRequestError(name, f"{name} {value!r} is not supported; supported: "
                                      f"{', '.join(allowed)}")
     return list(dict.fromkeys(values))
+
+
+def _patients(kind: str, given: list[str] | None) -> list[str] | None:
+    if given is None:
+        return None
+    if kind == "system":
+        raise ExportRequestError("patient", "the patient parameter applies to Patient and "
+                                 "Group exports")
+    ids = []
+    for value in given:
+        kind_, _, id = value.strip().rpartition("/")
+        if kind_.rpartition("/")[2] != "Patient" or not id:
+            raise ExportRequestError("patient", f"patient {value!r} is not a reference to a "
+                                     "Patient such as Patient/123")
+        ids.append(id)
+    return sorted(set(ids))
 
 
 def _pseudonymize(kind: str, given: list[str]) -> str | None:

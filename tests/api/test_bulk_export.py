@@ -115,6 +115,25 @@ def test_since_type_filter_and_a_post_kick_off_narrow_the_export(
     assert codes == {"1988-5"}
 
 
+def test_the_patient_parameter_narrows_patient_and_group_exports(server: ExportServer) -> None:
+    def posted(path: str, *patients: str) -> dict[str, list[dict]]:
+        body = {"resourceType": "Parameters", "parameter": [
+            {"name": "_type", "valueString": "Patient,Observation"},
+            *({"name": "patient", "valueReference": {"reference": f"Patient/{p}"}}
+              for p in patients)]}
+        with server.client() as http:
+            kick = http.post(path, json=body)
+            assert kick.status_code == 202, kick.text
+            return download(http, poll(http, kick.headers["Content-Location"]).json())
+
+    files = posted("/Patient/$export", "p3", "p4")
+    assert {p["id"] for p in files["Patient"]} == {"p3", "p4"}
+    assert {o["subject"]["reference"] for o in files["Observation"]} == {"Patient/p3",
+                                                                        "Patient/p4"}
+    cohort = posted(f"/Group/{group_id('s1')}/$export", "p1", "p4")  # p4 is no member
+    assert [p["id"] for p in cohort["Patient"]] == ["p1"]
+
+
 def test_a_group_export_takes_only_the_cohort_and_its_provenance_when_asked(
         server: ExportServer, loaded: SqlStore) -> None:
     with loaded.transaction() as tx:
@@ -215,6 +234,8 @@ def test_a_client_registered_for_study_pseudonyms_always_gets_them(
     ("/$export", {"_outputFormat": "text/csv"}, {}, 400, "_outputFormat"),
     ("/$export", {"includeAssociatedData": "Everything"}, {}, 400, "includeAssociatedData"),
     ("/$export", {"pseudonymize": "study"}, {}, 400, "pseudonymize"),
+    ("/$export", {"patient": "Patient/p1"}, {}, 400, "patient"),
+    ("/Patient/$export", {"patient": "Observation/o1"}, {}, 400, "patient"),
     ("/Group/nope/$export", {}, {}, 404, None),
 ])
 def test_bad_kick_offs_get_a_precise_outcome_and_start_nothing(
@@ -286,7 +307,9 @@ def test_delete_cancels_and_removes_the_files(server: ExportServer, tmp_path: Pa
 def test_delete_stops_a_running_export_and_removes_what_it_wrote(
         loaded: SqlStore, tmp_path: Path) -> None:
     loaded.bulk_put([observation(f"x{n:05d}", "p1") for n in range(3000)])
-    with export_server(loaded, tmp_path, page=1) as server, server.client() as http:
+    # one row a page, a progress note after each: a job slow enough to be caught running
+    with export_server(loaded, tmp_path, page=1, progress_every=0) as server, \
+            server.client() as http:
         kick = http.get("/$export", params={"_type": "Observation"})
         status_url = kick.headers["Content-Location"]
         job = status_url.rsplit("/", 1)[1]

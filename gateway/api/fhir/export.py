@@ -102,7 +102,9 @@ async def _kick_off(manager: ExportManager, request: Request, kind: str,
     _check_types(wanted, principal)
     _client_pseudonyms(wanted, principal)
     patients, study = (await run_in_threadpool(_cohort, manager, group_id, wanted)
-                       if group_id is not None else (None, None))
+                       if group_id is not None else (wanted.patients, None))
+    if wanted.patients is not None and patients is not None:  # within the Group's members
+        patients = sorted(set(patients) & set(wanted.patients))
     base = f"{str(request.base_url).rstrip('/')}/fhir"
     try:
         job = await run_in_threadpool(manager.kick_off, wanted, principal, str(request.url),
