@@ -8,8 +8,14 @@ endpoint returning pre-serialised bytes (the ceiling of this server stack).
 
     .venv/bin/python bench/api.py --db sqlite --n 100000
     .venv/bin/python bench/api.py --db postgresql --n 100000
+    .venv/bin/python bench/api.py --auth       # also: read by id with a bearer token
+    .venv/bin/python bench/api.py --auth --audit   # … with the token and the audit trail
+    .venv/bin/python bench/api.py --audit      # read by id, audit off then on (alternating)
 
-Targets: read ≥ 60 % of the bare ceiling (req/s); both searches p95 ≤ 25 ms at 100k.
+Targets: read ≥ 60 % of the bare ceiling (req/s); both searches p95 ≤ 25 ms at 100k;
+with ``--auth``, read with a token ≥ 80 % of read without (a second server with the
+authentication middleware and a registered client, measured in alternation with the first);
+with ``--audit``, read-by-id with the audit trail recording ≥ 80 % of read without.
 """
 
 from __future__ import annotations
@@ -89,7 +95,7 @@ def database(kind: str, workdir: Path) -> tuple[str, str | None]:
 
 # -- server (subprocess) -----------------------------------------------------------------
 
-def serve(url: str, port: int) -> None:
+def serve(url: str, port: int, auth_dir: str | None = None, audit: bool = False) -> None:
     import orjson
     import uvicorn
     from fastapi import FastAPI
@@ -109,7 +115,56 @@ def serve(url: str, port: int) -> None:
     async def bare_endpoint() -> Response:
         return Response(bare, media_type=FHIR_MEDIA_TYPE)
 
+    if auth_dir:  # the trust boundary as `gateway serve --clients` installs it
+        from gateway.security.clients import load_clients
+        from gateway.security.keys import signing_key
+        from gateway.security.middleware import AuthMiddleware
+        from gateway.security.routes import auth_router
+        from gateway.security.tokens import TokenService
+
+        tokens = TokenService(load_clients(Path(auth_dir) / "clients.yaml"),
+                              signing_key(Path(auth_dir)))
+        app.include_router(auth_router(tokens))
+        app.add_middleware(AuthMiddleware, tokens=tokens)
+    trail = None
+    if audit:  # as gateway.runtime wires it: the router, the middleware outermost
+        from gateway.audit import AuditTrail, audit_router, install_audit
+        from gateway.store.audit import AuditLog
+
+        trail = AuditTrail(AuditLog(store), node="bench", key=b"b" * 32, limit=10**9)
+        trail.start()
+        app.router.routes[:0] = audit_router(AuditLog(store)).routes
+        install_audit(app, trail)
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    if trail is not None:
+        trail.stop()
+
+
+def auth_setup(workdir: Path) -> Any:
+    """A registered client (its key and the clients file) for the ``--auth`` server."""
+    from gateway.security import keys
+    from gateway.security.clients import add_client
+
+    key = keys.generate("ES384")
+    add_client(workdir / "clients.yaml", {"id": "bench", "name": "bench", "scopes":
+                                          ["system/Observation.rs"],
+                                          "jwks": {"keys": [keys.public_jwk(key)]}})
+    return key
+
+
+def auth_token(port: int, key: Any) -> str:
+    import httpx
+
+    from gateway.cli.clients import client_assertion
+    from gateway.security.tokens import ASSERTION_TYPE
+
+    url = f"http://127.0.0.1:{port}/auth/token"
+    answer = httpx.post(url, data={"grant_type": "client_credentials",
+                                   "client_assertion_type": ASSERTION_TYPE,
+                                   "client_assertion": client_assertion("bench", key, url),
+                                   "scope": "system/Observation.rs"})
+    answer.raise_for_status()
+    return str(answer.json()["access_token"])
 
 
 def free_port() -> int:
@@ -131,10 +186,13 @@ def wait_ready(port: int, timeout: float = 30) -> None:
 
 # -- load generator (subprocess) ---------------------------------------------------------
 
+HEADERS = ""  # extra request header lines ("Authorization: Bearer …\r\n"), from --header
+
+
 async def _request(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                    path: str) -> int:
     writer.write(f"GET {path} HTTP/1.1\r\nHost: bench\r\nAccept: application/fhir+json"
-                 "\r\n\r\n".encode())
+                 f"\r\n{HEADERS}\r\n".encode())
     head = await reader.readuntil(b"\r\n\r\n")
     status = int(head[9:12])
     length = 0
@@ -181,14 +239,15 @@ async def _drive(port: int, paths: list[str], concurrency: int, seconds: float
             "error_statuses": sorted(set(errors))[:5]}
 
 
-def drive(port: int, paths: list[str], concurrency: int, seconds: float) -> dict[str, Any]:
+def drive(port: int, paths: list[str], concurrency: int, seconds: float,
+          header: str = "") -> dict[str, Any]:
     """Run the load generator in its own process; returns its measurements."""
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
         json.dump(paths, handle)
     out = subprocess.run([sys.executable, __file__, "load", "--port", str(port),
                           "--paths", handle.name, "--concurrency", str(concurrency),
-                          "--seconds", str(seconds)], check=True, capture_output=True,
-                         text=True)
+                          "--seconds", str(seconds), "--header", header], check=True,
+                         capture_output=True, text=True)
     os.unlink(handle.name)
     result: dict[str, Any] = json.loads(out.stdout)
     return result
@@ -212,13 +271,19 @@ def scenarios(n: int, subjects: int) -> dict[str, list[str]]:
 
 
 def measure(port: int, paths: dict[str, list[str]], conc: dict[str, int],
-            args: argparse.Namespace) -> dict[str, dict[str, Any]]:
-    """Bare and read alternate for ``--rounds`` rounds (the best round of each is kept:
-    on a shared machine the noise only ever slows a round down); then the searches."""
+            args: argparse.Namespace, auth: tuple[int, str] | None = None
+            ) -> dict[str, dict[str, Any]]:
+    """Bare, read (and read with a token on the ``auth`` server: port, token) alternate for
+    ``--rounds`` rounds (the best round of each is kept: on a shared machine the noise only
+    ever slows a round down); then the searches."""
     results: dict[str, dict[str, Any]] = {}
     for _ in range(args.rounds):
-        for name in ("bare", "read"):
-            run = drive(port, paths[name], conc[name], args.seconds)
+        for name in ("bare", "read", *(["read with token"] if auth else [])):
+            if name == "read with token" and auth is not None:
+                run = drive(auth[0], paths["read"], conc["read"], args.seconds,
+                            f"Authorization: Bearer {auth[1]}\r\n")
+            else:
+                run = drive(port, paths[name], conc[name], args.seconds)
             if name not in results or run["rps"] > results[name]["rps"]:
                 results[name] = run
     for name in ("search subject+code", "search code+date _count=100"):
@@ -236,6 +301,9 @@ def report(db: str, n: int, load_s: float, results: dict[str, dict[str, Any]],
               f"{r['p95_ms']:>9.2f}{r['p99_ms']:>9.2f}{r['errors']:>8}")
     ratio = results["read"]["rps"] / results["bare"]["rps"]
     print(f"\nread / bare ceiling: {ratio:.0%} (target ≥ 60%)")
+    if "read with token" in results:
+        ratio = results["read with token"]["rps"] / results["read"]["rps"]
+        print(f"read with token / read without: {ratio:.0%} (target ≥ 80%)")
     for name in ("search subject+code", "search code+date _count=100"):
         p95 = results[name]["p95_ms"]
         verdict = "ok" if p95 <= 25 else "MISSED"
@@ -253,18 +321,28 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=16, help="for bare and read")
     ap.add_argument("--search-concurrency", type=int, default=1)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--auth", action="store_true",
+                    help="also read by id with a bearer token (authentication middleware)")
+    ap.add_argument("--audit", action="store_true",
+                    help="with --auth: the token server records the audit trail too; alone: "
+                         "read by id with the audit trail off, then on")
     s = sub.add_parser("serve")
     s.add_argument("--url", required=True)
     s.add_argument("--port", type=int, required=True)
+    s.add_argument("--auth-dir", help="serve with authentication (clients file, key here)")
+    s.add_argument("--audit", action="store_true")
     g = sub.add_parser("load")
     g.add_argument("--port", type=int, required=True)
     g.add_argument("--paths", required=True)
     g.add_argument("--concurrency", type=int, required=True)
     g.add_argument("--seconds", type=float, required=True)
+    g.add_argument("--header", default="")
     args = ap.parse_args()
     if args.cmd == "serve":
-        serve(args.url, args.port)
+        serve(args.url, args.port, args.auth_dir, args.audit)
     elif args.cmd == "load":
+        global HEADERS
+        HEADERS = args.header
         paths = json.loads(Path(args.paths).read_text())
         print(json.dumps(asyncio.run(_drive(args.port, paths, args.concurrency,
                                             args.seconds))))
@@ -272,23 +350,97 @@ def main() -> None:
         run(args)
 
 
+def start_server(url: str, audit: bool) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    server = subprocess.Popen([sys.executable, __file__, "serve", "--url", url,
+                               "--port", str(port), *(["--audit"] if audit else [])])
+    wait_ready(port)
+    return server, port
+
+
+def cpu_seconds(pid: int, thread: int | None = None) -> float:
+    """User + system CPU time of a process (or one of its threads) so far (Linux /proc)."""
+    stat = Path(f"/proc/{pid}/task/{thread}/stat" if thread else f"/proc/{pid}/stat")
+    fields = stat.read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def other_threads_cpu(pid: int) -> float:
+    """CPU time of a process's threads other than its main one (the event loop's)."""
+    return sum(cpu_seconds(pid, int(tid.name)) for tid in Path(f"/proc/{pid}/task").iterdir()
+               if int(tid.name) != pid)
+
+
+def compare_audit(url: str, args: argparse.Namespace) -> None:
+    """Read by id on two servers over the same database, audit off and on, measured in
+    alternation: the best round of each (noise on a shared machine only slows a round),
+    and the server's CPU time per request over all rounds (what the audit trail costs,
+    whatever else the machine runs; the writer's work included: it runs in the server
+    process)."""
+    paths = scenarios(args.n, args.subjects)["read"]
+    servers = {audit: start_server(url, audit) for audit in (False, True)}
+    best: dict[bool, dict[str, Any]] = {}
+    cpu = {False: 0.0, True: 0.0}
+    threads = {False: 0.0, True: 0.0}
+    served = {False: 0, True: 0}
+    try:
+        for _ in range(args.rounds):
+            for audit, (server, port) in servers.items():
+                before = cpu_seconds(server.pid), other_threads_cpu(server.pid)
+                run = drive(port, paths, args.concurrency, args.seconds)
+                time.sleep(0.3)  # the writer's last round of this run
+                cpu[audit] += cpu_seconds(server.pid) - before[0]
+                threads[audit] += other_threads_cpu(server.pid) - before[1]
+                served[audit] += run["requests"]
+                if audit not in best or run["rps"] > best[audit]["rps"]:
+                    best[audit] = run
+    finally:
+        for server, _ in servers.values():
+            server.terminate()
+            server.wait(timeout=30)
+    print(f"\nread by id, {args.db}, {args.n:,} Observations, concurrency {args.concurrency}")
+    per_request = {audit: cpu[audit] / max(1, served[audit]) * 1e6 for audit in cpu}
+    for audit, r in best.items():
+        print(f"  audit {'on ' if audit else 'off'}: {r['rps']:>7.0f} req/s  p50 "
+              f"{r['p50_ms']:.2f} ms  p95 {r['p95_ms']:.2f} ms  errors {r['errors']}  "
+              f"server CPU {per_request[audit]:.0f} µs/request (threads other than the "
+              f"event loop's {threads[audit] / max(1, served[audit]) * 1e6:.0f})")
+    ratio = best[True]["rps"] / best[False]["rps"]
+    cpu_ratio = per_request[False] / per_request[True]
+    print(f"audit on / off: {ratio:.0%} of the req/s (best rounds); {cpu_ratio:.0%} by server "
+          "CPU per request (target ≥ 80%)")
+
+
 def run(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         url, pg_name = database(args.db, Path(tmp))
         try:
             load_s = load(url, args.n, args.subjects)
+            if args.audit and not args.auth:
+                compare_audit(url, args)
+                return
             port = free_port()
-            server = subprocess.Popen([sys.executable, __file__, "serve", "--url", url,
-                                       "--port", str(port)])
+            servers = [subprocess.Popen([sys.executable, __file__, "serve", "--url", url,
+                                         "--port", str(port)])]
+            auth = None
             try:
                 wait_ready(port)
+                if args.auth:
+                    key, auth_port = auth_setup(Path(tmp)), free_port()
+                    servers.append(subprocess.Popen([
+                        sys.executable, __file__, "serve", "--url", url, "--port",
+                        str(auth_port), "--auth-dir", tmp, *(["--audit"] if args.audit else [])]))
+                    wait_ready(auth_port)
+                    auth = (auth_port, auth_token(auth_port, key))
                 conc = {"bare": args.concurrency, "read": args.concurrency,
+                        "read with token": args.concurrency,
                         "search subject+code": args.search_concurrency,
                         "search code+date _count=100": args.search_concurrency}
-                results = measure(port, scenarios(args.n, args.subjects), conc, args)
+                results = measure(port, scenarios(args.n, args.subjects), conc, args, auth)
             finally:
-                server.terminate()
-                server.wait(timeout=30)
+                for server in servers:
+                    server.terminate()
+                    server.wait(timeout=30)
             report(args.db, args.n, load_s, results, conc)
         finally:
             if pg_name:

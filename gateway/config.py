@@ -14,6 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from gateway.adapters.loader import EXAMPLE_SITES
 from gateway.bus import settings as bus_settings
 from gateway.bus.settings import BusSettings
+from gateway.security import settings as auth_settings
+from gateway.security.settings import AuthSettings
 
 Role = Literal["edge", "hub", "all"]
 
@@ -40,8 +42,17 @@ class Settings(BaseModel):
     # Bulk Data $export (gateway.export)
     export_retention_hours: float = 24.0
     export_max_active: int = 2
+    # HTTP bounds and public address (gateway.api.connections, gateway.api.limits)
+    public_url: str | None = Field(default=None, pattern=r"^https?://",
+                                   description="default: http://<host>:<port>")
+    request_time_budget: float = Field(default=10.0, gt=0)
+    http_max_connections: int = Field(default=1000, gt=0)
+    http_header_timeout: float = Field(default=10.0, gt=0)
+    http_body_timeout: float = Field(default=30.0, gt=0)
     # Kafka, topics, outbox bound, node id: gateway.bus.settings
     bus: BusSettings = Field(default_factory=BusSettings)
+    # clients file, OIDC issuer, secure-by-default: gateway.security.settings
+    auth: AuthSettings = Field(default_factory=AuthSettings)
 
     @property
     def node_id(self) -> str:
@@ -75,6 +86,17 @@ _FLAGS: list[tuple[str, str, type, str]] = [
      "hours a finished $export (manifest and files) is kept (default 24)"),
     ("--export-max-active", "export_max_active", int,
      "$export jobs running at once; more get 429 (default 2)"),
+    ("--public-url", "public_url", str,
+     "the gateway's public root URL, e.g. https://gw.example.org (fullUrl, paging links; "
+     "default http://<host>:<http-port>); never taken from a request's Host"),
+    ("--request-time-budget", "request_time_budget", float,
+     "seconds a FHIR search may run before it is cancelled in the database (10)"),
+    ("--http-max-connections", "http_max_connections", int,
+     "open HTTP connections at most; more are answered 503 (1000)"),
+    ("--http-header-timeout", "http_header_timeout", float,
+     "seconds for a request's headers to arrive complete, else 408 (10)"),
+    ("--http-body-timeout", "http_body_timeout", float,
+     "seconds a request body may pause before the connection is closed (30)"),
 ]
 
 
@@ -83,6 +105,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         env = "GATEWAY_" + dest.upper()
         parser.add_argument(flag, dest=dest, type=kind, default=None, help=f"{text} [{env}]")
     bus_settings.add_arguments(parser)
+    auth_settings.add_arguments(parser)
 
 
 def settings_from(args: argparse.Namespace, environ: dict[str, str] | None = None) -> Settings:
@@ -95,4 +118,5 @@ def settings_from(args: argparse.Namespace, environ: dict[str, str] | None = Non
         elif (env := environ.get("GATEWAY_" + dest.upper())) is not None:
             values[dest] = env
     values["bus"] = bus_settings.from_sources(args, environ)
+    values["auth"] = auth_settings.from_sources(args, environ)
     return Settings.model_validate(values)

@@ -13,6 +13,7 @@ import contextlib
 import gc
 import logging
 import signal
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -20,6 +21,7 @@ from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
+from sqlalchemy.engine import make_url
 from starlette.middleware.gzip import GZipMiddleware
 
 from gateway.adapters.fhirsource import start_fhir_sources
@@ -31,10 +33,15 @@ from gateway.adapters.studies import publish_studies
 from gateway.adapters.terminology import capability_entries, terminology_router
 from gateway.api.admin import admin_router, bus_admin_router
 from gateway.api.app import create_app
+from gateway.api.connections import guarded_protocol
 from gateway.api.fhir import fhir_router, install_fhir_errors
+from gateway.api.fhir.budgets import RequestBudgets
 from gateway.api.fhir.export import export_router
 from gateway.api.fhir.operations import capability_operations, operations_router
 from gateway.api.ingest import hl7v2_router
+from gateway.api.limits import BodyLimits, default_limits
+from gateway.audit import CAPABILITY_ENTRY, AuditTrail, audit_router, install_audit
+from gateway.audit.event import system_facts
 from gateway.bus import start_bus_components
 from gateway.config import Settings
 from gateway.errors import ConfigError
@@ -45,9 +52,16 @@ from gateway.hl7.check import inbound_errors
 from gateway.hl7.mllp import MllpServer, Peer, server_ssl_context
 from gateway.ingest import IngestService
 from gateway.mapping.pseudonym import load_or_create_key, read_key
+from gateway.security import senders
+from gateway.security.files import private_umask, secure_data_dir
+from gateway.security.install import Auth, build_auth
+from gateway.security.routes import auth_router
+from gateway.store.audit import AuditLog
 from gateway.store.sql import SqlStore
 
 log = logging.getLogger(__name__)
+DEFAULT_PASSWORDS = frozenset({"change-me", "changeme"})
+ANY_ADDRESS = frozenset({"0.0.0.0", "::"})  # noqa: S104 - compared with, not bound
 
 
 class _QuietServer(uvicorn.Server):
@@ -61,11 +75,16 @@ class _QuietServer(uvicorn.Server):
 class MllpHandler:
     """Adapts the MLLP listener to the ingest service."""
 
-    def __init__(self, service: IngestService, max_size: int) -> None:
+    def __init__(self, service: IngestService, max_size: int,
+                 require_client_cert: bool = False) -> None:
         self.service = service
         self.max_size = max_size
+        self.require_client_cert = require_client_cert
 
     async def handle(self, frame: bytes, peer: Peer) -> list[bytes]:
+        if self.require_client_cert and (
+                refused := senders.mllp_refusal(self.service.network, frame, peer)):
+            return [refused]
         if batch.is_batch(frame):
             _, answer = await batch.handle_batch(self.service, frame, "mllp", _now())
             return [answer]
@@ -87,8 +106,11 @@ class Gateway:
     mllp: MllpServer | None = None
     http: uvicorn.Server | None = None
     bus: Any = None
+    auth: Auth | None = None
+    audit: AuditTrail | None = None
     exports: ExportManager | None = None
     extras: list[Any] = field(default_factory=list)
+    budgets: RequestBudgets = field(default_factory=RequestBudgets)
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
@@ -105,13 +127,17 @@ class Gateway:
 
     async def start(self) -> None:
         s = self.settings
-        s.data_dir.mkdir(parents=True, exist_ok=True)
+        secure_data_dir(s.data_dir)
+        _refuse_default_password(s.resolved_database_url())
         self.network = load_network(s.sites)
+        self.auth = await asyncio.to_thread(build_auth, s.auth, s.host, self.network,
+                                            s.data_dir)
         # an edge serves no FHIR API: its store keeps no search index and no history
         self.store = SqlStore(s.resolved_database_url(), edge=s.role == "edge")
         await asyncio.to_thread(self.store.migrate)
         key = (read_key(s.pseudonym_key_file) if s.pseudonym_key_file
                else load_or_create_key(s.data_dir))
+        self.audit = AuditTrail(AuditLog(self.store), node=s.node_id, key=key).start()
         self.bus = await self._start_bus()
         self.service = IngestService(
             self.store, self.network, key, node_id=s.node_id, batch_max=s.batch_max,
@@ -135,6 +161,10 @@ class Gateway:
         # process: out of the collector's way, so that the collections that the mapping's
         # short-lived dicts cause do not walk it again and again (ACK latency tail)
         gc.freeze()
+        if s.public_url is None and s.role != "edge" and s.host in ANY_ADDRESS:
+            log.warning("no --public-url: fullUrl and paging links name %s, which clients "
+                        "cannot reach; set the public address", self.public_url)
+        self.auth.announce(s.host)
         log.info("gateway ready: role %s, HTTP %s:%d, MLLP %s", s.role, s.host,
                  self.http_port, f"{s.host}:{self.mllp.port}" if self.mllp else "off")
 
@@ -145,7 +175,9 @@ class Gateway:
 
     def _routers(self) -> list[Any]:
         assert self.service is not None and self.store is not None and self.network
-        routers: list[Any] = []
+        assert self.auth is not None
+        routers: list[Any] = [auth_router(self.auth.tokens, lambda: self.public_url),
+                              audit_router(AuditLog(self.store))]  # every role keeps a trail
         if self.settings.role != "hub":
             routers += [hl7v2_router(self.service), admin_router(self.service),
                         admin_codes_router(self.store, self.network),
@@ -154,12 +186,18 @@ class Gateway:
             routers.append(bus_admin_router(self.bus))
         if self.settings.role != "edge":
             assert self.exports is not None
-            # the terminology and export routes come before the FHIR API's generic
-            # /fhir/{type}/{id}
-            routers += [export_router(self.exports), operations_router(self.store),
-                        terminology_router(self.network),
+            # the terminology, export and operation routes come before the FHIR API's
+            # generic /fhir/{type}/{id}
+            routers += [export_router(self.exports, lambda: f"{self.public_url}/fhir"),
+                        operations_router(self.store, lambda: f"{self.public_url}/fhir"),
+                        terminology_router(self.network, lambda: f"{self.public_url}/fhir"),
                         fhir_router(self.store, origin=self.settings.node_id,
-                                    capability_resources=capability_entries(),
+                                    capability_resources=[*capability_entries(),
+                                                          CAPABILITY_ENTRY],
+                                    security=self.auth.capability_security(),
+                                    base_url_from_request=False,
+                                    base_url=lambda: f"{self.public_url}/fhir",
+                                    budgets=self.budgets,
                                     capability_operations=capability_operations())]
         return routers
 
@@ -171,11 +209,26 @@ class Gateway:
         self.extras += start_fhir_sources(self.network, self.store, self.service.key,
                                           s.data_dir, now=_now_instant)
 
+    @property
+    def public_url(self) -> str:
+        """``--public-url``, else this listener's own address (never a request's Host)."""
+        s = self.settings
+        return (s.public_url or f"http://{s.host}:{self.http_port}").rstrip("/")
+
     async def _start_http(self) -> None:
+        assert self.auth is not None and self.audit is not None
+        s, trail, auth = self.settings, self.audit, self.auth
+        self.budgets.seconds = s.request_time_budget
         app = create_app(routers=self._routers(), ready=lambda: self.ready,
-                         setup=[install_fhir_errors, _gzip])
-        config = uvicorn.Config(app, host=self.settings.host, port=self.settings.http_port,
-                                log_level="warning", lifespan="off", access_log=False)
+                         setup=[install_fhir_errors, _gzip, self._body_limits, auth.install,
+                                lambda app: install_audit(app, trail)],  # last: outermost
+                         health={"auth": lambda: auth.mode, "audit": trail.status})
+        protocol = guarded_protocol(max_connections=s.http_max_connections,
+                                    header_timeout=s.http_header_timeout,
+                                    body_timeout=s.http_body_timeout)
+        config = uvicorn.Config(app, host=s.host, port=s.http_port, http=protocol,
+                                log_level="warning", lifespan="off", access_log=False,
+                                server_header=False, timeout_graceful_shutdown=5)
         self.http = _QuietServer(config)
         task = asyncio.create_task(self.http.serve(), name="http")
         self.extras.append(task)
@@ -189,11 +242,20 @@ class Gateway:
         s = self.settings
         assert self.service is not None
         ssl_ctx = None
+        if s.auth.mllp_require_client_cert and not s.mllp_tls_client_ca:
+            raise ConfigError("--mllp-require-client-cert needs --mllp-tls-cert and "
+                              "--mllp-tls-client-ca (mutual TLS)")
+        if s.auth.mllp_require_client_cert and (mute := senders.sites_without_senders(
+                self.service.network)):
+            log.warning("no 'senders' in the site files of %s: their MLLP messages get AR",
+                        ", ".join(mute))
         if s.mllp_tls_cert:
             key = str(s.mllp_tls_key) if s.mllp_tls_key else None
             client_ca = str(s.mllp_tls_client_ca) if s.mllp_tls_client_ca else None
             ssl_ctx = server_ssl_context(str(s.mllp_tls_cert), key, client_ca)
-        self.mllp = MllpServer(MllpHandler(self.service, s.max_message_size), s.host,
+        handler = MllpHandler(self.service, s.max_message_size,
+                              s.auth.mllp_require_client_cert)
+        self.mllp = MllpServer(handler, s.host,
                                s.mllp_port, ssl_context=ssl_ctx,
                                max_message_size=s.max_message_size,
                                idle_timeout=s.idle_timeout)
@@ -203,7 +265,14 @@ class Gateway:
         """SIGHUP: re-read the site files in place (every holder sees them); a bad file
         leaves the running configuration as it was. Connections are not dropped."""
         if self.network is not None:
-            reload_network(self.network, self.settings.sites)
+            error = reload_network(self.network, self.settings.sites)
+            if self.auth is not None:
+                self.auth.reload_clients(self.network)
+            if self.audit is not None:
+                self.audit.record(system_facts(
+                    "reload", ok=error is None, when=time.time(),
+                    description="site files reloaded (SIGHUP)" if error is None
+                    else "site files not reloaded (SIGHUP): a site file is invalid"))
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -211,11 +280,18 @@ class Gateway:
     async def wait(self) -> None:
         await self._stop.wait()
 
+    def _body_limits(self, app: FastAPI) -> None:
+        app.add_middleware(BodyLimits, limits=default_limits(self.settings.max_message_size))
+
     async def stop(self) -> None:
         if self.mllp is not None:
             await self.mllp.close()
         if self.http is not None:
             self.http.should_exit = True
+        # running searches end now: their worker threads would keep the process alive
+        cancelled = await asyncio.to_thread(self.budgets.cancel_all, "shutdown")
+        if cancelled:
+            log.info("stopping: %d running queries cancelled", cancelled)
         for task in self.extras:
             if task.get_name() != "http":
                 task.cancel()
@@ -225,6 +301,8 @@ class Gateway:
             await asyncio.to_thread(self.exports.stop)
         if self.service is not None:
             await asyncio.to_thread(self.service.stop)
+        if self.audit is not None:
+            await asyncio.to_thread(self.audit.stop)
         if self.bus is not None:
             await self.bus.stop()
         if self.store is not None:
@@ -244,7 +322,15 @@ def _now_instant() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def _refuse_default_password(url: str) -> None:
+    """The compose file's old fallback password must not reach a real deployment."""
+    if make_url(url).password in DEFAULT_PASSWORDS:
+        raise ConfigError("the database URL uses a default password; set a password of "
+                          "your own (docker/compose.yaml: POSTGRES_PASSWORD)")
+
+
 async def serve(settings: Settings) -> None:
+    private_umask()  # files and directories the gateway creates: 0600 / 0700
     gateway = Gateway(settings)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

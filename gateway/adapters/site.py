@@ -189,6 +189,9 @@ class Site(_Strict):
     name: str
     kind: Literal["hospital", "cell-factory"]
     facilities: list[str] = Field(min_length=1, description="MSH-4 (HD.1) values")
+    senders: list[str] = Field(
+        default_factory=list, description="MLLP client certificate identities (subject CN "
+        "or subjectAltName) allowed to send for this site (--mllp-require-client-cert)")
     city: str | None = None
     timezone: str = "Europe/Rome"
     identifiers: IdentifierRules = Field(default_factory=IdentifierRules)

@@ -4,6 +4,7 @@ SIGHUP reload is visible at once."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -45,7 +46,14 @@ async def _params(request: Request) -> dict[str, str]:
     return params
 
 
-def terminology_router(network: Network) -> APIRouter:
+def terminology_router(network: Network,
+                       base_url: Callable[[], str] | None = None) -> APIRouter:
+    """``base_url``: the public FHIR base for ``fullUrl`` (``gateway serve``: from
+    ``--public-url``); without it, the request's own."""
+
+    def base(request: Request) -> str:
+        return base_url() if base_url else str(request.base_url).rstrip("/") + "/fhir"
+
     router = APIRouter(prefix="/fhir", tags=["terminology"])
 
     def maps(url: str | None = None) -> list[Resource]:
@@ -61,18 +69,22 @@ def terminology_router(network: Network) -> APIRouter:
         return _fhir(translate(only, params["code"], params.get("system") or None,
                                params.get("target") or params.get("targetsystem") or None))
 
-    @router.api_route("/ConceptMap/$translate", methods=["GET", "POST"])
+    # one operation per method: /openapi.json (now served, behind authentication) refuses
+    # a GET and a POST that share an operation id
+    @router.get("/ConceptMap/$translate", operation_id="ConceptMap_translate_get")
+    @router.post("/ConceptMap/$translate", operation_id="ConceptMap_translate_post")
     async def translate_any(request: Request) -> JSONResponse:
         return await do_translate(request, maps(request.query_params.get("url")))
 
-    @router.api_route("/ConceptMap/{id}/$translate", methods=["GET", "POST"])
+    @router.get("/ConceptMap/{id}/$translate", operation_id="ConceptMap_id_translate_get")
+    @router.post("/ConceptMap/{id}/$translate", operation_id="ConceptMap_id_translate_post")
     async def translate_one(id: str, request: Request) -> JSONResponse:
         only = [m for m in maps() if m["id"] == id]
         return await do_translate(request, only) if only else _not_found(f"ConceptMap/{id}")
 
     @router.get("/ConceptMap")
     async def search_maps(request: Request, url: str | None = None) -> JSONResponse:
-        return _fhir(_bundle(maps(url), str(request.base_url).rstrip("/") + "/fhir"))
+        return _fhir(_bundle(maps(url), base(request)))
 
     @router.get("/ConceptMap/{id}")
     async def read_map(id: str) -> JSONResponse:
@@ -81,7 +93,7 @@ def terminology_router(network: Network) -> APIRouter:
 
     @router.get("/CodeSystem")
     async def search_codesystems(request: Request) -> JSONResponse:
-        return _fhir(_bundle([network_codesystem()], str(request.base_url).rstrip("/") + "/fhir"))
+        return _fhir(_bundle([network_codesystem()], base(request)))
 
     @router.get("/CodeSystem/{id}")
     async def read_codesystem(id: str) -> JSONResponse:

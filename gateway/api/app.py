@@ -8,20 +8,25 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
 
 from gateway import __version__
 
 
 def create_app(*, routers: list[Any], ready: Callable[[], bool] = lambda: True,
-               setup: list[Callable[[FastAPI], None]] | None = None) -> FastAPI:
-    app = FastAPI(title="PlaGenCell gateway", version=__version__,
+               setup: list[Callable[[FastAPI], None]] | None = None,
+               health: dict[str, Callable[[], Any]] | None = None) -> FastAPI:
+    """``health``: more facts for ``/healthz`` (name → a function giving its state)."""
+    # /docs and /redoc from the assets of the fastapi-offline package: no CDN
+    app = FastAPIOffline(title="PlaGenCell gateway", version=__version__,
                   description="HL7 v2 and lab exports in, pseudonymised FHIR R4 out.")
 
     @app.get("/healthz", tags=["admin"], summary="200 once the HTTP and MLLP listeners accept")
     async def healthz() -> JSONResponse:
         ok = ready()
-        return JSONResponse({"status": "ok" if ok else "starting", "version": __version__},
-                            status_code=200 if ok else 503)
+        more = {name: state() for name, state in (health or {}).items()}
+        return JSONResponse({"status": "ok" if ok else "starting", "version": __version__,
+                             **more}, status_code=200 if ok else 503)
 
     for router in routers:
         app.include_router(router)

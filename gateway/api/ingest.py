@@ -12,6 +12,7 @@ from fastapi import APIRouter, Request, Response
 
 from gateway.hl7 import batch
 from gateway.ingest import IngestService
+from gateway.security import principal_of, senders
 
 ER7_MEDIA_TYPES = ("x-application/hl7-v2+er7", "text/plain", "application/hl7-v2")
 STATUS_FOR_ACK = {"AA": 200, "CA": 200, "AE": 422, "CE": 422, "AR": 400, "CR": 400}
@@ -27,11 +28,18 @@ def hl7v2_router(service: IngestService) -> APIRouter:
             return Response("content type must be x-application/hl7-v2+er7 or text/plain\n",
                             status_code=415, media_type="text/plain")
         body = await request.body()
+        principal = principal_of(request)
+        if not principal.anonymous and (refused := senders.refusal(
+                service.network, body, principal.may_send_for, f"client {principal.client_id}")):
+            return Response(senders.refused_ack(*refused), status_code=400,
+                            media_type="x-application/hl7-v2+er7")
         if batch.is_batch(body):
             code, answer = await batch.handle_batch(service, body, "http", datetime.now(UTC))
             return Response(answer, status_code=STATUS_FOR_ACK.get(code, 500),
                             media_type="x-application/hl7-v2+er7")
         outcome = await service.handle(body, transport="http")
+        if outcome.inbox_id is not None:  # the audit trail names the stored message
+            request.state.audit = {"entity": [f"inbox/{outcome.inbox_id}"]}
         status = STATUS_FOR_ACK.get(outcome.ack_code, 500)
         return Response(b"\r\n".join(outcome.responses), status_code=status,
                         media_type="x-application/hl7-v2+er7")

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from gateway import __version__
 
-COMMANDS = ("serve", "send", "check", "convert", "replay", "importer", "sites")
+COMMANDS = ("serve", "send", "check", "convert", "replay", "importer", "sites", "clients", "audit")
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, object]]:

@@ -163,6 +163,7 @@ class Peer:
     port: int
     tls: bool = False
     cert_subject: str | None = None
+    cert_names: tuple[str, ...] = ()  # subject CN and subjectAltName values (mutual TLS)
 
     def __str__(self) -> str:
         return f"{self.host}:{self.port}"
@@ -334,12 +335,15 @@ class MllpServer:
 def _peer_of(writer: asyncio.StreamWriter) -> Peer:
     addr = writer.get_extra_info("peername") or ("?", 0)
     ssl_obj = writer.get_extra_info("ssl_object")
-    subject = None
+    subject, names = None, ()
     if ssl_obj is not None:
         cert = ssl_obj.getpeercert()
         if cert:
             subject = ",".join(f"{k}={v}" for rdn in cert.get("subject", ()) for k, v in rdn)
-    return Peer(str(addr[0]), int(addr[1]), ssl_obj is not None, subject)
+            names = tuple(v for rdn in cert.get("subject", ()) for k, v in rdn
+                          if k == "commonName") + tuple(v for _, v in
+                                                        cert.get("subjectAltName", ()))
+    return Peer(str(addr[0]), int(addr[1]), ssl_obj is not None, subject, names)
 
 
 async def _close_writer(writer: asyncio.StreamWriter) -> None:

@@ -22,6 +22,7 @@ unrestricted; an empty set means nothing.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 ADMIN = "system/gateway.admin"
@@ -48,6 +49,13 @@ def scope_grants(scope: str, resource_type: str, interaction: str) -> bool:
     return interaction in perms and all(ch in INTERACTIONS for ch in perms)
 
 
+@lru_cache(maxsize=4096)
+def _granted(scopes: frozenset[str], resource_type: str, interaction: str) -> bool:
+    """Whether any of ``scopes`` grants it (cached: a token's scopes are asked again and
+    again, and a frozenset keeps its hash)."""
+    return any(scope_grants(s, resource_type, interaction) for s in scopes)
+
+
 @dataclass(frozen=True)
 class Principal:
     client_id: str
@@ -61,7 +69,7 @@ class Principal:
         """SMART v2: may this caller do ``interaction`` (c r u d s) on ``resource_type``?"""
         if self.anonymous:
             return True
-        return any(scope_grants(s, resource_type, interaction) for s in self.scopes)
+        return _granted(self.scopes, resource_type, interaction)
 
     def has(self, scope: str) -> bool:
         """A gateway scope (``ADMIN``, ``RAW``, ``AUDIT``, ``INGEST``, ``EXPORT``)."""

@@ -18,9 +18,14 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
+
+from gateway.security.access import Restriction
+
+if TYPE_CHECKING:
+    from gateway.store.budget import Budget
 
 Resource = dict[str, Any]
 
@@ -159,6 +164,9 @@ class Transaction(Protocol):
     def get(self, resource_type: str, id: str) -> Resource | None:
         ...
 
+    def visible(self, restriction: Restriction, resource_type: str, id: str) -> bool:
+        """Whether a live resource passes ``restriction`` (``gateway.security.access``)."""
+
     def inbox_add(self, record: InboxRecord) -> int:
         ...
 
@@ -202,24 +210,33 @@ class Store(Protocol):
         ...
 
     # reads
-    def read(self, resource_type: str, id: str) -> Resource | None:
-        """Current version; raises Gone for a deleted resource."""
+    # Every read takes ``restrict``: a caller's data restriction (``gateway.security.access``;
+    # None: unrestricted, the SQL is then exactly that of a store without access control).
+    # What it hides is absent: read/vread answer None, search and history leave it out.
+    def read(self, resource_type: str, id: str, *,
+             restrict: Restriction | None = None) -> Resource | None:
+        """Current version; raises Gone for a deleted resource (None if restricted)."""
 
-    def vread(self, resource_type: str, id: str, version_id: int) -> Resource | None:
+    def vread(self, resource_type: str, id: str, version_id: int, *,
+              restrict: Restriction | None = None) -> Resource | None:
         ...
 
     def history(self, resource_type: str | None, id: str | None, *, since: str | None = None,
-                count: int = 50) -> list[Resource]:
+                count: int = 50, restrict: Restriction | None = None) -> list[Resource]:
         """Newest first; a delete appears as ``{resourceType, id, meta}`` only."""
 
     def history_versions(self, resource_type: str | None, id: str | None, *,
                          since: str | None = None, before: str | None = None,
-                         count: int = 50) -> list[Version]:
+                         count: int = 50, restrict: Restriction | None = None
+                         ) -> list[Version]:
         """Newest first, deletes flagged; ``before`` (exclusive) pages back in time."""
 
     def search(self, resource_type: str, params: list[tuple[str, str]], *,
-               strict: bool = False, base_url: str | None = None) -> SearchResult:
-        """Raw (name[:modifier], value) pairs; raises SearchError (strict) with ``issues``."""
+               strict: bool = False, base_url: str | None = None,
+               restrict: Restriction | None = None,
+               budget: Budget | None = None) -> SearchResult:
+        """Raw (name[:modifier], value) pairs; raises SearchError (strict) with ``issues``;
+        ``Cancelled`` once ``budget`` is spent or cancelled."""
 
     def bulk_put(self, resources: Sequence[Resource], *, outbox: bool = False,
                  chunk: int = 2000) -> int:

@@ -238,3 +238,22 @@ export_job = Table(
     Column("error", Text, nullable=True),  # no patient data
 )
 Index("ix_export_job_status", export_job.c.status, export_job.c.created)
+# the audit trail (``gateway.audit``): append-only, one row per AuditEvent, hash-chained by
+# ``seq`` (no gaps). ``content`` is the event's canonical JSON; the other columns are derived
+# from it for search (``gateway audit verify`` checks both). No update or delete path exists
+# in the code; on both databases a trigger refuses UPDATE and DELETE (migration 0004).
+audit_event = Table(
+    "audit_event", metadata,
+    Column("seq", BigId, primary_key=True, autoincrement=False),
+    Column("recorded_ms", BigInteger, nullable=False),
+    Column("agent", _c(256), nullable=False),  # client id, "anonymous", "unauthenticated"
+    Column("type", _c(256), nullable=False),  # "\nsystem|code\n"
+    Column("subtype", _c(), nullable=False),  # "\nsystem|code\nsystem|code\n"
+    Column("action", String(1), nullable=False),
+    Column("outcome", String(2), nullable=False),
+    Column("entity", _c(), nullable=False),  # "\nPatient/1\nObservation/2\n"
+    Column("content", LargeBinary, nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+)
+Index("ix_audit_recorded", audit_event.c.recorded_ms)

@@ -20,12 +20,15 @@ from sqlalchemy import Connection, func, select, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.errors import Gone
+from gateway.security.access import Restriction
 from gateway.store import profile
 from gateway.store import schema as s
 from gateway.store.base import InboxRecord, OutboxRow, Resource, SearchResult, Version
+from gateway.store.budget import Budget, bounded
 from gateway.store.checkpoint import Checkpointer
 from gateway.store.content import loads, normalise_instant, now_instant
 from gateway.store.engine import make_engine, normalise_url, translate, translated
+from gateway.store.restrict import visible, visible_any
 from gateway.store.tx import SqlTransaction
 
 T = TypeVar("T")
@@ -157,12 +160,17 @@ class SqlStore:
 
     # -- resources ----------------------------------------------------------------------------
 
-    def read(self, resource_type: str, id: str) -> Resource | None:
-        """The current version; None if there never was one; Gone if it is deleted."""
+    def read(self, resource_type: str, id: str, *,
+             restrict: Restriction | None = None) -> Resource | None:
+        """The current version; None if there never was one; Gone if it is deleted.
+        ``restrict``: None also when the caller may not see it (deleted included)."""
         r = s.resource.c
+        query = select(r.deleted, r.content, r.version_id).where(
+            r.res_type == resource_type, r.res_id == id)
+        if restrict is not None:
+            query = query.where(visible(restrict, resource_type, r.res_id))
         with self._read() as conn:
-            row = conn.execute(select(r.deleted, r.content, r.version_id).where(
-                r.res_type == resource_type, r.res_id == id)).first()
+            row = conn.execute(query).first()
         if row is None:
             return None
         if row.deleted:
@@ -170,11 +178,17 @@ class SqlStore:
                        version=row.version_id)
         return loads(row.content)
 
-    def vread(self, resource_type: str, id: str, version_id: int) -> Resource | None:
+    def vread(self, resource_type: str, id: str, version_id: int, *,
+              restrict: Restriction | None = None) -> Resource | None:
+        """One version; ``restrict``: None unless the resource is visible now (its current
+        version decides for all its versions; a deleted resource is not visible)."""
         v = s.resource_version.c
+        query = select(v.deleted, v.content).where(
+            v.res_type == resource_type, v.res_id == id, v.version_id == version_id)
+        if restrict is not None:
+            query = query.where(visible(restrict, resource_type, v.res_id))
         with self._read() as conn:
-            row = conn.execute(select(v.deleted, v.content).where(
-                v.res_type == resource_type, v.res_id == id, v.version_id == version_id)).first()
+            row = conn.execute(query).first()
         if row is None:
             return None
         if row.deleted:
@@ -184,8 +198,10 @@ class SqlStore:
 
     def history_versions(self, resource_type: str | None, id: str | None, *,
                          since: str | None = None, before: str | None = None,
-                         count: int = 50) -> list[Version]:
-        """Newest first; ``since`` inclusive, ``before`` exclusive (for paging)."""
+                         count: int = 50, restrict: Restriction | None = None
+                         ) -> list[Version]:
+        """Newest first; ``since`` inclusive, ``before`` exclusive (for paging);
+        ``restrict``: only the versions of resources visible now."""
         v = s.resource_version.c
         query = select(v.res_type, v.res_id, v.version_id, v.last_updated, v.deleted, v.content)
         if resource_type is not None:
@@ -196,6 +212,10 @@ class SqlStore:
             query = query.where(v.last_updated >= normalise_instant(since))
         if before is not None:
             query = query.where(v.last_updated < normalise_instant(before))
+        if restrict is not None:
+            query = query.where(visible(restrict, resource_type, v.res_id)
+                                if resource_type is not None
+                                else visible_any(restrict, v.res_type, v.res_id))
         query = query.order_by(v.last_updated.desc(), v.version_id.desc()).limit(count)
         with self._read() as conn:
             rows = conn.execute(query).all()
@@ -203,19 +223,23 @@ class SqlStore:
                         loads(r.content) if r.content is not None else None) for r in rows]
 
     def history(self, resource_type: str | None, id: str | None, *, since: str | None = None,
-                count: int = 50) -> list[Resource]:
+                count: int = 50, restrict: Restriction | None = None) -> list[Resource]:
         """Versions newest first; a delete appears as ``{resourceType, id, meta}`` only
         (use ``history_versions`` to tell deletes apart)."""
         return [version.resource or _tombstone_stub(version)
                 for version in self.history_versions(resource_type, id, since=since,
-                                                     count=count)]
+                                                     count=count, restrict=restrict)]
 
     # -- search -------------------------------------------------------------------------------
 
-    def search(self, resource_type: str, params: list[tuple[str, str]],
-               **options: Any) -> SearchResult:
+    def search(self, resource_type: str, params: list[tuple[str, str]], *,
+               budget: Budget | None = None, **options: Any) -> SearchResult:
+        """``budget``: stop in the database when it is spent or cancelled (``Cancelled``)."""
         with self._read() as conn:
-            return self.search_on(conn, resource_type, params, **options)
+            if budget is None:
+                return self.search_on(conn, resource_type, params, **options)
+            with bounded(conn, self.dialect, budget):
+                return self.search_on(conn, resource_type, params, **options)
 
     def search_on(self, conn: Connection, resource_type: str, params: list[tuple[str, str]],
                   **options: Any) -> SearchResult:

@@ -8,7 +8,7 @@ SearchParameter resources at ``/fhir/SearchParameter/<code>``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,11 +69,13 @@ class Capability:
 
     def __init__(self, params: list[Param] | None = None,
                  others: Sequence[dict[str, Any]] = (),
+                 security: Callable[[str], dict[str, Any]] | None = None,
                  operations: Mapping[str, Sequence[dict[str, str]]] | None = None) -> None:
         """``others``: CapabilityStatement.rest.resource entries of resource types that
         other routers serve under ``/fhir`` (e.g. the terminology's CodeSystem)."""
         self.params = params if params is not None else registry_params()
         self.others = list(others)
+        self.security = security  # rest.security from the base URL (gateway.security)
         # operations other routers serve: resource type (or "" for the system level) →
         # CapabilityStatement ``operation`` entries ({name, definition})
         self.operations = dict(operations or {})
@@ -95,6 +97,12 @@ class Capability:
     # -- CapabilityStatement -------------------------------------------------------------------
 
     def statement(self, base: str) -> dict[str, Any]:
+        out = self._statement(base)
+        if self.security is not None:
+            out["rest"][0]["security"] = self.security(base)
+        return out
+
+    def _statement(self, base: str) -> dict[str, Any]:
         return {
             "resourceType": "CapabilityStatement", "status": "active",
             "date": now_instant()[:10], "kind": "instance", "fhirVersion": FHIR_VERSION,

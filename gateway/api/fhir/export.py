@@ -15,6 +15,7 @@ must be included before the generic FHIR router (whose ``/fhir/{type}/{id}`` wou
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -33,6 +34,7 @@ from gateway.export.request import (
 from gateway.security.principal import EXPORT, Principal, principal_of
 
 from .negotiation import check_format, fhir_response, http_date, read_json
+from .operations import public_url
 from .outcomes import FhirError, information
 
 NDJSON = "application/fhir+ndjson"
@@ -46,17 +48,23 @@ CAPABILITY_OPERATIONS = {
 RETRY_AFTER = "2"  # s between polls
 
 
-def export_router(manager: ExportManager) -> APIRouter:
+def export_router(manager: ExportManager, base_url: Callable[[], str] | None = None
+                  ) -> APIRouter:
+    """``base_url``: the public ``/fhir`` base for the status and file URLs (the gateway's
+    ``--public-url``); without it, the request's own base (tests, loopback)."""
     router = APIRouter(prefix="/fhir", tags=["bulk data"])
 
+    def base(request: Request) -> str:
+        return base_url() if base_url else f"{str(request.base_url).rstrip('/')}/fhir"
+
     async def system(request: Request) -> Response:
-        return await _kick_off(manager, request, "system", None)
+        return await _kick_off(manager, request, "system", None, base(request))
 
     async def patient(request: Request) -> Response:
-        return await _kick_off(manager, request, "patient", None)
+        return await _kick_off(manager, request, "patient", None, base(request))
 
     async def group(id: str, request: Request) -> Response:
-        return await _kick_off(manager, request, "group", id)
+        return await _kick_off(manager, request, "group", id, base(request))
 
     for path, endpoint in (("/$export", system), ("/Patient/$export", patient),
                            ("/Group/{id}/$export", group)):
@@ -86,7 +94,7 @@ def export_router(manager: ExportManager) -> APIRouter:
 
 
 async def _kick_off(manager: ExportManager, request: Request, kind: str,
-                    group_id: str | None) -> Response:
+                    group_id: str | None, base: str) -> Response:
     check_format(request)
     if "respond-async" not in (request.headers.get("prefer") or ""):
         raise FhirError.of("invalid", "$export runs asynchronously: send the header "
@@ -105,9 +113,9 @@ async def _kick_off(manager: ExportManager, request: Request, kind: str,
                        if group_id is not None else (wanted.patients, None))
     if wanted.patients is not None and patients is not None:  # within the Group's members
         patients = sorted(set(patients) & set(wanted.patients))
-    base = f"{str(request.base_url).rstrip('/')}/fhir"
     try:
-        job = await run_in_threadpool(manager.kick_off, wanted, principal, str(request.url),
+        url = public_url(request, base, list(request.query_params.multi_items()))
+        job = await run_in_threadpool(manager.kick_off, wanted, principal, url,
                                       base, patients, study)
     except TooManyExports as exc:
         error = FhirError.of("throttled", f"{manager.max_active} exports are running; "

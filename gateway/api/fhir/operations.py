@@ -17,7 +17,9 @@ caller is refused until the per-study restriction is applied here.
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlencode
 
 import orjson
 from fastapi import APIRouter, Request
@@ -55,10 +57,15 @@ def capability_operations() -> dict[str, list[dict[str, str]]]:
             for rtype in sorted({*EXPORT, *CAPABILITY_OPERATIONS})}
 
 
-def operations_router(store: SqlStore) -> APIRouter:
+def operations_router(store: SqlStore, base_url: Callable[[], str] | None = None
+                      ) -> APIRouter:
     """Include before the generic FHIR router (``/fhir/{type}/{id}`` would take
-    ``/fhir/Observation/$lastn``)."""
+    ``/fhir/Observation/$lastn``). ``base_url``: the public ``/fhir`` base for ``fullUrl``
+    (the gateway's ``--public-url``); without it, the request's own base."""
     router = APIRouter(prefix="/fhir", tags=["operations"])
+
+    def base(request: Request) -> str:
+        return base_url() if base_url else f"{str(request.base_url).rstrip('/')}/fhir"
 
     @router.get("/Patient/{id}/$everything")
     async def everything(id: str, request: Request) -> Response:
@@ -74,7 +81,7 @@ def operations_router(store: SqlStore) -> APIRouter:
             compartment_page, store, types, scope, after=after, count=count)
         request.state.audit = {"subtype": "everything", "entity": [f"Patient/{id}"],
                                "query": request.url.query}
-        return fhir_response(_bundle(request, rows, following))
+        return fhir_response(_bundle(request, base(request), rows, following))
 
     @router.get("/Observation/$lastn")
     async def lastn(request: Request) -> Response:
@@ -88,7 +95,7 @@ def operations_router(store: SqlStore) -> APIRouter:
                                expression=["patient"])
         found = await call(_latest, store, criteria, top)
         request.state.audit = {"subtype": "lastn", "entity": [], "query": request.url.query}
-        return fhir_response(_searchset(request, found))
+        return fhir_response(_searchset(request, base(request), found))
 
     return router
 
@@ -144,24 +151,30 @@ def _patient_exists(store: SqlStore, id: str) -> None:
         raise FhirError.of("not-found", f"Patient/{id} is not known")
 
 
-def _bundle(request: Request, rows: list[tuple[str, bytes]],
+def _bundle(request: Request, base: str, rows: list[tuple[str, bytes]],
             following: tuple[int, str] | None) -> dict[str, Any]:
     resources = [orjson.loads(content) for _, content in rows]
-    bundle = _searchset(request, resources)
+    bundle = _searchset(request, base, resources)
     if following is not None:
         token = base64.urlsafe_b64encode(orjson.dumps(list(following))).decode()
         query = [(k, v) for k, v in request.query_params.multi_items() if k != "_cursor"]
-        url = request.url.replace_query_params(**dict(query), _cursor=token)
-        bundle["link"].append({"relation": "next", "url": str(url)})
+        bundle["link"].append({"relation": "next",
+                               "url": public_url(request, base, [*query, ("_cursor", token)])})
     return bundle
 
 
-def _searchset(request: Request, resources: list[Resource]) -> dict[str, Any]:
-    base = f"{str(request.base_url).rstrip('/')}/fhir"
+def _searchset(request: Request, base: str, resources: list[Resource]) -> dict[str, Any]:
     return {"resourceType": "Bundle", "id": new_id(), "type": "searchset",
-            "link": [{"relation": "self", "url": str(request.url)}],
+            "link": [{"relation": "self", "url": public_url(
+                request, base, list(request.query_params.multi_items()))}],
             "entry": [{"fullUrl": f"{base}/{r['resourceType']}/{r['id']}", "resource": r,
                        "search": {"mode": "match"}} for r in resources]}
+
+
+def public_url(request: Request, base: str, query: list[tuple[str, str]]) -> str:
+    """This request's URL on the public base (never built from the request's Host)."""
+    path = request.url.path.removeprefix("/fhir")
+    return f"{base}{path}?{urlencode(query)}" if query else f"{base}{path}"
 
 
 def _latest(store: SqlStore, criteria: list[tuple[str, str]], top: int) -> list[Resource]:

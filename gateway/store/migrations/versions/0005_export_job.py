@@ -1,7 +1,7 @@
 """Bulk Data $export jobs (``export_job``, ``gateway.export``)
 
-Revision ID: 0004_export_job
-Revises: 0003
+Revision ID: 0005_export_job
+Revises: 0004_audit
 Create Date: 2026-12-03
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0004_export_job"
-down_revision = "0003"
+revision = "0005_export_job"
+down_revision = "0004_audit"
 branch_labels = None
 depends_on = None
 
