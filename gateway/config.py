@@ -41,6 +41,9 @@ class Settings(BaseModel):
     # ingest
     pseudonym_key_file: Path | None = None
     batch_max: int = Field(default=64, description="messages per group commit, at most")
+    # Bulk Data $export (gateway.export)
+    export_retention_hours: float = 24.0
+    export_max_active: int = 2
     # HTTP bounds and public address (gateway.api.connections, gateway.api.limits)
     public_url: str | None = Field(default=None, pattern=r"^https?://",
                                    description="default: http://<host>:<port>")
@@ -89,6 +92,10 @@ _FLAGS: list[tuple[str, str, type, str]] = [
      "seconds a started MLLP block may take to end before the connection closes (120)"),
     ("--pseudonym-key-file", "pseudonym_key_file", Path,
      "HMAC key file for pseudonyms (default: generated in the data dir)"),
+    ("--export-retention-hours", "export_retention_hours", float,
+     "hours a finished $export (manifest and files) is kept (default 24)"),
+    ("--export-max-active", "export_max_active", int,
+     "$export jobs running at once; more get 429 (default 2)"),
     ("--public-url", "public_url", str,
      "the gateway's public root URL, e.g. https://gw.example.org (fullUrl, paging links; "
      "default http://<host>:<http-port>); never taken from a request's Host"),

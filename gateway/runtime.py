@@ -41,6 +41,8 @@ from gateway.api.connections import guarded_protocol
 from gateway.api.counters import counters_router
 from gateway.api.fhir import fhir_router, install_fhir_errors
 from gateway.api.fhir.budgets import RequestBudgets
+from gateway.api.fhir.export import export_router
+from gateway.api.fhir.operations import capability_operations, operations_router
 from gateway.api.ingest import hl7v2_router
 from gateway.api.limits import BodyLimits, default_limits
 from gateway.audit import CAPABILITY_ENTRY, AuditTrail, audit_router, install_audit
@@ -48,6 +50,7 @@ from gateway.audit.event import system_facts
 from gateway.bus import start_bus_components
 from gateway.config import Settings
 from gateway.errors import ConfigError
+from gateway.export.manager import ExportManager
 from gateway.failures import FailureCounters
 from gateway.hl7 import ack as acks
 from gateway.hl7 import batch
@@ -111,6 +114,7 @@ class Gateway:
     bus: Any = None
     auth: Auth | None = None
     audit: AuditTrail | None = None
+    exports: ExportManager | None = None
     extras: list[Any] = field(default_factory=list)
     budgets: RequestBudgets = field(default_factory=RequestBudgets)
     pid_file: Path | None = None
@@ -154,6 +158,11 @@ class Gateway:
         if s.role != "hub":
             await asyncio.to_thread(publish_studies, self.store, self.network.studies,
                                     s.node_id)
+        if s.role != "edge":
+            self.exports = ExportManager(
+                self.store, s.data_dir, network_key=key,
+                retention_hours=s.export_retention_hours, max_active=s.export_max_active)
+            await asyncio.to_thread(self.exports.start)
         await self._start_http()
         if s.role != "hub":
             await self._start_mllp()
@@ -190,15 +199,20 @@ class Gateway:
         if self.bus is not None:
             routers.append(bus_admin_router(self.bus))
         if self.settings.role != "edge":
-            # the terminology routes come before the FHIR API's generic /fhir/{type}/{id}
-            routers += [terminology_router(self.network, lambda: f"{self.public_url}/fhir"),
+            assert self.exports is not None
+            # the terminology, export and operation routes come before the FHIR API's
+            # generic /fhir/{type}/{id}
+            routers += [export_router(self.exports, lambda: f"{self.public_url}/fhir"),
+                        operations_router(self.store, lambda: f"{self.public_url}/fhir"),
+                        terminology_router(self.network, lambda: f"{self.public_url}/fhir"),
                         fhir_router(self.store, origin=self.settings.node_id,
                                     capability_resources=[*capability_entries(),
                                                           CAPABILITY_ENTRY],
                                     security=self.auth.capability_security(),
                                     base_url_from_request=False,
                                     base_url=lambda: f"{self.public_url}/fhir",
-                                    budgets=self.budgets)]
+                                    budgets=self.budgets,
+                                    capability_operations=capability_operations())]
         return routers
 
     def _start_file_sources(self) -> None:
@@ -304,6 +318,8 @@ class Gateway:
                 task.cancel()
             with contextlib.suppress(Exception, asyncio.CancelledError):
                 await asyncio.wait_for(task, 10)
+        if self.exports is not None:
+            await asyncio.to_thread(self.exports.stop)
         if self.service is not None:
             await asyncio.to_thread(self.service.stop)
         if self.audit is not None:

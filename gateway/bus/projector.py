@@ -40,6 +40,9 @@ POISON_KEPT = 100  # skipped records named in memory (status shows the last 20)
 
 HUB_RESOURCE_TYPES = ("Organization", "Patient", "ResearchStudy", "ResearchSubject",
                       "Specimen", "Observation", "Provenance")
+# what the relay publishes: also the hub's study cohorts (``gateway.store.cohort``), which
+# are never projected (every hub store derives its own from the subjects it holds)
+RELAYED_TYPES = (*HUB_RESOURCE_TYPES, "Group")
 
 
 def apply_delivery(tx: Transaction, record: Delivery) -> bool:

@@ -76,7 +76,12 @@ class SqlStore:
                 conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('gateway-migrate'))"))
             config.attributes["connection"] = conn
             command.upgrade(config, "head")
-            self._settle_profile(SqlTransaction(conn, self))
+            tx = SqlTransaction(conn, self)
+            self._settle_profile(tx)
+            if not self.edge:
+                from gateway.store.cohort import refresh_all_cohorts
+
+                refresh_all_cohorts(tx)
 
     def _settle_profile(self, tx: SqlTransaction) -> None:
         """Make the database what this store is (or, following it, learn what it is)."""
@@ -111,7 +116,9 @@ class SqlStore:
         """A write transaction, committed when the block exits cleanly."""
         try:
             with self._write_connection() as conn, conn.begin():
-                yield SqlTransaction(conn, self)
+                tx = SqlTransaction(conn, self)
+                yield tx
+                self._derive(tx)
         except SQLAlchemyError as exc:
             raise translate(exc) from exc
 
@@ -126,6 +133,14 @@ class SqlStore:
                     raise
                 time.sleep(0.01 * 2 ** attempt)
         raise AssertionError("unreachable")
+
+    def _derive(self, tx: SqlTransaction) -> None:
+        """Before the commit: what a hub derives from the writes of the transaction (the
+        study cohorts, ``gateway.store.cohort``)."""
+        if tx.cohort_keys and not self.edge:
+            from gateway.store.cohort import refresh_cohorts
+
+            refresh_cohorts(tx)
 
     def _write_connection(self) -> Connection:
         conn = self.engine.connect()
@@ -250,8 +265,9 @@ class SqlStore:
 
         try:
             with self._write_connection() as conn, conn.begin():
-                created = bulk_put(SqlTransaction(conn, self), resources, outbox=outbox,
-                                   chunk=chunk)
+                tx = SqlTransaction(conn, self)
+                created = bulk_put(tx, resources, outbox=outbox, chunk=chunk)
+                self._derive(tx)
             self._bulk_rows += created
             if self._bulk_rows >= max(ANALYZE_AFTER, 2 * self._analyzed_rows):
                 self._analyze()  # at 5k, then each time the loaded volume doubles
