@@ -60,6 +60,7 @@ class SqlStore:
         self._bulk_rows = self._analyzed_rows = 0
         self._checkpointer: Checkpointer | None = None
         self._checkpointer_guard = threading.Lock()
+        self._closers: list[Callable[[], None]] = []
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -93,7 +94,15 @@ class SqlStore:
         elif not self.edge and was == profile.EDGE:
             profile.become_hub(tx)
 
+    def on_close(self, closer: Callable[[], None]) -> None:
+        """Run ``closer`` when the store closes: connections opened outside the engine's
+        pool (the FHIR API's fast reads) are not closed by ``engine.dispose()``."""
+        self._closers.append(closer)
+
     def close(self) -> None:
+        closers, self._closers = self._closers, []
+        for closer in closers:
+            closer()
         if self._checkpointer is not None:
             self._checkpointer.stop()
             self._checkpointer = None

@@ -210,3 +210,19 @@ def test_a_failing_statement_fails_its_reads_and_keeps_the_connection(pg_store: 
         "database error: UndefinedTable (resource=Patient/p-0)",
         "database error: UndefinedTable (resource=Patient/p-1)"]
     assert orjson.loads(read.content)["id"] == "p-1" and same_connection
+
+
+@pytest.mark.postgres
+async def test_closing_the_store_closes_the_connections_of_the_fast_reads(pg_url: str) -> None:
+    # regression: a gateway stopped after reads by id on PostgreSQL left its detached
+    # reading connection open (a ResourceWarning in whichever test ran when it was collected)
+    store = SqlStore(pg_url)
+    store.migrate()
+    reader = RawReader(store)
+    with pytest.raises(FhirError):
+        await reader.read_async("Patient", "nobody")
+    batches = list(reader.batches.values())
+    store.close()
+    await asyncio.sleep(0)  # closing is scheduled on the loop that owns the connection
+    assert batches and all(b.closed for b in batches)
+    assert all(b.conn.closed for b in batches)

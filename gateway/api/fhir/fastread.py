@@ -76,6 +76,8 @@ class RawReader:
         self.local = threading.local()
         self.lock = threading.Lock()
         self.opened: list[Any] = []
+        if callable(on_close := getattr(store, "on_close", None)):
+            on_close(self.close)  # its detached connections close with the store
 
     async def read_async(self, resource_type: str, id: str) -> RawResource:
         """On PostgreSQL through this event loop's ``PgBatches``; otherwise inline."""
