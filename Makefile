@@ -4,13 +4,24 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench clean postgres
+.PHONY: run test lint bench clean postgres lock
 
-$(STAMP): pyproject.toml
+# constraints.txt pins every dependency (the Docker image installs from it too); packages
+# it does not list are installed unpinned. `make lock` rewrites it from a fresh venv.
+$(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -c constraints.txt -e '.[test]'
 	touch $(STAMP)
+
+lock:
+	rm -rf .venv-lock
+	$(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/pip install -q --upgrade pip
+	.venv-lock/bin/pip install -q -e '.[test]'
+	{ echo "# pinned by 'make lock' from a fresh venv of pyproject.toml [test]; edit pyproject.toml, then run make lock"; \
+	  .venv-lock/bin/pip freeze --exclude-editable --all | grep -v -E '^(pip|setuptools|wheel)=='; } > constraints.txt
+	rm -rf .venv-lock
 
 run: $(STAMP)
 	$(BIN)/gateway serve

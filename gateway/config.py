@@ -39,6 +39,13 @@ class Settings(BaseModel):
     # ingest
     pseudonym_key_file: Path | None = None
     batch_max: int = Field(default=64, description="messages per group commit, at most")
+    # HTTP bounds and public address (gateway.api.connections, gateway.api.limits)
+    public_url: str | None = Field(default=None, pattern=r"^https?://",
+                                   description="default: http://<host>:<port>")
+    request_time_budget: float = Field(default=10.0, gt=0)
+    http_max_connections: int = Field(default=1000, gt=0)
+    http_header_timeout: float = Field(default=10.0, gt=0)
+    http_body_timeout: float = Field(default=30.0, gt=0)
     # Kafka, topics, outbox bound, node id: gateway.bus.settings
     bus: BusSettings = Field(default_factory=BusSettings)
     # clients file, OIDC issuer, secure-by-default: gateway.security.settings
@@ -72,6 +79,17 @@ _FLAGS: list[tuple[str, str, type, str]] = [
     ("--idle-timeout", "idle_timeout", float, "seconds before an idle MLLP connection closes"),
     ("--pseudonym-key-file", "pseudonym_key_file", Path,
      "HMAC key file for pseudonyms (default: generated in the data dir)"),
+    ("--public-url", "public_url", str,
+     "the gateway's public root URL, e.g. https://gw.example.org (fullUrl, paging links; "
+     "default http://<host>:<http-port>); never taken from a request's Host"),
+    ("--request-time-budget", "request_time_budget", float,
+     "seconds a FHIR search may run before it is cancelled in the database (10)"),
+    ("--http-max-connections", "http_max_connections", int,
+     "open HTTP connections at most; more are answered 503 (1000)"),
+    ("--http-header-timeout", "http_header_timeout", float,
+     "seconds for a request's headers to arrive complete, else 408 (10)"),
+    ("--http-body-timeout", "http_body_timeout", float,
+     "seconds a request body may pause before the connection is closed (30)"),
 ]
 
 

@@ -13,9 +13,11 @@
     ├── StoreError                    database failures (translated at the store boundary)
     │   ├── NotFound                  no such resource / version (HTTP 404)
     │   ├── Gone                      the resource is deleted (HTTP 410)
-    │   └── ConflictError             optimistic-lock or uniqueness conflict (HTTP 409)
+    │   ├── ConflictError             optimistic-lock or uniqueness conflict (HTTP 409)
     │       ├── VersionConflict       If-Match version differs: ``expected``, ``actual`` (412)
     │       └── TransientConflict     deadlock / serialization / concurrent insert (retriable)
+    │   └── Cancelled                 a query stopped in the database: its time budget ran
+    │                                 out, the client went away or the gateway is stopping
     ├── SearchError                   a malformed or unknown search parameter (HTTP 400);
     │                                 ``issues``: OperationOutcome.issue dicts
     └── BusError                      Kafka / embedded bus failures (retriable)
@@ -143,6 +145,19 @@ class TransientConflict(ConflictError):
     """Lost a race (deadlock, serialization failure, concurrent create): try again."""
 
     retriable = True
+
+
+class Cancelled(StoreError):
+    """A query that the database stopped; ``reason`` is ``budget``, ``disconnect`` or
+    ``shutdown`` and ``seconds`` the budget it had."""
+
+    retriable = False
+
+    def __init__(self, message: str, *, reason: str, seconds: float,
+                 **context: object) -> None:
+        super().__init__(message, **context)
+        self.reason = reason
+        self.seconds = seconds
 
 
 class SearchError(GatewayError):

@@ -21,6 +21,7 @@ from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
+from sqlalchemy.engine import make_url
 from starlette.middleware.gzip import GZipMiddleware
 
 from gateway.adapters.fhirsource import start_fhir_sources
@@ -32,8 +33,11 @@ from gateway.adapters.studies import publish_studies
 from gateway.adapters.terminology import capability_entries, terminology_router
 from gateway.api.admin import admin_router, bus_admin_router
 from gateway.api.app import create_app
+from gateway.api.connections import guarded_protocol
 from gateway.api.fhir import fhir_router, install_fhir_errors
+from gateway.api.fhir.budgets import RequestBudgets
 from gateway.api.ingest import hl7v2_router
+from gateway.api.limits import BodyLimits, default_limits
 from gateway.audit import CAPABILITY_ENTRY, AuditTrail, audit_router, install_audit
 from gateway.audit.event import system_facts
 from gateway.bus import start_bus_components
@@ -46,12 +50,15 @@ from gateway.hl7.mllp import MllpServer, Peer, server_ssl_context
 from gateway.ingest import IngestService
 from gateway.mapping.pseudonym import load_or_create_key, read_key
 from gateway.security import senders
+from gateway.security.files import private_umask, secure_data_dir
 from gateway.security.install import Auth, build_auth
 from gateway.security.routes import auth_router
 from gateway.store.audit import AuditLog
 from gateway.store.sql import SqlStore
 
 log = logging.getLogger(__name__)
+DEFAULT_PASSWORDS = frozenset({"change-me", "changeme"})
+ANY_ADDRESS = frozenset({"0.0.0.0", "::"})  # noqa: S104 - compared with, not bound
 
 
 class _QuietServer(uvicorn.Server):
@@ -99,6 +106,7 @@ class Gateway:
     auth: Auth | None = None
     audit: AuditTrail | None = None
     extras: list[Any] = field(default_factory=list)
+    budgets: RequestBudgets = field(default_factory=RequestBudgets)
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
@@ -115,7 +123,8 @@ class Gateway:
 
     async def start(self) -> None:
         s = self.settings
-        s.data_dir.mkdir(parents=True, exist_ok=True)
+        secure_data_dir(s.data_dir)
+        _refuse_default_password(s.resolved_database_url())
         self.network = load_network(s.sites)
         self.auth = await asyncio.to_thread(build_auth, s.auth, s.host, self.network,
                                             s.data_dir)
@@ -143,6 +152,9 @@ class Gateway:
         # process: out of the collector's way, so that the collections that the mapping's
         # short-lived dicts cause do not walk it again and again (ACK latency tail)
         gc.freeze()
+        if s.public_url is None and s.role != "edge" and s.host in ANY_ADDRESS:
+            log.warning("no --public-url: fullUrl and paging links name %s, which clients "
+                        "cannot reach; set the public address", self.public_url)
         self.auth.announce(s.host)
         log.info("gateway ready: role %s, HTTP %s:%d, MLLP %s", s.role, s.host,
                  self.http_port, f"{s.host}:{self.mllp.port}" if self.mllp else "off")
@@ -155,7 +167,7 @@ class Gateway:
     def _routers(self) -> list[Any]:
         assert self.service is not None and self.store is not None and self.network
         assert self.auth is not None
-        routers: list[Any] = [auth_router(self.auth.tokens),
+        routers: list[Any] = [auth_router(self.auth.tokens, lambda: self.public_url),
                               audit_router(AuditLog(self.store))]  # every role keeps a trail
         if self.settings.role != "hub":
             routers += [hl7v2_router(self.service), admin_router(self.service),
@@ -165,11 +177,14 @@ class Gateway:
             routers.append(bus_admin_router(self.bus))
         if self.settings.role != "edge":
             # the terminology routes come before the FHIR API's generic /fhir/{type}/{id}
-            routers += [terminology_router(self.network),
+            routers += [terminology_router(self.network, lambda: f"{self.public_url}/fhir"),
                         fhir_router(self.store, origin=self.settings.node_id,
                                     capability_resources=[*capability_entries(),
                                                           CAPABILITY_ENTRY],
-                                    security=self.auth.capability_security())]
+                                    security=self.auth.capability_security(),
+                                    base_url_from_request=False,
+                                    base_url=lambda: f"{self.public_url}/fhir",
+                                    budgets=self.budgets)]
         return routers
 
     def _start_file_sources(self) -> None:
@@ -180,15 +195,26 @@ class Gateway:
         self.extras += start_fhir_sources(self.network, self.store, self.service.key,
                                           s.data_dir, now=_now_instant)
 
+    @property
+    def public_url(self) -> str:
+        """``--public-url``, else this listener's own address (never a request's Host)."""
+        s = self.settings
+        return (s.public_url or f"http://{s.host}:{self.http_port}").rstrip("/")
+
     async def _start_http(self) -> None:
         assert self.auth is not None and self.audit is not None
-        trail, auth = self.audit, self.auth
+        s, trail, auth = self.settings, self.audit, self.auth
+        self.budgets.seconds = s.request_time_budget
         app = create_app(routers=self._routers(), ready=lambda: self.ready,
-                         setup=[install_fhir_errors, _gzip, auth.install,
+                         setup=[install_fhir_errors, _gzip, self._body_limits, auth.install,
                                 lambda app: install_audit(app, trail)],  # last: outermost
                          health={"auth": lambda: auth.mode, "audit": trail.status})
-        config = uvicorn.Config(app, host=self.settings.host, port=self.settings.http_port,
-                                log_level="warning", lifespan="off", access_log=False)
+        protocol = guarded_protocol(max_connections=s.http_max_connections,
+                                    header_timeout=s.http_header_timeout,
+                                    body_timeout=s.http_body_timeout)
+        config = uvicorn.Config(app, host=s.host, port=s.http_port, http=protocol,
+                                log_level="warning", lifespan="off", access_log=False,
+                                server_header=False, timeout_graceful_shutdown=5)
         self.http = _QuietServer(config)
         task = asyncio.create_task(self.http.serve(), name="http")
         self.extras.append(task)
@@ -240,11 +266,18 @@ class Gateway:
     async def wait(self) -> None:
         await self._stop.wait()
 
+    def _body_limits(self, app: FastAPI) -> None:
+        app.add_middleware(BodyLimits, limits=default_limits(self.settings.max_message_size))
+
     async def stop(self) -> None:
         if self.mllp is not None:
             await self.mllp.close()
         if self.http is not None:
             self.http.should_exit = True
+        # running searches end now: their worker threads would keep the process alive
+        cancelled = await asyncio.to_thread(self.budgets.cancel_all, "shutdown")
+        if cancelled:
+            log.info("stopping: %d running queries cancelled", cancelled)
         for task in self.extras:
             if task.get_name() != "http":
                 task.cancel()
@@ -273,7 +306,15 @@ def _now_instant() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def _refuse_default_password(url: str) -> None:
+    """The compose file's old fallback password must not reach a real deployment."""
+    if make_url(url).password in DEFAULT_PASSWORDS:
+        raise ConfigError("the database URL uses a default password; set a password of "
+                          "your own (docker/compose.yaml: POSTGRES_PASSWORD)")
+
+
 async def serve(settings: Settings) -> None:
+    private_umask()  # files and directories the gateway creates: 0600 / 0700
     gateway = Gateway(settings)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

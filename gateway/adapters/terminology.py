@@ -4,6 +4,7 @@ SIGHUP reload is visible at once."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -45,7 +46,14 @@ async def _params(request: Request) -> dict[str, str]:
     return params
 
 
-def terminology_router(network: Network) -> APIRouter:
+def terminology_router(network: Network,
+                       base_url: Callable[[], str] | None = None) -> APIRouter:
+    """``base_url``: the public FHIR base for ``fullUrl`` (``gateway serve``: from
+    ``--public-url``); without it, the request's own."""
+
+    def base(request: Request) -> str:
+        return base_url() if base_url else str(request.base_url).rstrip("/") + "/fhir"
+
     router = APIRouter(prefix="/fhir", tags=["terminology"])
 
     def maps(url: str | None = None) -> list[Resource]:
@@ -76,7 +84,7 @@ def terminology_router(network: Network) -> APIRouter:
 
     @router.get("/ConceptMap")
     async def search_maps(request: Request, url: str | None = None) -> JSONResponse:
-        return _fhir(_bundle(maps(url), str(request.base_url).rstrip("/") + "/fhir"))
+        return _fhir(_bundle(maps(url), base(request)))
 
     @router.get("/ConceptMap/{id}")
     async def read_map(id: str) -> JSONResponse:
@@ -85,7 +93,7 @@ def terminology_router(network: Network) -> APIRouter:
 
     @router.get("/CodeSystem")
     async def search_codesystems(request: Request) -> JSONResponse:
-        return _fhir(_bundle([network_codesystem()], str(request.base_url).rstrip("/") + "/fhir"))
+        return _fhir(_bundle([network_codesystem()], base(request)))
 
     @router.get("/CodeSystem/{id}")
     async def read_codesystem(id: str) -> JSONResponse:

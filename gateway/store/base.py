@@ -18,11 +18,14 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
 from gateway.security.access import Restriction
+
+if TYPE_CHECKING:
+    from gateway.store.budget import Budget
 
 Resource = dict[str, Any]
 
@@ -230,8 +233,10 @@ class Store(Protocol):
 
     def search(self, resource_type: str, params: list[tuple[str, str]], *,
                strict: bool = False, base_url: str | None = None,
-               restrict: Restriction | None = None) -> SearchResult:
-        """Raw (name[:modifier], value) pairs; raises SearchError (strict) with ``issues``."""
+               restrict: Restriction | None = None,
+               budget: Budget | None = None) -> SearchResult:
+        """Raw (name[:modifier], value) pairs; raises SearchError (strict) with ``issues``;
+        ``Cancelled`` once ``budget`` is spent or cancelled."""
 
     def bulk_put(self, resources: Sequence[Resource], *, outbox: bool = False,
                  chunk: int = 2000) -> int:

@@ -24,6 +24,7 @@ from gateway.security.access import Restriction
 from gateway.store import profile
 from gateway.store import schema as s
 from gateway.store.base import InboxRecord, OutboxRow, Resource, SearchResult, Version
+from gateway.store.budget import Budget, bounded
 from gateway.store.checkpoint import Checkpointer
 from gateway.store.content import loads, normalise_instant, now_instant
 from gateway.store.engine import make_engine, normalise_url, translate, translated
@@ -216,10 +217,14 @@ class SqlStore:
 
     # -- search -------------------------------------------------------------------------------
 
-    def search(self, resource_type: str, params: list[tuple[str, str]],
-               **options: Any) -> SearchResult:
+    def search(self, resource_type: str, params: list[tuple[str, str]], *,
+               budget: Budget | None = None, **options: Any) -> SearchResult:
+        """``budget``: stop in the database when it is spent or cancelled (``Cancelled``)."""
         with self._read() as conn:
-            return self.search_on(conn, resource_type, params, **options)
+            if budget is None:
+                return self.search_on(conn, resource_type, params, **options)
+            with bounded(conn, self.dialect, budget):
+                return self.search_on(conn, resource_type, params, **options)
 
     def search_on(self, conn: Connection, resource_type: str, params: list[tuple[str, str]],
                   **options: Any) -> SearchResult:

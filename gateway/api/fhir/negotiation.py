@@ -16,6 +16,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from gateway.api.limits import MAX_JSON_DEPTH, MAX_URL, json_depth_exceeds
 from gateway.fhir import FHIR_MEDIA_TYPE
 
 from .outcomes import FhirError, information
@@ -33,7 +34,12 @@ def _base_type(value: str) -> str:
 
 
 def check_format(request: Request) -> None:
-    """406 when the client asks for anything but JSON (``_format`` or ``Accept``)."""
+    """414 for a URL beyond ``MAX_URL``; 406 when the client asks for anything but JSON
+    (``_format`` or ``Accept``)."""
+    scope = request.scope
+    if len(scope.get("raw_path") or b"") + len(scope.get("query_string") or b"") > MAX_URL:
+        raise FhirError.of("too-long", f"request URL longer than {MAX_URL} bytes; send "
+                           "long searches as POST [type]/_search (form body)", status=414)
     fmt = request.query_params.get("_format")
     if fmt is not None:
         _check_format_param(fmt)
@@ -81,6 +87,9 @@ async def read_json(request: Request) -> dict[str, Any]:
     except orjson.JSONDecodeError as exc:
         raise FhirError.of("structure", f"request body is not JSON: {exc.msg} at "
                            f"position {exc.pos}", status=400) from exc
+    if json_depth_exceeds(body):
+        raise FhirError.of("structure", f"request body nests deeper than {MAX_JSON_DEPTH} "
+                           "levels", status=400)
     if not isinstance(body, dict) or not isinstance(body.get("resourceType"), str):
         raise FhirError.of("structure", "request body must be a FHIR resource with "
                            "resourceType", status=400, expression=["resourceType"])

@@ -7,6 +7,7 @@ data: parameter names, resource types, ids and element paths only.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,6 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 
 from gateway.errors import (
+    Cancelled,
     ConflictError,
     GatewayError,
     Gone,
@@ -28,6 +30,7 @@ from gateway.errors import (
 from gateway.fhir import FHIR_MEDIA_TYPE
 
 Outcome = dict[str, Any]
+log = logging.getLogger(__name__)
 
 # FHIR issue-type code (http://hl7.org/fhir/issue-type) → HTTP status of the response.
 _STATUS_BY_CODE: dict[str, int] = {
@@ -108,6 +111,8 @@ def from_gateway_error(exc: GatewayError) -> FhirError:
     """Translate a store/gateway error at the API boundary (no PHI in the message)."""
     if isinstance(exc, SearchError):
         return FhirError(400, outcome(*exc.issues))
+    if isinstance(exc, Cancelled):
+        return FhirError.of("timeout", exc.message, status=503)
     if isinstance(exc, VersionConflict):
         return FhirError.of("conflict", exc.message, status=412)
     for kind, code in ((NotFound, "not-found"), (Gone, "deleted"), (ConflictError, "conflict")):
@@ -120,11 +125,19 @@ def _is_fhir_path(request: Request) -> bool:
     return request.url.path.startswith("/fhir")
 
 
+def _log_server_error(request: Request, status: int, exc: Exception) -> None:
+    """Every 5xx leaves a log line: method, path (types and pseudonymous ids), the
+    error's message (positions and ids, never values)."""
+    if status >= 500:
+        log.warning("%s %s answered %d: %s", request.method, request.url.path, status, exc)
+
+
 def install_fhir_errors(app: FastAPI) -> None:
     """Answer every error under ``/fhir`` with an OperationOutcome of the right status."""
 
     async def on_fhir_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, FhirError)
+        _log_server_error(request, exc.status, exc)
         return outcome_response(exc.status, exc.outcome, exc.headers)
 
     async def on_http_error(request: Request, exc: Exception) -> Response:
@@ -132,7 +145,7 @@ def install_fhir_errors(app: FastAPI) -> None:
         if not _is_fhir_path(request):
             return await http_exception_handler(request, exc)
         code = {404: "not-found", 405: "not-supported", 415: "not-supported",
-                406: "not-supported"}.get(exc.status_code, "invalid")
+                406: "not-supported", 413: "too-long"}.get(exc.status_code, "invalid")
         if exc.status_code == 404:
             detail = f"no FHIR interaction at {request.method} {request.url.path}"
         else:
@@ -151,6 +164,7 @@ def install_fhir_errors(app: FastAPI) -> None:
     async def on_gateway_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, GatewayError)
         err = from_gateway_error(exc)
+        _log_server_error(request, err.status, exc)
         if not _is_fhir_path(request):  # other routers keep FastAPI's error shape
             return JSONResponse({"detail": str(err)}, status_code=err.status)
         return outcome_response(err.status, err.outcome)

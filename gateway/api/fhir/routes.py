@@ -7,6 +7,7 @@ with FHIR JSON bytes. Errors are raised as ``FhirError`` and answered by the han
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -25,8 +26,10 @@ from gateway.security.access import Restriction, restriction_of
 from gateway.security.enforce import fhir_need
 from gateway.security.principal import principal_of
 from gateway.store.base import Resource, Store
+from gateway.store.budget import Budget
 
 from . import interactions as ix
+from .budgets import RequestBudgets
 from .bundles import history_bundle, response_entry
 from .capability import Capability
 from .fastread import RawReader, RawResource
@@ -55,12 +58,14 @@ SYSTEM_PATHS = frozenset({"metadata", "_history", "_search"})
 class FhirApi:
     """The state behind the routes: the store, the capability, how to name the base."""
 
-    def __init__(self, store: Store, *, base_url: str | None = None,
+    def __init__(self, store: Store, *, base_url: str | Callable[[], str] | None = None,
                  origin: str | None = None,
                  capability_resources: Sequence[dict[str, Any]] = (),
-                 security: Callable[[str], dict[str, Any]] | None = None) -> None:
+                 security: Callable[[str], dict[str, Any]] | None = None,
+                 budgets: RequestBudgets | None = None) -> None:
         self.store = store
-        self.base_url = base_url.rstrip("/") if base_url else None
+        self.budgets = budgets or RequestBudgets()
+        self.base_url = base_url
         self.origin = origin
         self.capability = Capability(others=capability_resources, security=security)
         self.reader = RawReader(store)
@@ -73,7 +78,18 @@ class FhirApi:
             raise from_gateway_error(exc) from exc
 
     def base(self, request: Request) -> str:
-        return self.base_url or f"{str(request.base_url).rstrip('/')}/fhir"
+        """The public FHIR base: configured (``--public-url``); from the request only
+        where no configuration is given (an app embedded in tests or tools)."""
+        if self.base_url is None:
+            return f"{str(request.base_url).rstrip('/')}/fhir"
+        root = self.base_url() if callable(self.base_url) else self.base_url
+        return root.rstrip("/")
+
+    def url(self, request: Request, query: str | None = None) -> str:
+        """The request's own URL on the public base (``self``/``next`` links)."""
+        path = request.url.path.removeprefix("/fhir")
+        query = request.url.query if query is None else query
+        return f"{self.base(request)}{path}" + (f"?{query}" if query else "")
 
     def context(self, request: Request) -> ix.WriteContext:
         """The bus headers of an API write, shaped as ingest's (``origin``, ``site``,
@@ -136,16 +152,19 @@ class FhirRoute(APIRoute):
 
 
 def fhir_router(store: Store, *, base_url_from_request: bool = True,
-                base_url: str | None = None, origin: str | None = None,
+                base_url: str | Callable[[], str] | None = None, origin: str | None = None,
                 capability_resources: Sequence[dict[str, Any]] = (),
-                security: Callable[[str], dict[str, Any]] | None = None) -> APIRouter:
+                security: Callable[[str], dict[str, Any]] | None = None,
+                budgets: RequestBudgets | None = None) -> APIRouter:
     """The ``/fhir`` router. ``base_url`` (when not taken from the request) is the public
     base used in ``fullUrl``, ``Location`` and paging links; ``origin`` names this node in
     the bus headers of API writes; ``capability_resources`` are CapabilityStatement
     entries of types other routers serve under ``/fhir`` (so that ``/fhir/metadata`` tells
-    the whole truth); ``security`` makes ``rest.security`` from the base URL."""
+    the whole truth); ``security`` makes ``rest.security`` from the base URL;
+    ``budgets`` bounds searches in time (and lets a graceful stop cancel them)."""
     api = FhirApi(store, base_url=None if base_url_from_request else base_url, origin=origin,
-                  capability_resources=capability_resources, security=security)
+                  capability_resources=capability_resources, security=security,
+                  budgets=budgets)
     router = APIRouter(prefix="/fhir", route_class=FhirRoute)
     _read_routes(router, api)  # first: matched in order, and reads are the hot path
     _system_routes(router, api)
@@ -242,9 +261,10 @@ def _entry_getter(api: FhirApi, base: str, strict: bool, restrict: Restriction |
     def get(path: str, query: str) -> dict[str, Any]:
         parts = path.strip("/").split("/")
         rtype = api.served(parts[0])
-        if len(parts) == 1:
-            bundle = search_bundle(searcher(api.store, restrict), rtype, parse_qsl(query),
-                                   base, strict=strict)
+        if len(parts) == 1:  # each search of a batch has a budget of its own
+            search = functools.partial(searcher(api.store, restrict),
+                                       budget=Budget(api.budgets.seconds))
+            bundle = search_bundle(search, rtype, parse_qsl(query), base, strict=strict)
             return {"resource": bundle, "response": {"status": "200 OK"}}
         version = parts[3] if len(parts) == 4 and parts[2] == "_history" else None
         resource = ix.read(api.store, rtype, parts[1], version, restrict)
@@ -311,8 +331,10 @@ async def _search(api: FhirApi, request: Request, rtype: str,
                   params: list[tuple[str, str]]) -> Response:
     if rtype == "SearchParameter":
         return fhir_response(api.capability.search_parameters_bundle(api.base(request)))
-    bundle = await call(search_bundle, searcher(api.store, restricted(request)), rtype,
-                        params, api.base(request), strict=prefer(request).strict)
+    base, strict, restrict = api.base(request), prefer(request).strict, restricted(request)
+    bundle = await api.budgets.run(request, lambda budget: search_bundle(
+        functools.partial(searcher(api.store, restrict), budget=budget), rtype, params, base,
+        strict=strict))
     return fhir_response(bundle)
 
 
@@ -391,11 +413,11 @@ async def _history(api: FhirApi, request: Request, rtype: str | None, id: str | 
                                        restrict=restricted(request))
     if id is not None and not versions and before is None:
         raise FhirError.of("not-found", f"{rtype}/{id} is not known")
-    bundle = history_bundle(versions, api.base(request), str(request.url))
+    bundle = history_bundle(versions, api.base(request), api.url(request))
     if next_before is not None:
         query = [(k, v) for k, v in params.multi_items() if k != "_before"]
-        url = request.url.replace(query=urlencode([*query, ("_before", next_before)]))
-        bundle["link"].append({"relation": "next", "url": str(url)})
+        url = api.url(request, urlencode([*query, ("_before", next_before)]))
+        bundle["link"].append({"relation": "next", "url": url})
         del bundle["total"]  # the size of this page is not the total
     return fhir_response(bundle)
 
