@@ -21,9 +21,17 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.errors import Gone
 from gateway.security.access import Restriction
-from gateway.store import profile
+from gateway.store import inbox_page, profile
 from gateway.store import schema as s
-from gateway.store.base import InboxRecord, OutboxRow, Resource, SearchResult, Version
+from gateway.store.base import (
+    InboxEntry,
+    InboxFilter,
+    InboxRecord,
+    OutboxRow,
+    Resource,
+    SearchResult,
+    Version,
+)
 from gateway.store.budget import Budget, bounded
 from gateway.store.checkpoint import Checkpointer
 from gateway.store.content import loads, normalise_instant, now_instant
@@ -68,7 +76,12 @@ class SqlStore:
                 conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('gateway-migrate'))"))
             config.attributes["connection"] = conn
             command.upgrade(config, "head")
-            self._settle_profile(SqlTransaction(conn, self))
+            tx = SqlTransaction(conn, self)
+            self._settle_profile(tx)
+            if not self.edge:
+                from gateway.store.cohort import refresh_all_cohorts
+
+                refresh_all_cohorts(tx)
 
     def _settle_profile(self, tx: SqlTransaction) -> None:
         """Make the database what this store is (or, following it, learn what it is)."""
@@ -103,7 +116,9 @@ class SqlStore:
         """A write transaction, committed when the block exits cleanly."""
         try:
             with self._write_connection() as conn, conn.begin():
-                yield SqlTransaction(conn, self)
+                tx = SqlTransaction(conn, self)
+                yield tx
+                self._derive(tx)
         except SQLAlchemyError as exc:
             raise translate(exc) from exc
 
@@ -118,6 +133,14 @@ class SqlStore:
                     raise
                 time.sleep(0.01 * 2 ** attempt)
         raise AssertionError("unreachable")
+
+    def _derive(self, tx: SqlTransaction) -> None:
+        """Before the commit: what a hub derives from the writes of the transaction (the
+        study cohorts, ``gateway.store.cohort``)."""
+        if tx.cohort_keys and not self.edge:
+            from gateway.store.cohort import refresh_cohorts
+
+            refresh_cohorts(tx)
 
     def _write_connection(self) -> Connection:
         conn = self.engine.connect()
@@ -242,8 +265,9 @@ class SqlStore:
 
         try:
             with self._write_connection() as conn, conn.begin():
-                created = bulk_put(SqlTransaction(conn, self), resources, outbox=outbox,
-                                   chunk=chunk)
+                tx = SqlTransaction(conn, self)
+                created = bulk_put(tx, resources, outbox=outbox, chunk=chunk)
+                self._derive(tx)
             self._bulk_rows += created
             if self._bulk_rows >= max(ANALYZE_AFTER, 2 * self._analyzed_rows):
                 self._analyze()  # at 5k, then each time the loaded volume doubles
@@ -300,6 +324,12 @@ class SqlStore:
             if len(page) < 200:
                 return
             after = page[-1].id
+
+    def inbox_page(self, where: InboxFilter, *, before: tuple[str, int] | None = None,
+                   limit: int = 50) -> list[InboxEntry]:
+        with self._read() as conn:
+            return [inbox_page.entry(row)
+                    for row in conn.execute(inbox_page.page_query(where, before, limit))]
 
     def _inbox_rows(self, query: Any) -> list[InboxRecord]:
         with self._read() as conn:

@@ -46,6 +46,7 @@ class SqlTransaction:
     def __init__(self, conn: Connection, store: SqlStore) -> None:
         self.conn = conn
         self.store = store
+        self.cohort_keys: set[tuple[str, str]] = set()  # see gateway.store.cohort
 
     # -- resources -------------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from functools import partial
 from typing import Any, TypeVar
@@ -62,12 +62,15 @@ class FhirApi:
                  origin: str | None = None,
                  capability_resources: Sequence[dict[str, Any]] = (),
                  security: Callable[[str], dict[str, Any]] | None = None,
-                 budgets: RequestBudgets | None = None) -> None:
+                 budgets: RequestBudgets | None = None,
+                 capability_operations: Mapping[str, Sequence[dict[str, str]]] | None = None
+                 ) -> None:
         self.store = store
         self.budgets = budgets or RequestBudgets()
         self.base_url = base_url
         self.origin = origin
-        self.capability = Capability(others=capability_resources, security=security)
+        self.capability = Capability(others=capability_resources, security=security,
+                                     operations=capability_operations)
         self.reader = RawReader(store)
 
     async def read_now(self, rtype: str, id: str) -> RawResource:
@@ -155,16 +158,19 @@ def fhir_router(store: Store, *, base_url_from_request: bool = True,
                 base_url: str | Callable[[], str] | None = None, origin: str | None = None,
                 capability_resources: Sequence[dict[str, Any]] = (),
                 security: Callable[[str], dict[str, Any]] | None = None,
-                budgets: RequestBudgets | None = None) -> APIRouter:
+                budgets: RequestBudgets | None = None,
+                capability_operations: Mapping[str, Sequence[dict[str, str]]] | None = None
+                ) -> APIRouter:
     """The ``/fhir`` router. ``base_url`` (when not taken from the request) is the public
     base used in ``fullUrl``, ``Location`` and paging links; ``origin`` names this node in
     the bus headers of API writes; ``capability_resources`` are CapabilityStatement
     entries of types other routers serve under ``/fhir`` (so that ``/fhir/metadata`` tells
-    the whole truth); ``security`` makes ``rest.security`` from the base URL;
-    ``budgets`` bounds searches in time (and lets a graceful stop cancel them)."""
+    the whole truth), ``capability_operations`` the operations they serve; ``security``
+    makes ``rest.security`` from the base URL; ``budgets`` bounds searches in time (and
+    lets a graceful stop cancel them)."""
     api = FhirApi(store, base_url=None if base_url_from_request else base_url, origin=origin,
                   capability_resources=capability_resources, security=security,
-                  budgets=budgets)
+                  budgets=budgets, capability_operations=capability_operations)
     router = APIRouter(prefix="/fhir", route_class=FhirRoute)
     _read_routes(router, api)  # first: matched in order, and reads are the hot path
     _system_routes(router, api)
