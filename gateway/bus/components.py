@@ -25,7 +25,7 @@ from pathlib import Path
 from gateway.bus.base import Bus, topic_for
 from gateway.bus.embedded import EmbeddedBus
 from gateway.bus.kafka import KafkaBus
-from gateway.bus.projector import HUB_RESOURCE_TYPES, HubProjector
+from gateway.bus.projector import HUB_RESOURCE_TYPES, RELAYED_TYPES, HubProjector
 from gateway.bus.relay import OutboxRelay
 from gateway.bus.settings import BusSettings
 from gateway.errors import GatewayError
@@ -50,7 +50,7 @@ def make_relay(settings: BusSettings, store: Store, bus: Bus) -> OutboxRelay:
                        batch_size=settings.relay_batch_size,
                        max_backoff=settings.relay_max_backoff, outbox_max=settings.outbox_max,
                        retention_days=settings.outbox_retention_days,
-                       topics=HUB_RESOURCE_TYPES)
+                       topics=RELAYED_TYPES)
 
 
 def make_projector(settings: BusSettings, store: Store, bus: Bus) -> HubProjector:

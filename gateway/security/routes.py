@@ -59,13 +59,19 @@ def capability_security(*, secured: bool) -> Callable[[str], dict[str, Any]]:
     return security
 
 
-def auth_router(tokens: TokenService | None) -> APIRouter:
+def auth_router(tokens: TokenService | None,
+                root: Callable[[], str] | None = None) -> APIRouter:
+    """``root``: the public address (``--public-url``) that clients put in ``aud``; without
+    one (tests, benchmarks) the request's own."""
     router = APIRouter(tags=["auth"])
+
+    def here(request: Request) -> str:
+        return root() if root is not None else server_root(request)
 
     @router.get("/.well-known/smart-configuration", summary="SMART configuration")
     @router.get("/fhir/.well-known/smart-configuration", summary="SMART configuration")
     async def configuration(request: Request) -> JSONResponse:
-        return JSONResponse(smart_configuration(server_root(request)))
+        return JSONResponse(smart_configuration(here(request)))
 
     @router.get(JWKS_PATH, summary="The public keys that sign this gateway's access tokens")
     async def jwks() -> JSONResponse:
@@ -86,7 +92,7 @@ def auth_router(tokens: TokenService | None) -> APIRouter:
         request.state.audit = {"subtype": "token", "entity": [], "query": ""}
         try:
             client_id, answer = await run_in_threadpool(tokens.token, fields,
-                                                        server_root(request) + TOKEN_PATH)
+                                                        here(request) + TOKEN_PATH)
         except OAuthError as exc:
             log.info("token refused: %s: %s", exc.error, exc.description)
             return _oauth_error(exc)

@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
+from gateway.security.access import Restriction
+
 if TYPE_CHECKING:
     from gateway.store.budget import Budget
 
@@ -89,6 +91,37 @@ class InboxRecord:
     report: Resource | None = None  # OperationOutcome conversion report
     resource_refs: list[str] = field(default_factory=list)  # "Type/id/_history/n"
     id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class InboxFilter:
+    """Which inbox rows an admin list shows (None: any); ``since``/``until`` bound
+    ``received`` (ISO 8601; ``until`` exclusive)."""
+
+    status: str | None = None
+    site: str | None = None
+    message_type: str | None = None  # ``ORU`` or ``ORU^R01``: a prefix of MSH-9
+    control_id: str | None = None
+    since: str | None = None
+    until: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class InboxEntry:
+    """One row of an admin list: the inbox record without raw bytes, ACK or report, and
+    the resources it wrote counted by type instead of listed."""
+
+    id: int
+    sender_application: str
+    sender_facility: str
+    control_id: str
+    received: str
+    transport: str
+    site: str | None
+    message_type: str | None
+    status: str
+    error: str | None
+    resources: dict[str, int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +195,9 @@ class Transaction(Protocol):
     def get(self, resource_type: str, id: str) -> Resource | None:
         ...
 
+    def visible(self, restriction: Restriction, resource_type: str, id: str) -> bool:
+        """Whether a live resource passes ``restriction`` (``gateway.security.access``)."""
+
     def inbox_add(self, record: InboxRecord) -> int:
         ...
 
@@ -205,23 +241,30 @@ class Store(Protocol):
         ...
 
     # reads
-    def read(self, resource_type: str, id: str) -> Resource | None:
-        """Current version; raises Gone for a deleted resource."""
+    # Every read takes ``restrict``: a caller's data restriction (``gateway.security.access``;
+    # None: unrestricted, the SQL is then exactly that of a store without access control).
+    # What it hides is absent: read/vread answer None, search and history leave it out.
+    def read(self, resource_type: str, id: str, *,
+             restrict: Restriction | None = None) -> Resource | None:
+        """Current version; raises Gone for a deleted resource (None if restricted)."""
 
-    def vread(self, resource_type: str, id: str, version_id: int) -> Resource | None:
+    def vread(self, resource_type: str, id: str, version_id: int, *,
+              restrict: Restriction | None = None) -> Resource | None:
         ...
 
     def history(self, resource_type: str | None, id: str | None, *, since: str | None = None,
-                count: int = 50) -> list[Resource]:
+                count: int = 50, restrict: Restriction | None = None) -> list[Resource]:
         """Newest first; a delete appears as ``{resourceType, id, meta}`` only."""
 
     def history_versions(self, resource_type: str | None, id: str | None, *,
                          since: str | None = None, before: str | None = None,
-                         count: int = 50) -> list[Version]:
+                         count: int = 50, restrict: Restriction | None = None
+                         ) -> list[Version]:
         """Newest first, deletes flagged; ``before`` (exclusive) pages back in time."""
 
     def search(self, resource_type: str, params: list[tuple[str, str]], *,
                strict: bool = False, base_url: str | None = None,
+               restrict: Restriction | None = None,
                budget: Budget | None = None) -> SearchResult:
         """Raw (name[:modifier], value) pairs; raises SearchError (strict) with ``issues``;
         ``Cancelled`` once ``budget`` is spent or cancelled."""
@@ -246,6 +289,11 @@ class Store(Protocol):
     def inbox_iter(self, *, status: str | None = None, site: str | None = None,
                    since: str | None = None) -> Iterator[InboxRecord]:
         ...
+
+    def inbox_page(self, where: InboxFilter, *, before: tuple[str, int] | None = None,
+                   limit: int = 50) -> list[InboxEntry]:
+        """Newest first (received, then id); ``before``: the (received, id) of the last row
+        of the previous page."""
 
     # outbox
     def outbox_fetch(self, limit: int = 500) -> Sequence[OutboxRow]:

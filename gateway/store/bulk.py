@@ -14,6 +14,7 @@ from sqlalchemy import Table, delete, insert, select, tuple_
 
 from gateway.store import schema as s
 from gateway.store.base import Resource
+from gateway.store.cohort import COHORT_TYPES
 from gateway.store.content import content_hash, dumps, loads, now_instant, with_meta
 from gateway.store.search.index import index_rows
 from gateway.store.tx import SqlTransaction
@@ -77,6 +78,9 @@ def _insert_new(tx: SqlTransaction, resources: list[Resource], *, outbox: bool) 
         if not tx.store.edge:
             for kind, rows in index_rows(stored).items():
                 index[kind].extend({**key, **row} for row in rows)
+    if not tx.store.edge:
+        tx.cohort_keys.update((r["resourceType"], r["id"]) for r in resources
+                              if r["resourceType"] in COHORT_TYPES)
     _insert(tx, s.resource, current)
     _insert(tx, s.resource_version, versions)
     for kind, rows in index.items():

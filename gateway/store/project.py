@@ -32,6 +32,7 @@ from sqlalchemy.dialects import postgresql
 
 from gateway.store import schema as s
 from gateway.store.base import Resource
+from gateway.store.cohort import COHORT_TYPES
 from gateway.store.content import content_hash, dumps, normalise_instant
 from gateway.store.search.index import Values, index_values
 
@@ -297,6 +298,8 @@ def write_prepared(tx: SqlTransaction, prepared: Prepared) -> int:
         if not versions or versions[-1] <= stored:
             continue
         new = chain.history[bisect_right(versions, stored):]
+        if key[0] in COHORT_TYPES:
+            tx.cohort_keys.add(key)
         history.extend(_built(row) for row in new)
         current = _built(chain.current)
         if key in held:

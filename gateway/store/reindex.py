@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from gateway.store import schema as s
 from gateway.store import statements as sql
 from gateway.store.base import Resource
+from gateway.store.cohort import COHORT_TYPES
 from gateway.store.content import loads
 from gateway.store.project import write_rows
 from gateway.store.search.index import index_rows
@@ -31,6 +32,7 @@ def reindex(tx: SqlTransaction, final: dict[Key, Resource | None],
     writes nothing here."""
     if tx.store.edge:
         return
+    tx.cohort_keys.update(key for key in final if key[0] in COHORT_TYPES)
     deletes: dict[str, Rows] = {kind: [] for kind in s.INDEX_TABLES}
     inserts: dict[str, list[tuple[Any, ...]]] = {kind: [] for kind in s.INDEX_TABLES}
     touches: Rows = []

@@ -218,6 +218,26 @@ pseudonym_link = Table(
     Column("created", String(INSTANT), nullable=False),
 )
 
+# Bulk Data $export jobs (``gateway.export``): who asked, what, and the manifest once done
+export_job = Table(
+    "export_job", metadata,
+    Column("id", String(64), primary_key=True),
+    Column("status", String(16), nullable=False),  # accepted|in-progress|completed|error|cancelled
+    Column("kind", String(16), nullable=False),  # system | patient | group
+    Column("group_id", String(ID), nullable=True),
+    Column("request", Text, nullable=False),  # the kick-off URL, as the manifest repeats it
+    Column("params", Text, nullable=False),  # JSON: _type, _since, _typeFilter, ...
+    Column("client_id", String(256), nullable=False),
+    Column("principal", Text, nullable=False),  # JSON: scopes, studies, sites
+    Column("transaction_time", String(INSTANT), nullable=False),
+    Column("created", String(INSTANT), nullable=False),
+    Column("finished", String(INSTANT), nullable=True),
+    Column("expires", String(INSTANT), nullable=True),
+    Column("progress", Text, nullable=True),
+    Column("manifest", Text, nullable=True),  # JSON, once completed
+    Column("error", Text, nullable=True),  # no patient data
+)
+Index("ix_export_job_status", export_job.c.status, export_job.c.created)
 # the audit trail (``gateway.audit``): append-only, one row per AuditEvent, hash-chained by
 # ``seq`` (no gaps). ``content`` is the event's canonical JSON; the other columns are derived
 # from it for search (``gateway audit verify`` checks both). No update or delete path exists

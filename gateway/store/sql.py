@@ -20,13 +20,23 @@ from sqlalchemy import Connection, func, select, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.errors import Gone
-from gateway.store import profile
+from gateway.security.access import Restriction
+from gateway.store import inbox_page, profile
 from gateway.store import schema as s
-from gateway.store.base import InboxRecord, OutboxRow, Resource, SearchResult, Version
+from gateway.store.base import (
+    InboxEntry,
+    InboxFilter,
+    InboxRecord,
+    OutboxRow,
+    Resource,
+    SearchResult,
+    Version,
+)
 from gateway.store.budget import Budget, bounded
 from gateway.store.checkpoint import Checkpointer
 from gateway.store.content import loads, normalise_instant, now_instant
 from gateway.store.engine import make_engine, normalise_url, translate, translated
+from gateway.store.restrict import visible, visible_any
 from gateway.store.tx import SqlTransaction
 
 T = TypeVar("T")
@@ -66,7 +76,12 @@ class SqlStore:
                 conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('gateway-migrate'))"))
             config.attributes["connection"] = conn
             command.upgrade(config, "head")
-            self._settle_profile(SqlTransaction(conn, self))
+            tx = SqlTransaction(conn, self)
+            self._settle_profile(tx)
+            if not self.edge:
+                from gateway.store.cohort import refresh_all_cohorts
+
+                refresh_all_cohorts(tx)
 
     def _settle_profile(self, tx: SqlTransaction) -> None:
         """Make the database what this store is (or, following it, learn what it is)."""
@@ -101,7 +116,9 @@ class SqlStore:
         """A write transaction, committed when the block exits cleanly."""
         try:
             with self._write_connection() as conn, conn.begin():
-                yield SqlTransaction(conn, self)
+                tx = SqlTransaction(conn, self)
+                yield tx
+                self._derive(tx)
         except SQLAlchemyError as exc:
             raise translate(exc) from exc
 
@@ -116,6 +133,14 @@ class SqlStore:
                     raise
                 time.sleep(0.01 * 2 ** attempt)
         raise AssertionError("unreachable")
+
+    def _derive(self, tx: SqlTransaction) -> None:
+        """Before the commit: what a hub derives from the writes of the transaction (the
+        study cohorts, ``gateway.store.cohort``)."""
+        if tx.cohort_keys and not self.edge:
+            from gateway.store.cohort import refresh_cohorts
+
+            refresh_cohorts(tx)
 
     def _write_connection(self) -> Connection:
         conn = self.engine.connect()
@@ -143,12 +168,17 @@ class SqlStore:
 
     # -- resources ----------------------------------------------------------------------------
 
-    def read(self, resource_type: str, id: str) -> Resource | None:
-        """The current version; None if there never was one; Gone if it is deleted."""
+    def read(self, resource_type: str, id: str, *,
+             restrict: Restriction | None = None) -> Resource | None:
+        """The current version; None if there never was one; Gone if it is deleted.
+        ``restrict``: None also when the caller may not see it (deleted included)."""
         r = s.resource.c
+        query = select(r.deleted, r.content, r.version_id).where(
+            r.res_type == resource_type, r.res_id == id)
+        if restrict is not None:
+            query = query.where(visible(restrict, resource_type, r.res_id))
         with self._read() as conn:
-            row = conn.execute(select(r.deleted, r.content, r.version_id).where(
-                r.res_type == resource_type, r.res_id == id)).first()
+            row = conn.execute(query).first()
         if row is None:
             return None
         if row.deleted:
@@ -156,11 +186,17 @@ class SqlStore:
                        version=row.version_id)
         return loads(row.content)
 
-    def vread(self, resource_type: str, id: str, version_id: int) -> Resource | None:
+    def vread(self, resource_type: str, id: str, version_id: int, *,
+              restrict: Restriction | None = None) -> Resource | None:
+        """One version; ``restrict``: None unless the resource is visible now (its current
+        version decides for all its versions; a deleted resource is not visible)."""
         v = s.resource_version.c
+        query = select(v.deleted, v.content).where(
+            v.res_type == resource_type, v.res_id == id, v.version_id == version_id)
+        if restrict is not None:
+            query = query.where(visible(restrict, resource_type, v.res_id))
         with self._read() as conn:
-            row = conn.execute(select(v.deleted, v.content).where(
-                v.res_type == resource_type, v.res_id == id, v.version_id == version_id)).first()
+            row = conn.execute(query).first()
         if row is None:
             return None
         if row.deleted:
@@ -170,8 +206,10 @@ class SqlStore:
 
     def history_versions(self, resource_type: str | None, id: str | None, *,
                          since: str | None = None, before: str | None = None,
-                         count: int = 50) -> list[Version]:
-        """Newest first; ``since`` inclusive, ``before`` exclusive (for paging)."""
+                         count: int = 50, restrict: Restriction | None = None
+                         ) -> list[Version]:
+        """Newest first; ``since`` inclusive, ``before`` exclusive (for paging);
+        ``restrict``: only the versions of resources visible now."""
         v = s.resource_version.c
         query = select(v.res_type, v.res_id, v.version_id, v.last_updated, v.deleted, v.content)
         if resource_type is not None:
@@ -182,6 +220,10 @@ class SqlStore:
             query = query.where(v.last_updated >= normalise_instant(since))
         if before is not None:
             query = query.where(v.last_updated < normalise_instant(before))
+        if restrict is not None:
+            query = query.where(visible(restrict, resource_type, v.res_id)
+                                if resource_type is not None
+                                else visible_any(restrict, v.res_type, v.res_id))
         query = query.order_by(v.last_updated.desc(), v.version_id.desc()).limit(count)
         with self._read() as conn:
             rows = conn.execute(query).all()
@@ -189,12 +231,12 @@ class SqlStore:
                         loads(r.content) if r.content is not None else None) for r in rows]
 
     def history(self, resource_type: str | None, id: str | None, *, since: str | None = None,
-                count: int = 50) -> list[Resource]:
+                count: int = 50, restrict: Restriction | None = None) -> list[Resource]:
         """Versions newest first; a delete appears as ``{resourceType, id, meta}`` only
         (use ``history_versions`` to tell deletes apart)."""
         return [version.resource or _tombstone_stub(version)
                 for version in self.history_versions(resource_type, id, since=since,
-                                                     count=count)]
+                                                     count=count, restrict=restrict)]
 
     # -- search -------------------------------------------------------------------------------
 
@@ -223,8 +265,9 @@ class SqlStore:
 
         try:
             with self._write_connection() as conn, conn.begin():
-                created = bulk_put(SqlTransaction(conn, self), resources, outbox=outbox,
-                                   chunk=chunk)
+                tx = SqlTransaction(conn, self)
+                created = bulk_put(tx, resources, outbox=outbox, chunk=chunk)
+                self._derive(tx)
             self._bulk_rows += created
             if self._bulk_rows >= max(ANALYZE_AFTER, 2 * self._analyzed_rows):
                 self._analyze()  # at 5k, then each time the loaded volume doubles
@@ -281,6 +324,12 @@ class SqlStore:
             if len(page) < 200:
                 return
             after = page[-1].id
+
+    def inbox_page(self, where: InboxFilter, *, before: tuple[str, int] | None = None,
+                   limit: int = 50) -> list[InboxEntry]:
+        with self._read() as conn:
+            return [inbox_page.entry(row)
+                    for row in conn.execute(inbox_page.page_query(where, before, limit))]
 
     def _inbox_rows(self, query: Any) -> list[InboxRecord]:
         with self._read() as conn:

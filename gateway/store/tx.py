@@ -11,6 +11,7 @@ from sqlalchemy import Connection, text, update
 from sqlalchemy.exc import IntegrityError
 
 from gateway.errors import ConflictError, VersionConflict
+from gateway.security.access import Restriction
 from gateway.store import schema as s
 from gateway.store import statements as sql
 from gateway.store.base import Change, InboxRecord, Resource, SearchResult
@@ -25,6 +26,7 @@ from gateway.store.content import (
 )
 from gateway.store.engine import translated
 from gateway.store.reindex import reindex
+from gateway.store.restrict import is_visible
 
 if TYPE_CHECKING:
     from gateway.store.sql import SqlStore
@@ -44,6 +46,7 @@ class SqlTransaction:
     def __init__(self, conn: Connection, store: SqlStore) -> None:
         self.conn = conn
         self.store = store
+        self.cohort_keys: set[tuple[str, str]] = set()  # see gateway.store.cohort
 
     # -- resources -------------------------------------------------------------------------
 
@@ -128,6 +131,12 @@ class SqlTransaction:
         if cur is None or cur.deleted or cur.content is None:
             return None
         return loads(cur.content)
+
+    @translated
+    def visible(self, restriction: Restriction, resource_type: str, id: str) -> bool:
+        """Whether a live resource is visible under ``restriction`` (seen from inside this
+        transaction: after a write, whether the writer may still see what it wrote)."""
+        return is_visible(self.conn, restriction, resource_type, id)
 
     def lock_key(self, key: str) -> None:
         """Serialise writers on ``key`` until this transaction ends (conditional create).

@@ -237,7 +237,7 @@ def test_search_inside_a_batch(data: Served, client: httpx.Client):
 def test_the_published_search_parameter_is_served(data: Served, client: httpx.Client):
     sp = client.get("/SearchParameter/research-study").json()
     assert sp["code"] == "research-study"
-    assert sp["base"] == ["Observation", "Specimen"]
+    assert sp["base"] == ["Group", "Observation", "Specimen"]  # Group: the study cohorts
     listed = client.get("/SearchParameter").json()
     assert [e["resource"]["id"] for e in listed["entry"]] == ["research-study"]
     assert client.get("/SearchParameter/Observation-code").status_code == 404

@@ -26,7 +26,7 @@ from gateway import fhir
 from gateway.bus.base import Delivery, topic_for
 from gateway.bus.components import make_relay
 from gateway.bus.kafka import KafkaBus
-from gateway.bus.projector import HUB_RESOURCE_TYPES
+from gateway.bus.projector import RELAYED_TYPES
 from gateway.bus.settings import BusSettings
 from gateway.store.sql import SqlStore
 from tests.bus.busutil import collect, ingest_site_samples
@@ -59,7 +59,7 @@ def published(broker: Any, tmp_path_factory: pytest.TempPathFactory
 
     async def relay() -> None:
         bus = KafkaBus(settings)
-        await bus.ensure_topics(HUB_RESOURCE_TYPES)
+        await bus.ensure_topics(RELAYED_TYPES)
         await make_relay(settings, store, bus).drain()
         await bus.stop()
 
@@ -70,7 +70,7 @@ def published(broker: Any, tmp_path_factory: pytest.TempPathFactory
 
 
 def topics_of(settings: BusSettings) -> list[str]:
-    return [topic_for(t, settings.topic_prefix) for t in HUB_RESOURCE_TYPES]
+    return [topic_for(t, settings.topic_prefix) for t in RELAYED_TYPES]
 
 
 class Contract:
@@ -121,7 +121,7 @@ async def test_every_record_the_relay_sends_matches_the_asyncapi_contract(
     settings, count = published
     records = await collect(KafkaBus(settings), "contract", topics_of(settings), count)
     assert len(records) == count
-    assert {contract.channel_for(r.topic)[0] for r in records} == set(HUB_RESOURCE_TYPES)
+    assert {contract.channel_for(r.topic)[0] for r in records} == set(RELAYED_TYPES)
     assert any(r.value is None for r in records)  # the tombstone is covered too
     problems = {f"{r.key}": errs for r in records if (errs := contract.check(r))}
     assert problems == {}

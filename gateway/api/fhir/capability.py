@@ -8,7 +8,7 @@ SearchParameter resources at ``/fhir/SearchParameter/<code>``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +26,8 @@ TYPE_INTERACTIONS = ("read", "vread", "update", "delete", "history-instance",
 SYSTEM_INTERACTIONS = ("transaction", "batch", "history-system")
 COMMON = ("_id", "_lastUpdated", "_tag", "_security", "_profile", "_source")
 SOFTWARE = {"name": "plagencell-gateway", "version": "0.1.0"}
+BULK_DATA_BASE = "http://hl7.org/fhir/uv/bulkdata/"
+BULK_DATA = f"{BULK_DATA_BASE}CapabilityStatement/bulk-data"
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,12 +69,16 @@ class Capability:
 
     def __init__(self, params: list[Param] | None = None,
                  others: Sequence[dict[str, Any]] = (),
-                 security: Callable[[str], dict[str, Any]] | None = None) -> None:
+                 security: Callable[[str], dict[str, Any]] | None = None,
+                 operations: Mapping[str, Sequence[dict[str, str]]] | None = None) -> None:
         """``others``: CapabilityStatement.rest.resource entries of resource types that
         other routers serve under ``/fhir`` (e.g. the terminology's CodeSystem)."""
         self.params = params if params is not None else registry_params()
         self.others = list(others)
         self.security = security  # rest.security from the base URL (gateway.security)
+        # operations other routers serve: resource type (or "" for the system level) →
+        # CapabilityStatement ``operation`` entries ({name, definition})
+        self.operations = dict(operations or {})
         self.types = tuple(sorted({*SERVED_TYPES, *(p.resource_type for p in self.params
                                                     if p.resource_type != "Resource")}))
 
@@ -103,11 +109,18 @@ class Capability:
             "format": ["application/fhir+json", "json"], "patchFormat": [],
             "software": SOFTWARE,
             "implementation": {"description": "Network FHIR API", "url": base},
+            **({"instantiates": [BULK_DATA]} if self._bulk_data() else {}),
             "rest": [{"mode": "server",
                       "resource": [self._resource(t) for t in self.types]
                       + [self._search_parameter_resource(), *self.others],
-                      "interaction": [{"code": c} for c in SYSTEM_INTERACTIONS]}],
+                      "interaction": [{"code": c} for c in SYSTEM_INTERACTIONS],
+                      **({"operation": list(self.operations[""])}
+                         if self.operations.get("") else {})}],
         }
+
+    def _bulk_data(self) -> bool:
+        return any(op["definition"].startswith(BULK_DATA_BASE)
+                   for ops in self.operations.values() for op in ops)
 
     def _resource(self, rtype: str) -> dict[str, Any]:
         return {
@@ -122,6 +135,8 @@ class Capability:
             "searchParam": [{"name": p.code, "definition": p.definition, "type": p.type,
                              **({"documentation": p.description} if p.description else {})}
                             for p in self.params_of(rtype)],
+            **({"operation": list(self.operations[rtype])}
+               if self.operations.get(rtype) else {}),
         }
 
     def _includes(self, rtype: str) -> list[str]:

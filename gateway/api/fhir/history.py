@@ -10,8 +10,10 @@ hold it. So following ``next`` neither skips nor repeats a version.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
+from gateway.security.access import Restriction
 from gateway.store.base import Resource, Store
 from gateway.store.content import format_instant
 
@@ -20,11 +22,17 @@ GROUP_LIMIT = 10_000
 
 
 def history_page(store: Store, rtype: str | None, id: str | None, *, since: str | None,
-                 before: str | None, count: int) -> tuple[list[Version], str | None]:
-    """One page of versions and the ``before`` cursor of the next page (None: last)."""
+                 before: str | None, count: int, restrict: Restriction | None = None
+                 ) -> tuple[list[Version], str | None]:
+    """One page of versions and the ``before`` cursor of the next page (None: last);
+    ``restrict``: only the versions of resources the caller may see."""
+    options = {"restrict": restrict} if restrict is not None else {}
     detailed = getattr(store, "history_versions", None)
     if detailed is None:  # a store without cursors: one page
-        return [(r, False) for r in store.history(rtype, id, since=since, count=count)], None
+        return [(r, False) for r in store.history(rtype, id, since=since, count=count,
+                                                  **options)], None
+    if options:
+        detailed = partial(detailed, **options)
     rows = detailed(rtype, id, since=since, before=before, count=count + 1)
     if len(rows) <= count:
         return [_version(v) for v in rows], None

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
+from gateway.security.access import Restriction
 from gateway.store.base import Change, Resource, Store, Transaction
 
 from .outcomes import FhirError
@@ -21,10 +22,13 @@ from .validation import validate_resource
 
 @dataclass(frozen=True, slots=True)
 class WriteContext:
-    """What every write through the API passes to the store (for the outbox headers)."""
+    """What every write through the API passes to the store (for the outbox headers), and
+    the writer's data restriction: a restricted client neither changes nor creates what
+    it could not read (``check_writable``, ``check_written``)."""
 
     source: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    restrict: Restriction | None = None
 
 
 @dataclass(slots=True)
@@ -55,9 +59,12 @@ def criteria(query: str) -> list[tuple[str, str]]:
     return sorted(pairs)
 
 
-def match(tx: Transaction, rtype: str, pairs: list[tuple[str, str]]) -> list[Resource]:
-    """Current resources of ``rtype`` matching ``pairs`` (seen from inside ``tx``)."""
-    return list(tx.search(rtype, [*pairs, ("_count", "2")], strict=True).resources)
+def match(tx: Transaction, rtype: str, pairs: list[tuple[str, str]],
+          restrict: Restriction | None = None) -> list[Resource]:
+    """Current resources of ``rtype`` matching ``pairs`` (seen from inside ``tx``; by a
+    restricted writer, only those it may see)."""
+    options = {"restrict": restrict} if restrict is not None else {}
+    return list(tx.search(rtype, [*pairs, ("_count", "2")], strict=True, **options).resources)
 
 
 def lock(tx: Transaction, rtype: str, pairs: list[tuple[str, str]]) -> None:
@@ -72,7 +79,27 @@ def _put(tx: Transaction, resource: Resource, ctx: WriteContext,
          if_match: int | None = None) -> Change:
     validate_resource(resource)
     source = (resource.get("meta") or {}).get("source") or ctx.source  # the client's first
-    return tx.put(resource, source=source, if_match=if_match, headers=dict(ctx.headers))
+    change = tx.put(resource, source=source, if_match=if_match, headers=dict(ctx.headers))
+    check_written(tx, ctx, change.resource_type, change.id)
+    return change
+
+
+def check_writable(tx: Transaction, ctx: WriteContext, rtype: str, id: str) -> None:
+    """A restricted writer updates only a resource it can read, and creates with POST
+    (server-assigned ids): an update of any other id, existing or not, answers the same
+    403, so that a PUT cannot tell whether a hidden resource exists."""
+    if ctx.restrict is not None and not tx.visible(ctx.restrict, rtype, id):
+        raise FhirError.of("forbidden", f"{rtype}/{id}: this client may update only "
+                           "resources of its studies and sites that exist; it creates "
+                           "with POST", status=403)
+
+
+def check_written(tx: Transaction, ctx: WriteContext, rtype: str, id: str) -> None:
+    """After the write, inside its transaction: a restricted writer must still see what it
+    wrote; otherwise the transaction rolls back (403)."""
+    if ctx.restrict is not None and not tx.visible(ctx.restrict, rtype, id):
+        raise FhirError.of("forbidden", f"{rtype}/{id} would be outside the studies and "
+                           "sites this client may access", status=403)
 
 
 def create(tx: Transaction, resource: Resource, ctx: WriteContext, *,
@@ -81,7 +108,7 @@ def create(tx: Transaction, resource: Resource, ctx: WriteContext, *,
     if if_none_exist:
         pairs = criteria(if_none_exist)
         lock(tx, rtype, pairs)
-        found = _existing(tx, rtype, pairs, "create")
+        found = _existing(tx, rtype, pairs, "create", ctx.restrict)
         if found is not None:
             return Result(200, found, f"{rtype}/{found['id']} already exists (If-None-Exist)",
                           _history_location(found))
@@ -89,9 +116,9 @@ def create(tx: Transaction, resource: Resource, ctx: WriteContext, *,
     return Result(201, change.resource, f"created {rtype}/{change.id}", _location(change))
 
 
-def _existing(tx: Transaction, rtype: str, pairs: list[tuple[str, str]], what: str
-              ) -> Resource | None:
-    found = match(tx, rtype, pairs)
+def _existing(tx: Transaction, rtype: str, pairs: list[tuple[str, str]], what: str,
+              restrict: Restriction | None) -> Resource | None:
+    found = match(tx, rtype, pairs, restrict)
     if len(found) > 1:
         raise FhirError.of("multiple-matches", f"conditional {what}: more than one {rtype} "
                            "matches the criteria")
@@ -106,6 +133,7 @@ def _history_location(resource: Resource) -> str:
 def update(tx: Transaction, rtype: str, id: str, resource: Resource, ctx: WriteContext, *,
            if_match: int | None = None) -> Result:
     check_identity(resource, rtype, id)
+    check_writable(tx, ctx, rtype, id)
     change = _put(tx, resource, ctx, if_match)
     if change.created:
         return Result(201, change.resource, f"created {rtype}/{id}", _location(change))
@@ -126,9 +154,11 @@ def conditional_update(tx: Transaction, rtype: str, query: str, resource: Resour
                        ctx: WriteContext, *, if_match: int | None = None) -> Result:
     pairs = criteria(query)
     lock(tx, rtype, pairs)
-    found = _existing(tx, rtype, pairs, "update")
+    found = _existing(tx, rtype, pairs, "update", ctx.restrict)
     if found is None:
         check_identity(resource, rtype, None)
+        if resource.get("id"):  # an update-as-create with the client's id
+            check_writable(tx, ctx, rtype, resource["id"])
         return create(tx, resource, ctx, id=resource.get("id"))
     if resource.get("id") not in (None, found["id"]):
         raise FhirError.of("invalid", f"the resource id differs from the matching "
@@ -138,6 +168,9 @@ def conditional_update(tx: Transaction, rtype: str, query: str, resource: Resour
 
 
 def delete(tx: Transaction, rtype: str, id: str, ctx: WriteContext) -> Result:
+    if ctx.restrict is not None and not tx.visible(ctx.restrict, rtype, id):
+        # hidden, deleted or missing alike: nothing tells a restricted client which
+        raise FhirError.of("not-found", f"{rtype}/{id} is not known")
     change = tx.delete(rtype, id, source=ctx.source, headers=dict(ctx.headers))
     verb = "deleted" if change.changed else "nothing to delete at"
     return Result(200, None, f"{verb} {rtype}/{id}")
@@ -146,20 +179,23 @@ def delete(tx: Transaction, rtype: str, id: str, ctx: WriteContext) -> Result:
 def conditional_delete(tx: Transaction, rtype: str, query: str, ctx: WriteContext) -> Result:
     pairs = criteria(query)
     lock(tx, rtype, pairs)
-    found = _existing(tx, rtype, pairs, "delete")
+    found = _existing(tx, rtype, pairs, "delete", ctx.restrict)
     if found is None:
         return Result(200, None, f"no {rtype} matches the criteria: nothing deleted")
     return delete(tx, rtype, found["id"], ctx)
 
 
-def read(store: Store, rtype: str, id: str, version: str | None = None) -> Resource:
-    """Current or given version; 404 / 410 as FhirError (via the store's errors)."""
+def read(store: Store, rtype: str, id: str, version: str | None = None,
+         restrict: Restriction | None = None) -> Resource:
+    """Current or given version; 404 / 410 as FhirError (via the store's errors). What
+    ``restrict`` hides answers 404, as if absent (deleted included: no 410)."""
+    options = {"restrict": restrict} if restrict is not None else {}
     if version is None:
-        found = store.read(rtype, id)
+        found = store.read(rtype, id, **options)
     else:
         if not version.isdigit():
             raise FhirError.of("not-found", f"{rtype}/{id} has no version {version!r}")
-        found = store.vread(rtype, id, int(version))
+        found = store.vread(rtype, id, int(version), **options)
     if found is None:
         what = f"{rtype}/{id}" + (f"/_history/{version}" if version else "")
         raise FhirError.of("not-found", f"{what} is not known")

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import functools
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
+from functools import partial
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode
 
@@ -21,8 +22,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from gateway.errors import GatewayError
-from gateway.security import principal_of
+from gateway.security.access import Restriction, restriction_of
 from gateway.security.enforce import fhir_need
+from gateway.security.principal import principal_of
 from gateway.store.base import Resource, Store
 from gateway.store.budget import Budget
 
@@ -60,12 +62,15 @@ class FhirApi:
                  origin: str | None = None,
                  capability_resources: Sequence[dict[str, Any]] = (),
                  security: Callable[[str], dict[str, Any]] | None = None,
-                 budgets: RequestBudgets | None = None) -> None:
+                 budgets: RequestBudgets | None = None,
+                 capability_operations: Mapping[str, Sequence[dict[str, str]]] | None = None
+                 ) -> None:
         self.store = store
         self.budgets = budgets or RequestBudgets()
         self.base_url = base_url
         self.origin = origin
-        self.capability = Capability(others=capability_resources, security=security)
+        self.capability = Capability(others=capability_resources, security=security,
+                                     operations=capability_operations)
         self.reader = RawReader(store)
 
     async def read_now(self, rtype: str, id: str) -> RawResource:
@@ -99,7 +104,7 @@ class FhirApi:
         if self.origin:
             headers["origin"] = self.origin
         source = f"urn:plagencell:node:{self.origin}" if self.origin else None
-        return ix.WriteContext(source=source, headers=headers)
+        return ix.WriteContext(source=source, headers=headers, restrict=restricted(request))
 
     def served(self, rtype: str) -> str:
         if not self.capability.serves(rtype):
@@ -114,6 +119,16 @@ class FhirApi:
         if not self.capability.writable(rtype):
             raise FhirError.of("not-supported", f"{rtype} is read-only on this server")
         return rtype
+
+
+def restricted(request: Request) -> Restriction | None:
+    """The caller's data restriction (None: it may see everything)."""
+    return restriction_of(principal_of(request))
+
+
+def searcher(store: Store, restrict: Restriction | None) -> Callable[..., Any]:
+    """``store.search`` as the caller may use it."""
+    return store.search if restrict is None else partial(store.search, restrict=restrict)
 
 
 async def call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -143,16 +158,19 @@ def fhir_router(store: Store, *, base_url_from_request: bool = True,
                 base_url: str | Callable[[], str] | None = None, origin: str | None = None,
                 capability_resources: Sequence[dict[str, Any]] = (),
                 security: Callable[[str], dict[str, Any]] | None = None,
-                budgets: RequestBudgets | None = None) -> APIRouter:
+                budgets: RequestBudgets | None = None,
+                capability_operations: Mapping[str, Sequence[dict[str, str]]] | None = None
+                ) -> APIRouter:
     """The ``/fhir`` router. ``base_url`` (when not taken from the request) is the public
     base used in ``fullUrl``, ``Location`` and paging links; ``origin`` names this node in
     the bus headers of API writes; ``capability_resources`` are CapabilityStatement
     entries of types other routers serve under ``/fhir`` (so that ``/fhir/metadata`` tells
-    the whole truth); ``security`` makes ``rest.security`` from the base URL;
-    ``budgets`` bounds searches in time (and lets a graceful stop cancel them)."""
+    the whole truth), ``capability_operations`` the operations they serve; ``security``
+    makes ``rest.security`` from the base URL; ``budgets`` bounds searches in time (and
+    lets a graceful stop cancel them)."""
     api = FhirApi(store, base_url=None if base_url_from_request else base_url, origin=origin,
                   capability_resources=capability_resources, security=security,
-                  budgets=budgets)
+                  budgets=budgets, capability_operations=capability_operations)
     router = APIRouter(prefix="/fhir", route_class=FhirRoute)
     _read_routes(router, api)  # first: matched in order, and reads are the hot path
     _system_routes(router, api)
@@ -179,6 +197,10 @@ def _read_routes(router: APIRouter, api: FhirApi) -> None:
         api.served(rtype)
         if rtype == "SearchParameter":
             return fhir_response(api.capability.search_parameter(id, api.base(request)))
+        restrict = restricted(request)
+        if restrict is not None:  # the slower path: the restriction is checked in SQL
+            resource = await call(ix.read, api.store, rtype, id, None, restrict)
+            return _resource_answer(request, resource)
         raw = await api.read_now(rtype, id)
         headers = headers_for(raw.version_id, raw.last_updated)
         if not_modified(request, raw.version_id, raw.last_updated):
@@ -208,7 +230,7 @@ def _system_routes(router: APIRouter, api: FhirApi) -> None:
         if not principal.anonymous:
             check_entries(body, base, lambda method, parts: fhir_need(method, parts)
                           .refusal(principal))
-        get = _entry_getter(api, base, prefer(request).strict)
+        get = _entry_getter(api, base, prefer(request).strict, restricted(request))
         answer = await call(run, api.store, body, ctx, base, get)
         if prefer(request).return_ == "minimal":
             _minimal_entries(body, answer)
@@ -237,18 +259,21 @@ def _minimal_entries(bundle: dict[str, Any], answer: dict[str, Any]) -> None:
             got.pop("resource", None)
 
 
-def _entry_getter(api: FhirApi, base: str, strict: bool) -> Callable[[str, str], dict[str, Any]]:
-    """GET entries of a batch/transaction: read, vread or search, as a response entry."""
+def _entry_getter(api: FhirApi, base: str, strict: bool, restrict: Restriction | None
+                  ) -> Callable[[str, str], dict[str, Any]]:
+    """GET entries of a batch/transaction: read, vread or search, as a response entry (as
+    the caller may see them)."""
 
     def get(path: str, query: str) -> dict[str, Any]:
         parts = path.strip("/").split("/")
         rtype = api.served(parts[0])
         if len(parts) == 1:  # each search of a batch has a budget of its own
-            search = functools.partial(api.store.search, budget=Budget(api.budgets.seconds))
+            search = functools.partial(searcher(api.store, restrict),
+                                       budget=Budget(api.budgets.seconds))
             bundle = search_bundle(search, rtype, parse_qsl(query), base, strict=strict)
             return {"resource": bundle, "response": {"status": "200 OK"}}
         version = parts[3] if len(parts) == 4 and parts[2] == "_history" else None
-        resource = ix.read(api.store, rtype, parts[1], version)
+        resource = ix.read(api.store, rtype, parts[1], version, restrict)
         return response_entry(ix.Result(200, resource, "read"), base)
 
     return get
@@ -312,9 +337,9 @@ async def _search(api: FhirApi, request: Request, rtype: str,
                   params: list[tuple[str, str]]) -> Response:
     if rtype == "SearchParameter":
         return fhir_response(api.capability.search_parameters_bundle(api.base(request)))
-    base, strict = api.base(request), prefer(request).strict
+    base, strict, restrict = api.base(request), prefer(request).strict, restricted(request)
     bundle = await api.budgets.run(request, lambda budget: search_bundle(
-        functools.partial(api.store.search, budget=budget), rtype, params, base,
+        functools.partial(searcher(api.store, restrict), budget=budget), rtype, params, base,
         strict=strict))
     return fhir_response(bundle)
 
@@ -350,7 +375,7 @@ def _instance_routes(router: APIRouter, api: FhirApi) -> None:
     @router.get("/{rtype}/{id}/_history/{vid}")
     async def vread(rtype: str, id: str, vid: str, request: Request) -> Response:
         api.served(rtype)
-        resource = await call(ix.read, api.store, rtype, id, vid)
+        resource = await call(ix.read, api.store, rtype, id, vid, restricted(request))
         return _resource_answer(request, resource)
 
     @router.get("/{rtype}/{id}/_history")
@@ -378,7 +403,10 @@ def _resource_answer(request: Request, resource: Resource) -> Response:
     meta = resource.get("meta") or {}
     if not_modified(request, str(meta.get("versionId", "")), str(meta.get("lastUpdated", ""))):
         return Response(b"", status_code=304, headers=headers)
-    return fhir_response(orjson.dumps(resource), 200, headers)
+    content = orjson.dumps(resource)
+    if request.scope["query_string"]:
+        content = _shaped(content, request)
+    return fhir_response(content, 200, headers)
 
 
 async def _history(api: FhirApi, request: Request, rtype: str | None, id: str | None
@@ -387,7 +415,8 @@ async def _history(api: FhirApi, request: Request, rtype: str | None, id: str | 
     count = _count(params.get("_count"))
     since, before = _since(params.get("_since")), _since(params.get("_before"), "_before")
     versions, next_before = await call(history_page, api.store, rtype, id, since=since,
-                                       before=before, count=count)
+                                       before=before, count=count,
+                                       restrict=restricted(request))
     if id is not None and not versions and before is None:
         raise FhirError.of("not-found", f"{rtype}/{id} is not known")
     bundle = history_bundle(versions, api.base(request), api.url(request))

@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from gateway.errors import GatewayError
+from gateway.security.access import Restriction
 from gateway.store.base import Resource, Store, Transaction
 
 from . import interactions as ix
@@ -97,13 +98,14 @@ def run_transaction(store: Store, bundle: dict[str, Any], ctx: ix.WriteContext, 
     entries = parse_entries(bundle, base)
     responses: dict[int, dict[str, Any]] = {}
     with store.transaction() as tx:
-        plan = _plan(tx, entries)
-        rewrite_references(bundle_resources(entries), lambda ref: _resolve(tx, plan, ref))
+        plan = _plan(tx, entries, ctx.restrict)
+        rewrite_references(bundle_resources(entries),
+                           lambda ref: _resolve(tx, plan, ref, ctx.restrict))
         for entry in sorted(entries, key=lambda e: ORDER[e.method]):
             if entry.method not in ("GET", "HEAD"):
                 responses[entry.index] = _in_entry(entry, partial(_write, tx, entry, ctx),
                                                    base)
-        _check_references(tx, entries)
+        _check_references(tx, entries, ctx.restrict)
     for entry in entries:  # reads after the commit: a failing read fails alone
         if entry.method in ("GET", "HEAD"):
             responses[entry.index] = _guarded(partial(_get, get, entry))
@@ -131,44 +133,46 @@ def _tagged(exc: FhirError, index: int) -> FhirError:
     return FhirError(exc.status, exc.outcome, exc.headers)
 
 
-def _plan(tx: Transaction, entries: list[Entry]) -> Plan:
-    """Decide the id of every POST and conditional PUT before anything is written."""
+def _plan(tx: Transaction, entries: list[Entry], restrict: Restriction | None) -> Plan:
+    """Decide the id of every POST and conditional PUT before anything is written
+    (conditions match only what a restricted writer may see)."""
     plan = Plan(entries)
     for entry in entries:
         if entry.method == "POST" and entry.resource is not None:
-            _plan_create(tx, entry)
+            _plan_create(tx, entry, restrict)
         elif entry.method == "PUT" and entry.resource is not None:
-            _plan_update(tx, entry)
+            _plan_update(tx, entry, restrict)
         if entry.target and entry.full_url:
             plan.urns[entry.full_url] = entry.target
     return plan
 
 
-def _plan_create(tx: Transaction, entry: Entry) -> None:
+def _plan_create(tx: Transaction, entry: Entry, restrict: Restriction | None) -> None:
     if entry.if_none_exist:
         pairs = ix.criteria(entry.if_none_exist)
         ix.lock(tx, entry.rtype, pairs)
-        found = _unique(tx, entry.rtype, pairs, entry.index, required=False)
+        found = _unique(tx, entry.rtype, pairs, entry.index, required=False,
+                        restrict=restrict)
         if found is not None:
             entry.target, entry.existing = f"{entry.rtype}/{found}", True
             return
     entry.target = f"{entry.rtype}/{ix.new_id()}"
 
 
-def _plan_update(tx: Transaction, entry: Entry) -> None:
+def _plan_update(tx: Transaction, entry: Entry, restrict: Restriction | None) -> None:
     if "?" not in entry.url:
         entry.target = entry.url.split("/_history", 1)[0]
         return
     pairs = ix.criteria(entry.query)
     ix.lock(tx, entry.rtype, pairs)
-    found = _unique(tx, entry.rtype, pairs, entry.index, required=False)
+    found = _unique(tx, entry.rtype, pairs, entry.index, required=False, restrict=restrict)
     new = (entry.resource or {}).get("id") or ix.new_id()
     entry.target = f"{entry.rtype}/{found or new}"
 
 
 def _unique(tx: Transaction, rtype: str, pairs: list[tuple[str, str]], index: int, *,
-            required: bool) -> str | None:
-    found = ix.match(tx, rtype, pairs)
+            required: bool, restrict: Restriction | None = None) -> str | None:
+    found = ix.match(tx, rtype, pairs, restrict)
     if len(found) > 1:
         raise FhirError.of("multiple-matches", f"entry {index}: more than one {rtype} "
                            "matches the conditional criteria")
@@ -178,14 +182,15 @@ def _unique(tx: Transaction, rtype: str, pairs: list[tuple[str, str]], index: in
     return str(found[0]["id"]) if found else None
 
 
-def _resolve(tx: Transaction, plan: Plan, ref: str) -> str:
+def _resolve(tx: Transaction, plan: Plan, ref: str, restrict: Restriction | None) -> str:
     if ref in plan.urns:
         return plan.urns[ref]
     if ref.startswith("urn:uuid:") or ref.startswith("urn:oid:"):
         raise FhirError.of("processing", f"reference {ref} names no entry of the Bundle")
     if "?" in ref and not ref.startswith("#"):
         rtype, _, query = ref.partition("?")
-        return f"{rtype}/{_unique(tx, rtype, ix.criteria(query), -1, required=True)}"
+        found = _unique(tx, rtype, ix.criteria(query), -1, required=True, restrict=restrict)
+        return f"{rtype}/{found}"
     return ref
 
 
@@ -244,17 +249,27 @@ def references(node: Any, path: str) -> Iterator[tuple[str, str]]:
             yield from references(item, f"{path}[{i}]")
 
 
-def _check_references(tx: Transaction, entries: list[Entry]) -> None:
+def _check_references(tx: Transaction, entries: list[Entry],
+                      restrict: Restriction | None) -> None:
+    """Local references of written resources resolve (for a restricted writer: to a
+    resource it may see, so that a 422 tells nothing about the others)."""
     problems = []
     for entry in entries:
         if entry.method not in ("POST", "PUT") or entry.resource is None:
             continue
         for path, ref in references(entry.resource, entry.rtype):
-            if _is_local(ref) and tx.get(*ref.split("/")[:2]) is None:
+            if _is_local(ref) and not _resolves(tx, ref, restrict):
                 problems.append(issue("processing", f"entry {entry.index}: reference {ref} "
                                       "does not resolve", expression=[path]))
     if problems:
         raise FhirError(422, outcome(*problems))
+
+
+def _resolves(tx: Transaction, ref: str, restrict: Restriction | None) -> bool:
+    rtype, id = ref.split("/")[:2]
+    if restrict is not None:
+        return tx.visible(restrict, rtype, id)
+    return tx.get(rtype, id) is not None
 
 
 def _is_local(ref: str) -> bool:
@@ -281,7 +296,7 @@ def _batch_entry(store: Store, entry: Entry, ctx: ix.WriteContext, base: str,
 def _batch_write(store: Store, entry: Entry, ctx: ix.WriteContext, base: str
                  ) -> dict[str, Any]:
     with store.transaction() as tx:
-        _plan(tx, [entry])
+        _plan(tx, [entry], ctx.restrict)
         return response_entry(_write(tx, entry, ctx), base)
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Select, and_, false, not_, or_, select, true
 
+from gateway.security.access import Restriction
 from gateway.store import schema as s
 from gateway.store.search import params as registry
 from gateway.store.search.params import ParamDef
@@ -52,17 +53,21 @@ class Filter:
 RANK = {"reference": 0, "token": 1, "string": 2, "uri": 2}
 
 
-def build(rtype: str, name: str, value: str, base_url: str | None = None) -> Filter:
-    """The filter for ``name=value`` on ``rtype`` (raises BadParam)."""
+def build(rtype: str, name: str, value: str, base_url: str | None = None,
+          restrict: Restriction | None = None) -> Filter:
+    """The filter for ``name=value`` on ``rtype`` (raises BadParam). ``restrict``: the
+    resources a chain or ``_has`` goes through must be visible too, or their existence
+    would show through the filter."""
     if name.startswith("_has:"):
-        return Filter(False, _has(rtype, name, value, base_url), 0)
+        return Filter(False, _has(rtype, name, value, base_url, restrict), 0)
     head, _, chain = name.partition(".")
     pname, _, modifier = head.partition(":")
     definition = registry.lookup(rtype, pname)
     if definition is None:
         raise BadParam(f"unknown search parameter '{pname}' for {rtype}", "not-supported")
     if chain:
-        return Filter(False, _chained(rtype, definition, modifier, chain, value, base_url), 0)
+        return Filter(False, _chained(rtype, definition, modifier, chain, value, base_url,
+                                      restrict), 0)
     if modifier == "missing":
         return _missing(rtype, definition, value)
     if definition.type == "reference" and modifier and modifier[0].isupper():
@@ -319,7 +324,7 @@ def _local_part(url: str, base_url: str | None) -> tuple[str, str] | None:
 
 
 def _chained(rtype: str, definition: ParamDef, type_modifier: str, chain: str, value: str,
-             base_url: str | None) -> Select[Any]:
+             base_url: str | None, restrict: Restriction | None) -> Select[Any]:
     if definition.type != "reference":
         raise BadParam(f"'{definition.name}' is not a reference: it cannot be chained")
     targets = [type_modifier] if type_modifier else [
@@ -328,13 +333,15 @@ def _chained(rtype: str, definition: ParamDef, type_modifier: str, chain: str, v
         raise BadParam(f"no target type of '{definition.name}' has '{chain}'", "not-supported")
     ref = s.idx_reference.c
     alternatives = [and_(ref.target_type == target,
-                         ref.target_id.in_(positive_ids(target,
-                                                        build(target, chain, value, base_url))))
+                         ref.target_id.in_(positive_ids(target, build(target, chain, value,
+                                                                      base_url, restrict))),
+                         _visible(restrict, target, ref.target_id))
                     for target in targets]
     return _ids(s.idx_reference, rtype, definition.name, or_(*alternatives))
 
 
-def _has(rtype: str, name: str, value: str, base_url: str | None) -> Select[Any]:
+def _has(rtype: str, name: str, value: str, base_url: str | None,
+         restrict: Restriction | None) -> Select[Any]:
     """``_has:Observation:subject:code=X``: the targets of Observation.subject among
     Observations with code X (the inner name may be another ``_has`` or a chain)."""
     parts = name.split(":", 3)
@@ -345,6 +352,15 @@ def _has(rtype: str, name: str, value: str, base_url: str | None) -> Select[Any]
     if definition is None or definition.type != "reference":
         raise BadParam(f"'{link}' is not a reference parameter of {source}", "not-supported")
     ref = s.idx_reference.c
-    sources = positive_ids(source, build(source, inner, value, base_url))
+    sources = positive_ids(source, build(source, inner, value, base_url, restrict))
     return select(ref.target_id).where(ref.res_type == source, ref.param == link,
-                                       ref.target_type == rtype, ref.res_id.in_(sources))
+                                       ref.target_type == rtype, ref.res_id.in_(sources),
+                                       _visible(restrict, source, ref.res_id))
+
+
+def _visible(restrict: Restriction | None, rtype: str, id_column: Any) -> ColumnElement[bool]:
+    if restrict is None:
+        return true()
+    from gateway.store.restrict import visible
+
+    return visible(restrict, rtype, id_column)

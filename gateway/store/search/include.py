@@ -7,9 +7,11 @@ from typing import Any
 
 from sqlalchemy import Connection, false, select, tuple_
 
+from gateway.security.access import Restriction
 from gateway.store import schema as s
 from gateway.store.base import Resource
 from gateway.store.content import loads
+from gateway.store.restrict import visible_any
 from gateway.store.search.plan import Include, Plan
 
 MAX_ROUNDS = 4  # :iterate depth
@@ -31,7 +33,8 @@ def resolve_includes(conn: Connection, plan: Plan, matches: list[Resource]) -> l
         for spec in specs:
             keys |= _reverse(conn, spec, frontier) if spec.reverse else _forward(conn, spec,
                                                                                   frontier)
-        fresh = _fetch(conn, sorted(keys - seen)[:MAX_INCLUDED - len(included)])
+        fresh = _fetch(conn, sorted(keys - seen)[:MAX_INCLUDED - len(included)],
+                       plan.restrict)
         seen |= keys
         included.extend(fresh)
         frontier = fresh
@@ -80,12 +83,15 @@ def _by_type(resources: Iterable[Resource]) -> dict[str, list[str]]:
     return groups
 
 
-def _fetch(conn: Connection, keys: list[Key]) -> list[Resource]:
+def _fetch(conn: Connection, keys: list[Key], restrict: Restriction | None) -> list[Resource]:
+    """The live resources of ``keys`` (those the restriction lets through)."""
     r = s.resource.c
     out: list[Any] = []
     for start in range(0, len(keys), 500):
         part = keys[start:start + 500]
         query = select(r.content).where(tuple_(r.res_type, r.res_id).in_(part),
                                         r.deleted == false())
+        if restrict is not None:
+            query = query.where(visible_any(restrict, r.res_type, r.res_id))
         out.extend(loads(row[0]) for row in conn.execute(query))
     return out

@@ -252,6 +252,27 @@ PROVENANCE = [
 ]
 
 
+GROUP = [
+    p("actual", "token", "Group.actual", "Descriptive or actual", "actual"),
+    p("characteristic", "token", "Group.characteristic.code", "Kind of characteristic",
+      "characteristic.code"),
+    p("code", "token", "Group.code", "The kind of resources contained", "code"),
+    p("exclude", "token", "Group.characteristic.exclude", "Group includes or excludes",
+      "characteristic.exclude"),
+    p("identifier", "token", "Group.identifier", "Unique id", "identifier"),
+    p("managing-entity", "reference", "Group.managingEntity", "Entity that is the custodian "
+      "of the Group's definition", "managingEntity",
+      targets=("Organization", "Practitioner", "PractitionerRole", "RelatedPerson")),
+    p("member", "reference", "Group.member.entity", "Reference to the group member",
+      "member.entity", targets=("Device", "Group", "Medication", "Patient", "Practitioner",
+                                "PractitionerRole", "Substance")),
+    p("type", "token", "Group.type", "The type of resources the group contains", "type"),
+    p("value", "token", "(Group.characteristic.value as CodeableConcept) | "
+      "(Group.characteristic.value as boolean)", "Value held by characteristic",
+      "characteristic.valueCodeableConcept", "characteristic.valueBoolean"),
+]
+
+
 def _observation() -> list[ParamDef]:
     from gateway.store.search.observation import OBSERVATION
 
@@ -263,6 +284,7 @@ def _registry() -> dict[str, dict[str, ParamDef]]:
         "Patient": PATIENT, "Organization": ORGANIZATION, "ResearchStudy": RESEARCH_STUDY,
         "ResearchSubject": RESEARCH_SUBJECT, "Specimen": SPECIMEN + [RESEARCH_STUDY_PARAM],
         "Observation": _observation() + [RESEARCH_STUDY_PARAM], "Provenance": PROVENANCE,
+        "Group": GROUP + [RESEARCH_STUDY_PARAM],
     }
     registry: dict[str, dict[str, ParamDef]] = {}
     for rtype, params in table.items():

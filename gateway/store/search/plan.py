@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.errors import SearchError
+from gateway.security.access import Restriction
 from gateway.store.search import params as registry
 from gateway.store.search.criteria import BadParam, Filter, build
 from gateway.store.search.values import split_or
@@ -58,14 +59,15 @@ class Plan:
     cursor: str | None = None
     applied: list[tuple[str, str]] = field(default_factory=list)
     issues: list[dict[str, Any]] = field(default_factory=list)
+    restrict: Restriction | None = None  # the caller's data restriction (None: all)
 
 
 def make_plan(rtype: str, query: list[tuple[str, str]], *, strict: bool = False,
-              base_url: str | None = None) -> Plan:
+              base_url: str | None = None, restrict: Restriction | None = None) -> Plan:
     if rtype not in registry.REGISTRY:
         raise SearchError(f"resource type {rtype} is not supported", issues=[
             _issue("error", "not-supported", f"resource type {rtype} is not supported")])
-    plan = Plan(rtype)
+    plan = Plan(rtype, restrict=restrict)
     _check_limits(query)
     for name, value in query:
         try:
@@ -146,7 +148,7 @@ def _apply(plan: Plan, name: str, value: str, base_url: str | None) -> None:
     if base in PASS_THROUGH:
         plan.applied.append((name, value))
         return
-    plan.filters.append(build(plan.resource_type, name, value, base_url))
+    plan.filters.append(build(plan.resource_type, name, value, base_url, plan.restrict))
     plan.applied.append((name, value))
 
 

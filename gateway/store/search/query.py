@@ -14,6 +14,7 @@ import orjson
 from sqlalchemy import Connection, select
 
 from gateway.errors import SearchError
+from gateway.security.access import Restriction
 from gateway.store import schema as s
 from gateway.store.base import Resource, SearchResult
 from gateway.store.content import loads
@@ -25,8 +26,12 @@ from gateway.store.search.plan import Plan, make_plan
 
 def run_search(conn: Connection, dialect: str, resource_type: str,
                params: list[tuple[str, str]], *, strict: bool = False,
-               base_url: str | None = None) -> SearchResult:
-    plan = make_plan(resource_type, params, strict=strict, base_url=base_url)
+               base_url: str | None = None, restrict: Restriction | None = None
+               ) -> SearchResult:
+    """``restrict``: the caller's data restriction, applied in the same statements (so
+    counts, pages and cursors are those of what the caller may see)."""
+    plan = make_plan(resource_type, params, strict=strict, base_url=base_url,
+                     restrict=restrict)
     total = _count(conn, plan) if plan.total != "none" or plan.summary == "count" else None
     if plan.summary == "count" or plan.count == 0:
         return SearchResult([], [], total, None, None, plan.applied, plan.issues)
