@@ -63,6 +63,7 @@ from gateway.security.files import private_umask, secure_data_dir
 from gateway.security.install import Auth, build_auth
 from gateway.security.routes import auth_router
 from gateway.store.audit import AuditLog
+from gateway.store.exports import recorded_restriction
 from gateway.store.sql import SqlStore
 
 log = logging.getLogger(__name__)
@@ -161,7 +162,8 @@ class Gateway:
         if s.role != "edge":
             self.exports = ExportManager(
                 self.store, s.data_dir, network_key=key,
-                retention_hours=s.export_retention_hours, max_active=s.export_max_active)
+                retention_hours=s.export_retention_hours, max_active=s.export_max_active,
+                restriction=recorded_restriction)
             await asyncio.to_thread(self.exports.start)
         await self._start_http()
         if s.role != "hub":
