@@ -66,9 +66,12 @@ def export_router(manager: ExportManager, base_url: Callable[[], str] | None = N
     async def group(id: str, request: Request) -> Response:
         return await _kick_off(manager, request, "group", id, base(request))
 
+    # one operation id per method: /openapi.json refuses methods that share one
     for path, endpoint in (("/$export", system), ("/Patient/$export", patient),
                            ("/Group/{id}/$export", group)):
-        router.add_api_route(path, endpoint, methods=["GET", "POST"])
+        for method in ("GET", "POST"):
+            router.add_api_route(path, endpoint, methods=[method],
+                                 operation_id=f"{endpoint.__name__}_export_{method.lower()}")
 
     @router.get("/$export-poll/{job}")
     async def status(job: str, request: Request) -> Response:
