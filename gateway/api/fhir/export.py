@@ -66,10 +66,9 @@ def export_router(manager: ExportManager, base_url: Callable[[], str] | None = N
     async def group(id: str, request: Request) -> Response:
         return await _kick_off(manager, request, "group", id, base(request))
 
-    # one operation id per method: /openapi.json refuses methods that share one
     for path, endpoint in (("/$export", system), ("/Patient/$export", patient),
                            ("/Group/{id}/$export", group)):
-        for method in ("GET", "POST"):
+        for method in ("GET", "POST"):  # one operation id per method (/openapi.json)
             router.add_api_route(path, endpoint, methods=[method],
                                  operation_id=f"{endpoint.__name__}_export_{method.lower()}")
 
