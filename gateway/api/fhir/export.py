@@ -68,7 +68,9 @@ def export_router(manager: ExportManager, base_url: Callable[[], str] | None = N
 
     for path, endpoint in (("/$export", system), ("/Patient/$export", patient),
                            ("/Group/{id}/$export", group)):
-        router.add_api_route(path, endpoint, methods=["GET", "POST"])
+        for method in ("GET", "POST"):  # one route each: distinct OpenAPI operation ids
+            router.add_api_route(path, endpoint, methods=[method],
+                                 name=f"{endpoint.__name__}_export_{method.lower()}")
 
     @router.get("/$export-poll/{job}")
     async def status(job: str, request: Request) -> Response:
