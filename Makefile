@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench clean postgres lock
+.PHONY: run test lint bench clean postgres lock fuzz
 
 # constraints.txt pins every dependency (the Docker image installs from it too); packages
 # it does not list are installed unpinned. `make lock` rewrites it from a fresh venv.
@@ -35,6 +35,11 @@ postgres:
 test: $(STAMP) postgres
 	$(BIN)/ruff check gateway tests bench
 	$(BIN)/pytest -q -x --durations=15
+
+# The fuzz tests of the suite with fifty times the examples (tests/conftest.py, profile
+# "fuzz"): minutes, not seconds. Failures print the seed to keep as an @example.
+fuzz: $(STAMP) postgres
+	HYPOTHESIS_PROFILE=fuzz $(BIN)/pytest -q -x tests/fuzz tests/hl7/test_parser_properties.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check gateway tests bench

@@ -36,6 +36,8 @@ class Settings(BaseModel):
     mllp_tls_client_ca: Path | None = None
     max_message_size: int = 10 * 2**20
     idle_timeout: float = 300.0
+    mllp_max_connections: int = 100
+    mllp_frame_timeout: float = 120.0
     # ingest
     pseudonym_key_file: Path | None = None
     batch_max: int = Field(default=64, description="messages per group commit, at most")
@@ -49,6 +51,10 @@ class Settings(BaseModel):
     http_max_connections: int = Field(default=1000, gt=0)
     http_header_timeout: float = Field(default=10.0, gt=0)
     http_body_timeout: float = Field(default=30.0, gt=0)
+    message_time_budget: float = Field(
+        default=10.0, description="seconds one message may spend in mapping (0: no budget)")
+    max_resources_per_message: int = Field(
+        default=5_000, description="FHIR resources one message may write (0: no limit)")
     # Kafka, topics, outbox bound, node id: gateway.bus.settings
     bus: BusSettings = Field(default_factory=BusSettings)
     # clients file, OIDC issuer, secure-by-default: gateway.security.settings
@@ -80,6 +86,10 @@ _FLAGS: list[tuple[str, str, type, str]] = [
      "PEM CA bundle: require client certificates (mutual TLS)"),
     ("--max-message-size", "max_message_size", int, "bytes; larger frames get AR (10 MB)"),
     ("--idle-timeout", "idle_timeout", float, "seconds before an idle MLLP connection closes"),
+    ("--mllp-max-connections", "mllp_max_connections", int,
+     "open MLLP connections at most; more are closed at once (default 100)"),
+    ("--mllp-frame-timeout", "mllp_frame_timeout", float,
+     "seconds a started MLLP block may take to end before the connection closes (120)"),
     ("--pseudonym-key-file", "pseudonym_key_file", Path,
      "HMAC key file for pseudonyms (default: generated in the data dir)"),
     ("--export-retention-hours", "export_retention_hours", float,
@@ -97,6 +107,10 @@ _FLAGS: list[tuple[str, str, type, str]] = [
      "seconds for a request's headers to arrive complete, else 408 (10)"),
     ("--http-body-timeout", "http_body_timeout", float,
      "seconds a request body may pause before the connection is closed (30)"),
+    ("--message-time-budget", "message_time_budget", float,
+     "seconds one message may spend in mapping before it gets AE (default 10; 0: none)"),
+    ("--max-resources-per-message", "max_resources_per_message", int,
+     "FHIR resources one message may write; more gets AE (default 5000; 0: none)"),
 ]
 
 

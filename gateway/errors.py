@@ -9,7 +9,9 @@
     │   ├── UnsupportedMessage        message type / event / version not accepted (AR, 200/201/203)
     │   ├── UnknownSite               MSH-4 names no configured site (AR, 103 at MSH-4)
     │   ├── MappingError              a field cannot be mapped (AE, 101/102/103 at its position)
-    │   └── Overloaded                temporarily unable to accept (AE, 207, retriable)
+    │   ├── Overloaded                temporarily unable to accept (AE, 207, retriable)
+    │   └── BudgetExceeded            mapping ran past the per-message time budget or the
+    │                                 resource limit (AE, 207)
     ├── StoreError                    database failures (translated at the store boundary)
     │   ├── NotFound                  no such resource / version (HTTP 404)
     │   ├── Gone                      the resource is deleted (HTTP 410)
@@ -113,6 +115,20 @@ class Overloaded(InboundError):
     ack_code = "AE"
     err_code = "207"
     retriable = True
+
+
+class BudgetExceeded(InboundError):
+    """The message's mapping ran past the per-message time budget, or produced more
+    resources than one message may write, and was abandoned (stored as an error,
+    replayable): the writer thread goes on with the next message."""
+
+    ack_code = "AE"
+    err_code = "207"
+
+    def __init__(self, message: str, *, budget: str, segment: str | None = None,
+                 field: int | None = None) -> None:
+        super().__init__(message, segment=segment, field=field)
+        self.budget = budget  # which one ran out: "time" or "resources"
 
 
 class StoreError(GatewayError):

@@ -2,8 +2,10 @@
 outbox relay and (role hub/all) the projector.
 
 Start order: store (migrated) → site files → pseudonym key → bus → ingest → listeners.
-SIGTERM/SIGINT: stop accepting, finish in-flight messages, close cleanly. SIGHUP: reload the
-site files (validated first; the old ones stay on error) without dropping connections.
+SIGTERM/SIGINT: stop accepting, finish in-flight messages, close cleanly. SIGHUP or
+``POST /admin/reload`` (what ``gateway reload`` calls): reload the site files (validated first;
+the old ones stay on error) without dropping connections. Once ready, ``gateway.pid`` in the
+data directory names the process and its HTTP address (``gateway.pidfile``).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -24,6 +27,7 @@ from fastapi import FastAPI
 from sqlalchemy.engine import make_url
 from starlette.middleware.gzip import GZipMiddleware
 
+from gateway import pidfile
 from gateway.adapters.fhirsource import start_fhir_sources
 from gateway.adapters.governance import admin_codes_router
 from gateway.adapters.labexport.drop import start_drop_folders
@@ -31,9 +35,10 @@ from gateway.adapters.labexport.http import labexport_router
 from gateway.adapters.loader import Network, load_network, reload_network
 from gateway.adapters.studies import publish_studies
 from gateway.adapters.terminology import capability_entries, terminology_router
-from gateway.api.admin import admin_router, bus_admin_router
+from gateway.api.admin import admin_router, bus_admin_router, reload_router
 from gateway.api.app import create_app
 from gateway.api.connections import guarded_protocol
+from gateway.api.counters import counters_router
 from gateway.api.fhir import fhir_router, install_fhir_errors
 from gateway.api.fhir.budgets import RequestBudgets
 from gateway.api.fhir.export import export_router
@@ -46,6 +51,7 @@ from gateway.bus import start_bus_components
 from gateway.config import Settings
 from gateway.errors import ConfigError
 from gateway.export.manager import ExportManager
+from gateway.failures import FailureCounters
 from gateway.hl7 import ack as acks
 from gateway.hl7 import batch
 from gateway.hl7.check import inbound_errors
@@ -57,6 +63,7 @@ from gateway.security.files import private_umask, secure_data_dir
 from gateway.security.install import Auth, build_auth
 from gateway.security.routes import auth_router
 from gateway.store.audit import AuditLog
+from gateway.store.exports import recorded_restriction
 from gateway.store.sql import SqlStore
 
 log = logging.getLogger(__name__)
@@ -111,6 +118,8 @@ class Gateway:
     exports: ExportManager | None = None
     extras: list[Any] = field(default_factory=list)
     budgets: RequestBudgets = field(default_factory=RequestBudgets)
+    pid_file: Path | None = None
+    failures: FailureCounters = field(default_factory=FailureCounters)
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
@@ -143,7 +152,9 @@ class Gateway:
             self.store, self.network, key, node_id=s.node_id, batch_max=s.batch_max,
             accepting=getattr(self.bus, "accepting", lambda: True),
             on_commit=getattr(self.bus, "notify", lambda rows: None),
-            strict_check=inbound_errors)
+            strict_check=inbound_errors,
+            message_time_budget=s.message_time_budget or None,
+            max_resources=s.max_resources_per_message or None)
         self.service.start()
         if s.role != "hub":
             await asyncio.to_thread(publish_studies, self.store, self.network.studies,
@@ -151,7 +162,8 @@ class Gateway:
         if s.role != "edge":
             self.exports = ExportManager(
                 self.store, s.data_dir, network_key=key,
-                retention_hours=s.export_retention_hours, max_active=s.export_max_active)
+                retention_hours=s.export_retention_hours, max_active=s.export_max_active,
+                restriction=recorded_restriction)
             await asyncio.to_thread(self.exports.start)
         await self._start_http()
         if s.role != "hub":
@@ -165,6 +177,7 @@ class Gateway:
             log.warning("no --public-url: fullUrl and paging links name %s, which clients "
                         "cannot reach; set the public address", self.public_url)
         self.auth.announce(s.host)
+        self.pid_file = pidfile.write(s.data_dir, s.host, self.http_port)
         log.info("gateway ready: role %s, HTTP %s:%d, MLLP %s", s.role, s.host,
                  self.http_port, f"{s.host}:{self.mllp.port}" if self.mllp else "off")
 
@@ -181,7 +194,10 @@ class Gateway:
         if self.settings.role != "hub":
             routers += [hl7v2_router(self.service), admin_router(self.service),
                         admin_codes_router(self.store, self.network),
-                        labexport_router(self.store, self.network, self.service.key)]
+                        labexport_router(self.store, self.network, self.service.key),
+                        counters_router(self.service, self.failures, lambda: self.mllp)]
+        routers.append(reload_router(lambda: self.reload_sites("POST /admin/reload"),
+                                     lambda: len(self.network.sites) if self.network else 0))
         if self.bus is not None:
             routers.append(bus_admin_router(self.bus))
         if self.settings.role != "edge":
@@ -205,9 +221,9 @@ class Gateway:
         assert self.store is not None and self.network is not None and self.service
         s = self.settings
         self.extras.append(start_drop_folders(s.data_dir, self.store, self.network,
-                                              self.service.key))
+                                              self.service.key, failures=self.failures))
         self.extras += start_fhir_sources(self.network, self.store, self.service.key,
-                                          s.data_dir, now=_now_instant)
+                                          s.data_dir, now=_now_instant, failures=self.failures)
 
     @property
     def public_url(self) -> str:
@@ -258,21 +274,26 @@ class Gateway:
         self.mllp = MllpServer(handler, s.host,
                                s.mllp_port, ssl_context=ssl_ctx,
                                max_message_size=s.max_message_size,
-                               idle_timeout=s.idle_timeout)
+                               idle_timeout=s.idle_timeout,
+                               max_connections=s.mllp_max_connections,
+                               frame_timeout=s.mllp_frame_timeout)
         await self.mllp.start()
 
-    def reload_sites(self) -> None:
-        """SIGHUP: re-read the site files in place (every holder sees them); a bad file
-        leaves the running configuration as it was. Connections are not dropped."""
-        if self.network is not None:
-            error = reload_network(self.network, self.settings.sites)
-            if self.auth is not None:
-                self.auth.reload_clients(self.network)
-            if self.audit is not None:
-                self.audit.record(system_facts(
-                    "reload", ok=error is None, when=time.time(),
-                    description="site files reloaded (SIGHUP)" if error is None
-                    else "site files not reloaded (SIGHUP): a site file is invalid"))
+    def reload_sites(self, via: str = "SIGHUP") -> ConfigError | None:
+        """SIGHUP and ``POST /admin/reload``: re-read the site files in place (every holder
+        sees them); a bad file leaves the running configuration as it was, and is returned.
+        Connections are not dropped."""
+        if self.network is None:
+            return ConfigError("the gateway is not started")
+        error = reload_network(self.network, self.settings.sites)
+        if self.auth is not None:
+            self.auth.reload_clients(self.network)
+        if self.audit is not None:
+            self.audit.record(system_facts(
+                "reload", ok=error is None, when=time.time(),
+                description=f"site files reloaded ({via})" if error is None
+                else f"site files not reloaded ({via}): a site file is invalid"))
+        return error
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -284,6 +305,8 @@ class Gateway:
         app.add_middleware(BodyLimits, limits=default_limits(self.settings.max_message_size))
 
     async def stop(self) -> None:
+        if self.pid_file is not None:
+            pidfile.remove(self.pid_file)
         if self.mllp is not None:
             await self.mllp.close()
         if self.http is not None:

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from gateway.store.sql import SqlStore
 from tests.support import migrated_store
@@ -17,6 +18,17 @@ ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT.parent / "shared" / "corpus"
 FHIR_SCHEMA = ROOT.parent / "shared" / "fhir" / "fhir.schema.json"
 PG_ADMIN_URL = os.environ.get("GATEWAY_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+
+# Hypothesis: "suite" for `make test` (the default number of examples, the same ones every
+# run so that the suite is deterministic; no per-example deadline: the machine is shared and
+# the first example pays for loading site files); "fuzz" for `make fuzz`
+# (HYPOTHESIS_PROFILE=fuzz): fifty times the examples, new ones every run.
+_SLOW_OK = [HealthCheck.too_slow, HealthCheck.data_too_large]
+settings.register_profile("suite", deadline=None, derandomize=True,
+                          suppress_health_check=_SLOW_OK)
+settings.register_profile("fuzz", deadline=None, max_examples=5_000,
+                          suppress_health_check=_SLOW_OK)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "suite"))
 
 
 @pytest.fixture(scope="session")

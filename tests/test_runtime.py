@@ -104,7 +104,7 @@ async def test_an_unknown_facility_gets_ar_naming_msh4_and_is_kept(gateway: Gate
     async with httpx.AsyncClient() as http:
         r = await http.get(f"http://127.0.0.1:{gateway.http_port}/admin/messages",
                            params={"status": "rejected"})
-    assert [m["control_id"] for m in r.json()] == ["MSG0003"]
+    assert [m["control_id"] for m in r.json()["messages"]] == ["MSG0003"]
 
 
 async def test_a_non_numeric_nm_value_gets_ae_pointing_at_obx5(gateway: Gateway) -> None:
@@ -114,7 +114,7 @@ async def test_a_non_numeric_nm_value_gets_ae_pointing_at_obx5(gateway: Gateway)
     async with httpx.AsyncClient() as http:
         r = await http.get(f"http://127.0.0.1:{gateway.http_port}/admin/messages",
                            params={"status": "error"})
-    [listed] = r.json()
+    [listed] = r.json()["messages"]
     assert listed["control_id"] == "MSG0004" and "OBX[1]-5" in listed["error"]
 
 
@@ -155,10 +155,11 @@ async def test_a_rejected_message_is_replayed_after_its_site_is_added(
         gw.reload_sites()
         async with httpx.AsyncClient() as http:
             base = f"http://127.0.0.1:{gw.http_port}/admin/messages"
-            [rejected] = (await http.get(base, params={"status": "rejected"})).json()
+            [rejected] = (await http.get(base, params={"status": "rejected"})).json()["messages"]
             r = await http.post(f"{base}/{rejected['id']}/replay")
             assert r.json()["status"] == "processed"
-            assert (await http.get(base, params={"status": "rejected"})).json() == []
+            after = (await http.get(base, params={"status": "rejected"})).json()
+            assert after["messages"] == []
     finally:
         await gw.stop()
 

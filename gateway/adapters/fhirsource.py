@@ -27,6 +27,7 @@ from gateway.adapters.labexport.build import export_context
 from gateway.adapters.loader import Network
 from gateway.adapters.site import FhirSource, Site
 from gateway.errors import GatewayError
+from gateway.failures import FailureCounters
 from gateway.mapping import datatypes as dt
 from gateway.mapping import pseudonym as ps
 from gateway.mapping import scrub
@@ -321,8 +322,10 @@ def store_result(store: Store, site: Site, result: PollResult, links: dict[str, 
     return changed
 
 
-async def run_source(poller: FhirPoller, store: Store, now: Callable[[], str]) -> None:
-    """Poll forever every ``poll_seconds``; the mark moves only after the commit."""
+async def run_source(poller: FhirPoller, store: Store, now: Callable[[], str],
+                     failures: FailureCounters | None = None) -> None:
+    """Poll forever every ``poll_seconds``; the mark moves only after the commit. A round
+    that fails, for whatever reason, is logged, counted and tried again next time."""
     while True:
         try:
             result = await poller.poll_once()
@@ -331,7 +334,18 @@ async def run_source(poller: FhirPoller, store: Store, now: Callable[[], str]) -
             poller.save_marks(result.high_water)
         except (GatewayError, OSError, httpx.HTTPError) as exc:
             log.error("FHIR source of site %s: %s", poller.site.id, exc)
+            _count(failures, poller, exc, now)
+        except Exception as exc:  # noqa: BLE001 - a bug on one answer never ends the polling
+            log.error("FHIR source of site %s: round failed (%s)", poller.site.id,
+                      type(exc).__name__)
+            _count(failures, poller, exc, now)
         await asyncio.sleep(poller.config.poll_seconds)
+
+
+def _count(failures: FailureCounters | None, poller: FhirPoller, exc: Exception,
+           now: Callable[[], str]) -> None:
+    if failures is not None:
+        failures.record(f"fhir-source/{poller.site.id}", type(exc).__name__, "poll", now())
 
 
 def _link(store: Store, key: str) -> str | None:
@@ -340,7 +354,8 @@ def _link(store: Store, key: str) -> str | None:
 
 
 def start_fhir_sources(network: Network, store: Store, pseudonym_key: bytes, data_dir: Path,
-                       now: Callable[[], str]) -> list[asyncio.Task[None]]:
+                       now: Callable[[], str], failures: FailureCounters | None = None
+                       ) -> list[asyncio.Task[None]]:
     """One polling task per site with an enabled ``fhir_source`` (call in the running loop)."""
     tasks = []
     for site in network.sites.values():
@@ -348,6 +363,6 @@ def start_fhir_sources(network: Network, store: Store, pseudonym_key: bytes, dat
             continue
         poller = FhirPoller(site, pseudonym_key, Path(data_dir) / "fhir-sources" /
                             f"{site.id}.json", lookup_link=lambda key: _link(store, key))
-        tasks.append(asyncio.create_task(run_source(poller, store, now),
+        tasks.append(asyncio.create_task(run_source(poller, store, now, failures),
                                          name=f"fhir-source-{site.id}"))
     return tasks

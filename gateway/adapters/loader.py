@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 STUDIES_FILE = "studies.yaml"
 EXAMPLE_SITES = Path(__file__).resolve().parent.parent / "sites"
 SKIPPED_PREFIXES = ("codesystem-", "_")
+STR_TAG = "tag:yaml.org,2002:str"
 
 
 @dataclass(slots=True)
@@ -71,6 +72,7 @@ def _compose(path: Path) -> tuple[Any, yaml.Node | None]:
         node = loader.get_single_node()
         if node is not None:
             _refuse_duplicate_keys(path, node)
+            _keys_as_written(node)
         data = loader.construct_document(node) if node is not None else None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -80,6 +82,20 @@ def _compose(path: Path) -> tuple[Any, yaml.Node | None]:
     finally:
         loader.dispose()
     return data, node
+
+
+def _keys_as_written(node: yaml.Node) -> None:
+    """Every unquoted mapping key is read as the text written: a local code ``0000412`` or
+    ``12`` stays that string (YAML 1.1 would make them the numbers 266 and 12, ``NO`` and
+    ``ON`` booleans, ``~`` null)."""
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            if isinstance(key, yaml.ScalarNode) and key.style is None:
+                key.tag = STR_TAG
+            _keys_as_written(value)
+    elif isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            _keys_as_written(item)
 
 
 def _refuse_duplicate_keys(path: Path, node: yaml.Node, where: str = "") -> None:
@@ -129,10 +145,21 @@ def _validation_error(path: Path, exc: ValidationError, root: yaml.Node | None) 
         loc = [p for p in error["loc"] if isinstance(p, int | str)]
         where = ".".join(str(p) for p in loc if p != "[key]") or "(file)"
         line = line_of(root, loc)
-        lines.append(f"{path}:{line}: {where}: {error['msg']}")
+        lines.append(f"{path}:{line}: {where}: {error['msg']}{_quote_hint(error, root, loc)}")
         first = first or (line, where)
     assert first is not None
     return ConfigError("\n".join(lines), file=str(path), line=first[0], field=first[1])
+
+
+def _quote_hint(error: Any, root: yaml.Node | None, loc: list[int | str]) -> str:
+    """For a text field that YAML read as a number or boolean: say to quote it, with the
+    text as written (``0000412``, not the 266 YAML made of it)."""
+    if error.get("type") != "string_type" or isinstance(error.get("input"), str):
+        return ""
+    found = node_at(root, [*loc, ""])  # the value node, not the key
+    written = found.value if isinstance(found, yaml.ScalarNode) else str(error.get("input"))
+    kind = "boolean" if isinstance(error.get("input"), bool) else "number"
+    return f' (YAML read {written} as a {kind}: quote it, "{written}")'
 
 
 # -- the network --------------------------------------------------------------------------

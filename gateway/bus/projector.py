@@ -36,6 +36,7 @@ from gateway.store.project import (
 from gateway.store.tx import SqlTransaction
 
 log = logging.getLogger(__name__)
+POISON_KEPT = 100  # skipped records named in memory (status shows the last 20)
 
 HUB_RESOURCE_TYPES = ("Organization", "Patient", "ResearchStudy", "ResearchSubject",
                       "Specimen", "Observation", "Provenance")
@@ -150,7 +151,9 @@ class HubProjector:
         self.changed = 0
         self.last_error: str | None = None
         self.last_applied: float | None = None
-        self.poisoned: list[str] = []  # key@partition:offset of records skipped as unusable
+        self.poisoned: list[str] = []  # key@partition:offset of the last records skipped
+        self.poisoned_total = 0  # all skipped (the list keeps the last POISON_KEPT only)
+        self.unexpected = 0  # steps that failed with a non-gateway error (a bug), retried
         self._held: list[Delivery] = []  # fetched, not yet in the store: retried first
         self._next: Batch | None = None  # fetched and prepared during the last write: next
         self._copy = getattr(store, "dialect", None) == "postgresql" and copy_available()
@@ -172,12 +175,16 @@ class HubProjector:
             try:
                 await self.step()
                 failures, self.last_error = 0, None
+                continue
             except GatewayError as exc:
-                failures += 1
                 self.last_error = str(exc)
-                delay = min(self.max_backoff, self.min_backoff * 2 ** min(failures, 30))
-                log.warning("projector step failed (%s); retry in %.1fs", exc, delay)
-                await asyncio.sleep(delay)
+            except Exception as exc:  # noqa: BLE001 - a bug must not end the projection
+                self.last_error = f"unexpected {type(exc).__name__}"
+                self.unexpected += 1
+            failures += 1
+            delay = min(self.max_backoff, self.min_backoff * 2 ** min(failures, 30))
+            log.warning("projector step failed (%s); retry in %.1fs", self.last_error, delay)
+            await asyncio.sleep(delay)
 
     async def _start_consumer(self) -> None:
         delay = self.min_backoff
@@ -187,8 +194,11 @@ class HubProjector:
                 return
             except GatewayError as exc:
                 self.last_error = str(exc)
-                await asyncio.sleep(delay)
-                delay = min(self.max_backoff, delay * 2)
+            except Exception as exc:  # noqa: BLE001 - keep trying: the hub must come up
+                self.last_error = f"unexpected {type(exc).__name__}"
+                self.unexpected += 1
+            await asyncio.sleep(delay)
+            delay = min(self.max_backoff, delay * 2)
 
     async def step(self, max_wait: float = 1.0) -> int:
         """Fetch, apply and commit one batch; returns how many records it held. While the
@@ -260,6 +270,8 @@ class HubProjector:
                 raise
             except Exception as exc:  # noqa: BLE001
                 self.poisoned.append(f"{record.key}@{record.tp}:{record.offset}")
+                self.poisoned_total += 1
+                del self.poisoned[:-POISON_KEPT]  # a stream of bad records must not grow it
                 log.error("projector skipped record %s at %s offset %d: %s", record.key,
                           record.tp, record.offset, type(exc).__name__)
         return changed
@@ -268,5 +280,6 @@ class HubProjector:
         lag = self.consumer.lag()
         return {"lag": lag, "lag_total": sum(lag.values()), "applied": self.applied,
                 "changed": self.changed, "last_error": self.last_error,
-                "poisoned": self.poisoned[-20:],
+                "poisoned": self.poisoned[-20:], "poisoned_total": self.poisoned_total,
+                "unexpected_failures": self.unexpected,
                 "last_applied": self.last_applied}

@@ -13,7 +13,8 @@ from collections.abc import Sequence
 
 from gateway import __version__
 
-COMMANDS = ("serve", "send", "check", "convert", "replay", "importer", "sites", "clients", "audit")
+COMMANDS = ("serve", "send", "check", "convert", "replay", "importer", "sites", "clients", "audit",
+            "reload")
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, object]]:

@@ -1,10 +1,13 @@
 """``gateway send FILE…``: an MLLP client for interface engineers.
 
 Sends every message of every file (one connection, each message waits for its answer) and
-prints one line per answer::
+prints one line per answer, with the message's MSH-10 beside it::
 
     lab.hl7#1 MSG00042 → AA
     lab.hl7#2 MSG00043 → AE 102 OBX^3^5^1 OBX-5 is not a valid NM
+
+The gateway is ``--host``/``--port``, else ``$GATEWAY_HOST``/``$GATEWAY_MLLP_PORT`` (the
+variables ``gateway serve`` reads), else 127.0.0.1:2575.
 
 Exit status: 0 when every answer is AA/CA, 1 when any is not (or a message got no answer),
 2 when the gateway cannot be reached or a file cannot be read.
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import ssl
 import sys
 from pathlib import Path
@@ -31,8 +35,10 @@ def register(subparsers: Any) -> None:
                               description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("files", nargs="+", type=Path, metavar="FILE")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=2575)
+    p.add_argument("--host", default=None,
+                   help="the gateway's address (default: $GATEWAY_HOST, else 127.0.0.1)")
+    p.add_argument("--port", type=int, default=None,
+                   help="its MLLP port (default: $GATEWAY_MLLP_PORT, else 2575)")
     p.add_argument("--tls", action="store_true", help="connect with TLS")
     p.add_argument("--ca", help="CA certificate (PEM) that signed the gateway's certificate")
     p.add_argument("--cert", help="client certificate (PEM) for mutual TLS")
@@ -42,6 +48,13 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    host = os.environ.get("GATEWAY_HOST") or "127.0.0.1"
+    args.host = args.host or ("127.0.0.1" if host in ("0.0.0.0", "::") else host)  # noqa: S104
+    try:
+        args.port = args.port or int(os.environ.get("GATEWAY_MLLP_PORT") or 2575)
+    except ValueError:
+        _err("gateway send: GATEWAY_MLLP_PORT is not a port number")
+        return 2
     try:
         batches = [(path.name, split_messages(path.read_bytes())) for path in args.files]
     except OSError as exc:

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from gateway.adapters import golden
-from gateway.adapters.loader import EXAMPLE_SITES, load_network
+from gateway.adapters.loader import EXAMPLE_SITES, STUDIES_FILE, Network, load_network
 from gateway.adapters.site import Site
-from gateway.errors import ConfigError
+from gateway.errors import ConfigError, GatewayError
 
 SCHEMA_FILE = Path(__file__).resolve().parents[2] / "schemas" / "site.schema.json"
 SAMPLE_ORU = (
@@ -102,6 +102,9 @@ def check_sites(args: argparse.Namespace) -> int:
         site = network.sites[site_id]
         sys.stdout.write(f"ok  {path.name}: {site_id} ({site.kind}), facilities "
                          f"{', '.join(site.facilities)}, {len(site.code_map)} codes\n")
+    if not (Path(args.dir) / STUDIES_FILE).is_file():
+        sys.stdout.write(f"warn {STUDIES_FILE}: missing in {args.dir}: no network studies, "
+                         "so study aliases are not checked and no message can name a known study\n")
     sys.stdout.write(f"{len(network.sites)} sites, {len(network.studies)} studies: valid\n")
     return 0
 
@@ -115,15 +118,30 @@ def test_site(args: argparse.Namespace) -> int:
     if not found:
         sys.stdout.write(f"{args.id}: no samples in {golden.samples_dir(network, site)}\n")
         return 1
-    failed = 0
-    for sample in found:
-        differences = golden.check_sample(network, site, sample, update=args.update)
-        failed += bool(differences)
-        sys.stdout.write(f"{'FAIL' if differences else 'ok  '} {sample.name}\n")
-        for d in differences[:50]:
-            sys.stdout.write(f"     {d}\n")
+    failed = sum(not _test_sample(network, site, sample, args.update) for sample in found)
     sys.stdout.write(f"{len(found) - failed} of {len(found)} samples match\n")
     return 1 if failed else 0
+
+
+def _test_sample(network: Network, site: Site, sample: Path, update: bool) -> bool:
+    """One line per sample (ok / FAIL with position and reason / new); True when it passes."""
+    if not update and not golden.expected_path(sample).exists():
+        sys.stdout.write(f"new  {sample.name}: no expected bundle yet: review the output of "
+                         f"'gateway convert --sites {network.directory} {sample}', then run "
+                         "with --update\n")
+        return False
+    try:
+        differences = golden.check_sample(network, site, sample, update=update)
+    except GatewayError as exc:
+        where = getattr(exc, "location", None)
+        text = exc.message if where is None or exc.message.startswith(where.segment) else (
+            f"{where}: {exc.message}")
+        sys.stdout.write(f"FAIL {sample.name}: {text}\n")
+        return False
+    sys.stdout.write(f"{'FAIL' if differences else 'ok  '} {sample.name}\n")
+    for d in differences[:50]:
+        sys.stdout.write(f"     {d}\n")
+    return not differences
 
 
 def new_site(args: argparse.Namespace) -> int:

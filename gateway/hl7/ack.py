@@ -130,6 +130,8 @@ class AckHeader:
         if start < 0 or len(text) < start + 8:
             return cls()
         line = text[start:].replace("\n", "\r").split("\r", 1)[0]
+        if len(line) < 8:  # "MSH" alone on its line: no delimiters to read
+            return cls()
         sep = line[3]
         if sep.isalnum() or sep.isspace():
             return cls()

@@ -17,7 +17,13 @@ Framing decisions (documented in docs/interface-engineers.md):
 - ``<VT><FS><CR>`` is an empty message (the handler answers it, e.g. with AR).
 - A block longer than ``max_message_size`` becomes ``Oversize(head)``: the first
   ``HEAD_SIZE`` bytes are kept so that an AR can carry the sender's MSH, the rest is
-  discarded up to the end of the block, and the connection stays usable.
+  discarded up to the end of the block, and the connection stays usable. The buffer of a
+  connection therefore never holds more than ``max_message_size`` + one read.
+
+Limits of the server (hostile peers): at most ``max_connections`` open connections (one
+more is closed at once, logged and counted); a block must end within ``frame_timeout``
+seconds of its start (a sender trickling a frame byte by byte is closed: slowloris); an
+idle connection closes after ``idle_timeout``.
 """
 
 from __future__ import annotations
@@ -56,6 +62,8 @@ CR = b"\x0d"
 END = FS + CR
 HEAD_SIZE = 4096
 DEFAULT_MAX_MESSAGE_SIZE = 10 * 2**20
+DEFAULT_MAX_CONNECTIONS = 100
+DEFAULT_FRAME_TIMEOUT = 120.0
 READ_SIZE = 64 * 1024
 
 
@@ -91,6 +99,11 @@ class FrameReader:
     def in_frame(self) -> bool:
         """True while a block has started and not ended (a close now truncates it)."""
         return self._in_block
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held for the open block (at most ``max_message_size`` + one chunk fed)."""
+        return len(self._buf)
 
     def feed(self, data: bytes) -> list[Frame]:
         frames: list[Frame] = []
@@ -187,6 +200,8 @@ class ServerStats:
     errors: int = 0
     idle_timeouts: int = 0
     truncated: int = 0
+    refused: int = 0  # connections closed at once: max_connections were open
+    frame_timeouts: int = 0  # connections closed: a block unfinished after frame_timeout
 
 
 @dataclass(eq=False, slots=True)
@@ -200,6 +215,7 @@ class _Connection:
 class _State:
     closing: bool = False
     conns: set[_Connection] = field(default_factory=set)
+    refused_logged: float = float("-inf")  # loop time of the last "refused" log line
 
 
 class MllpServer:
@@ -208,13 +224,17 @@ class MllpServer:
     def __init__(self, handler: Handler, host: str = "127.0.0.1", port: int = 2575, *,
                  ssl_context: ssl.SSLContext | None = None,
                  max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
-                 idle_timeout: float = 300.0) -> None:
+                 idle_timeout: float = 300.0,
+                 max_connections: int = DEFAULT_MAX_CONNECTIONS,
+                 frame_timeout: float = DEFAULT_FRAME_TIMEOUT) -> None:
         self.handler = handler
         self.host = host
         self._port = port
         self.ssl_context = ssl_context
         self.max_message_size = max_message_size
         self.idle_timeout = idle_timeout
+        self.max_connections = max_connections
+        self.frame_timeout = frame_timeout
         self.stats = ServerStats()
         self._server: asyncio.Server | None = None
         self._state = _State()
@@ -261,6 +281,10 @@ class MllpServer:
         if self._state.closing:
             await _close_writer(writer)
             return
+        if len(self._state.conns) >= self.max_connections:
+            self._refuse(conn.peer)
+            await _close_writer(writer)
+            return
         self._state.conns.add(conn)
         self.stats.connections += 1
         self.stats.active += 1
@@ -275,30 +299,59 @@ class MllpServer:
             self._state.conns.discard(conn)
             await _close_writer(writer)
 
+    def _refuse(self, peer: Peer) -> None:
+        """Count a refused connection; log it, at most once a second (a flood of refused
+        connections must not become a flood of log lines)."""
+        self.stats.refused += 1
+        now = asyncio.get_running_loop().time()
+        if now - self._state.refused_logged >= 1.0:
+            self._state.refused_logged = now
+            log.warning("mllp connection from %s refused: %d connections open "
+                        "(--mllp-max-connections); %d refused since start", peer,
+                        len(self._state.conns), self.stats.refused)
+
     async def _serve(self, conn: _Connection, reader: asyncio.StreamReader,
                      writer: asyncio.StreamWriter) -> None:
         frames = FrameReader(self.max_message_size)
+        loop = asyncio.get_running_loop()
+        deadline: float | None = None  # when the open block must have ended
         while not self._state.closing:
             conn.busy = False
-            data = await self._read(reader)
+            data = await self._read(reader, conn.peer, deadline)
             conn.busy = True
             if not data:
                 break
             junk = frames.junk_bytes
             received = frames.feed(data)
             self.stats.junk_bytes += frames.junk_bytes - junk
+            if not frames.in_frame:
+                deadline = None
+            elif deadline is None or received:  # a block began (after the last one ended)
+                deadline = loop.time() + self.frame_timeout
             if not await self._answer_all(received, conn.peer, writer):
                 return
         if frames.in_frame:
             self.stats.truncated += 1
             log.info("mllp connection from %s closed inside a block: not processed", conn.peer)
 
-    async def _read(self, reader: asyncio.StreamReader) -> bytes:
+    async def _read(self, reader: asyncio.StreamReader, peer: Peer,
+                    deadline: float | None) -> bytes:
+        """The next bytes; b"" at the end, after ``idle_timeout`` without bytes, or at the
+        ``deadline`` of an unfinished block."""
+        loop = asyncio.get_running_loop()
+        at = loop.time() + self.idle_timeout
+        if deadline is not None:
+            at = min(at, deadline)
         try:
-            async with asyncio.timeout(self.idle_timeout):
+            async with asyncio.timeout_at(at):
                 return await reader.read(READ_SIZE)
         except TimeoutError:
-            self.stats.idle_timeouts += 1
+            if deadline is not None and loop.time() >= deadline:
+                self.stats.frame_timeouts += 1
+                log.warning("mllp frame from %s unfinished after %g s (--mllp-frame-timeout):"
+                            " connection closed", peer, self.frame_timeout)
+            else:
+                self.stats.idle_timeouts += 1
             return b""
 
     async def _answer_all(self, frames: Iterable[Frame], peer: Peer,

@@ -195,6 +195,7 @@ class Segment:
     enc: Encoding
     index: int = 0  # position in the message, 0-based
     line: int = 0  # 1-based line in the source text
+    occurrence: int = 0  # 1-based among the message's segments of this name (0: unknown)
 
     def raw(self, n: int) -> str:
         return self.fields[n] if 0 <= n < len(self.fields) else ""
@@ -384,8 +385,13 @@ def parse(data: bytes | str) -> Message:
     if not chars:
         raise ParseError("MSH-2 encoding characters are missing", segment="MSH", field=2,
                          code="101")
+    if any(c.isalnum() or c.isspace() for c in chars[:5]):
+        # an ACK in these delimiters would be unreadable (MSA|AR| split at "A")
+        raise ParseError("MSH-2 encoding characters must not be letters, digits or spaces",
+                         segment="MSH", field=2, code="102")
     enc = Encoding.from_msh2(field_sep, chars)
     segments: list[Segment] = []
+    seen: dict[str, int] = {}
     lines[0] = (first_no, first)
     for line_no, line in lines:
         name = line[:3]
@@ -397,7 +403,8 @@ def parse(data: bytes | str) -> Message:
             fields = [name, field_sep, *parts[1:]]
         else:
             fields = line.split(field_sep)
-        segments.append(Segment(name, fields, enc, len(segments), line_no))
+        seen[name] = seen.get(name, 0) + 1
+        segments.append(Segment(name, fields, enc, len(segments), line_no, seen[name]))
     return Message(segments, enc, codec, warnings)
 
 

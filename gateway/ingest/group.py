@@ -51,8 +51,9 @@ class Group:
         keys = [key_of(m) for m in parsed if isinstance(m, Message) and m.control_id]
         fresh = [job.replay_of is None for job in self.batch]
         stored = self.tx.inbox_find_many(keys) if keys and any(fresh) else {}
+        self._mark_resends(parsed, stored)
         self._prefetch_links(parsed)
-        if all(fresh) and len(self.batch) > 1:
+        if all(job.prior is None for job in self.batch) and len(self.batch) > 1:
             try:
                 with self.tx.savepoint():
                     return self._together(parsed, stored)
@@ -62,6 +63,16 @@ class Group:
                 self.links.clear()
         return [self._settled(job, msg, stored)
                 for job, msg in zip(self.batch, parsed, strict=True)]
+
+    def _mark_resends(self, parsed: list[Message | ParseError],
+                      stored: dict[tuple[str, str, str], InboxRecord]) -> None:
+        """A message stored before without being accepted (AE/AR, or never answered) is
+        processed again: the configuration may have been fixed since."""
+        for job, msg in zip(self.batch, parsed, strict=True):
+            if job.replay_of is None and isinstance(msg, Message) and msg.control_id:
+                previous = stored.get(key_of(msg))
+                if previous is not None and not accepted(previous):
+                    job.resend_of = previous
 
     def _prefetch_links(self, parsed: list[Message | ParseError]) -> None:
         """The store's links for every identifier of the group, in one statement (one
@@ -113,7 +124,7 @@ class Group:
             if key in self.seen:
                 return self.seen[key]
             previous = stored.get(key) if msg.control_id else None
-            if previous is not None and previous.ack is not None:
+            if previous is not None and accepted(previous) and previous.ack is not None:
                 frames = split_frames(previous.ack)
                 return Outcome("duplicate", msa_code(frames), frames, previous.id)
         outcome = service._accept(self.tx, job, msg, received, self.links, self.lookup_link,
@@ -141,6 +152,11 @@ def merge_links(links: dict[str, str], new: dict[str, str]) -> None:
     for key, pseudonym in new.items():
         if links.setdefault(key, pseudonym) != pseudonym:
             raise ConflictError("pseudonym link learned twice with another value")
+
+
+def accepted(record: InboxRecord) -> bool:
+    """Stored and acknowledged AA/CA: only these are answered from the inbox on a resend."""
+    return record.status == "processed"
 
 
 def key_of(msg: Message) -> tuple[str, str, str]:

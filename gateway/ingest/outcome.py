@@ -3,11 +3,12 @@ those frames (every ACK sent for a message, kept in one inbox column)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from gateway.adapters.site import Site
+from gateway.errors import InboundError
 from gateway.hl7.parser import Message
 from gateway.mapping import MappingResult
 from gateway.store.base import InboxRecord
@@ -35,6 +36,7 @@ class Outcome:
     responses: list[bytes] = field(default_factory=list)
     inbox_id: int | None = None
     changed: int = 0  # resources that got a new version
+    retired: int = 0  # replay: results deleted because the mapping no longer writes them
 
 
 @dataclass(slots=True)
@@ -54,6 +56,16 @@ class Job:
     transport: str
     done: Callable[[Outcome], None]
     replay_of: InboxRecord | None = None
+    # a resend (same MSH-3/4/10) of a message that was not accepted: processed again, its
+    # inbox record updated in place (only accepted messages are answered from the inbox)
+    resend_of: InboxRecord | None = None
+
+    @property
+    def prior(self) -> InboxRecord | None:
+        """The inbox record this job updates instead of adding one."""
+        return self.replay_of or self.resend_of
+    # strict validation's errors, found before the writer took the job (None: not yet)
+    checked: Sequence[InboundError] | None = None
 
 
 

@@ -13,16 +13,21 @@ answer stored with the first one and has no second effect.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import queue
 import threading
+import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 
 from gateway.adapters import hooks
 from gateway.adapters.loader import Network
 from gateway.adapters.site import Site
 from gateway.errors import (
+    BudgetExceeded,
+    ConfigError,
     InboundError,
     Overloaded,
     ParseError,
@@ -31,6 +36,7 @@ from gateway.errors import (
 )
 from gateway.hl7 import ack as acks
 from gateway.hl7.parser import Message, parse, split_messages
+from gateway.ingest import rekey
 from gateway.ingest.group import Group, merge_links, wanted
 from gateway.ingest.outcome import (
     COMMIT_FOR,
@@ -47,6 +53,7 @@ from gateway.mapping.provenance import message_hash
 from gateway.store.base import Change, InboxRecord, Resource, Store, Transaction
 
 log = logging.getLogger(__name__)
+EXPORT_SENDER = "LAB-EXPORT"  # = gateway.adapters.labexport.importer.SENDER_APPLICATION
 
 
 class IngestService:
@@ -54,7 +61,9 @@ class IngestService:
                  node_id: str = "gateway", clock: Clock = utc_now, batch_max: int = 64,
                  accepting: Callable[[], bool] = lambda: True,
                  on_commit: Callable[[int], None] = lambda rows: None,
-                 strict_check: Callable[[str], Sequence[InboundError]] | None = None) -> None:
+                 strict_check: Callable[[str], Sequence[InboundError]] | None = None,
+                 message_time_budget: float | None = 10.0,
+                 max_resources: int | None = 5_000) -> None:
         self.store = store
         self.network = network
         self.key = pseudonym_key
@@ -64,6 +73,14 @@ class IngestService:
         self.accepting = accepting
         self.on_commit = on_commit
         self.strict_check = strict_check
+        # seconds one message may spend in mapping before it is abandoned (AE, stored as an
+        # error): the writer thread serves every sender, so no message may hold it longer
+        self.message_time_budget = message_time_budget
+        # messages abandoned at a budget, by budget ("time", "resources"): /admin/counters
+        self.over_budget: Counter[str] = Counter()
+        # resources one message may write: the store write (~0.1–0.3 ms each) happens on the
+        # writer thread too, and the time budget covers only the mapping
+        self.max_resources = max_resources
         # meta.source names this node, not the site: resources shared by sites (a
         # ResearchStudy, a Patient known by codice fiscale) must not flip with every sender.
         self.source = f"urn:plagencell:node:{node_id}"
@@ -90,6 +107,8 @@ class IngestService:
         return await self._enqueue(raw, transport, None)
 
     async def replay_async(self, record: InboxRecord) -> Outcome:
+        if record.sender_application == EXPORT_SENDER:
+            return await asyncio.to_thread(self._reimport, record)
         return await self._enqueue(record.raw, record.transport, record)
 
     async def _enqueue(self, raw: bytes, transport: str,
@@ -100,9 +119,30 @@ class IngestService:
         def done(outcome: Outcome) -> None:
             loop.call_soon_threadsafe(_resolve, future, outcome)
 
+        checked = await asyncio.to_thread(self._precheck, raw) if self._any_strict() else None
         self.start()
-        self._queue.put(Job(raw, transport, done, replay_of))
+        self._queue.put(Job(raw, transport, done, replay_of, checked))
         return await future
+
+    def _any_strict(self) -> bool:
+        return self.strict_check is not None and any(
+            site.strict_validation for site in self.network.sites.values())
+
+    def _precheck(self, raw: bytes) -> Sequence[InboundError] | None:
+        """Strict validation (hl7apy: ~10 ms per segment) on a worker thread, before the
+        message reaches the writer: a large message on a strict site must not hold the
+        writer that every sender waits on. None: not a strict site's message (or not
+        readable: the writer answers that)."""
+        try:
+            site = self.network.site_for(parse(raw).sending_facility)
+        except ParseError:
+            return None
+        if site is None or not site.strict_validation:
+            return None
+        try:
+            return self._strict(site, raw)
+        except Exception:  # noqa: BLE001 - the writer checks again and answers what it finds
+            return None
 
     def process_now(self, raw: bytes, transport: str = "file") -> Outcome:
         """Synchronous variant for command-line tools (no writer thread needed)."""
@@ -113,9 +153,24 @@ class IngestService:
     def replay(self, record: InboxRecord) -> Outcome:
         """Re-map a stored message with the current mapping and site files (synchronously:
         for ``gateway replay``; the server uses ``replay_async`` through the writer)."""
+        if record.sender_application == EXPORT_SENDER:
+            return self._reimport(record)
         result: list[Outcome] = []
         self._run_batch([Job(record.raw, record.transport, result.append, replay_of=record)])
         return result[0]
+
+    def _reimport(self, record: InboxRecord) -> Outcome:
+        """A lab-export file is replayed through the importer, not the HL7 path."""
+        from gateway.adapters.labexport.importer import reimport
+
+        try:
+            report = reimport(self.store, self.network, record, self.key)
+        except (ConfigError, StoreError) as exc:
+            log.warning("lab export %s not replayed: %s", record.id, exc)
+            return Outcome("error", "AE", [], record.id)
+        status = "rejected" if report.error else "processed"  # bad rows: in its report
+        return Outcome(status, "AR" if report.error else "AA", [], record.id,
+                       report.created + report.updated + report.retired, report.retired)
 
     # --- the writer thread ---------------------------------------------------------------
     def _writer(self) -> None:
@@ -134,9 +189,26 @@ class IngestService:
                     stop = True
                     break
                 batch.append(nxt)
-            self._run_batch(batch)
+            self._run_batch_or_refuse(batch)
             if stop:
                 return
+
+    def _run_batch_or_refuse(self, batch: list[Job]) -> None:
+        """The writer thread must outlive any batch: a failure outside the transaction (a
+        commit hook, an answer callback) is answered "resend later" to whoever still waits
+        (a resend of a stored message gets its stored answer)."""
+        try:
+            self._run_batch(batch)
+        except Exception as exc:  # noqa: BLE001 - the one writer serves every sender
+            log.error("ingest writer: a group of %d failed outside its transaction (%s)",
+                      len(batch), type(exc).__name__)
+            for job in batch:
+                try:
+                    outcome = self._store_failure(job, exc)
+                except Exception:  # noqa: BLE001 - not even its MSH is usable: a bare AE
+                    outcome = self._store_failure(Job(b"", job.transport, job.done), exc)
+                with contextlib.suppress(Exception):
+                    job.done(outcome)
 
     def _run_batch(self, batch: list[Job]) -> None:
         outcomes: list[Outcome] = []
@@ -162,12 +234,13 @@ class IngestService:
         site = self.network.site_for(msg.sending_facility)
         err: InboundError
         if site is None:
-            err = UnknownSite("MSH-4 sending facility is not a configured site",
-                              segment="MSH", field=4)
+            err = UnknownSite("MSH-4 sending facility is not a configured site: send the "
+                              "facility agreed with the network team, or have it added to "
+                              "the site file; resend after the fix", segment="MSH", field=4)
             return self._reject(tx, job, msg, err, received)
         if not msg.control_id:
-            err = ParseError("MSH-10 message control id is missing", segment="MSH",
-                             field=10, code="101")
+            err = ParseError("MSH-10 message control id is missing: send a control id "
+                             "unique to each message", segment="MSH", field=10, code="101")
             return self._reject(tx, job, msg, err, received)
         if job.replay_of is None and not self.accepting():
             refusal = Overloaded("the gateway is temporarily unable to accept messages: "
@@ -175,13 +248,14 @@ class IngestService:
                                  segment="MSH", field=10)
             return Outcome("refused", "AE", self._acks(msg, [refusal], retriable=True))
         try:
-            errors = self._strict(site, job.raw)
+            errors = job.checked if job.checked is not None else self._strict(site, job.raw)
             if errors:
                 raise errors[0]
             if site.adapter:
                 msg = parse(hooks.before_mapping(site, job.raw))
             result = map_message(msg, site, pseudonym_key=self.key, received=received,
-                                 studies=self.network.studies, lookup_link=lookup)
+                                 studies=self.network.studies, lookup_link=lookup,
+                                 checkpoint=self._budget(), max_resources=self.max_resources)
             if site.adapter:
                 result.resources = hooks.after_mapping(site, result.resources)
             mapped = Mapped(job, msg, site, result, received)
@@ -199,6 +273,22 @@ class IngestService:
                         site.id, exc)
             return self._store_failure(job, exc)
 
+    def _budget(self) -> Callable[[], None]:
+        """The mapping's checkpoint: raises ``BudgetExceeded`` once the message has spent
+        ``message_time_budget`` seconds (from now) in mapping."""
+        budget = self.message_time_budget
+        if budget is None:
+            return lambda: None
+        deadline = time.monotonic() + budget
+
+        def checkpoint() -> None:
+            if time.monotonic() > deadline:
+                raise BudgetExceeded(
+                    f"the message took more than the {budget:g} s mapping time budget and "
+                    "was not mapped; split it into smaller messages (stored for replay)",
+                    budget="time", segment="MSH", field=10)
+        return checkpoint
+
     def _strict(self, site: Site, raw: bytes) -> Sequence[InboundError]:
         if not site.strict_validation or self.strict_check is None:
             return ()
@@ -207,10 +297,17 @@ class IngestService:
     def _commit(self, tx: Transaction, m: Mapped) -> Outcome:
         """One message alone (a replay, or the group redone one by one): the rows that
         ``_commit_group`` writes for it."""
+        headers = self._headers(m.msg, m.site)
         changes = tx.put_many(wanted(tx, m.result, set()), source=self.source,
-                              headers=self._headers(m.msg, m.site))
+                              headers=headers)
         tx.links_put(m.result.new_links)
         outcome, record = self._processed(m, changes)
+        if m.job.replay_of is not None:  # ids an earlier mapping wrote and this one does not
+            produced = {(r["resourceType"], r["id"]) for r in m.result.resources}
+            retired = rekey.retire(tx, m.job.replay_of.resource_refs, produced,
+                                   source=self.source, headers=headers)
+            outcome.changed += sum(c.changed for c in retired)
+            outcome.retired = len(retired)
         outcome.inbox_id = self._save(tx, m.job, record)
         return outcome
 
@@ -253,6 +350,9 @@ class IngestService:
               exc: InboundError, received: str) -> Outcome:
         log.warning("message %s from site %s not mapped: %s", self._logged(msg, site), site.id,
                     exc)
+        budget = getattr(exc, "budget", None)
+        if budget is not None:
+            self.over_budget[budget] += 1
         responses = self._acks(msg, [exc])
         status = "rejected" if exc.ack_code == "AR" else "error"
         record = self._record(job, msg, site, status, responses, received, error=str(exc))
@@ -262,17 +362,21 @@ class IngestService:
     def _reject(self, tx: Transaction, job: Job, msg: Message | None, exc: InboundError,
                 received: str) -> Outcome:
         """Keep a message that could not be read for inspection, and answer AR/AE."""
-        log.warning("message rejected (%s) at %s", exc.err_code, exc.location)
         responses = self._acks(msg, [exc], job.raw)
         app = msg.sending_application if msg else ""
         fac = msg.sending_facility if msg else ""
         cid = (msg.control_id if msg else "") or "sha256:" + hashlib.sha256(job.raw).hexdigest()
+        # MSH-3/MSH-4 name systems, not people: the log says which sender was refused; the
+        # message by its keyed hash, as every log line (no site: "" in the hash)
+        named = "msh10#" + message_hash(self.key, "", fac, cid)[:12]
+        log.warning("message %s from %s^%s rejected (%s) at %s: %s", named, app or "?",
+                    fac or "?", exc.err_code, exc.location, exc)
         record = InboxRecord(app, fac, cid, job.raw, received, job.transport,
                              message_type=msg.message_type if msg else None,
                              status="rejected", ack=join_frames(responses), error=str(exc))
         try:
             with tx.savepoint():
-                inbox_id = tx.inbox_add(record) if job.replay_of is None else None
+                inbox_id = self._save(tx, job, record) if job.replay_of is None else None
         except Exception:  # noqa: BLE001 - a second copy of a rejected message: answer anyway
             inbox_id = None
         return Outcome("rejected", exc.ack_code, responses, inbox_id)
@@ -298,9 +402,10 @@ class IngestService:
                            report=report, resource_refs=refs or [])
 
     def _save(self, tx: Transaction, job: Job, record: InboxRecord) -> int | None:
-        if job.replay_of is not None:
-            record.id = job.replay_of.id
-            record.received = job.replay_of.received
+        if job.prior is not None:
+            record.id = job.prior.id
+            if job.replay_of is not None:  # a replay keeps the receive time; a resend not
+                record.received = job.replay_of.received
             tx.inbox_update(record)
             return record.id
         return tx.inbox_add(record)

@@ -56,16 +56,22 @@ class MappingResult:
 def map_message(message: Message, site: Site, *, pseudonym_key: bytes, received: str,
                 studies: Sequence[Study] = (),
                 lookup_link: Callable[[str], str | None] = lambda _key: None,
-                require_patient: bool = True) -> MappingResult:
+                require_patient: bool = True,
+                checkpoint: Callable[[], None] = lambda: None,
+                max_resources: int | None = None) -> MappingResult:
     """``require_patient=False`` maps result messages without a usable PID (no Patient, no
-    subject): for corpus and golden tests only; the ingest edge always requires one."""
+    subject): for corpus and golden tests only; the ingest edge always requires one.
+    ``checkpoint`` is called between segments and resources; an exception it raises (the
+    ingest's time budget) abandons the mapping, as does a message that maps to more than
+    ``max_resources`` resources (``BudgetExceeded``)."""
     spec = manifest.check(message, site)
     if not require_patient:
         spec = replace(spec, pid_required=False)
     ctx = MappingContext(site, message, pseudonym_key, received, study_index(studies),
-                         lookup_link)
+                         lookup_link, checkpoint=checkpoint, max_resources=max_resources)
     ctx.add(organization(site))
     BUILDERS[spec.content](ctx, spec)
+    checkpoint()
     _guard_patient_identifiers(ctx)
     _scrub_free_text(ctx)
     _report_unmapped(ctx)
@@ -143,9 +149,9 @@ def _merge(ctx: MappingContext, spec: Spec) -> None:
     pairs = manifest.groups(ctx.message, "PID", "MRG")
     if not pairs:
         raise MappingError("PID: required segment missing", segment="PID", code="100")
-    for pid, mrg in pairs:
+    for seq, (pid, mrg) in enumerate(pairs, start=1):  # every PID heads a pair: PID[seq]
+        ctx.checkpoint()
         if mrg is None:
-            seq = manifest.occurrence(ctx.message, pid)
             raise MappingError(f"MRG: required segment missing after PID[{seq}]",
                                segment="MRG", sequence=seq, code="100")
         map_merge(ctx, pid, mrg)
@@ -156,8 +162,8 @@ def _registration(ctx: MappingContext, spec: Spec) -> None:
     if not pairs:
         raise MappingError("PID: required segment missing", segment="PID", code="100")
     phases = {csr.index: csp for csr, csp in manifest.groups(ctx.message, "CSR", "CSP")}
-    for pid, csr in pairs:
-        seq = manifest.occurrence(ctx.message, pid)
+    for seq, (pid, csr) in enumerate(pairs, start=1):  # every PID heads a pair: seq is PID[n]
+        ctx.checkpoint()
         if csr is None:
             raise MappingError(f"CSR: required segment missing after PID[{seq}]",
                                segment="CSR", sequence=seq, code="100")

@@ -46,6 +46,7 @@ def map_adt_obx(ctx: MappingContext, patient: str | None) -> None:
     pending: tuple[Segment, int, list[Segment]] | None = None
     seq = 0
     for seg in ctx.message.segments:
+        ctx.checkpoint()
         if seg.name == "OBX":
             _flush(ctx, patient, subject, pending)
             seq += 1

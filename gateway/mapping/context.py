@@ -16,6 +16,7 @@ from functools import lru_cache
 from typing import Any
 
 from gateway.adapters.site import Site
+from gateway.errors import BudgetExceeded
 from gateway.hl7.parser import Message
 
 MAPPING_VERSION = "2026.11.1"
@@ -78,6 +79,13 @@ class MappingContext:
     # (type, id) of resources the store writes only when it has none yet (implicit
     # ResearchSubjects from CTI, reference stubs): they must not overwrite richer versions.
     create_only: set[tuple[str, str]] = field(default_factory=set)
+    # natural key → how many resources of this message already carry it (ordinals of
+    # repeated keys: one dict lookup each, not a walk over the ids taken so far)
+    ordinals: dict[tuple[str, ...], int] = field(default_factory=dict)
+    # called between segments and resources: the caller's time budget raises from here
+    # (the mapping itself reads no clock)
+    checkpoint: Callable[[], None] = lambda: None
+    max_resources: int | None = None  # more resources than this: BudgetExceeded
 
     def rid(self, resource_type: str, *natural_key: str) -> str:
         return resource_id(resource_type, self.site.id, *natural_key)
@@ -91,7 +99,14 @@ class MappingContext:
 
     def add(self, resource: Resource) -> Resource:
         """Collect a resource; a later one with the same type and id replaces the earlier."""
-        self.resources[(resource["resourceType"], resource["id"])] = resource
+        key = (resource["resourceType"], resource["id"])
+        limit = self.max_resources
+        if limit is not None and len(self.resources) >= limit and key not in self.resources:
+            raise BudgetExceeded(
+                f"the message maps to more than {limit} resources, more than one message may "
+                "write (--max-resources-per-message); split it (stored for replay)",
+                budget="resources", segment="MSH", field=10)
+        self.resources[key] = resource
         return resource
 
     def warn(self, location: str, diagnostics: str, code: str = "value") -> None:

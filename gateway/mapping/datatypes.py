@@ -277,7 +277,8 @@ def nm_to_decimal(value: str, at: Location) -> int | float:
     """NM → JSON number (int without a decimal point, else float; see module docstring)."""
     text = value.strip()
     if not NM_PATTERN.match(text):
-        raise fail("not a valid NM", at)
+        raise fail("not a valid NM: send digits with a point for decimals (12.5), a "
+                   "comparator (<0.5), or declare OBX-2 SN or ST", at)
     if "." in text:
         return float(text)
     return int(text)

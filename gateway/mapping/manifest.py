@@ -128,7 +128,10 @@ def unmapped_reason(name: str) -> str:
 
 
 def occurrence(message: Message, seg: Segment) -> int:
-    """1-based occurrence of ``seg`` among the segments of its name (the ERR-2 sequence)."""
+    """1-based occurrence of ``seg`` among the segments of its name (the ERR-2 sequence):
+    counted by the parser; counted here only for a segment built by hand."""
+    if seg.occurrence:
+        return seg.occurrence
     return sum(1 for s in message.segments[: seg.index + 1] if s.name == seg.name)
 
 

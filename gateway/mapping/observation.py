@@ -1,9 +1,11 @@
 """OBX → Observation (HL7 v2-to-FHIR IG STU1, OBX[Observation] segment map).
 
-The Observation id is deterministic: ``ctx.rid("Observation", order key, OBX-3 system|code,
+The Observation id is deterministic: ``ctx.rid("Observation", order key, OBX-3 as sent,
 OBX-4 sub-id)``, where the order key is the keyed hash of the filler (else placer) order
-number. A corrected resend (OBX-11 C) therefore lands on the same id and becomes a new
-version with status ``corrected``.
+number and "OBX-3 as sent" is the coding-system name and code of its first valued triplet
+(``L|GLU``), never the site's mapping of it. A corrected resend (OBX-11 C) therefore lands
+on the same id and becomes a new version with status ``corrected``, and so does a replay
+after the site's code map changed.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
+from gateway.adapters.site import FieldOverride
 from gateway.errors import Location, MappingError
 from gateway.hl7.parser import Composite, Encoding, Segment, escape
 from gateway.mapping import datatypes as dt
@@ -76,10 +79,10 @@ def time_field(ctx: MappingContext, seg: Segment, seq: int, fld: int,
     return out
 
 
-def observation_code(ctx: MappingContext, obx: Segment, seq: int) -> JSON | None:
-    """OBX-3 with the site's code map (and overrides); a local code without a standard
-    coding is reported."""
-    hit = override(ctx.site, "Observation.code", obx, ctx.message)
+def observation_code(ctx: MappingContext, obx: Segment, seq: int,
+                     hit: tuple[str, FieldOverride] | None) -> JSON | None:
+    """OBX-3 with the site's code map (and ``hit``, the site's override of it, if any); a
+    local code without a standard coding is reported."""
     cc = (coded(ctx.site, obx.first(3), *hit, code_map=True) if hit else
           dt.cwe_to_codeable_concept(obx.first(3), ctx.site, code_map=True))
     if cc is None:
@@ -245,14 +248,32 @@ def status(ctx: MappingContext, obx: Segment) -> str:
     return t.OBSERVATION_STATUS.get(code.strip().upper(), "unknown")
 
 
-def observation_id(ctx: MappingContext, order: Order, code: JSON, obx: Segment) -> str:
-    """Deterministic id; a repeated (order, code, sub-id) in one message gets an ordinal."""
-    first = (code.get("coding") or [{"system": "", "code": code.get("text", "")}])[0]
-    key = (order.key, f"{first['system']}|{first['code']}", plain(obx, 4))
-    rid = ctx.rid("Observation", *key)
-    n = 1
-    while ("Observation", rid) in ctx.resources:
+def code_as_sent(obx: Segment, hit: str | None = None) -> str:
+    """OBX-3 as the sender wrote it: ``<coding-system name>|<code>`` of the first valued
+    triplet (1-3, else 4-6), else an override's value, else ``|<text>``. The identity of a
+    result must not move when the site's code map (or its override system) changes."""
+    comp = obx.first(3)
+    for code_i, name_i in ((1, 3), (4, 6)):
+        code = comp.c(code_i).strip()
+        if code:
+            return f"{comp.c(name_i).strip()}|{code}"
+    if hit:
+        return f"|{hit}"
+    return f"|{comp.c(2).strip()}"
+
+
+def observation_id(ctx: MappingContext, order: Order, obx: Segment,
+                   hit: str | None = None) -> str:
+    """Deterministic id from the source's identity (order, OBX-3 as sent, OBX-4 sub-id);
+    a repeated (order, code, sub-id) in one message gets an ordinal (2, 3, … in message
+    order), counted in ``ctx.ordinals``: constant time per OBX."""
+    key = (order.key, code_as_sent(obx, hit), plain(obx, 4))
+    n = ctx.ordinals.get(key, 0) + 1
+    ctx.ordinals[key] = n
+    rid = ctx.rid("Observation", *key) if n == 1 else ctx.rid("Observation", *key, str(n))
+    while ("Observation", rid) in ctx.resources:  # only if an ordinal id met another key's
         n += 1
+        ctx.ordinals[key] = n
         rid = ctx.rid("Observation", *key, str(n))
     return rid
 
@@ -261,11 +282,12 @@ def build_observation(ctx: MappingContext, obx: Segment, seq: int, order: Order,
                       subject: JSON | None = None, specimen: JSON | None = None,
                       notes: list[Segment] | None = None) -> JSON | None:
     """One OBX → an Observation added to ``ctx``; None when OBX-3 is empty (reported)."""
-    code = observation_code(ctx, obx, seq)
+    hit = override(ctx.site, "Observation.code", obx, ctx.message)
+    code = observation_code(ctx, obx, seq, hit)
     if code is None:
         return None
     obs: JSON = {"resourceType": "Observation",
-                 "id": observation_id(ctx, order, code, obx)}
+                 "id": observation_id(ctx, order, obx, hit[0] if hit else None)}
     if order.identifiers:
         obs["identifier"] = order.identifiers
     obs["status"] = status(ctx, obx)

@@ -98,6 +98,7 @@ class _Walk:
         self.obr_then_orc = ctx.message.message_code.upper() == "OUL"  # OUL: OBR [ORC]
 
     def feed(self, seg: Segment) -> None:
+        self.ctx.checkpoint()
         self.seq[seg.name] += 1
         handler = getattr(self, f"_on_{seg.name}", None)
         if handler is not None:
@@ -157,6 +158,7 @@ class _Walk:
                                       subject=self.subject)
             only = _ref(spec) if spec else None
         for r in group.results:
+            self.ctx.checkpoint()
             build_observation(self.ctx, r.obx, r.seq, order, subject=self.subject,
                               specimen=r.specimen or only, notes=r.notes)
 

@@ -94,6 +94,37 @@ class InboxRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class InboxFilter:
+    """Which inbox rows an admin list shows (None: any); ``since``/``until`` bound
+    ``received`` (ISO 8601; ``until`` exclusive)."""
+
+    status: str | None = None
+    site: str | None = None
+    message_type: str | None = None  # ``ORU`` or ``ORU^R01``: a prefix of MSH-9
+    control_id: str | None = None
+    since: str | None = None
+    until: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class InboxEntry:
+    """One row of an admin list: the inbox record without raw bytes, ACK or report, and
+    the resources it wrote counted by type instead of listed."""
+
+    id: int
+    sender_application: str
+    sender_facility: str
+    control_id: str
+    received: str
+    transport: str
+    site: str | None
+    message_type: str | None
+    status: str
+    error: str | None
+    resources: dict[str, int]
+
+
+@dataclass(frozen=True, slots=True)
 class Version:
     """One entry of a resource's history (``resource`` is None for a delete)."""
 
@@ -258,6 +289,11 @@ class Store(Protocol):
     def inbox_iter(self, *, status: str | None = None, site: str | None = None,
                    since: str | None = None) -> Iterator[InboxRecord]:
         ...
+
+    def inbox_page(self, where: InboxFilter, *, before: tuple[str, int] | None = None,
+                   limit: int = 50) -> list[InboxEntry]:
+        """Newest first (received, then id); ``before``: the (received, id) of the last row
+        of the previous page."""
 
     # outbox
     def outbox_fetch(self, limit: int = 500) -> Sequence[OutboxRow]:

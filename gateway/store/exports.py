@@ -7,7 +7,7 @@ OFFSET), and hands out the stored JSON bytes as they are: an NDJSON line is the 
 content and a newline. ``Scope`` narrows the rows: modified since/until, members of a
 patient compartment, Provenance of exported resources, and ``restriction`` (a callable
 that adds the caller's data restriction to the query: the trust boundary's per-study
-filter plugs in there).
+filter plugs in there: ``recorded_restriction``).
 """
 
 from __future__ import annotations
@@ -17,10 +17,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, false, func, insert, select, update
 
+from gateway.security.access import Restriction
 from gateway.store import schema as s
 from gateway.store.content import normalise_instant
+from gateway.store.restrict import visible
 
 if TYPE_CHECKING:
     from gateway.store.sql import SqlStore
@@ -65,15 +67,20 @@ def stream_pages(store: SqlStore, resource_type: str, scope: Scope, *,
 
 
 def compartment_page(store: SqlStore, types: Sequence[str], scope: Scope, *,
-                     after: tuple[int, str] | None, count: int
+                     after: tuple[int, str] | None, count: int,
+                     restriction: Callable[[str], Callable[[Any], Any] | None] | None = None
                      ) -> tuple[list[tuple[str, bytes]], tuple[int, str] | None]:
     """One page of a patient compartment over several types, in type then id order:
-    (type, stored JSON) rows and the position after the last one (None: nothing more)."""
+    (type, stored JSON) rows and the position after the last one (None: nothing more).
+    ``restriction``: the caller's narrowing of each type's query (``recorded_restriction``)."""
     index, last = after or (0, "")
     rows: list[tuple[str, bytes]] = []
     with store.engine.connect() as conn:
         while index < len(types) and len(rows) < count:
             query = _query(types[index], scope).where(_r.res_id > last)
+            narrow = restriction(types[index]) if restriction is not None else None
+            if narrow is not None:
+                query = narrow(query)
             found = conn.execute(query.limit(count - len(rows))).all()
             rows.extend((types[index], bytes(row.content)) for row in found)
             if len(rows) < count:
@@ -193,3 +200,19 @@ def _encoded(values: dict[str, Any]) -> dict[str, Any]:
 def _decoded(row: Any) -> dict[str, Any]:
     return {k: orjson.loads(v) if k in JSON_COLUMNS and v is not None else v
             for k, v in dict(row).items()}
+
+
+def recorded_restriction(principal: dict[str, Any], resource_type: str
+                         ) -> Callable[[Any], Any] | None:
+    """The data restriction of the principal an export job recorded, for one type, as a
+    narrowing of that type's query (``Scope.restriction``); None: unrestricted. The rule is
+    the FHIR API's (``gateway.security.access``), applied in SQL the same way."""
+    studies, sites = principal.get("studies"), principal.get("sites")
+    if principal.get("anonymous") or (studies is None and sites is None):
+        return None
+    restriction = Restriction(studies=None if studies is None else frozenset(studies),
+                              sites=None if sites is None else frozenset(sites))
+    if not restriction.may_see_type(resource_type):
+        return lambda query: query.where(false())
+    condition = visible(restriction, resource_type, s.resource.c.res_id)
+    return lambda query: query.where(condition)

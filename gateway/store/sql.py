@@ -21,9 +21,17 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.errors import Gone
 from gateway.security.access import Restriction
-from gateway.store import profile
+from gateway.store import inbox_page, profile
 from gateway.store import schema as s
-from gateway.store.base import InboxRecord, OutboxRow, Resource, SearchResult, Version
+from gateway.store.base import (
+    InboxEntry,
+    InboxFilter,
+    InboxRecord,
+    OutboxRow,
+    Resource,
+    SearchResult,
+    Version,
+)
 from gateway.store.budget import Budget, bounded
 from gateway.store.checkpoint import Checkpointer
 from gateway.store.content import loads, normalise_instant, now_instant
@@ -316,6 +324,12 @@ class SqlStore:
             if len(page) < 200:
                 return
             after = page[-1].id
+
+    def inbox_page(self, where: InboxFilter, *, before: tuple[str, int] | None = None,
+                   limit: int = 50) -> list[InboxEntry]:
+        with self._read() as conn:
+            return [inbox_page.entry(row)
+                    for row in conn.execute(inbox_page.page_query(where, before, limit))]
 
     def _inbox_rows(self, query: Any) -> list[InboxRecord]:
         with self._read() as conn:

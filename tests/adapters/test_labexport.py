@@ -165,6 +165,22 @@ def test_an_unreadable_file_is_reported_and_kept_in_the_inbox(
     assert store.inbox_list(status="rejected")[0].transport == "file"
 
 
+def test_a_file_refused_before_its_layout_was_configured_imports_when_sent_again(
+        store: SqlStore, network: Network) -> None:
+    data = ("PAZIENTE;PROTOCOLLO;ID_CAMPIONE;MATRICE;ID_PADRE;DATA_PRELIEVO;COD_TEST;TEST;VALORE;"
+            "UM;RANGE;ESITO;DATA_REFERTO;DIN\n"
+            "MB-1;CARCIK-MB;CIK-1;prodotto;;17/11/2026 09:00;QC-VIAB;Vitalità;94,2;%;;N;"
+            "17/11/2026 14:30;\n").encode()
+    before = Network(sites={**network.sites, "cf-verri": network.sites["cf-verri"].model_copy(
+        update={"lab_exports": []})}, studies=network.studies)
+    refused = import_export(store, before, "cf-verri", data, "qc.csv", KEY)
+    assert refused.error
+    accepted = import_export(store, network, "cf-verri", data, "qc.csv", KEY)  # after the fix
+    assert accepted.ok and accepted.accepted == 1 and accepted.inbox_id == refused.inbox_id
+    [record] = store.inbox_list(site="cf-verri")
+    assert record.status == "processed" and record.resource_refs
+
+
 def test_test_names_and_text_values_are_stored_without_identity(
         store: SqlStore, network: Network) -> None:
     # test_name names the subject and a phone; the text value carries a codice fiscale

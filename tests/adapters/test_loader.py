@@ -43,7 +43,7 @@ def test_the_nine_example_sites_load_with_code_maps() -> None:
     (MINIMAL + "colour: blue\n", 5, "colour"),
     (MINIMAL + "code_map:\n  CRP: {system: x}\n", 6, "code_map.CRP.code"),
     (MINIMAL.replace("kind: hospital", "kind: clinic"), 3, "kind"),
-    (MINIMAL + "code_map:\n  0000412: {system: x, code: y}\n", 6, "code_map.266.[key]"),
+    (MINIMAL + "code_map:\n  GLU: {system: x, code: 0000412}\n", 6, "code_map.GLU.code"),
     (MINIMAL + "overrides:\n  - {source: OBX-3.1, target: Observation.code, "
      "when: 'OBX-3.3 = L and OBX-2 = NM and PID-8 = F'}\n", 6, "overrides.0.when"),
     (MINIMAL + "overrides:\n  - {source: OBX-3.1, target: Observation.code, "

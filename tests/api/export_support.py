@@ -23,6 +23,7 @@ from gateway.api.fhir.export import export_router
 from gateway.api.fhir.operations import capability_operations, operations_router
 from gateway.export.manager import ExportManager
 from gateway.security.principal import EXPORT, Principal
+from gateway.store.exports import recorded_restriction
 from gateway.store.sql import SqlStore
 from tests.api.conftest import ThreadedServer
 
@@ -65,6 +66,7 @@ class ExportServer:
 
 @contextmanager
 def export_server(store: SqlStore, data_dir: Path, **options: Any) -> Iterator[ExportServer]:
+    options.setdefault("restriction", recorded_restriction)  # as gateway.runtime wires it
     manager = ExportManager(store, data_dir, network_key=KEY, **options)
     manager.start()
     app = FastAPI()

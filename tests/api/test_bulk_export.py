@@ -266,7 +266,7 @@ def test_a_post_kick_off_without_parameters_is_refused_naming_the_body(
 
 def test_callers_without_the_export_scope_or_read_rights_are_refused(
         server: ExportServer) -> None:
-    for who, params, status in (("reader", {}, 403), ("restricted", {}, 403),
+    for who, params, status in (("reader", {}, 403),
                                 ("patients-only", {"_type": "Observation"}, 403)):
         with server.client(who) as http:
             answer = http.get("/$export", params=params)

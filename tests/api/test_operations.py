@@ -69,8 +69,18 @@ def test_everything_answers_unknown_patients_and_bad_parameters_precisely(
         assert bad.status_code == 400 and bad.json()["issue"][0]["expression"] == ["_type"]
         bad = http.get("/Patient/p1/$everything", params={"_since": "last week"})
         assert bad.status_code == 400 and bad.json()["issue"][0]["expression"] == ["_since"]
-    with server.client("restricted") as http:
-        assert http.get("/Patient/p1/$everything").status_code == 403
+
+
+
+def test_a_study_restricted_client_gets_the_everything_and_lastn_of_its_study_only(
+        server: ExportServer) -> None:
+    with server.client("restricted") as http:  # studies {s1}: p1 is enrolled, p2 is not
+        assert http.get("/Patient/p2/$everything").status_code == 404
+        mine = http.get("/Patient/p1/$everything", params={"_count": "100"}).json()
+        other = http.get("/Observation/$lastn", params={"patient": "Patient/p2"}).json()
+    kinds = {e["resource"]["resourceType"] for e in mine["entry"]}
+    assert {"Patient", "Observation", "ResearchSubject"} <= kinds
+    assert other.get("entry", []) == []
 
 
 def test_lastn_keeps_the_newest_max_per_code(server: ExportServer) -> None:

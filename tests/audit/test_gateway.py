@@ -57,7 +57,7 @@ async def test_ingest_reads_admin_actions_and_reloads_are_audited_without_identi
         assert (await http.get(f"/fhir/Patient/{patient_id}")).status_code == 200
         assert (await http.get("/fhir/Observation", params={
             "subject.identifier": "RSSMRA70A01A794X"})).status_code in (200, 400)
-        [message] = (await http.get("/admin/messages")).json()
+        [message] = (await http.get("/admin/messages")).json()["messages"]
         assert (await http.post(f"/admin/messages/{message['id']}/replay")).status_code == 200
         gateway.reload_sites()
         assert (await http.get("/healthz")).json()["audit"]["status"] == "ok"

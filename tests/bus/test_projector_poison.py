@@ -3,6 +3,7 @@ applied, the offsets are committed, and the bad record is named (key and offset)
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import orjson
@@ -55,8 +56,46 @@ async def test_a_poison_record_is_skipped_and_named_while_the_rest_of_its_batch_
         assert await projector.step() == 3
         assert store.read("Observation", "obs1") is not None
         assert store.read("Observation", "obs3") is not None
+        assert projector.status()["poisoned_total"] == 1
         assert projector.status()["poisoned"] == [
             "Observation/obs2@" + str(TopicPartition("gateway.fhir.Observation", 0)) + ":2"]
         assert consumer.committed == {TopicPartition("gateway.fhir.Observation", 0): 4}
     finally:
+        store.close()
+
+
+class BrokenOnceConsumer(ListConsumer):
+    """The first fetch fails with an error that is no GatewayError (a bug, a library's
+    surprise); the projector must log it, count it and go on."""
+
+    def __init__(self, batch: list[Delivery]) -> None:
+        super().__init__(batch)
+        self.calls = 0
+
+    async def getmany(self, max_wait: float = 1.0, max_records: int = 1000) -> list[Delivery]:
+        self.calls += 1
+        if self.calls == 1:
+            raise RuntimeError("unexpected")
+        found = await super().getmany(max_wait, max_records)
+        if not found:
+            await asyncio.sleep(0.01)  # as a broker waits: the loop must get its turn
+        return found
+
+
+async def test_an_unexpected_error_in_a_step_is_counted_and_the_projector_goes_on(
+        tmp_path: Path) -> None:
+    store = SqlStore(f"sqlite:///{tmp_path / 'hub.db'}")
+    store.migrate()
+    consumer = BrokenOnceConsumer([observation("obs1", "1988-5")])
+    projector = HubProjector(consumer, store, min_backoff=0.01)  # type: ignore[arg-type]
+    await projector.start()
+    try:
+        for _ in range(200):
+            if store.read("Observation", "obs1") is not None:
+                break
+            await asyncio.sleep(0.02)
+        assert store.read("Observation", "obs1") is not None
+        assert projector.status()["unexpected_failures"] == 1
+    finally:
+        await projector.stop()
         store.close()

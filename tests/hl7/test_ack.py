@@ -118,7 +118,9 @@ def test_a_header_is_recovered_from_bytes_that_do_not_parse() -> None:
 
 
 @pytest.mark.parametrize("raw", [b"", b"\x0b\x1c", b"MSH", b"MSHA", b"hello world",
-                                 b"MSH|\r|", b"MSH|^~\\&"])
+                                 b"MSH|\r|", b"MSH|^~\\&",
+                                 # found by the fuzzer: "MSH" alone on its line (IndexError)
+                                 b"MSH\r\"|^~\\&|APP|HPG23|GW|NET|2019||ADT^A40|8919-40|P\r"])
 def test_hopeless_bytes_still_give_a_parseable_ar(raw: bytes) -> None:
     header = AckHeader.from_raw(raw)
     ack = parse(render_ack(header, "AR", (ParseError("no MSH", segment="MSH"),),

@@ -55,6 +55,16 @@ async def test_send_prints_one_line_per_ack_and_exits_0_when_all_are_aa(
     assert lines == ["batch.hl7#1 HPG23-LAB-000123 → AA", "batch.hl7#2 SECOND-1 → AA"]
 
 
+async def test_send_reaches_the_mllp_port_named_by_gateway_mllp_port(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    async with MllpServer(AckingHandler(), "127.0.0.1", 0) as srv:
+        monkeypatch.setenv("GATEWAY_MLLP_PORT", str(srv.port))
+        code = await run_cli("send", str(two_messages(tmp_path, "ENV-2")))
+    assert code == 0
+    assert capsys.readouterr().out.splitlines()[1] == "batch.hl7#2 ENV-2 → AA"
+
+
 async def test_send_shows_err_and_exits_1_when_an_answer_is_ae(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     async with MllpServer(AckingHandler(), "127.0.0.1", 0) as srv:

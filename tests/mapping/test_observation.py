@@ -44,6 +44,24 @@ def test_a_corrected_resend_keeps_the_observation_id_and_says_corrected() -> Non
     assert corrected["status"] == "corrected"
 
 
+def test_adding_a_local_code_to_the_code_map_keeps_the_observation_id() -> None:
+    # OBX-3 a local code only (system L): unmapped first, then mapped to LOINC
+    obx = "OBX|1|NM|GLU^Glucose^L||5.4|mmol/L^mmol/L^UCUM|||||F"
+    mapped_site = SITE.model_copy(update={"code_map": {
+        "GLU": Coding(system="http://loinc.org", code="15074-8", display="Glucose")}})
+    before, after = observation(obx), observation(obx, site=mapped_site)
+    assert before["code"]["coding"][0]["system"] == "urn:plagencell:site:hpg23:codes"
+    assert after["code"]["coding"][0]["code"] == "15074-8"
+    assert before["id"] == after["id"]
+
+
+def test_the_observation_id_follows_obx3_as_sent_and_its_coding_system() -> None:
+    as_local = observation("OBX|1|NM|GLU^Glucose^L||5.4|mmol/L|||||F")
+    other_code = observation("OBX|1|NM|GLU2^Glucose^L||5.4|mmol/L|||||F")
+    other_system = observation("OBX|1|NM|GLU^Glucose^99LAB||5.4|mmol/L|||||F")
+    assert len({as_local["id"], other_code["id"], other_system["id"]}) == 3
+
+
 def test_order_numbers_never_appear_in_clear() -> None:
     text = orjson.dumps(observation()).decode()
     assert "ORD-55123" not in text and "LAB-998877" not in text

@@ -43,6 +43,8 @@ ENDPOINTS: list[tuple[str, str, object, str]] = [
     ("GET", "/admin/messages/1", None, ADMIN),
     ("POST", "/admin/messages/1/replay", None, ADMIN),
     ("GET", "/admin/bus", None, ADMIN),
+    ("POST", "/admin/reload", None, ADMIN),
+    ("POST", "/admin/replay", None, ADMIN),
     ("GET", "/admin/unmapped-codes", None, ADMIN),
     ("POST", "/hl7v2", None, INGEST),
     ("POST", "/lab-exports?site=hpg23", None, INGEST),

@@ -130,14 +130,20 @@ def _interpretation(row: LabRow) -> list[Resource]:
     return [{"text": row.interpretation}] if row.interpretation else []
 
 
+def _observation_key(row: LabRow, subject: str) -> tuple[str, ...]:
+    """The row's own identity: its specimen (else patient), the local code AS SENT and its
+    time; never the code map's answer (``row.code``), so a code-map change keeps the id."""
+    return (subject, row.local.system, row.local.code,
+            row.collected_at or row.performed_at or "")
+
+
 def build_row(ctx: MappingContext, row: LabRow, file_sha: str, filename: str) -> list[str]:
     """Add the resources of one row to ``ctx``; returns the ``Type/id`` of those it made."""
     patient = _patient(ctx, row)
     study = _study_links(ctx, row, patient)
     specimen = _specimens(ctx, row, patient, study)
     code = _code(row)
-    key = (specimen or patient, code["coding"][0]["system"], code["coding"][0]["code"],
-           row.collected_at or row.performed_at or "")
+    key = _observation_key(row, specimen or patient)
     obs: Resource = {"resourceType": "Observation", "id": ctx.rid("Observation", "export", *key),
                      "status": row.status, "category": [LABORATORY], "code": code,
                      "subject": {"reference": f"Patient/{patient}"}}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -138,7 +139,8 @@ def import_export(store: Store, network: Network, site_id: str, data: bytes, fil
     except ExportFileError as exc:
         report.error = exc.message
         return _save_rejected(store, site, data, report, received)
-    report.layout, report.rows = table.layout, len(table.rows)
+    report.layout, report.rows = table.layout, len(table.rows) + len(table.unreadable)
+    report.rejected.extend(table.unreadable)
     if on_rows:
         on_rows(report.rows)
     rows = validate_rows(table, site, network, report, progress)
@@ -151,10 +153,56 @@ def import_export(store: Store, network: Network, site_id: str, data: bytes, fil
         ctx = export_context(site, pseudonym_key, received, tx.link_get)
         build_rows(ctx, rows, report, filename)
         refs = _write(tx, ctx, report)
-        report.inbox_id = tx.inbox_add(_record(site, data, report, received, refs))
+        record = _record(site, data, report, received, refs)
+        if previous is None:
+            report.inbox_id = tx.inbox_add(record)
+        else:  # refused before (unreadable with the site files of then): its record, updated
+            record.id = report.inbox_id = previous.id
+            tx.inbox_update(record)
     log.info("lab export %s for site %s: %d/%d rows accepted", report.sha256[:12], site.id,
              report.accepted, report.rows)
     return report
+
+
+def reimport(store: Store, network: Network, record: InboxRecord,
+             pseudonym_key: bytes) -> ImportReport:
+    """Replay of an imported file (``gateway replay``): map its rows again with the current
+    site files, write what changed, retire the results an earlier mapping wrote under ids
+    it no longer produces (``report.retired``), and update the file's inbox record."""
+    from gateway.ingest import rekey
+
+    site = network.sites.get(record.site or "")
+    if site is None:
+        raise ConfigError(f"no site {record.site!r} in the site files", field="site")
+    report = ImportReport(_filename(record), site.id, record.control_id)
+    try:
+        table = read_table(record.raw, site, None)
+    except ExportFileError as exc:
+        report.error = exc.message
+        return report
+    report.layout, report.rows = table.layout, len(table.rows)
+    rows = validate_rows(table, site, network, report)
+    with store.transaction() as tx:
+        ctx = export_context(site, pseudonym_key, record.received, tx.link_get)
+        build_rows(ctx, rows, report, report.file)
+        refs = _write(tx, ctx, report)
+        report.retired = len(rekey.retire(
+            tx, record.resource_refs, set(ctx.resources), source=f"urn:plagencell:site:{site.id}",
+            headers={"site": site.id, "message-id": f"sha256:{report.sha256}"}))
+        updated = _record(site, record.raw, report, record.received, refs)
+        updated.id = report.inbox_id = record.id
+        tx.inbox_update(updated)
+    return report
+
+
+def _filename(record: InboxRecord) -> str:
+    """The file name the import report of ``record`` names (Provenance shows it)."""
+    for issue in (record.report or {}).get("issue", []):
+        found = re.match(r"(.*): (\d+ of \d+ rows accepted|not imported)",
+                         str(issue.get("diagnostics", "")))
+        if found:
+            return found.group(1)
+    return "upload"
 
 
 def _save_rejected(store: Store, site: Site, data: bytes, report: ImportReport,

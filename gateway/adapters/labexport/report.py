@@ -26,6 +26,7 @@ class ImportReport:
     created: int = 0
     updated: int = 0
     unchanged: int = 0
+    retired: int = 0  # a replay: results deleted, ids an earlier mapping made and this one not
     already_imported: bool = False
     error: str | None = None  # the file as a whole could not be read
     inbox_id: int | None = None

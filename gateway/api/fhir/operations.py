@@ -10,8 +10,9 @@ that the caller may read, as a searchset Bundle paged with ``_count`` (default 1
 ``subject`` (required: the operation answers for one person at a time), with any other
 Observation search parameter (``code``, ``category``, ``date``...) narrowing it.
 
-Like the other FHIR routes these need ``r`` on the types read; a study- or site-restricted
-caller is refused until the per-study restriction is applied here.
+Like the other FHIR routes these need ``r`` on the types read, and a study- or
+site-restricted caller sees only what the per-study rule lets through (docs/security.md):
+a Patient outside it is 404, and only the visible part of a compartment is returned.
 """
 
 from __future__ import annotations
@@ -27,9 +28,15 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from gateway.errors import Gone
+from gateway.security.access import Restriction, restriction_of
 from gateway.security.principal import Principal, principal_of
 from gateway.store.base import Resource
-from gateway.store.exports import COMPARTMENT, Scope, compartment_page
+from gateway.store.exports import (
+    COMPARTMENT,
+    Scope,
+    compartment_page,
+    recorded_restriction,
+)
 from gateway.store.sql import SqlStore
 
 from .interactions import new_id
@@ -76,9 +83,12 @@ def operations_router(store: SqlStore, base_url: Callable[[], str] | None = None
         count = _count(params.get("_count"), 100, 1000)
         after = _cursor(params.get("_cursor"))
         scope = Scope(since=_since(params.get("_since")), patients=[id], compartment=True)
-        await call(_patient_exists, store, id)
+        await call(_patient_exists, store, id, restriction_of(principal))
+        recorded = {"studies": principal.studies, "sites": principal.sites,
+                    "anonymous": principal.anonymous}
         rows, following = await run_in_threadpool(
-            compartment_page, store, types, scope, after=after, count=count)
+            compartment_page, store, types, scope, after=after, count=count,
+            restriction=lambda rtype: recorded_restriction(recorded, rtype))
         request.state.audit = {"subtype": "everything", "entity": [f"Patient/{id}"],
                                "query": request.url.query}
         return fhir_response(_bundle(request, base(request), rows, following))
@@ -86,14 +96,14 @@ def operations_router(store: SqlStore, base_url: Callable[[], str] | None = None
     @router.get("/Observation/$lastn")
     async def lastn(request: Request) -> Response:
         check_format(request)
-        _reader(request, "Observation")
+        restrict = restriction_of(_reader(request, "Observation"))
         pairs = list(request.query_params.multi_items())
         top = _count(request.query_params.get("max"), 1, 1000, name="max")
         criteria = [(k, v) for k, v in pairs if k not in ("max", "_format", "_count")]
         if not any(k.split(":")[0] in ("patient", "subject") for k, _ in criteria):
             raise FhirError.of("invalid", "$lastn needs a patient or subject parameter",
                                expression=["patient"])
-        found = await call(_latest, store, criteria, top)
+        found = await call(_latest, store, criteria, top, restrict)
         request.state.audit = {"subtype": "lastn", "entity": [], "query": request.url.query}
         return fhir_response(_searchset(request, base(request), found))
 
@@ -104,9 +114,6 @@ def _reader(request: Request, rtype: str) -> Principal:
     principal = principal_of(request)
     if not principal.may(rtype, "r"):
         raise FhirError.of("forbidden", f"this client may not read {rtype}", status=403)
-    if principal.restricted:
-        raise FhirError.of("forbidden", "this client is restricted to some studies or sites; "
-                           "this operation is not available to it yet", status=403)
     return principal
 
 
@@ -142,9 +149,9 @@ def _cursor(value: str | None) -> tuple[int, str] | None:
                            expression=["_cursor"]) from exc
 
 
-def _patient_exists(store: SqlStore, id: str) -> None:
+def _patient_exists(store: SqlStore, id: str, restrict: Restriction | None) -> None:
     try:
-        found = store.read("Patient", id)
+        found = store.read("Patient", id, restrict=restrict)
     except Gone:
         found = None
     if found is None:
@@ -177,14 +184,15 @@ def public_url(request: Request, base: str, query: list[tuple[str, str]]) -> str
     return f"{base}{path}?{urlencode(query)}" if query else f"{base}{path}"
 
 
-def _latest(store: SqlStore, criteria: list[tuple[str, str]], top: int) -> list[Resource]:
+def _latest(store: SqlStore, criteria: list[tuple[str, str]], top: int,
+            restrict: Restriction | None = None) -> list[Resource]:
     """Newest first by date (the store's ``_sort=-date``), keeping ``top`` per code."""
     kept: dict[str, list[Resource]] = {}
     cursor: str | None = None
     while True:
         page = [*criteria, ("_sort", "-date"), ("_count", str(LASTN_PAGE)),
                 *([("_cursor", cursor)] if cursor else [])]
-        result = store.search("Observation", page, strict=True)
+        result = store.search("Observation", page, strict=True, restrict=restrict)
         for observation in result.resources:
             same = kept.setdefault(_code_key(observation), [])
             if len(same) < top:
