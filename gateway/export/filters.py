@@ -13,6 +13,7 @@ from collections.abc import Iterator
 
 import orjson
 
+from gateway.security.access import Restriction
 from gateway.store.exports import Scope
 from gateway.store.sql import SqlStore
 
@@ -20,10 +21,12 @@ _PATIENT = re.compile(rb'Patient/([A-Za-z0-9\-.]{1,64})(?=["/])')
 
 
 def filtered_pages(store: SqlStore, rtype: str, queries: list[str], scope: Scope,
-                   page: int) -> Iterator[list[tuple[str, bytes]]]:
+                   page: int, restrict: Restriction | None = None
+                   ) -> Iterator[list[tuple[str, bytes]]]:
+    """``restrict``: the caller's data restriction, applied by the store's search."""
     seen: set[str] | None = set() if len(queries) > 1 else None
     for query in queries:
-        for found in _search_pages(store, rtype, query, scope, page):
+        for found in _search_pages(store, rtype, query, scope, page, restrict):
             kept = [(id, content) for id, content in found
                     if _in_scope(rtype, id, content, scope)
                     and (seen is None or id not in seen)]
@@ -34,7 +37,8 @@ def filtered_pages(store: SqlStore, rtype: str, queries: list[str], scope: Scope
 
 
 def _search_pages(store: SqlStore, rtype: str, query: str, scope: Scope,
-                  page: int) -> Iterator[list[tuple[str, bytes]]]:
+                  page: int, restrict: Restriction | None
+                  ) -> Iterator[list[tuple[str, bytes]]]:
     from urllib.parse import parse_qsl
 
     params = [*parse_qsl(query, keep_blank_values=True), ("_count", str(page)),
@@ -44,7 +48,7 @@ def _search_pages(store: SqlStore, rtype: str, query: str, scope: Scope,
     cursor: str | None = None
     while True:
         result = store.search(rtype, [*params, *([("_cursor", cursor)] if cursor else [])],
-                              strict=True)
+                              strict=True, restrict=restrict)
         yield [(r["id"], orjson.dumps(r)) for r in result.resources]
         cursor = result.next_cursor
         if not cursor or not result.resources:

@@ -31,7 +31,13 @@ from gateway.export.pseudonyms import StudyPseudonyms
 from gateway.export.request import ExportRequest
 from gateway.security.principal import Principal
 from gateway.store.content import format_instant, now_instant
-from gateway.store.exports import ACTIVE, ExportJobs, Scope, stream_pages
+from gateway.store.exports import (
+    ACTIVE,
+    ExportJobs,
+    Scope,
+    restriction_of_record,
+    stream_pages,
+)
 from gateway.store.sql import SqlStore
 
 log = logging.getLogger(__name__)
@@ -219,7 +225,9 @@ class ExportManager:
                       if self.restriction is not None else None)
         filters = params.get("type_filters", {}).get(rtype)
         if filters:
-            return filtered_pages(self.store, rtype, filters, scope, self.page)
+            restrict = (restriction_of_record(job["principal"])
+                        if self.restriction is not None else None)
+            return filtered_pages(self.store, rtype, filters, scope, self.page, restrict)
         return stream_pages(self.store, rtype, scope, page=self.page)
 
     def _requires_token(self, job: dict[str, Any]) -> bool:

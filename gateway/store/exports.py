@@ -207,12 +207,20 @@ def recorded_restriction(principal: dict[str, Any], resource_type: str
     """The data restriction of the principal an export job recorded, for one type, as a
     narrowing of that type's query (``Scope.restriction``); None: unrestricted. The rule is
     the FHIR API's (``gateway.security.access``), applied in SQL the same way."""
-    studies, sites = principal.get("studies"), principal.get("sites")
-    if principal.get("anonymous") or (studies is None and sites is None):
+    restriction = restriction_of_record(principal)
+    if restriction is None:
         return None
-    restriction = Restriction(studies=None if studies is None else frozenset(studies),
-                              sites=None if sites is None else frozenset(sites))
     if not restriction.may_see_type(resource_type):
         return lambda query: query.where(false())
     condition = visible(restriction, resource_type, s.resource.c.res_id)
     return lambda query: query.where(condition)
+
+
+def restriction_of_record(principal: dict[str, Any]) -> Restriction | None:
+    """The ``Restriction`` of a recorded principal (None: unrestricted), for the paths that
+    go through the store's search (``_typeFilter``)."""
+    studies, sites = principal.get("studies"), principal.get("sites")
+    if principal.get("anonymous") or (studies is None and sites is None):
+        return None
+    return Restriction(studies=None if studies is None else frozenset(studies),
+                       sites=None if sites is None else frozenset(sites))

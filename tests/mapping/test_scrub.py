@@ -107,13 +107,14 @@ def test_scrubbing_time_grows_linearly_with_the_text_and_not_with_the_names() ->
     timings = []
     for text in (small, large):
         best = float("inf")
-        for _ in range(3):  # the best of three: the machine is shared
+        for _ in range(5):  # the best of five: the machine may be shared
             start = time.perf_counter()
             out = Scrubber(many).scrub(text)
             best = min(best, time.perf_counter() - start)
         timings.append(best)
         assert "Nome7x" not in out and "335" not in out
-    assert timings[1] < timings[0] * 10 * 3  # 10× the text: well under 30× the time
+    # 10× the text: quadratic would be 100× the time; linear stays far under 50×
+    assert timings[1] < timings[0] * 50
     assert timings[1] < 5.0
 
 

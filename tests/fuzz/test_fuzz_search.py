@@ -48,6 +48,10 @@ def value_strategy() -> st.SearchStrategy[str]:
                      st.lists(st.sampled_from(FIXED_VALUES), max_size=5).map(",".join))
 
 
+# a share of the profile's examples (tests/conftest.py): ~110 in the suite, ~5,500 with
+# ``make fuzz`` (each runs on both databases)
+STORE_EXAMPLES = max(1, settings().max_examples * 4 // 5)
+SERVER_EXAMPLES = max(1, settings().max_examples * 3 // 10)
 QUERIES = st.lists(st.tuples(name_strategy(), value_strategy()), max_size=6)
 
 
@@ -77,7 +81,7 @@ def fuzz_store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
         drop_pg_database(request.getfixturevalue("pg_server"), name)
 
 
-@settings(max_examples=80, deadline=None,
+@settings(max_examples=STORE_EXAMPLES, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(rtype=st.sampled_from(TYPES), query=QUERIES, strict=st.booleans())
 def test_generated_searches_answer_or_raise_a_search_error(
@@ -94,7 +98,7 @@ def fuzz_server(fuzz_store: SqlStore) -> Iterator[Served]:
         yield served
 
 
-@settings(max_examples=30, deadline=None,
+@settings(max_examples=SERVER_EXAMPLES, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(rtype=st.sampled_from(TYPES), query=QUERIES, strict=st.booleans())
 def test_generated_query_strings_never_get_a_5xx_from_the_server(
