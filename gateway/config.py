@@ -10,10 +10,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.engine import make_url
 
 from gateway.adapters.loader import EXAMPLE_SITES
 from gateway.bus import settings as bus_settings
 from gateway.bus.settings import BusSettings
+from gateway.errors import ConfigError
 from gateway.security import settings as auth_settings
 from gateway.security.settings import AuthSettings
 
@@ -28,6 +30,8 @@ class Settings(BaseModel):
     mllp_port: int = 2575
     data_dir: Path = Path("./var")
     database_url: str | None = Field(default=None, description="default: SQLite in data dir")
+    hub_database_url: str | None = Field(
+        default=None, description="role all: the hub store (default: beside the edge store)")
     sites: Path = EXAMPLE_SITES
     role: Role = "all"
     # MLLP
@@ -65,9 +69,40 @@ class Settings(BaseModel):
         return self.bus.node_id
 
     def resolved_database_url(self) -> str:
+        """The store of this role; in ``all`` the edge store (inbox, outbox, current
+        versions), the one the offline tools (replay, import) work on."""
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'gateway.db').resolve()}"
+
+    def hub_url(self) -> str | None:
+        """The store the FHIR API serves: role hub its own, role all ``--hub-database-url``
+        or, by default, beside the edge store (``hub_beside``); an edge has none."""
+        if self.role == "hub":
+            return self.resolved_database_url()
+        if self.role == "all":
+            return self.hub_database_url or hub_beside(self.resolved_database_url())
+        return None
+
+
+HUB_SCHEMA = "hub"
+
+
+def hub_beside(edge_url: str) -> str:
+    """Role all's default hub store, derived from the edge store's URL: SQLite, a second
+    file beside it (``gateway.db`` → ``gateway-hub.db``); PostgreSQL, the schema ``hub`` of
+    the same database (libpq ``options=-csearch_path=hub``: one database to back up, and no
+    right beyond the database owner's to create it)."""
+    url = make_url(edge_url)
+    if url.get_backend_name() == "sqlite":
+        path = Path(url.database or "")
+        if not url.database or url.database == ":memory:":
+            raise ConfigError("role all needs a SQLite file, not an in-memory database")
+        hub = path.with_name(f"{path.stem}-hub{path.suffix or '.db'}")
+        return url.set(database=str(hub)).render_as_string(hide_password=False)
+    options = " ".join(filter(None, [url.query.get("options"),  # type: ignore[arg-type]
+                                     f"-csearch_path={HUB_SCHEMA}"]))
+    return url.update_query_dict({"options": options}).render_as_string(hide_password=False)
 
 
 _FLAGS: list[tuple[str, str, type, str]] = [
@@ -77,6 +112,9 @@ _FLAGS: list[tuple[str, str, type, str]] = [
     ("--data-dir", "data_dir", Path, "data directory (default ./var)"),
     ("--database-url", "database_url", str,
      "sqlite:///file or postgresql://… (default: SQLite in the data dir)"),
+    ("--hub-database-url", "hub_database_url", str,
+     "role all: the hub store's URL (default: SQLite <name>-hub.db beside the edge's file; "
+     "PostgreSQL: schema hub of the same database)"),
     ("--sites", "sites", Path, "directory of site files (default: the shipped examples)"),
     ("--role", "role", str, "edge | hub | all (default all)"),
     ("--mllp-tls-cert", "mllp_tls_cert", Path, "PEM certificate (chain): MLLP over TLS"),

@@ -1,7 +1,14 @@
 """``gateway serve``: one process with the HTTP and MLLP listeners, the ingest writer, the
 outbox relay and (role hub/all) the projector.
 
-Start order: store (migrated) → site files → pseudonym key → bus → ingest → listeners.
+Stores per role: an edge keeps the lean edge store, a hub the hub store (history, search
+index, audit trail, exports), ``all`` both (``Gateway.store`` the edge's, where the ingest,
+``/admin`` and the lab exports work; ``Gateway.hub_store`` the hub's, which the FHIR API,
+AuditEvent, Group and ``$export`` serve), joined by the embedded bus and the projector as
+in production. ``Gateway.settle()`` waits until the hub holds what was acknowledged.
+
+Start order: stores (migrated; role all: an old single database converted first, see
+``gateway.store.split``) → site files → pseudonym key → bus → ingest → listeners.
 SIGTERM/SIGINT: stop accepting, finish in-flight messages, close cleanly. SIGHUP or
 ``POST /admin/reload`` (what ``gateway reload`` calls): reload the site files (validated first;
 the old ones stay on error) without dropping connections. Once ready, ``gateway.pid`` in the
@@ -64,6 +71,7 @@ from gateway.security.install import Auth, build_auth
 from gateway.security.routes import auth_router
 from gateway.store.audit import AuditLog
 from gateway.store.exports import recorded_restriction
+from gateway.store.split import convert_single_database, prepare_hub
 from gateway.store.sql import SqlStore
 
 log = logging.getLogger(__name__)
@@ -107,7 +115,8 @@ class MllpHandler:
 @dataclass
 class Gateway:
     settings: Settings
-    store: SqlStore | None = None
+    store: SqlStore | None = None  # the node's own store; role all: the edge's
+    hub_store: SqlStore | None = None  # what the FHIR API serves (role hub: ``store``)
     network: Network | None = None
     service: IngestService | None = None
     mllp: MllpServer | None = None
@@ -137,16 +146,14 @@ class Gateway:
     async def start(self) -> None:
         s = self.settings
         secure_data_dir(s.data_dir)
-        _refuse_default_password(s.resolved_database_url())
         self.network = load_network(s.sites)
         self.auth = await asyncio.to_thread(build_auth, s.auth, s.host, self.network,
                                             s.data_dir)
-        # an edge serves no FHIR API: its store keeps no search index and no history
-        self.store = SqlStore(s.resolved_database_url(), edge=s.role == "edge")
-        await asyncio.to_thread(self.store.migrate)
+        await asyncio.to_thread(self._open_stores)
+        assert self.store is not None
         key = (read_key(s.pseudonym_key_file) if s.pseudonym_key_file
                else load_or_create_key(s.data_dir))
-        self.audit = AuditTrail(AuditLog(self.store), node=s.node_id, key=key).start()
+        self.audit = AuditTrail(AuditLog(self._trail_store), node=s.node_id, key=key).start()
         self.bus = await self._start_bus()
         self.service = IngestService(
             self.store, self.network, key, node_id=s.node_id, batch_max=s.batch_max,
@@ -159,9 +166,9 @@ class Gateway:
         if s.role != "hub":
             await asyncio.to_thread(publish_studies, self.store, self.network.studies,
                                     s.node_id)
-        if s.role != "edge":
+        if self.hub_store is not None:
             self.exports = ExportManager(
-                self.store, s.data_dir, network_key=key,
+                self.hub_store, s.data_dir, network_key=key,
                 retention_hours=s.export_retention_hours, max_active=s.export_max_active,
                 restriction=recorded_restriction)
             await asyncio.to_thread(self.exports.start)
@@ -181,16 +188,51 @@ class Gateway:
         log.info("gateway ready: role %s, HTTP %s:%d, MLLP %s", s.role, s.host,
                  self.http_port, f"{s.host}:{self.mllp.port}" if self.mllp else "off")
 
+    def _open_stores(self) -> None:
+        """The edge store (lean: no search index, no history) and/or the hub store, each
+        migrated; role all converts a data directory's old single database first."""
+        s = self.settings
+        edge_url = s.resolved_database_url() if s.role != "hub" else None
+        hub_url = s.hub_url()
+        for url in filter(None, (edge_url, hub_url)):
+            _refuse_default_password(url)
+        if s.role == "all" and s.hub_database_url is None:
+            assert edge_url is not None and hub_url is not None
+            convert_single_database(edge_url, hub_url)
+        if edge_url is not None:
+            self.store = SqlStore(edge_url, edge=True)
+            self.store.migrate()
+        if hub_url is not None:
+            prepare_hub(hub_url)
+            self.hub_store = SqlStore(hub_url)
+            self.hub_store.migrate()
+            self.store = self.store or self.hub_store
+
+    @property
+    def _trail_store(self) -> SqlStore:
+        """Where the audit trail is kept: the hub's store, an edge's own."""
+        store = self.hub_store or self.store
+        assert store is not None
+        return store
+
     async def _start_bus(self) -> Any:
         assert self.store is not None
+        hub = self.hub_store if self.settings.role == "all" else None
         return await start_bus_components(self.settings.bus, self.store, self.settings.role,
-                                          data_dir=self.settings.data_dir)
+                                          hub_store=hub, data_dir=self.settings.data_dir)
+
+    async def settle(self, within: float = 10.0) -> bool:
+        """Read-your-writes: wait until what the stores had committed (every message
+        acknowledged so far) is in the hub store; False if ``within`` seconds passed first."""
+        if self.bus is None:
+            return True
+        return bool(await self.bus.settle(within))
 
     def _routers(self) -> list[Any]:
         assert self.service is not None and self.store is not None and self.network
         assert self.auth is not None
         routers: list[Any] = [auth_router(self.auth.tokens, lambda: self.public_url),
-                              audit_router(AuditLog(self.store))]  # every role keeps a trail
+                              audit_router(AuditLog(self._trail_store))]  # every role has one
         if self.settings.role != "hub":
             routers += [hl7v2_router(self.service), admin_router(self.service),
                         admin_codes_router(self.store, self.network),
@@ -200,14 +242,14 @@ class Gateway:
                                      lambda: len(self.network.sites) if self.network else 0))
         if self.bus is not None:
             routers.append(bus_admin_router(self.bus))
-        if self.settings.role != "edge":
+        if self.hub_store is not None:
             assert self.exports is not None
             # the terminology, export and operation routes come before the FHIR API's
             # generic /fhir/{type}/{id}
             routers += [export_router(self.exports, lambda: f"{self.public_url}/fhir"),
-                        operations_router(self.store, lambda: f"{self.public_url}/fhir"),
+                        operations_router(self.hub_store, lambda: f"{self.public_url}/fhir"),
                         terminology_router(self.network, lambda: f"{self.public_url}/fhir"),
-                        fhir_router(self.store, origin=self.settings.node_id,
+                        fhir_router(self.hub_store, origin=self.settings.node_id,
                                     capability_resources=[*capability_entries(),
                                                           CAPABILITY_ENTRY],
                                     security=self.auth.capability_security(),
@@ -328,8 +370,8 @@ class Gateway:
             await asyncio.to_thread(self.audit.stop)
         if self.bus is not None:
             await self.bus.stop()
-        if self.store is not None:
-            self.store.close()
+        for store in {id(s): s for s in (self.store, self.hub_store) if s}.values():
+            store.close()
         log.info("gateway stopped")
 
 

@@ -77,6 +77,10 @@ class Consumer(Protocol):
     def lag(self) -> dict[str, int]:
         """Records not yet committed, per ``"<topic>[<partition>]"``."""
 
+    async def behind(self) -> dict[TopicPartition, int]:
+        """The log's end offset of each partition the group has not committed up to yet
+        (read-your-writes: ``HubProjector.caught_up``)."""
+
 
 class Bus(Protocol):
     async def start(self) -> None: ...

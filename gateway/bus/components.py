@@ -1,17 +1,20 @@
 """What ``gateway serve`` starts on the bus side, per role.
 
-| role | bus | relay (outbox → bus) | hub projector (bus → store) |
+| role | bus | relay (outbox → bus) | hub projector (bus → hub store) |
 |---|---|---|---|
 | edge | Kafka (or the embedded log shared with a hub on the same machine) | yes | no |
-| hub | Kafka (or the embedded log) | yes: the hub's own API writes | yes, into the store |
-| all | the embedded log unless ``kafka_bootstrap`` | yes | only with ``hub_database_url`` |
+| hub | Kafka (or the embedded log) | yes: the hub's own API writes | yes |
+| all | the embedded log unless ``kafka_bootstrap`` | two: the edge store's, the hub's | yes |
 
-In ``all`` the hub store *is* the edge store: projecting into it would re-read every record
-to find the version it already holds, so the projector runs only when a separate hub
-database is configured (``--hub-database-url``). The relay runs in every role: every
-store commit writes outbox rows, and an undrained outbox would stop the ingest
-(``outbox_max``). At the hub the projector writes no outbox rows (``apply_version``), so
-nothing loops.
+Role ``all`` is an edge and a hub in one process, on the production path: the ingest
+commits into the lean edge store and is acknowledged; the edge's relay publishes the
+outbox rows; the projector writes them into the hub store, which the FHIR API serves. The
+relay runs in every role: every store commit writes outbox rows, and an undrained outbox
+would stop the ingest (``outbox_max``). At the hub the projector writes no outbox rows
+(``apply_version``), so nothing loops.
+
+``settle()`` is read-your-writes for tests and tools: it returns once everything the
+stores had committed when it was called is in the hub store.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from gateway.bus.kafka import KafkaBus
 from gateway.bus.projector import HUB_RESOURCE_TYPES, RELAYED_TYPES, HubProjector
 from gateway.bus.relay import OutboxRelay
 from gateway.bus.settings import BusSettings
-from gateway.errors import GatewayError
+from gateway.errors import ConfigError, GatewayError
 from gateway.store.base import Store
 
 log = logging.getLogger(__name__)
@@ -64,7 +67,7 @@ class BusComponents:
     bus: Bus
     relay: OutboxRelay | None = None
     projector: HubProjector | None = None
-    hub_store: Store | None = None  # opened here (role all + hub_database_url): closed here
+    hub_relay: OutboxRelay | None = None  # role all: the hub store's own outbox (API writes)
 
     def accepting(self) -> bool:
         """The ingest's backpressure predicate: False → answer AE/CE with ERR-3 207."""
@@ -77,57 +80,68 @@ class BusComponents:
 
     def status(self) -> dict[str, object]:
         """The body of ``GET /admin/bus``."""
-        return {
+        out: dict[str, object] = {
             "bus": "kafka" if isinstance(self.bus, KafkaBus) else "embedded",
             "topic_prefix": self.settings.topic_prefix,
             "node_id": self.settings.node_id,
             "relay": self.relay.status() if self.relay else None,
             "projector": self.projector.status() if self.projector else None,
         }
+        if self.hub_relay is not None:
+            out["hub_relay"] = self.hub_relay.status()
+        return out
+
+    async def settle(self, within: float = 10.0) -> bool:
+        """Wait until what the stores committed before this call is in the hub store: the
+        relays published it, the projector applied it. False if ``within`` seconds passed first."""
+        relays = [r for r in (self.relay, self.hub_relay) if r is not None]
+        try:
+            async with asyncio.timeout(within):
+                for relay in relays:
+                    await relay.published_all()
+                if self.projector is not None:
+                    await self.projector.caught_up()
+        except TimeoutError:
+            return False
+        return True
 
     async def stop(self, drain_timeout: float = 5.0) -> None:
-        """Stop the projector, then the relay after a last drain (bounded: rows left behind
-        are published at the next start)."""
+        """Stop the projector, then the relays after a last drain (bounded: rows left
+        behind are published at the next start)."""
         if self.projector is not None:
             await self.projector.stop()
-        if self.relay is not None:
-            await self.relay.stop()
-            with contextlib.suppress(GatewayError, TimeoutError):
-                await asyncio.wait_for(self.relay.drain(), drain_timeout)
+        for relay in (self.relay, self.hub_relay):
+            if relay is not None:
+                await relay.stop()
+                with contextlib.suppress(GatewayError, TimeoutError):
+                    await asyncio.wait_for(relay.drain(), drain_timeout)
         with contextlib.suppress(GatewayError):
             await self.bus.stop()
-        if self.hub_store is not None:
-            await asyncio.to_thread(self.hub_store.close)
 
 
 async def start_bus_components(settings: BusSettings, store: Store, role: str, *,
+                               hub_store: Store | None = None,
                                data_dir: Path | None = None) -> BusComponents:
-    """Start the relay and/or the projector for ``role`` (edge | hub | all).
+    """Start the relay(s) and/or the projector for ``role`` (edge | hub | all). ``store``
+    is the node's own store (role all: the edge's), ``hub_store`` role all's hub store.
 
     Never waits for Kafka and never fails because it is down: the relay (which also creates
     the topics) and the projector connect in the background and retry with backoff; the
     outbox grows, ``status()`` shows the error.
     """
+    if role == "all" and hub_store is None:
+        raise ConfigError("role all needs its hub store")
     bus = make_bus(settings, data_dir)
     parts = BusComponents(settings, bus)
     parts.relay = make_relay(settings, store, bus)
     await parts.relay.start()
-    hub_store = _hub_store(settings, store, role)
-    if hub_store is not None:
-        parts.hub_store = hub_store if hub_store is not store else None
-        parts.projector = make_projector(settings, hub_store, bus)
+    if role == "all":
+        assert hub_store is not None
+        parts.hub_relay = make_relay(settings, hub_store, bus)
+        await parts.hub_relay.start()
+    target = store if role == "hub" else hub_store if role == "all" else None
+    if target is not None:
+        parts.projector = make_projector(settings, target, bus)
         await parts.projector.start()
     log.info("bus started: role %s, %s", role, parts.status()["bus"])
     return parts
-
-
-def _hub_store(settings: BusSettings, store: Store, role: str) -> Store | None:
-    if role == "hub":
-        return store
-    if role == "all" and settings.hub_database_url:
-        from gateway.store.sql import SqlStore
-
-        hub = SqlStore(settings.hub_database_url)
-        hub.migrate()
-        return hub
-    return None

@@ -205,3 +205,14 @@ class EmbeddedConsumer:
 
     def lag(self) -> dict[str, int]:
         return dict(self._lag)
+
+    async def behind(self) -> dict[TopicPartition, int]:
+        ends: dict[str, int] = await self.bus._run(self._ends)
+        return {TopicPartition(topic, 0): end for topic, end in ends.items()
+                if end > self._committed.get(topic, 0)}
+
+    def _ends(self) -> dict[str, int]:
+        q = (sa.select(bus_log.c.topic, sa.func.max(bus_log.c.offset))
+             .where(bus_log.c.topic.in_(self.topics)).group_by(bus_log.c.topic))
+        with self.bus.engine.connect() as conn:
+            return {topic: int(last) + 1 for topic, last in conn.execute(q)}

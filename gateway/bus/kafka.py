@@ -234,3 +234,16 @@ class KafkaConsumer:
                 committed = self._committed.get(tp, 0)
                 out[f"{tp.topic}[{tp.partition}]"] = max(highwater - committed, 0)
         return out
+
+    async def behind(self) -> dict[TopicPartition, int]:
+        assigned = list(self._consumer.assignment())
+        if not assigned:
+            return {}
+        try:
+            ends = await self._consumer.end_offsets(assigned)
+            for tp in assigned:
+                await self._remember_committed(tp)
+        except KafkaError as exc:
+            raise BusError("Kafka offsets unavailable", reason=type(exc).__name__) from exc
+        return {TopicPartition(tp.topic, tp.partition): end for tp, end in ends.items()
+                if end > self._committed.get(tp, 0)}

@@ -157,6 +157,8 @@ class HubProjector:
         self._held: list[Delivery] = []  # fetched, not yet in the store: retried first
         self._next: Batch | None = None  # fetched and prepared during the last write: next
         self._copy = getattr(store, "dialect", None) == "postgresql" and copy_available()
+        self._done: dict[TopicPartition, int] = {}  # offsets this projector committed
+        self._progress = asyncio.Event()  # set (and replaced) after each commit
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -220,8 +222,25 @@ class HubProjector:
         self._held = []
         self.applied += len(records)
         self.last_applied = time.time()
-        await self.consumer.commit(next_offsets(records))  # refused after a rebalance: the
-        return len(records)  # new owner re-reads from the last commit, a harmless no-op
+        offsets = next_offsets(records)
+        await self.consumer.commit(offsets)  # refused after a rebalance: the new owner
+        self._done.update(offsets)  # re-reads from the last commit, a harmless no-op
+        self._progress.set()
+        self._progress = asyncio.Event()
+        return len(records)
+
+    async def caught_up(self, recheck: float = 0.5) -> None:
+        """Return once the records on the bus when called are in the store (offsets
+        committed). Without progress for ``recheck`` seconds the log is asked again: a
+        partition another member committed (after a rebalance) is no longer waited for."""
+        target = await self.consumer.behind()
+        while any(self._done.get(tp, 0) < end for tp, end in target.items()):
+            progress = self._progress
+            try:
+                await asyncio.wait_for(progress.wait(), recheck)
+            except TimeoutError:
+                still = await self.consumer.behind()
+                target = {tp: end for tp, end in target.items() if tp in still}
 
     async def _fetch(self, max_wait: float) -> Batch:
         records = await self.consumer.getmany(max_wait=max_wait, max_records=self.batch_size)

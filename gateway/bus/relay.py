@@ -189,6 +189,15 @@ class OutboxRelay:
                      self.retention_days)
         return deleted
 
+    async def published_all(self, step: float = 0.005) -> None:
+        """Return once the outbox holds no unpublished row (read-your-writes for tests and
+        tools; the relay task does the publishing, woken here)."""
+        while True:
+            self._wake.set()
+            if await asyncio.to_thread(self.store.outbox_pending) == 0:
+                return
+            await asyncio.sleep(step)
+
     async def drain(self) -> None:
         """Publish until the outbox is empty (tests, shutdown, the replay command)."""
         while await self.drain_once() == self.batch_size:

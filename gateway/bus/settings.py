@@ -42,8 +42,6 @@ class BusSettings(BaseModel):
     relay_max_backoff: float = Field(30.0, gt=0)
     node_id: str = Field(default_factory=socket.gethostname)
     consumer_group: str = "gateway-hub"
-    hub_database_url: str | None = Field(
-        None, description="role all: project into this separate hub database")
     embedded_bus_url: str | None = Field(
         None, description="SQLAlchemy URL of the embedded bus log; default <data dir>/bus.db")
     embedded_retention_hours: float = Field(168.0, gt=0)
@@ -72,7 +70,6 @@ _FLAGS: dict[str, dict[str, Any]] = {
     "outbox_max": {"type": int},
     "outbox_retention_days": {"type": float},
     "node_id": {},
-    "hub_database_url": {},
 }
 
 

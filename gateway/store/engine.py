@@ -59,8 +59,11 @@ def make_engine(url: str, *, pool_size: int = 8) -> Engine:
         return engine
     if parsed.get_backend_name() != "postgresql":
         raise StoreError("unsupported database URL scheme", scheme=parsed.drivername)
-    return create_engine(parsed, pool_size=pool_size, max_overflow=pool_size * 2,
-                         pool_pre_ping=True, connect_args={"options": PG_OPTIONS})
+    # the URL's own libpq options (e.g. role all's hub: ``-csearch_path=hub``) join ours
+    options = " ".join(filter(None, [PG_OPTIONS, parsed.query.get("options")]))  # type: ignore[list-item]
+    return create_engine(parsed.difference_update_query(["options"]), pool_size=pool_size,
+                         max_overflow=pool_size * 2, pool_pre_ping=True,
+                         connect_args={"options": options})
 
 
 def _configure_sqlite(engine: Engine) -> None:
