@@ -76,6 +76,7 @@ from gateway.store.sql import SqlStore
 
 log = logging.getLogger(__name__)
 DEFAULT_PASSWORDS = frozenset({"change-me", "changeme"})
+STUDIES_SETTLE = 10.0  # s the start waits for the published studies to reach the hub
 ANY_ADDRESS = frozenset({"0.0.0.0", "::"})  # noqa: S104 - compared with, not bound
 
 
@@ -166,6 +167,10 @@ class Gateway:
         if s.role != "hub":
             await asyncio.to_thread(publish_studies, self.store, self.network.studies,
                                     s.node_id)
+        if s.role == "all" and not await self.settle(within=STUDIES_SETTLE):
+            # every configured study is in the FHIR API from the start, normally; a long
+            # backlog on the bus (a first start after a conversion) may take longer
+            log.warning("the hub store is still catching up with the bus")
         if self.hub_store is not None:
             self.exports = ExportManager(
                 self.hub_store, s.data_dir, network_key=key,

@@ -21,6 +21,7 @@ from gateway.runtime import Gateway
 from gateway.security.principal import ADMIN, Principal
 from tests.adapters.conftest import csv_of, free_port
 from tests.adapters.test_labexport import GOOD
+from tests.support import hub_search
 from tests.test_daily_loop import add_code, oru
 from tests.test_runtime import msa, send, start_gateway
 
@@ -111,9 +112,8 @@ async def test_gateway_replay_asks_the_running_gateway_and_maps_the_new_code(
     assert await cli("replay", "--status", "all", "--site", "hpg23",
                      "--url", url_of(gateway)) == 0
     assert "messages re-mapped: 1\n" in capsys.readouterr().out
-    assert gateway.store is not None
-    found = gateway.store.search("Observation", [("code", "http://loinc.org|2276-4")])
-    assert len(found.resources) == 1
+    found = await hub_search(gateway, "Observation", [("code", "http://loinc.org|2276-4")])
+    assert len(found) == 1
 
 
 async def test_gateway_import_sends_the_file_to_the_running_gateway(
@@ -219,9 +219,8 @@ async def test_a_lab_export_row_with_a_new_code_then_the_code_mapped_gives_one_o
     path = tmp_path / "qc.csv"
     path.write_bytes(csv_of("PZ001,FT01,LOT-9,,,2026-11-20T09:30:00,NEWQC,,New QC,7,%,,,final,,"))
     assert await cli("import", str(path), "--site", "cf-lanzani", "--url", url_of(gateway)) == 0
-    assert gateway.store is not None
-    local = gateway.store.search("Observation", [
-        ("code", "urn:plagencell:site:cf-lanzani:codes|NEWQC")]).resources
+    local = await hub_search(gateway, "Observation", [
+        ("code", "urn:plagencell:site:cf-lanzani:codes|NEWQC")])
     assert len(local) == 1
     site = sites / "cf-lanzani.yaml"
     site.write_text(site.read_text(encoding="utf-8").replace("code_map:\n", (
@@ -230,6 +229,6 @@ async def test_a_lab_export_row_with_a_new_code_then_the_code_mapped_gives_one_o
     assert await cli("reload", "--url", url_of(gateway)) == 0
     assert await cli("replay", "--status", "all", "--site", "cf-lanzani",
                      "--url", url_of(gateway)) == 0
-    [mapped] = gateway.store.search("Observation", [("code", "http://loinc.org|2276-4")]).resources
+    [mapped] = await hub_search(gateway, "Observation", [("code", "http://loinc.org|2276-4")])
     assert mapped["id"] == local[0]["id"] and mapped["meta"]["versionId"] == "2"
     assert "errors: 0" in capsys.readouterr().out

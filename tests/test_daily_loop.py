@@ -15,6 +15,7 @@ import pytest
 
 from gateway.adapters.loader import EXAMPLE_SITES
 from gateway.runtime import Gateway
+from tests.support import hub_search
 from tests.test_runtime import msa, send, start_gateway
 
 # A monitoring result from the Bergamo lab. What matters: MSH-4 HPG23, MSH-10, OBR-3 the
@@ -54,9 +55,9 @@ def add_code(sites: Path) -> None:
     path.write_text(text.replace("code_map:\n", "code_map:\n" + NEW_CODE, 1), encoding="utf-8")
 
 
-def observations(gw: Gateway, code: str) -> list[dict[str, object]]:
-    assert gw.store is not None
-    return gw.store.search("Observation", [("code", code)]).resources
+async def observations(gw: Gateway, code: str) -> list[dict[str, object]]:
+    """What the FHIR API finds, once it holds every acknowledged message."""
+    return await hub_search(gw, "Observation", [("code", code)])
 
 
 async def post(gw: Gateway, path: str) -> httpx.Response:
@@ -68,8 +69,8 @@ async def test_fixing_the_code_map_then_reload_and_replay_leaves_one_observation
         gateway: Gateway, sites: Path) -> None:
     [ack] = await send(gateway, oru("LOOP1"))
     assert msa(ack) == ["AA", "LOOP1"]
-    local = observations(gateway, "urn:plagencell:site:hpg23:codes|ZZNEW")
-    assert len(local) == 1 and len(observations(gateway, "http://loinc.org|2276-4")) == 0
+    local = await observations(gateway, "urn:plagencell:site:hpg23:codes|ZZNEW")
+    assert len(local) == 1 and len(await observations(gateway, "http://loinc.org|2276-4")) == 0
 
     add_code(sites)
     r = await post(gateway, "/admin/reload")
@@ -77,13 +78,12 @@ async def test_fixing_the_code_map_then_reload_and_replay_leaves_one_observation
     r = await post(gateway, "/admin/replay?status=all&site=hpg23")
     assert r.status_code == 200 and r.json()["remapped"] == 1 and r.json()["errors"] == 0
 
-    [mapped] = observations(gateway, "http://loinc.org|2276-4")
+    [mapped] = await observations(gateway, "http://loinc.org|2276-4")
     assert mapped["id"] == local[0]["id"]  # the same result, a new version
     assert mapped["meta"]["versionId"] == "2"  # type: ignore[index]
-    assert len(observations(gateway, "http://loinc.org|1988-5")) == 1  # PCR untouched
-    assert gateway.store is not None
+    assert len(await observations(gateway, "http://loinc.org|1988-5")) == 1  # PCR untouched
     subject = mapped["subject"]["reference"]  # type: ignore[index]
-    assert len(gateway.store.search("Observation", [("subject", subject)]).resources) == 2
+    assert len(await hub_search(gateway, "Observation", [("subject", subject)])) == 2
 
 
 async def test_an_invalid_site_file_on_reload_keeps_the_old_ones_and_says_why(
@@ -119,7 +119,7 @@ async def test_an_accepted_message_resent_is_answered_from_the_inbox_without_a_s
     [first] = await send(gateway, oru("LOOP4"))
     [second] = await send(gateway, oru("LOOP4", value="99"))
     assert second == first
-    [obs] = observations(gateway, "urn:plagencell:site:hpg23:codes|ZZNEW")
+    [obs] = await observations(gateway, "urn:plagencell:site:hpg23:codes|ZZNEW")
     assert obs["valueQuantity"]["value"] == 41  # type: ignore[index]
 
 

@@ -14,6 +14,7 @@ import pytest
 from gateway.runtime import Gateway
 from gateway.store.cohort import group_id
 from tests.mapping.test_research import CSR_OFF, CSR_REGISTER, crm
+from tests.support import settled
 from tests.test_runtime import msa, send, start_gateway
 
 
@@ -28,15 +29,15 @@ async def test_a_crm_enrolment_and_off_study_drive_the_cohort_and_its_export(
         gateway: Gateway) -> None:
     (ack,) = await send(gateway, crm("C01", CSR_REGISTER).encode())
     assert msa(ack)[0] == "AA"
-    assert gateway.store is not None
-    (subject,) = gateway.store.search("ResearchSubject", []).resources
+    hub = await settled(gateway)  # the cohort is the hub's, derived as the projector writes
+    (subject,) = hub.search("ResearchSubject", []).resources
     study = {"id": subject["study"]["reference"].partition("/")[2]}
-    group = gateway.store.read("Group", group_id(study["id"]))
+    group = hub.read("Group", group_id(study["id"]))
     assert group is not None and [m["inactive"] for m in group["member"]] == [False]
 
     (ack,) = await send(gateway, crm("C04", CSR_OFF, control="CRM0002").encode())
     assert msa(ack)[0] == "AA"
-    group = gateway.store.read("Group", group_id(study["id"]))
+    group = (await settled(gateway)).read("Group", group_id(study["id"]))
     assert group is not None and [m["inactive"] for m in group["member"]] == [True]
     assert group["member"][0]["period"]["end"].startswith("2026-09-01")
 

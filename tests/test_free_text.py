@@ -14,6 +14,7 @@ import pytest
 from gateway.bus.base import Delivery, topic_for
 from gateway.mapping.provenance import message_hash
 from gateway.runtime import Gateway
+from tests.support import settled
 from tests.test_runtime import msa, send, start_gateway
 
 # polimi (MSH-4 POLIMI): PID-5 Rossi^Nicolò, PID-13 mobile; the NTE after OBX 1 and the TX
@@ -41,6 +42,7 @@ async def test_the_polimi_note_reaches_the_fhir_api_without_the_patient_s_name_o
         gateway: Gateway) -> None:
     [ack] = await send(gateway, POLIMI.format(cid="FT0001").encode())
     assert msa(ack) == ["AA", "FT0001"]
+    await settled(gateway)  # in the FHIR API once the projector wrote it
     async with httpx.AsyncClient() as http:
         r = await http.get(f"http://127.0.0.1:{gateway.http_port}/fhir/Observation",
                            params={"_count": "50"})
