@@ -196,3 +196,26 @@ async def test_a_conversion_interrupted_after_the_move_is_finished_at_the_next_s
 
 def _crash(edge_url: str, hub_url: str) -> None:
     raise RuntimeError("power cut")
+
+
+async def test_the_audit_trail_of_role_all_is_the_hub_s_and_verify_finds_it_from_the_data_dir(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from gateway.cli.main import main
+
+    gw = await start_gateway(tmp_path)  # SQLite files in the data dir
+    try:
+        assert (await api_get(gw, "/fhir/Patient")).status_code == 200
+        assert gw.audit is not None and gw.audit.flush()
+        assert gw.store is not None and gw.hub_store is not None
+        from gateway.store.audit import AuditLog, AuditQuery
+
+        events, _ = AuditLog(gw.hub_store).search(AuditQuery(count=100))
+        assert events and AuditLog(gw.store).search(AuditQuery(count=100))[0] == []
+    finally:
+        await gw.stop()
+    data = tmp_path / "var"
+    assert (data / "gateway.db").is_file() and (data / "gateway-hub.db").is_file()
+    assert await asyncio.to_thread(main, ["audit", "verify", "--data-dir", str(data)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("audit trail intact: ")
+    assert int(out.split("intact: ")[1].split(" ")[0]) >= len(events)  # and the stop's own

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from gateway.errors import GatewayError
 
 if TYPE_CHECKING:
+    from gateway.config import Settings
     from gateway.store.audit import AuditLog
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ def run_verify(args: argparse.Namespace) -> int:
     from gateway.store.sql import SqlStore
 
     settings = settings_from(args)
-    store = SqlStore(settings.resolved_database_url(), edge=None)
+    store = SqlStore(_trail_url(settings), edge=None)
     try:
         store.migrate()
         audit = AuditLog(store)
@@ -58,6 +59,18 @@ def run_verify(args: argparse.Namespace) -> int:
         sys.stdout.write(expected + "\n")
         return 1
     return 0 if verdict.ok else 1
+
+
+def _trail_url(settings: Settings) -> str:
+    """``--database-url`` as given; from a data directory, role all's hub store
+    (``gateway-hub.db``, where its trail is kept) when there is one, else ``gateway.db``."""
+    from gateway.config import hub_beside
+
+    url = settings.resolved_database_url()
+    if settings.database_url:
+        return url
+    hub = hub_beside(url)
+    return hub if Path(hub.removeprefix("sqlite:///")).is_file() else url
 
 
 def _expected_head(audit: AuditLog, expect: str | None) -> str:
