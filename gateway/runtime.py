@@ -154,7 +154,7 @@ class Gateway:
         assert self.store is not None
         key = (read_key(s.pseudonym_key_file) if s.pseudonym_key_file
                else load_or_create_key(s.data_dir))
-        self.audit = AuditTrail(AuditLog(self._trail_store), node=s.node_id, key=key).start()
+        self.audit = AuditTrail(AuditLog(self.trail_store), node=s.node_id, key=key).start()
         self.bus = await self._start_bus()
         self.service = IngestService(
             self.store, self.network, key, node_id=s.node_id, batch_max=s.batch_max,
@@ -214,7 +214,7 @@ class Gateway:
             self.store = self.store or self.hub_store
 
     @property
-    def _trail_store(self) -> SqlStore:
+    def trail_store(self) -> SqlStore:
         """Where the audit trail is kept: the hub's store, an edge's own."""
         store = self.hub_store or self.store
         assert store is not None
@@ -237,7 +237,7 @@ class Gateway:
         assert self.service is not None and self.store is not None and self.network
         assert self.auth is not None
         routers: list[Any] = [auth_router(self.auth.tokens, lambda: self.public_url),
-                              audit_router(AuditLog(self._trail_store))]  # every role has one
+                              audit_router(AuditLog(self.trail_store))]  # every role has one
         if self.settings.role != "hub":
             routers += [hl7v2_router(self.service), admin_router(self.service),
                         admin_codes_router(self.store, self.network),

@@ -15,7 +15,7 @@ import pytest
 
 from gateway.adapters.loader import EXAMPLE_SITES
 from gateway.runtime import Gateway
-from tests.support import hub_search
+from tests.support import hub_search, settled
 from tests.test_runtime import msa, send, start_gateway
 
 # A monitoring result from the Bergamo lab. What matters: MSH-4 HPG23, MSH-10, OBR-3 the
@@ -163,6 +163,7 @@ async def test_a_study_added_to_the_studies_file_is_a_research_study_after_reloa
     path.write_text(text, encoding="utf-8")
     r = await post(gateway, "/admin/reload")
     assert r.status_code == 200, r.text
+    await settled(gateway)  # role all: in the FHIR API once the projector wrote it
     async with httpx.AsyncClient() as http:
         found = await http.get(f"http://127.0.0.1:{gateway.http_port}/fhir/ResearchStudy")
     titles = {e["resource"]["title"]: e["resource"]["meta"]["versionId"]

@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 
 from gateway.mapping.research import AREA_SYSTEM
+from tests.support import settled
 from tests.test_runtime import msa, oru, send, start_gateway
 
 
@@ -42,6 +43,7 @@ async def test_every_configured_study_exists_complete_when_the_gateway_starts(
             "OBR|1|", "CTI|2023-503816-41-00^^https://euclinicaltrials.eu/clinicalTrialId\rOBR|1|")
         [ack] = await send(gw, message.encode())
         assert msa(ack)[0] == "AA"
+        await settled(gw)  # role all: the FHIR API shows what the projector wrote
         after = (await studies_of(gw.http_port))["CARCIK-CD19"]
         assert {k: v for k, v in after.items() if k != "meta"} == {
             k: v for k, v in carcik.items() if k != "meta"}

@@ -14,6 +14,7 @@ import pytest
 from gateway.audit import AuditMiddleware
 from gateway.runtime import Gateway
 from gateway.store.audit import AuditLog, AuditQuery
+from tests.support import settled
 from tests.test_runtime import start_gateway
 
 SAMPLE = Path(__file__).resolve().parent.parent / "samples" / "oru_r01_10obx.hl7"
@@ -31,8 +32,8 @@ async def gateway(tmp_path: Path, database_url: str) -> AsyncIterator[Gateway]:
 
 
 def trail(gw: Gateway) -> list[dict[str, object]]:
-    assert gw.audit is not None and gw.store is not None and gw.audit.flush()
-    rows, _ = AuditLog(gw.store).search(AuditQuery(newest_first=False, count=10_000))
+    assert gw.audit is not None and gw.audit.flush()
+    rows, _ = AuditLog(gw.trail_store).search(AuditQuery(newest_first=False, count=10_000))
     return [orjson.loads(content) for _, content in rows]
 
 
@@ -49,6 +50,7 @@ async def test_ingest_reads_admin_actions_and_reloads_are_audited_without_identi
         ack = await http.post("/hl7v2", content=SAMPLE.read_bytes(),
                               headers={"Content-Type": "x-application/hl7-v2+er7"})
         assert ack.status_code == 200
+        await settled(gateway)  # role all: the FHIR API shows it once the projector wrote it
         found = await http.get("/fhir/Patient", params={
             "identifier": "MRN0048213", "name": "ROSSI", "birthdate": "1970-01-01"})
         assert found.status_code == 200

@@ -16,33 +16,41 @@ from gateway.store.sql import SqlStore
 from tests.bus.busutil import free_port, patient, versions, wait_until, write
 
 
-async def test_role_all_without_kafka_relays_into_the_embedded_log_in_the_data_dir(
-        tmp_path: Path, edge_store: SqlStore) -> None:
+async def test_role_all_without_kafka_relays_into_the_embedded_log_and_projects_into_the_hub(
+        tmp_path: Path, edge_store: SqlStore, hub_store: SqlStore) -> None:
     parts = await start_bus_components(BusSettings(node_id="laptop"), edge_store, "all",
-                                       data_dir=tmp_path)
+                                       hub_store=hub_store, data_dir=tmp_path)
     assert isinstance(parts.bus, EmbeddedBus)
-    assert parts.projector is None  # the hub store is this store
+    assert parts.projector is not None and parts.hub_relay is not None
     write(edge_store, [patient(i) for i in range(3)])
     parts.notify(3)
-    assert await wait_until(lambda: edge_store.outbox_pending() == 0, deadline=5)
-    assert (tmp_path / "bus.db").exists()
+    assert await parts.settle(within=10)
+    assert edge_store.outbox_pending() == 0 and (tmp_path / "bus.db").exists()
+    assert versions(hub_store) == versions(edge_store) and len(versions(hub_store)) == 3
     status = parts.status()
-    assert status["bus"] == "embedded" and status["projector"] is None
-    assert status["relay"]["published"] == 3  # type: ignore[index]
+    assert status["bus"] == "embedded" and status["relay"]["published"] == 3  # type: ignore[index]
+    assert status["projector"]["applied"] == 3  # type: ignore[index]
+    assert status["hub_relay"]["published"] == 0  # type: ignore[index]
     await parts.stop()
 
 
-async def test_role_all_with_a_hub_database_projects_into_it(
+async def test_role_all_without_its_hub_store_is_refused(
         tmp_path: Path, edge_store: SqlStore) -> None:
-    hub_url = f"sqlite:///{tmp_path / 'hub.db'}"
-    settings = BusSettings(hub_database_url=hub_url)
-    parts = await start_bus_components(settings, edge_store, "all", data_dir=tmp_path)
-    assert parts.projector is not None and parts.hub_store is not None
-    write(edge_store, [patient(i) for i in range(4)])
-    parts.notify(4)
-    expected = versions(edge_store)
-    assert await wait_until(lambda: versions(parts.hub_store) == expected, deadline=10)
-    await parts.stop()
+    with pytest.raises(ConfigError, match="hub store"):
+        await start_bus_components(BusSettings(), edge_store, "all", data_dir=tmp_path)
+
+
+async def test_settle_waits_for_what_was_committed_before_it_and_no_longer(
+        tmp_path: Path, edge_store: SqlStore, hub_store: SqlStore) -> None:
+    parts = await start_bus_components(BusSettings(), edge_store, "all",
+                                       hub_store=hub_store, data_dir=tmp_path)
+    try:
+        write(edge_store, [patient(i) for i in range(5)])  # nobody notified: the relay polls
+        assert await parts.settle(within=10)
+        assert len(versions(hub_store)) == 5  # not one by chance: settle waited for them
+        assert await parts.settle(within=1)  # nothing new: at once
+    finally:
+        await parts.stop()
 
 
 async def test_an_edge_starts_while_kafka_is_down_and_keeps_accepting_up_to_the_bound(
@@ -101,7 +109,7 @@ def test_bad_bus_settings_are_refused_at_start_naming_the_setting() -> None:
 
 async def test_stopping_publishes_what_was_committed_just_before(
         tmp_path: Path, edge_store: SqlStore) -> None:
-    parts = await start_bus_components(BusSettings(), edge_store, "all", data_dir=tmp_path)
+    parts = await start_bus_components(BusSettings(), edge_store, "edge", data_dir=tmp_path)
     await asyncio.sleep(0.2)  # the relay is asleep on an empty outbox (1 s poll)
     write(edge_store, [patient(i) for i in range(3)])  # committed, nobody notified
     await parts.stop()

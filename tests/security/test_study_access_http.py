@@ -15,6 +15,7 @@ from gateway.adapters.loader import load_network
 from gateway.mapping.research import known_study
 from gateway.runtime import Gateway
 from tests.security.support import ApiClient, bearer, get_token, start, write_clients
+from tests.support import settled
 
 CARCIK = ApiClient("carcik-dashboard", ["system/*.rs"], studies=["carcik-cd19"])
 MSC = ApiClient("msc-registry", ["system/*.rs"], studies=["msc-gvhd"])
@@ -46,6 +47,7 @@ async def gateway(tmp_path: Path, database_url: str) -> AsyncIterator[Gateway]:
     with gw.store.transaction() as tx:
         for resource in enrolled("pc", "carcik-cd19") + enrolled("pm", "msc-gvhd"):
             tx.put(resource)
+    await settled(gw)  # role all: written at the edge, served by the hub
     yield gw
     await gw.stop()
 
