@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 from gateway.security.access import Restriction
-from gateway.store.base import Change, Resource, Store, Transaction
+from gateway.store import Change, Resource, Store, Transaction
 
 from .outcomes import FhirError
 from .validation import validate_resource
