@@ -31,14 +31,12 @@ from sqlalchemy import Table, bindparam, delete, select, update
 from gateway.store import schema as s
 from gateway.store.base import Resource
 from gateway.store.content import content_hash, dumps, normalise_instant
-from gateway.store.rows import ROW_WRITES, write_copy, write_rows
+from gateway.store.rows import write_copy, write_rows
 from gateway.store.search.index import Values, index_values
 from gateway.store.session import Session
 
-try:  # the driver's adapters: the bytes of each value, as ``Copy.write_row`` sends them
-    from psycopg import postgres
+try:  # the driver's text dumpers, for the values not written here (floats)
     from psycopg.adapt import PyFormat, Transformer
-    from psycopg.pq import Format
 except ImportError:  # pragma: no cover - no psycopg: no PostgreSQL, no COPY data
     Transformer = None
 
@@ -70,6 +68,17 @@ _PG_DELETE_INDEX = {kind: f"DELETE FROM {table.name} WHERE res_type = %s"  # noq
 # (int16) then each field as length (int32, -1: NULL) and bytes; a text row is its fields
 # separated by tabs, NULL as \N, with backslash escapes for these bytes
 _NULL_FIELD = struct.pack("!i", -1)
+_pack_length = struct.Struct("!i").pack
+_FIELD_COUNT = [struct.pack("!h", n) for n in range(16)]
+# binary values of the resource tables' columns: text (UTF-8), int4, bool, bytea
+_BINARY: dict[type, Any] = {str: str.encode, int: struct.Struct("!i").pack,
+                            bool: lambda v: b"\x01" if v else b"\x00", bytes: bytes}
+
+
+def _no_binary(value: Any) -> bytes:
+    raise TypeError(f"no binary COPY form for {type(value).__name__}")
+
+
 _TEXT_ESCAPES = {b"\b": b"\\b", b"\t": b"\\t", b"\n": b"\\n", b"\v": b"\\v",
                  b"\f": b"\\f", b"\r": b"\\r", b"\\": b"\\\\"}
 _TEXT_SPECIAL = re.compile(b"[\b\t\n\v\f\r\\\\]")
@@ -88,31 +97,40 @@ class CopyRows:
     def __init__(self) -> None:
         assert Transformer is not None
         self.text = Transformer()
-        self.binary: dict[str, Any] = {}  # table → its Transformer
-        for name, how in ROW_WRITES.items():
-            if how.types is not None:
-                transformer = Transformer()
-                transformer.set_dumper_types([postgres.types[t].oid for t in how.types],
-                                             Format.BINARY)
-                self.binary[name] = transformer
 
     def binary_row(self, table: Table, row: Row) -> bytes:
-        fields = self.binary[table.name].dump_sequence(row, _BINARY_FORMATS[len(row)])
-        out = [struct.pack("!h", len(row))]
-        for field in fields:
-            if field is None:
+        """One binary COPY row of a resource table (no NULLs but the content of a delete)."""
+        out = [_FIELD_COUNT[len(row)]]
+        for value in row:
+            if value is None:
                 out.append(_NULL_FIELD)
-            else:
-                out.append(struct.pack("!i", len(field)))
-                out.append(bytes(field))
+                continue
+            data = _BINARY.get(value.__class__, _no_binary)(value)
+            out.append(_pack_length(len(data)))
+            out.append(data)
         return b"".join(out)
 
     def text_row(self, row: Row) -> bytes:
-        """One text COPY line (with its newline)."""
-        fields = self.text.dump_sequence(row, _TEXT_FORMATS[len(row)])
-        return b"\t".join(
-            b"\\N" if f is None else _TEXT_SPECIAL.sub(_escape, bytes(f)) for f in fields
-        ) + b"\n"
+        """One text COPY line (with its newline): str, int, bool and None written here as
+        psycopg's text dumpers write them, other values (floats) by those dumpers."""
+        fields = []
+        for value in row:
+            kind = value.__class__
+            if kind is str:
+                data = value.encode()
+                if _TEXT_SPECIAL.search(data) is not None:
+                    data = _TEXT_SPECIAL.sub(_escape, data)
+            elif value is None:
+                data = b"\\N"
+            elif kind is bool:
+                data = b"t" if value else b"f"
+            elif kind is int:
+                data = str(value).encode()
+            else:
+                dumped = self.text.dump_sequence((value,), _ONE_TEXT)[0]
+                data = b"\\N" if dumped is None else _TEXT_SPECIAL.sub(_escape, bytes(dumped))
+            fields.append(data)
+        return b"\t".join(fields) + b"\n"
 
     def key_prefix(self, rtype: str, rid: str) -> bytes:
         """The text COPY start of every index row of one resource: type and id, a tab."""
@@ -136,9 +154,7 @@ class CopyRows:
         return b"".join(lines)
 
 
-_WIDEST = 16  # more columns than any table has
-_BINARY_FORMATS = [[PyFormat.BINARY] * n for n in range(_WIDEST)] if Transformer else []
-_TEXT_FORMATS = [[PyFormat.TEXT] * n for n in range(_WIDEST)] if Transformer else []
+_ONE_TEXT = [PyFormat.TEXT] if Transformer else []
 LINE_CACHE = 4096  # formatted line ends per index table; emptied when full
 _LINE_ENDS: dict[str, dict[Values, bytes]] = {kind: {} for kind in s.INDEX_TABLES}
 # Per index table, the row positions that may hold a value other than str, None or int ms:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 from gateway.security.access import Restriction
@@ -210,7 +209,3 @@ def parse_if_match(value: str | None) -> int | None:
         raise FhirError.of("invalid", "If-Match must be a version ETag like W/\"3\"",
                            status=412)
     return int(tag)
-
-
-def query_of(params: Any) -> str:
-    return urlencode(list(params))
