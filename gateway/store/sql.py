@@ -319,8 +319,7 @@ class SqlStore:
         content, hashes, index rows; on PostgreSQL the COPY data), done before the
         transaction: the projector prepares the next batch while this one is written."""
         return projection.prepare_versions(
-            resources, copy=self.dialect == "postgresql" and projection.copy_available(),
-            pause=_yield_interpreter)
+            resources, copy=self.dialect == "postgresql" and projection.copy_available())
 
     def _analyze(self) -> None:
         """Quick planner statistics after a big load (sampled on both databases)."""
@@ -390,14 +389,6 @@ class SqlStore:
     def outbox_pending(self) -> int:
         with self._read() as conn:
             return outbox.pending(conn)
-
-
-def _yield_interpreter() -> None:
-    """Called by ``prepare_versions`` between keys: let a thread writing the previous batch
-    have the interpreter now. It needs it after each database round trip (~30 a batch),
-    and would otherwise wait for this CPU-bound thread's switch interval (5 ms) every
-    time; the write then took twice as long."""
-    time.sleep(0)
 
 
 def _tombstone_stub(version: Version) -> Resource:
