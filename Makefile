@@ -35,6 +35,7 @@ postgres:
 test: $(STAMP) postgres
 	$(BIN)/ruff check gateway tests bench
 	$(BIN)/lint-imports
+	$(BIN)/mypy
 	$(BIN)/pytest -q -x --durations=15
 
 # The fuzz tests of the suite with fifty times the examples (tests/conftest.py, profile
@@ -45,7 +46,6 @@ fuzz: $(STAMP) postgres
 lint: $(STAMP)
 	$(BIN)/ruff check gateway tests bench
 	$(BIN)/lint-imports
-	$(BIN)/pip install -q mypy types-PyYAML
 	$(BIN)/mypy
 
 bench: $(STAMP)

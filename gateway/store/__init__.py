@@ -23,14 +23,15 @@ from gateway.store.base import (
     Version,
 )
 from gateway.store.budget import Budget
+from gateway.store.cohort import SOURCE as COHORT_SOURCE
 from gateway.store.content import format_instant, normalise_instant, now_instant
 from gateway.store.exports import COMPARTMENT, Scope, compartment_page, recorded_restriction
 from gateway.store.search.params import NETWORK_BASE, RESOURCE_TYPES, search_parameters
 from gateway.store.sql import SqlStore
 
 __all__ = [
-    "COMPARTMENT", "NETWORK_BASE", "RESOURCE_TYPES", "Budget", "Change", "InboxEntry",
-    "InboxFilter", "InboxRecord", "OutboxRow", "PreparedVersions", "RawReads",
+    "COHORT_SOURCE", "COMPARTMENT", "NETWORK_BASE", "RESOURCE_TYPES", "Budget", "Change",
+    "InboxEntry", "InboxFilter", "InboxRecord", "OutboxRow", "PreparedVersions", "RawReads",
     "RawResource", "Resource", "Scope", "SearchResult", "SqlStore", "Store", "Transaction",
     "Version", "compartment_page", "format_instant", "normalise_instant", "now_instant",
     "recorded_restriction", "search_parameters",

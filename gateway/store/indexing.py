@@ -99,7 +99,7 @@ def reindex_page(session: Session, resource_type: str | None, after: Key | None,
     for rtype, rid, content in rows:
         for kind, kind_rows in index_rows(loads(content)).items():
             index[kind].extend(_tuples(rtype, rid, kind, kind_rows))
-    for kind, kind_rows in index.items():
-        write_rows(session, s.INDEX_TABLES[kind], kind_rows)
+    for kind, tuples in index.items():
+        write_rows(session, s.INDEX_TABLES[kind], tuples)
     last = (rows[-1][0], rows[-1][1]) if len(rows) == limit else None
     return len(rows), last

@@ -38,7 +38,7 @@ from gateway.store.session import Session
 try:  # the driver's text dumpers, for the values not written here (floats)
     from psycopg.adapt import PyFormat, Transformer
 except ImportError:  # pragma: no cover - no psycopg: no PostgreSQL, no COPY data
-    Transformer = None
+    Transformer = None  # type: ignore[assignment]
 
 Key = tuple[str, str]
 Row = tuple[Any, ...]

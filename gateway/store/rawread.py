@@ -114,7 +114,7 @@ class RawReader:
         """A driver connection of the store's engine, outside its pool, in autocommit
         mode (a single round trip per read: no pool checkout, ping or rollback)."""
         proxied = self.engine.raw_connection()
-        conn = proxied.driver_connection
+        conn: Any = proxied.driver_connection
         proxied.detach()  # ours from now on
         if self.batched:
             conn.autocommit = True  # SQLite connections already are (the store's pragma)

@@ -13,7 +13,7 @@ from gateway.errors import ConflictError, VersionConflict
 from gateway.security.access import Restriction
 from gateway.store import inbox, outbox, projection, writegroup
 from gateway.store import statements as sql
-from gateway.store.base import Change, InboxRecord, Resource, SearchResult
+from gateway.store.base import Change, InboxRecord, PreparedVersions, Resource, SearchResult
 from gateway.store.content import (
     content_hash,
     dumps,
@@ -102,16 +102,16 @@ class SqlTransaction:
                       created=cur is None or cur.deleted, resource=stored)
 
     @translated
-    def apply_versions(self, versions: projection.Prepared | Sequence[Resource]) -> int:
+    def apply_versions(self, versions: PreparedVersions | Sequence[Resource]) -> int:
         """``apply_version`` for each of ``versions`` in order, in a few statements
         (``gateway.store.projection``); they may come prepared by
         ``SqlStore.prepare_versions``. Returns how many versions were written."""
         ready = projection.copy_ready(self.session)
-        if not isinstance(versions, projection.Prepared):
-            versions = projection.prepare_versions(versions, copy=ready)
-        elif versions.copy and not ready:
-            versions = projection.prepare_versions(versions.resources)
-        return projection.write_prepared(self.session, versions)
+        if isinstance(versions, projection.Prepared) and (ready or not versions.copy):
+            return projection.write_prepared(self.session, versions)
+        resources = versions if isinstance(versions, Sequence) else versions.resources
+        return projection.write_prepared(self.session,
+                                         projection.prepare_versions(resources, copy=ready))
 
     @translated
     def delete(self, resource_type: str, id: str, *, source: str | None = None,
