@@ -100,7 +100,8 @@ def hub_beside(edge_url: str) -> str:
             raise ConfigError("role all needs a SQLite file, not an in-memory database")
         hub = path.with_name(f"{path.stem}-hub{path.suffix or '.db'}")
         return url.set(database=str(hub)).render_as_string(hide_password=False)
-    options = " ".join(filter(None, [url.query.get("options"),  # type: ignore[arg-type]
+    given = url.query.get("options")
+    options = " ".join(filter(None, [given if isinstance(given, str) else None,
                                      f"-csearch_path={HUB_SCHEMA}"]))
     return url.update_query_dict({"options": options}).render_as_string(hide_password=False)
 

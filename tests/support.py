@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+from gateway.ingest.outcome import Outcome
+from gateway.ingest.service import IngestService
 from gateway.store.sql import SqlStore
 
 if TYPE_CHECKING:
@@ -35,3 +38,12 @@ async def hub_search(gateway: Gateway, resource_type: str,
                      params: list[tuple[str, str]]) -> list[dict[str, Any]]:
     """``search`` on the hub store once it caught up (``settled``)."""
     return (await settled(gateway)).search(resource_type, params).resources
+
+
+def process(service: IngestService, raw: bytes, transport: str = "mllp") -> Outcome:
+    """One message through the service's writer thread, answered after its commit (as a
+    sender is); the writer thread is stopped afterwards."""
+    try:
+        return asyncio.run(service.handle(raw, transport))
+    finally:
+        service.stop()

@@ -32,7 +32,7 @@ from gateway.bus.projector import HUB_RESOURCE_TYPES, RELAYED_TYPES, HubProjecto
 from gateway.bus.relay import OutboxRelay
 from gateway.bus.settings import BusSettings
 from gateway.errors import ConfigError, GatewayError
-from gateway.store.base import Store
+from gateway.store import Store
 
 log = logging.getLogger(__name__)
 
