@@ -339,8 +339,9 @@ class Store(Protocol):
         of the previous page."""
 
     # outbox
-    def outbox_fetch(self, limit: int = 500) -> Sequence[OutboxRow]:
-        """Unpublished rows in commit order."""
+    def outbox_fetch(self, limit: int = 500, after: int = 0) -> Sequence[OutboxRow]:
+        """Unpublished rows in commit order; only those with ``seq`` above ``after`` (the
+        relay's cursor over rows it published and has not marked yet)."""
 
     def outbox_mark_published(self, seqs: Sequence[int]) -> None:
         ...

@@ -29,8 +29,8 @@ _SELECT = (
     " COALESCE(o.payload, v.content), o.headers, o.created"
     " FROM outbox o LEFT JOIN resource_version v ON v.res_type = o.res_type"
     " AND v.res_id = o.res_id AND v.version_id = o.version_id"
-    " WHERE o.published_at IS NULL ORDER BY o.seq LIMIT ")
-_FETCH = (_SELECT + "?", _SELECT + "%s")  # SQLite, PostgreSQL
+    " WHERE o.published_at IS NULL AND o.seq > {0} ORDER BY o.seq LIMIT {0}")
+_FETCH = (_SELECT.format("?"), _SELECT.format("%s"))  # SQLite, PostgreSQL
 
 
 def add(session: Session, rtype: str, rid: str, version: int,
@@ -56,12 +56,12 @@ def write_outbox(session: Session, rows: list[tuple[Any, ...]]) -> None:
             copy.write_row(row)
 
 
-def fetch(conn: Connection, postgresql: bool, limit: int) -> list[OutboxRow]:
-    """Unpublished rows in commit order (sequence order). A row's payload is its own (an
-    edge's rows, and rows written before revision 0003) or else the content of the history
-    row it names; neither: a tombstone. On the driver's cursor: the relay asks for every
-    commit."""
-    rows = conn.exec_driver_sql(_FETCH[postgresql], (limit,)).all()
+def fetch(conn: Connection, postgresql: bool, limit: int, after: int = 0) -> list[OutboxRow]:
+    """Unpublished rows in commit order (sequence order), those after ``after`` only. A
+    row's payload is its own (an edge's rows, and rows written before revision 0003) or
+    else the content of the history row it names; neither: a tombstone. On the driver's
+    cursor: the relay asks for every commit."""
+    rows = conn.exec_driver_sql(_FETCH[postgresql], (after, limit)).all()
     headers: dict[str, dict[str, str]] = {}  # the rows of one message share theirs
     out = []
     for seq, key, rtype, rid, version, payload, box, created in rows:

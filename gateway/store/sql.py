@@ -369,10 +369,10 @@ class SqlStore:
 
     # -- outbox -------------------------------------------------------------------------------
 
-    def outbox_fetch(self, limit: int = 500) -> Sequence[OutboxRow]:
-        """Unpublished rows in commit order (``gateway.store.outbox.fetch``)."""
+    def outbox_fetch(self, limit: int = 500, after: int = 0) -> Sequence[OutboxRow]:
+        """Unpublished rows in commit order, after ``after`` (``gateway.store.outbox.fetch``)."""
         with self._read() as conn:
-            return outbox.fetch(conn, self.dialect == "postgresql", limit)
+            return outbox.fetch(conn, self.dialect == "postgresql", limit, after)
 
     def outbox_mark_published(self, seqs: Sequence[int]) -> None:
         if not seqs:

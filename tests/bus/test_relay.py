@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
+from pathlib import Path
 
 import orjson
 
 from gateway.bus.base import CONTENT_TYPE, topic_for, valid_traceparent
 from gateway.bus.components import make_relay
+from gateway.bus.embedded import EmbeddedBus
 from gateway.bus.kafka import KafkaBus
+from gateway.bus.relay import OutboxRelay
 from gateway.bus.settings import BusSettings
 from gateway.store.sql import SqlStore
 from tests.bus.busutil import collect, observation, patient, wait_until, write
@@ -141,3 +145,32 @@ def test_the_backoff_grows_exponentially_with_jitter_up_to_the_cap(
     assert max(delays[1]) <= 1.6 + 1e-9 and max(delays[1]) > 0.8
     assert max(delays[2]) <= 8.0 and min(delays[2]) >= 0.2
     assert len(set(delays[2])) > 100  # jitter: retries of many edges do not align
+
+
+async def test_publishing_goes_on_while_the_marks_wait_for_a_busy_writer(
+        tmp_path: Path, sqlite_url: str, edge_store: SqlStore) -> None:
+    """Under load the ingest's writer holds SQLite's write lock almost all the time; the
+    marks wait for it, the records behind them do not (they reach the bus, then the
+    rows are marked once the lock is free)."""
+    write(edge_store, [patient(i) for i in range(6)], message_id="BUSY")
+    bus = EmbeddedBus(f"sqlite:///{tmp_path / 'bus.db'}")
+    relay = OutboxRelay(edge_store, bus, batch_size=2, poll_interval=0.05)
+    writer = sqlite3.connect(sqlite_url.removeprefix("sqlite:///"), isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")  # a writer that does not let go
+    consumer = bus.subscribe("check", [topic_for("Patient")])
+    try:
+        await relay.start()
+        await consumer.start()
+        got: list[object] = []
+        deadline = time.monotonic() + 10
+        while len(got) < 6 and time.monotonic() < deadline:
+            got += await consumer.getmany(max_wait=0.2)
+        assert len(got) == 6  # every batch published, the first one's mark still waiting
+        assert edge_store.outbox_pending() == 6 and relay.pending == 0
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+    assert await wait_until(lambda: edge_store.outbox_pending() == 0, deadline=10)
+    await relay.drain()
+    await relay.stop()
+    await bus.stop()
