@@ -205,6 +205,7 @@ def measure(args: argparse.Namespace, role: str, senders: int) -> Point:
                 key = read_key(Path(tmp) / "pseudonym.key")
                 paced = len(lat) / elapsed * args.paced
                 for rate in (0.0, paced):
+                    caught_up(http)  # each load starts with the hub up to date
                     probes.append(Probe(http, key, args.poll_ms / 1000))
                     asyncio.run(run_load(port, senders, args.probe_messages, probes[-1], rate))
         finally:
@@ -221,6 +222,17 @@ def measure(args: argparse.Namespace, role: str, senders: int) -> Point:
         point.visible_paced, point.missing_paced = sorted(slow.visible), slow.missing
         point.paced = paced
     return point
+
+
+def caught_up(http: int, limit: float = 600.0) -> None:
+    """Wait until the relay and the projector have nothing left (``GET /admin/bus``)."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        bus = httpx.get(f"http://127.0.0.1:{http}/admin/bus", timeout=30).json()
+        if bus["relay"]["pending"] == 0 and bus["projector"]["lag_total"] == 0:
+            return
+        time.sleep(0.5)
+    raise SystemExit("the projector did not catch up")
 
 
 def percentile(values: list[float], q: float) -> float:
