@@ -1,0 +1,97 @@
+"""Running a compiled view over one resource: the SQL-on-FHIR v2 functional model.
+
+For a resource of the view's type that passes every ``where`` (each must be true; empty is
+false), the rows are those of the view's selects, cross-joined. One select, on a node:
+
+* its foci: the node itself, or the results of ``forEach``/``forEachOrNull`` on it, or all
+  the nodes reached by applying the ``repeat`` paths again and again (depth first, the
+  node itself excluded);
+* per focus, the product of: one row of its columns, the rows of each nested select, and
+  the rows of all its ``unionAll`` branches one after the other;
+* no focus: no row, except ``forEachOrNull``, which gives one row of nulls.
+
+A column is the single value of its path (none: null); more than one value is an error
+unless the column is ``collection: true`` (then: the list of values). Rows are tuples in
+the order of ``View.names``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from itertools import product
+from typing import Any
+
+from .definition import Select, View
+from .fhirpath import plain
+
+Row = tuple[Any, ...]
+
+
+class RowError(ValueError):
+    """A resource on which the view cannot make a row (the message names no data)."""
+
+
+def rows(view: View, resource: dict[str, Any]) -> list[Row]:
+    """The rows ``view`` makes of ``resource`` (none when it is of another type)."""
+    if resource.get("resourceType") != view.resource:
+        return []
+    variables = {**view.constants, "resource": resource, "rootResource": resource}
+    for i, where in enumerate(view.where):
+        if not _true(where(resource, variables), i):
+            return []
+    return _select(view.root, resource, variables)
+
+
+def run(view: View, resources: Iterable[dict[str, Any]]) -> Iterator[Row]:
+    for resource in resources:
+        yield from rows(view, resource)
+
+
+def _true(found: list[Any], index: int) -> bool:
+    values = [plain(v) for v in found]
+    if not values:
+        return False
+    if len(values) == 1 and isinstance(values[0], bool):
+        return values[0]
+    raise RowError(f"where[{index}].path must give one boolean")
+
+
+def _select(select: Select, node: Any, variables: dict[str, Any]) -> list[Row]:
+    if select.for_each is not None:
+        foci = select.for_each(node, variables)
+    elif select.repeat:
+        foci = list(_repeat(select, node, variables))
+    else:
+        foci = [node]
+    if not foci:
+        return [(None,) * len(select.names)] if select.or_null else []
+    out: list[Row] = []
+    for focus in foci:
+        parts: list[list[Row]] = [[_columns(select, focus, variables)]]
+        parts += [_select(nested, focus, variables) for nested in select.selects]
+        if select.union:
+            parts.append([row for branch in select.union
+                          for row in _select(branch, focus, variables)])
+        out += [sum(combination, ()) for combination in product(*parts)]
+    return out
+
+
+def _repeat(select: Select, node: Any, variables: dict[str, Any]) -> Iterator[Any]:
+    for path in select.repeat:
+        for child in path(node, variables):
+            yield child
+            yield from _repeat(select, child, variables)
+
+
+def _columns(select: Select, focus: Any, variables: dict[str, Any]) -> Row:
+    values: list[Any] = []
+    for column in select.columns:
+        found = column.run(focus, variables)
+        if column.collection:
+            values.append([plain(v) for v in found])
+        elif len(found) > 1:
+            raise RowError(f"column {column.name!r} has more than one value: give it "
+                           "collection: true, or narrow its path (e.g. first())")
+        else:
+            values.append(plain(found[0]) if found else None)
+    return tuple(values)
