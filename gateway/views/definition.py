@@ -24,10 +24,6 @@ from typing import Any
 from .fhirpath import Compiled, PathError, compile_path
 
 NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
-SELECT_KEYS = frozenset({"column", "select", "forEach", "forEachOrNull", "repeat",
-                         "unionAll"})
-COLUMN_KEYS = frozenset({"name", "path", "description", "collection", "type", "tag",
-                         "extension", "id"})
 
 
 class ViewError(ValueError):
@@ -134,9 +130,6 @@ def _compiled(text: Any, at: str, constants: dict[str, Any]) -> Compiled:
 
 
 def _select(node: dict[str, Any], at: str, constants: dict[str, Any]) -> Select:
-    unknown = sorted(set(node) - SELECT_KEYS)
-    if unknown:
-        raise ViewError(f"{at}.{unknown[0]}", "is not an element of a select")
     if "forEach" in node and "forEachOrNull" in node:
         raise ViewError(f"{at}.forEachOrNull", "forEach and forEachOrNull exclude each other")
     select = Select()

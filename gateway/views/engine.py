@@ -1,7 +1,8 @@
 """Running a compiled view over one resource: the SQL-on-FHIR v2 functional model.
 
 For a resource of the view's type that passes every ``where`` (each must be true; empty is
-false), the rows are those of the view's selects, cross-joined. One select, on a node:
+false, one non-boolean value true, as FHIRPath evaluates a singleton), the rows are those
+of the view's selects, cross-joined. One select, on a node:
 
 * its foci: the node itself, or the results of ``forEach``/``forEachOrNull`` on it, or all
   the nodes reached by applying the ``repeat`` paths again and again (depth first, the
@@ -48,12 +49,14 @@ def run(view: View, resources: Iterable[dict[str, Any]]) -> Iterator[Row]:
 
 
 def _true(found: list[Any], index: int) -> bool:
-    values = [plain(v) for v in found]
-    if not values:
+    """FHIRPath's singleton evaluation as a boolean: empty is false, one boolean is
+    itself, one other item is true, more than one is an error."""
+    if not found:
         return False
-    if len(values) == 1 and isinstance(values[0], bool):
-        return values[0]
-    raise RowError(f"where[{index}].path must give one boolean")
+    if len(found) > 1:
+        raise RowError(f"where[{index}].path gives more than one value")
+    value = plain(found[0])
+    return value if isinstance(value, bool) else True
 
 
 def _select(select: Select, node: Any, variables: dict[str, Any]) -> list[Row]:

@@ -28,9 +28,11 @@ from typing import Any
 from antlr4 import CommonTokenStream, InputStream, Token
 from antlr4.error.ErrorListener import ErrorListener
 from antlr4.tree.Tree import ParseTreeWalker
-from fhirpathpy import apply_parsed_path
+from fhirpathpy.engine import do_eval
 from fhirpathpy.engine.invocations import invocation_registry
+from fhirpathpy.engine.invocations.constants import constants as now_constants
 from fhirpathpy.engine.nodes import FP_Quantity, FP_Type, ResourceNode
+from fhirpathpy.engine.util import arraify, process_user_invocation_table
 from fhirpathpy.models import models
 from fhirpathpy.parser.ASTPathListener import ASTPathListener
 from fhirpathpy.parser.generated.FHIRPathLexer import FHIRPathLexer
@@ -67,7 +69,7 @@ FUNCTIONS = {
     "getReferenceKey": {"fn": _reference_key, "arity": {0: [], 1: ["TypeSpecifier"]}},
 }
 KNOWN_FUNCTIONS = frozenset(invocation_registry) | frozenset(FUNCTIONS)
-OPTIONS = {"returnRawData": True, "userInvocationTable": FUNCTIONS}
+_TABLE = process_user_invocation_table(FUNCTIONS)
 
 
 class _Raise(ErrorListener):  # type: ignore[misc]
@@ -112,6 +114,31 @@ def functions_called(ast: dict[str, Any]) -> Iterable[str]:
         yield from functions_called(node)
 
 
+TYPED_FUNCTIONS = frozenset({"ofType", "is", "as", "getReferenceKey"})
+SYSTEM_TYPES = frozenset({"Boolean", "String", "Integer", "Decimal", "Date", "DateTime",
+                          "Time", "Quantity"})
+KNOWN_TYPES = frozenset(R4["type2Parent"]) | SYSTEM_TYPES | {"Element", "Resource",
+                                                            "DomainResource", "BackboneElement"}
+
+
+def type_arguments(ast: dict[str, Any]) -> Iterable[str]:
+    """The type arguments of ``ofType``/``is``/``as``/``getReferenceKey`` ("" for one
+    that is not a type name, such as a number)."""
+    for node in ast.get("children") or ():
+        if node.get("type") == "Functn":
+            children = node.get("children") or ()
+            name = next((c.get("text") for c in children if c.get("type") == "Identifier"),
+                        None)
+            params = next((c for c in children if c.get("type") == "ParamList"), None)
+            if name in TYPED_FUNCTIONS and params is not None:
+                for param in params.get("children") or ():
+                    text = str(param.get("text") or "")
+                    literal = any(c.get("type") == "LiteralTerm"
+                                  for c in param.get("children") or ())
+                    yield "" if literal else text.replace("`", "")
+        yield from type_arguments(node)
+
+
 def constants_used(ast: dict[str, Any]) -> Iterable[str]:
     for node in ast.get("children") or ():
         if node.get("type") == "ExternalConstant":
@@ -133,15 +160,33 @@ def compile_path(text: str, constants: Iterable[str] = ()) -> Compiled:
     unknown = sorted(set(functions_called(ast)) - KNOWN_FUNCTIONS)
     if unknown:
         raise PathError(f"unknown function {unknown[0]}()")
+    for kind in type_arguments(ast):
+        if kind.removeprefix("FHIR.").removeprefix("System.") not in KNOWN_TYPES:
+            raise PathError(f"{kind or 'a literal'} is not a FHIR type")
     undefined = sorted(set(constants_used(ast)) - set(constants) - STANDARD_VARIABLES)
     if undefined:
         raise PathError(f"undefined constant %{undefined[0]}")
 
+    expression = ast["children"][0]
+
     def run(node: Any, variables: dict[str, Any]) -> list[Any]:
-        found: list[Any] = apply_parsed_path(node, ast, variables, R4, OPTIONS)
-        return found
+        # fhirpathpy's apply_parsed_path with returnRawData, and $this set at the top
+        # (the library leaves it unset: '$this' in a forEach column would fail)
+        now_constants.reset()
+        root = arraify(node)
+        ctx = {"dataRoot": root, "$this": root, "model": R4,
+               "vars": {"context": node, "ucum": "http://unitsofmeasure.org", **variables},
+               "userInvocationTable": _TABLE}
+        return [item for item in arraify(do_eval(ctx, root, expression))
+                if not _extension_only(item)]
 
     return run
+
+
+def _extension_only(item: Any) -> bool:
+    """The library's stand-in for a primitive that has only extensions (no value)."""
+    return isinstance(item, ResourceNode) and isinstance(item.data, dict) \
+        and list(item.data) == ["extension"]
 
 
 def plain(value: Any) -> Any:
