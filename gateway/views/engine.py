@@ -1,7 +1,7 @@
 """Running a compiled view over one resource: the SQL-on-FHIR v2 functional model.
 
-For a resource of the view's type that passes every ``where`` (each must be true; empty is
-false, one non-boolean value true, as FHIRPath evaluates a singleton), the rows are those
+For a resource of the view's type that passes every ``where`` (each must give true; empty is
+false; anything but one boolean is an error), the rows are those
 of the view's selects, cross-joined. One select, on a node:
 
 * its foci: the node itself, or the results of ``forEach``/``forEachOrNull`` on it, or all
@@ -49,14 +49,14 @@ def run(view: View, resources: Iterable[dict[str, Any]]) -> Iterator[Row]:
 
 
 def _true(found: list[Any], index: int) -> bool:
-    """FHIRPath's singleton evaluation as a boolean: empty is false, one boolean is
-    itself, one other item is true, more than one is an error."""
+    """Empty is false; one boolean is itself; anything else is an error (the
+    specification: a where path evaluates to a boolean)."""
     if not found:
         return False
-    if len(found) > 1:
-        raise RowError(f"where[{index}].path gives more than one value")
-    value = plain(found[0])
-    return value if isinstance(value, bool) else True
+    value = plain(found[0]) if len(found) == 1 else None
+    if not isinstance(value, bool):
+        raise RowError(f"where[{index}].path must give a boolean")
+    return value
 
 
 def _select(select: Select, node: Any, variables: dict[str, Any]) -> list[Row]:
