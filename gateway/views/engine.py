@@ -98,3 +98,18 @@ def _columns(select: Select, focus: Any, variables: dict[str, Any]) -> Row:
         else:
             values.append(plain(found[0]) if found else None)
     return tuple(values)
+
+
+def row_batches(view: View, pages: Iterable[list[dict[str, Any]]], *,
+                limit: int | None = None) -> Iterator[list[Row]]:
+    """The rows of every resource of ``pages``, one batch per page, at most ``limit`` in
+    all (None: no limit); it stops reading pages once the limit is reached."""
+    left = limit
+    for page in pages:
+        batch = [row for resource in page for row in rows(view, resource)]
+        if left is not None:
+            batch = batch[:left]
+            left -= len(batch)
+        yield batch
+        if left is not None and left <= 0:
+            return
