@@ -194,9 +194,10 @@ def test_a_study_restricted_client_gets_only_the_rows_of_its_studies(
     assert ids(patients.json()) == ["p1"]
 
 
-def test_the_capability_statement_names_the_operation_and_the_resource(
+def test_the_capability_statement_names_the_operation_and_openapi_still_serves(
         server: ViewServer) -> None:
     with server.client() as http:
         rest = http.get("/metadata").json()["rest"][0]
+        assert http.get(server.base.removesuffix("/fhir") + "/openapi.json").status_code == 200
     assert "viewdefinition-run" in {o["name"] for o in rest.get("operation", [])}
     assert "ViewDefinition" in {r["type"] for r in rest["resource"]}
