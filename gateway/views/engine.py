@@ -9,7 +9,11 @@ of the view's selects, cross-joined. One select, on a node:
   node itself excluded);
 * per focus, the product of: one row of its columns, the rows of each nested select, and
   the rows of all its ``unionAll`` branches one after the other;
-* no focus: no row, except ``forEachOrNull``, which gives one row of nulls.
+* no focus: no row, except ``forEachOrNull``, which gives one row of nulls (its own
+  columns evaluated on an empty focus, so that ``%rowIndex`` is 0 there).
+
+``%rowIndex`` is the 0-based position of the focus in its ``forEach``/``repeat``
+collection (0 outside one); each level and each ``unionAll`` branch counts its own.
 
 A column is the single value of its path (none: null); more than one value is an error
 unless the column is ``collection: true`` (then: the list of values). Rows are tuples in
@@ -36,7 +40,8 @@ def rows(view: View, resource: dict[str, Any]) -> list[Row]:
     """The rows ``view`` makes of ``resource`` (none when it is of another type)."""
     if resource.get("resourceType") != view.resource:
         return []
-    variables = {**view.constants, "resource": resource, "rootResource": resource}
+    variables = {**view.constants, "resource": resource, "rootResource": resource,
+                 "rowIndex": 0}
     for i, where in enumerate(view.where):
         if not _true(where(resource, variables), i):
             return []
@@ -67,16 +72,25 @@ def _select(select: Select, node: Any, variables: dict[str, Any]) -> list[Row]:
     else:
         foci = [node]
     if not foci:
-        return [(None,) * len(select.names)] if select.or_null else []
+        return [_null_row(select, variables)] if select.or_null else []
     out: list[Row] = []
-    for focus in foci:
-        parts: list[list[Row]] = [[_columns(select, focus, variables)]]
-        parts += [_select(nested, focus, variables) for nested in select.selects]
+    iterating = select.for_each is not None or bool(select.repeat)
+    for index, focus in enumerate(foci):
+        here = {**variables, "rowIndex": index} if iterating else variables
+        parts: list[list[Row]] = [[_columns(select, focus, here)]]
+        parts += [_select(nested, focus, here) for nested in select.selects]
         if select.union:
             parts.append([row for branch in select.union
-                          for row in _select(branch, focus, variables)])
+                          for row in _select(branch, focus, here)])
         out += [sum(combination, ()) for combination in product(*parts)]
     return out
+
+
+def _null_row(select: Select, variables: dict[str, Any]) -> Row:
+    """``forEachOrNull`` over nothing: its columns see an empty focus (``%rowIndex`` 0),
+    everything nested in it is null."""
+    row = _columns(select, [], {**variables, "rowIndex": 0})
+    return row + (None,) * (len(select.names) - len(row))
 
 
 def _repeat(select: Select, node: Any, variables: dict[str, Any]) -> Iterator[Any]:

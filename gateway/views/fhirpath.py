@@ -150,7 +150,7 @@ def constants_used(ast: dict[str, Any]) -> Iterable[str]:
 
 
 STANDARD_VARIABLES = frozenset({"resource", "rootResource", "context", "ucum", "sct",
-                                "loinc"})
+                                "loinc", "rowIndex"})
 
 
 def compile_path(text: str, constants: Iterable[str] = ()) -> Compiled:
