@@ -201,3 +201,23 @@ def test_the_capability_statement_names_the_operation_and_openapi_still_serves(
         assert http.get(server.base.removesuffix("/fhir") + "/openapi.json").status_code == 200
     assert "viewdefinition-run" in {o["name"] for o in rest.get("operation", [])}
     assert "ViewDefinition" in {r["type"] for r in rest["resource"]}
+
+
+def test_a_stored_view_is_found_by_its_canonical_url_and_updated_in_place(
+        server: ViewServer) -> None:
+    url = "https://plagencell.example.org/fhir/ViewDefinition/observations"
+    with server.client("analyst") as http:
+        id = http.post("/ViewDefinition", json={**OBS_VIEW, "url": url}).json()["id"]
+        by_url = http.post("/$viewdefinition-run", json=run_body(
+            viewReference=f"{url}|1.0", _format="json"))
+        narrowed = {**OBS_VIEW, "id": id, "url": url,
+                    "where": [{"path": "code.coding.code = '1988-5'"}]}
+        updated = http.put(f"/ViewDefinition/{id}", json=narrowed,
+                           headers={"If-Match": 'W/"1"'})
+        stale = http.put(f"/ViewDefinition/{id}", json=narrowed, headers={"If-Match": 'W/"1"'})
+        after = http.get(f"/ViewDefinition/{id}/$viewdefinition-run",
+                         params={"_format": "json"})
+    assert ids(by_url.json()) == ["o1", "o2", "o3"]
+    assert updated.status_code == 200 and updated.json()["meta"]["versionId"] == "2"
+    assert stale.status_code in (409, 412)
+    assert ids(after.json()) == ["o1", "o3"]
