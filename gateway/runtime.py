@@ -44,7 +44,7 @@ from gateway.api.fhir.budgets import RequestBudgets
 from gateway.api.fhir.export import export_router
 from gateway.api.fhir.operations import capability_operations, operations_router
 from gateway.api.fhir.views import CAPABILITY_ENTRY as VIEW_CAPABILITY
-from gateway.api.fhir.views import views_router
+from gateway.api.fhir.views import views_router, with_view_operations
 from gateway.api.ingest import hl7v2_router
 from gateway.api.limits import BodyLimits, default_limits
 from gateway.audit import CAPABILITY_ENTRY, AuditTrail, audit_router, install_audit
@@ -218,7 +218,8 @@ class Gateway:
                                     base_url_from_request=False,
                                     base_url=lambda: f"{self.public_url}/fhir",
                                     budgets=self.budgets,
-                                    capability_operations=capability_operations())]
+                                    capability_operations=with_view_operations(
+                                        capability_operations()))]
         return routers
 
     def _start_file_sources(self) -> None:

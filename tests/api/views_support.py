@@ -15,7 +15,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.api.fhir import fhir_router, install_fhir_errors
 from gateway.api.fhir.operations import capability_operations
-from gateway.api.fhir.views import CAPABILITY_ENTRY, views_router
+from gateway.api.fhir.views import CAPABILITY_ENTRY, views_router, with_view_operations
 from gateway.security.principal import Principal
 from gateway.store.sql import SqlStore
 from tests.api.conftest import ThreadedServer
@@ -56,7 +56,8 @@ def view_server(store: SqlStore) -> Iterator[ViewServer]:
     app = FastAPI()
     app.include_router(views_router(store))
     app.include_router(fhir_router(store, capability_resources=[CAPABILITY_ENTRY],
-                                   capability_operations=capability_operations()))
+                                   capability_operations=with_view_operations(
+                                       capability_operations())))
     install_fhir_errors(app)
     app.add_middleware(PrincipalFromHeader)
     with ThreadedServer(app) as port:

@@ -56,15 +56,12 @@ LASTN_PAGE = 500
 
 
 def capability_operations() -> dict[str, list[dict[str, str]]]:
-    """The operations of ``export_router``, ``operations_router`` and ``views_router`` by
-    resource type (""
+    """The operations of ``export_router`` and ``operations_router`` by resource type (""
     for the system level), as ``fhir_router`` publishes them."""
     from .export import CAPABILITY_OPERATIONS as EXPORT
-    from .views import CAPABILITY_OPERATIONS as VIEWS
 
-    return {rtype: [*EXPORT.get(rtype, []), *CAPABILITY_OPERATIONS.get(rtype, []),
-                    *VIEWS.get(rtype, [])]
-            for rtype in sorted({*EXPORT, *CAPABILITY_OPERATIONS, *VIEWS})}
+    return {rtype: [*EXPORT.get(rtype, []), *CAPABILITY_OPERATIONS.get(rtype, [])]
+            for rtype in sorted({*EXPORT, *CAPABILITY_OPERATIONS})}
 
 
 def operations_router(store: SqlStore, base_url: Callable[[], str] | None = None

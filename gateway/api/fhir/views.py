@@ -26,7 +26,7 @@ before the generic FHIR router.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from itertools import chain
 from typing import Any
 
@@ -68,6 +68,16 @@ CAPABILITY_ENTRY = {
     "searchParam": [{"name": "name", "type": "string"}, {"name": "url", "type": "uri"}],
     "operation": [{"name": "viewdefinition-run", "definition": RUN_DEFINITION}]}
 STATUSES = ("draft", "active", "retired", "unknown")
+
+
+def with_view_operations(operations: Mapping[str, Sequence[dict[str, str]]]
+                         ) -> dict[str, list[dict[str, str]]]:
+    """``operations`` (``fhir_router``'s ``capability_operations``) and the one this router
+    serves: for the CapabilityStatement of a gateway that mounts it."""
+    merged = {rtype: list(ops) for rtype, ops in operations.items()}
+    for rtype, ops in CAPABILITY_OPERATIONS.items():
+        merged.setdefault(rtype, []).extend(ops)
+    return merged
 PAGE = 1000  # resources per page read from the store
 
 
