@@ -40,8 +40,7 @@ from bench.scratch import drop_pg, pg_database  # noqa: E402
 from gateway.api.fhir import install_fhir_errors  # noqa: E402
 from gateway.api.fhir.validation import resource_types  # noqa: E402
 from gateway.api.fhir.views import views_router  # noqa: E402
-from gateway.store.sql import SqlStore  # noqa: E402
-from gateway.store.views import view_resources  # noqa: E402
+from gateway.store import SqlStore, view_resources  # noqa: E402
 from gateway.views.definition import compile_view  # noqa: E402
 from gateway.views.engine import row_batches  # noqa: E402
 from gateway.views.output import encode  # noqa: E402

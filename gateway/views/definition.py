@@ -88,8 +88,8 @@ def compile_view(view: Any, known_types: Collection[str] | Callable[[str], bool]
     if view.get("resourceType", "ViewDefinition") != "ViewDefinition":
         raise ViewError("resourceType", "must be ViewDefinition")
     resource = view.get("resource")
-    known = known_types(resource) if callable(known_types) else resource in known_types
-    if not isinstance(resource, str) or not known:
+    if not isinstance(resource, str) or not (
+            known_types(resource) if callable(known_types) else resource in known_types):
         raise ViewError("resource", "is not a known FHIR resource type")
     constants = _constants(view.get("constant", []))
     selects = _list(view, "select", "")

@@ -69,7 +69,7 @@ FUNCTIONS = {
     "getReferenceKey": {"fn": _reference_key, "arity": {0: [], 1: ["TypeSpecifier"]}},
 }
 KNOWN_FUNCTIONS = frozenset(invocation_registry) | frozenset(FUNCTIONS)
-_TABLE = process_user_invocation_table(FUNCTIONS)
+_TABLE = process_user_invocation_table(FUNCTIONS)  # type: ignore[no-untyped-call]
 
 
 class _Raise(ErrorListener):  # type: ignore[misc]
@@ -90,7 +90,7 @@ def parse(text: str) -> dict[str, Any]:
     parser = FHIRPathParser(tokens)
     parser.removeErrorListeners()
     parser.addErrorListener(_Raise())
-    listener = ASTPathListener()
+    listener = ASTPathListener()  # type: ignore[no-untyped-call]
     try:
         tree = parser.expression()
     except PathError:
@@ -172,12 +172,12 @@ def compile_path(text: str, constants: Iterable[str] = ()) -> Compiled:
     def run(node: Any, variables: dict[str, Any]) -> list[Any]:
         # fhirpathpy's apply_parsed_path with returnRawData, and $this set at the top
         # (the library leaves it unset: '$this' in a forEach column would fail)
-        now_constants.reset()
-        root = arraify(node)
+        now_constants.reset()  # type: ignore[no-untyped-call]
+        root = arraify(node)  # type: ignore[no-untyped-call]
         ctx = {"dataRoot": root, "$this": root, "model": R4,
                "vars": {"context": node, "ucum": "http://unitsofmeasure.org", **variables},
                "userInvocationTable": _TABLE}
-        return [item for item in arraify(do_eval(ctx, root, expression))
+        return [item for item in arraify(do_eval(ctx, root, expression))  # type: ignore[no-untyped-call]
                 if not _extension_only(item)]
 
     return run

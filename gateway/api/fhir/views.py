@@ -37,9 +37,9 @@ from starlette.responses import Response, StreamingResponse
 from gateway.errors import Gone
 from gateway.security.access import Restriction, restriction_of
 from gateway.security.principal import Principal, principal_of
-from gateway.store.sql import SqlStore
-from gateway.store.views import (
+from gateway.store import (
     VIEW_TYPE,
+    SqlStore,
     delete_view,
     list_views,
     read_view,
