@@ -31,16 +31,18 @@ SAMPLE_BLOCK = re.compile(r"<!-- sample: ([\w-]+) -->\n```csv\n(.*?)```", re.S)
 @pytest.fixture
 def server(database_url: str) -> Iterator[ViewServer]:
     store = open_store(database_url)
-    ingest(store)
-    with view_server(store) as served:
-        yield served
-    store.close()
+    try:
+        ingest(store)
+        with view_server(store) as served:
+            yield served
+    finally:
+        store.close()
 
 
 def ingest(store: SqlStore) -> None:
     service = IngestService(store, load_network(), KEY)
     out: list[Outcome] = []
-    service._run_batch([Job(p.read_bytes(), "mllp", out.append) for p in SAMPLES])
+    service._run_group([Job(p.read_bytes(), "mllp", out.append) for p in SAMPLES])
     assert [o.status for o in out] == ["processed"] * len(SAMPLES)
 
 
