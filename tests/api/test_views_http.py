@@ -9,6 +9,7 @@ import io
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 
@@ -221,3 +222,24 @@ def test_a_stored_view_is_found_by_its_canonical_url_and_updated_in_place(
     assert updated.status_code == 200 and updated.json()["meta"]["versionId"] == "2"
     assert stale.status_code in (409, 412)
     assert ids(after.json()) == ["o1", "o3"]
+
+
+def test_a_view_that_fails_after_the_first_page_ends_the_stream_without_its_end(
+        store: SqlStore) -> None:
+    """Pages of one resource: o1 and o2 make rows, o3 has two codings in a single-valued
+    column. The answer has started (200): it must not end as a complete-looking file."""
+    bad = observation("o3", "p1")
+    bad["code"]["coding"].append({"system": "http://loinc.org", "code": "718-7"})
+    with store.transaction() as tx:
+        tx.put_many([patient("p1"), observation("o1", "p1"), observation("o2", "p1"), bad])
+    view = {**OBS_VIEW, "select": [{"column": [
+        {"name": "id", "path": "id"}, {"name": "code", "path": "code.coding.code"}]}]}
+    with view_server(store, page=1) as served, served.client() as http:
+        first_page = http.post("/$viewdefinition-run", json=run_body(
+            view, _format="csv", resource=[bad]))
+        assert first_page.status_code == 400  # found before the answer starts
+        with pytest.raises(httpx.RemoteProtocolError), http.stream(
+                "POST", "/$viewdefinition-run",
+                json=run_body(view, _format="csv")) as answer:
+            assert answer.status_code == 200
+            answer.read()

@@ -52,9 +52,9 @@ class ViewServer:
 
 
 @contextmanager
-def view_server(store: SqlStore) -> Iterator[ViewServer]:
+def view_server(store: SqlStore, **options: Any) -> Iterator[ViewServer]:
     app = FastAPI()
-    app.include_router(views_router(store))
+    app.include_router(views_router(store, **options))
     app.include_router(fhir_router(store, capability_resources=[CAPABILITY_ENTRY],
                                    capability_operations=with_view_operations(
                                        capability_operations())))

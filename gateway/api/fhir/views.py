@@ -81,9 +81,11 @@ def with_view_operations(operations: Mapping[str, Sequence[dict[str, str]]]
 PAGE = 1000  # resources per page read from the store
 
 
-def views_router(store: SqlStore, base_url: Callable[[], str] | None = None) -> APIRouter:
+def views_router(store: SqlStore, base_url: Callable[[], str] | None = None, *,
+                 page: int = PAGE) -> APIRouter:
     """``base_url``: the public ``/fhir`` base (``--public-url``), to resolve an absolute
-    ``viewReference``; without it, the request's own base."""
+    ``viewReference``; without it, the request's own base. ``page``: resources read from
+    the store at a time (one batch of rows)."""
     router = APIRouter(prefix="/fhir", tags=["views"])
 
     def base(request: Request) -> str:
@@ -91,11 +93,11 @@ def views_router(store: SqlStore, base_url: Callable[[], str] | None = None) -> 
 
     async def run_system(request: Request) -> Response:
         body = await read_json(request) if request.method == "POST" else None
-        return await _run(store, request, base(request), body, None)
+        return await _run(store, request, base(request), body, None, page)
 
     async def run_instance(id: str, request: Request) -> Response:
         body = await read_json(request) if request.method == "POST" else None
-        return await _run(store, request, base(request), body, id)
+        return await _run(store, request, base(request), body, id, page)
 
     for path, endpoint, name in (
             ("/$viewdefinition-run", run_system, "run_view"),
@@ -109,7 +111,7 @@ def views_router(store: SqlStore, base_url: Callable[[], str] | None = None) -> 
 
 
 async def _run(store: SqlStore, request: Request, base: str, body: dict[str, Any] | None,
-               instance: str | None) -> Response:
+               instance: str | None, page: int) -> Response:
     principal = principal_of(request)
     given = collect(body, list(request.query_params.multi_items()))
     wanted = read_run(given, request.headers.get("accept"), instance=instance)
@@ -129,7 +131,7 @@ async def _run(store: SqlStore, request: Request, base: str, body: dict[str, Any
         restrict = restriction_of(principal)
         patients = await call(_patients, store, wanted, restrict)
         pages = view_resources(store, view.resource, since=wanted.since, patients=patients,
-                               principal=_recorded(principal), page=PAGE)
+                               principal=_recorded(principal), page=page)
     batches = row_batches(view, pages, limit=wanted.limit)
     first = await run_in_threadpool(_first_batch, batches, source)
     request.state.audit = {"subtype": "viewdefinition-run", "query": wanted.audit_query(),
