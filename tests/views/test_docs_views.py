@@ -88,3 +88,20 @@ def test_the_enrolment_view_names_every_research_subject_with_its_site_and_study
     site_ids = {r[0] for r in sites[1:]}
     assert all(r[head.index("site_id")] in site_ids and r[head.index("study_id")]
                for r in rows)
+
+
+def test_a_view_asking_for_identity_finds_none_in_the_ingested_data(
+        server: ViewServer) -> None:
+    """The samples carry names, addresses, phones, full birth dates: a view cannot take
+    out what the edge never stored (pseudonymised Patients, birth year only)."""
+    view = {"resourceType": "ViewDefinition", "resource": "Patient", "select": [{"column": [
+        {"name": "names", "path": "name.family | name.given", "collection": True},
+        {"name": "contact", "path": "telecom.value | address.line", "collection": True},
+        {"name": "birth", "path": "birthDate"},
+        {"name": "identifiers", "path": "identifier.system", "collection": True}]}]}
+    with server.client() as http:
+        rows = http.post("/$viewdefinition-run",
+                         json=run_body(view, _format="json")).json()
+    assert rows and all(r["names"] == [] and r["contact"] == [] for r in rows)
+    assert all(r["birth"] is None or len(r["birth"]) == 4 for r in rows)
+    assert {s for r in rows for s in r["identifiers"]} == {"urn:plagencell:pseudonym:v1"}
