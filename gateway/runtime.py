@@ -73,7 +73,7 @@ from gateway.security.install import Auth, build_auth
 from gateway.security.routes import auth_router
 from gateway.store.audit import AuditLog
 from gateway.store.exports import recorded_restriction
-from gateway.store.split import convert_single_database, prepare_hub
+from gateway.store.split import convert_single_database, prepare_hub, refuse_unconverted
 from gateway.store.sql import SqlStore
 
 log = logging.getLogger(__name__)
@@ -203,9 +203,12 @@ class Gateway:
         hub_url = s.hub_url()
         for url in filter(None, (edge_url, hub_url)):
             _refuse_default_password(url)
-        if s.role == "all" and s.hub_database_url is None:
+        if s.role == "all":
             assert edge_url is not None and hub_url is not None
-            convert_single_database(edge_url, hub_url)
+            if s.hub_database_url is None:
+                convert_single_database(edge_url, hub_url)
+            else:
+                refuse_unconverted(edge_url, hub_url)
         if edge_url is not None:
             self.store = SqlStore(edge_url, edge=True)
             self.store.migrate()

@@ -219,3 +219,28 @@ async def test_the_audit_trail_of_role_all_is_the_hub_s_and_verify_finds_it_from
     out = capsys.readouterr().out
     assert out.startswith("audit trail intact: ")
     assert int(out.split("intact: ")[1].split(" ")[0]) >= len(events)  # and the stop's own
+
+
+async def test_an_old_single_database_with_an_empty_named_hub_is_refused_and_left_alone(
+        tmp_path: Path, database_url: str) -> None:
+    from gateway.bus.settings import BusSettings
+
+    sites, data = tmp_path / "sites", tmp_path / "var"
+    shutil.copytree(EXAMPLE_SITES, sites)
+    data.mkdir(mode=0o700)
+    await asyncio.to_thread(old_single_database, database_url, sites, data)
+    settings = Settings(http_port=0, mllp_port=0, data_dir=data, sites=sites,
+                        database_url=database_url, bus=BusSettings(node_id="t"),
+                        hub_database_url=f"sqlite:///{tmp_path / 'elsewhere.db'}")
+    gw = Gateway(settings)
+    with pytest.raises(ConfigError, match="--hub-database-url"):
+        await gw.start()
+    await gw.stop()
+    old = SqlStore(database_url, edge=None)  # as the database says it is
+    try:
+        old.migrate()
+        assert not old.edge  # still the full store: its search index not dropped
+        assert len(old.search("Observation", [
+            ("code", "urn:plagencell:site:hpg23:codes|ZZNEW")]).resources) == 1
+    finally:
+        old.close()

@@ -31,7 +31,7 @@ from pathlib import Path
 from sqlalchemy import Connection, Table, create_engine, inspect, text
 from sqlalchemy.engine import make_url
 
-from gateway.errors import StoreError
+from gateway.errors import ConfigError, StoreError
 from gateway.store import profile
 from gateway.store import schema as s
 from gateway.store.engine import make_engine, normalise_url
@@ -86,7 +86,32 @@ def convert_single_database(edge_url: str, hub_url: str) -> Converted | None:
     return _fill(edge_url, hub_url)
 
 
+def refuse_unconverted(edge_url: str, hub_url: str) -> None:
+    """Role all with ``--hub-database-url``: nothing is converted. Refuse to start when the
+    edge's place holds an old single database with resources and the named hub holds none:
+    opened as an edge it would drop its search index, and the API would be empty."""
+    sqlite = normalise_url(edge_url).get_backend_name() == "sqlite"
+    if sqlite and not _sqlite_path(edge_url).is_file():
+        return
+    if not _with(edge_url, lambda c: _is_single(c) and _has_resources(c)):
+        return
+    hub_sqlite = normalise_url(hub_url).get_backend_name() == "sqlite"
+    if (not hub_sqlite or _sqlite_path(hub_url).is_file()) and _with(hub_url, _has_resources):
+        return
+    raise ConfigError(
+        "the database of --database-url holds everything of an older role all (history, "
+        "search index) and the hub store of --hub-database-url holds none of it: start once "
+        "without --hub-database-url (the old database becomes the hub store beside it), "
+        "or load the hub first (gateway serve --role hub on that database)")
+
+
 # -- what is there ----------------------------------------------------------------------------
+
+def _has_resources(conn: Connection) -> bool:
+    if "resource" not in set(inspect(conn).get_table_names()):
+        return False
+    return conn.execute(s.resource.select().limit(1)).first() is not None
+
 
 def _is_single(conn: Connection) -> bool:
     """A gateway database that is not an edge's (a hub-profile one, or older)."""
