@@ -166,6 +166,11 @@ class Gateway:
             message_time_budget=s.message_time_budget or None,
             max_resources=s.max_resources_per_message or None)
         self.service.start()
+        if s.role == "all" and self.bus.projector is not None:
+            # one process, one interpreter: the projector gives way to a busy ingest
+            # (bench/ingest.py: ACK rate of all against edge)
+            service = self.service
+            self.bus.projector.busy = lambda: service.waiting() > 0
         if s.role != "hub":
             await asyncio.to_thread(publish_studies, self.store, self.network.studies,
                                     s.node_id)

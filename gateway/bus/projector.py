@@ -108,6 +108,7 @@ def apply_segments(tx: Transaction, segments: Sequence[Segment]) -> int:
     return changed
 
 
+GIVE_WAY_STEP = 0.01  # s between looks at the ingest while giving way
 AHEAD_POLL = 0.01  # s between look-ahead polls while a write runs
 
 
@@ -140,6 +141,9 @@ class HubProjector:
         self.unexpected = 0  # steps that failed with a non-gateway error (a bug), retried
         self._held: list[Delivery] = []  # fetched, not yet in the store: retried first
         self._next: Chunk | None = None  # fetched and prepared during the last write: next
+        self.busy: Callable[[], bool] = lambda: False  # role all: senders are waiting
+        self.max_give_way = 1.0
+        self.gave_way = 0.0  # seconds, in all
         self._done: dict[TopicPartition, int] = {}  # offsets this projector committed
         self._progress = asyncio.Event()  # set (and replaced) after each commit
         self._task: asyncio.Task[None] | None = None
@@ -193,6 +197,7 @@ class HubProjector:
         records = self._held
         if not records:
             return 0
+        await self._give_way()
         # submitted now (a to_thread task would start only after the look-ahead's fetch)
         writing = asyncio.get_running_loop().run_in_executor(None, self._apply, records)
         try:
@@ -211,6 +216,17 @@ class HubProjector:
         self._progress.set()
         self._progress = asyncio.Event()
         return len(records)
+
+    async def _give_way(self) -> None:
+        """Role all, one process: while senders wait for the ingest's writer (``busy``),
+        the write waits too, up to ``max_give_way`` seconds: the ACKs come first, and the
+        projection catches up in larger chunks once the burst is over. Under a load the
+        ingest keeps up with, ``busy`` is rarely true and nothing waits."""
+        waited = 0.0
+        while self.busy() and waited < self.max_give_way:
+            await asyncio.sleep(GIVE_WAY_STEP)
+            waited += GIVE_WAY_STEP
+        self.gave_way += waited
 
     async def caught_up(self, recheck: float = 0.5) -> None:
         """Return once the records on the bus when called are in the store (offsets
@@ -282,4 +298,5 @@ class HubProjector:
                 "changed": self.changed, "last_error": self.last_error,
                 "poisoned": self.poisoned[-20:], "poisoned_total": self.poisoned_total,
                 "unexpected_failures": self.unexpected,
+                "gave_way_seconds": round(self.gave_way, 1),
                 "last_applied": self.last_applied}

@@ -101,6 +101,10 @@ class IngestService:
             self._thread.join()
             self._thread = None
 
+    def waiting(self) -> int:
+        """Messages queued for the writer thread now (senders waiting for their ACK)."""
+        return self._queue.qsize()
+
     # --- entry points -------------------------------------------------------------------
     async def handle(self, raw: bytes, transport: str = "mllp") -> Outcome:
         """Process one message on the writer thread; resolves after the commit."""
