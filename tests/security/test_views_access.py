@@ -16,6 +16,7 @@ import pytest
 from gateway.runtime import Gateway
 from gateway.store.audit import AuditLog, AuditQuery
 from tests.security.support import ApiClient, bearer, get_token, start, write_clients
+from tests.support import settled
 
 ANALYST = ApiClient("analyst", ["system/Observation.rs", "system/ViewDefinition.cruds"])
 UNRELATED = ApiClient("unrelated", ["system/Organization.r"])
@@ -34,6 +35,7 @@ async def gateway(tmp_path: Path, database_url: str) -> AsyncIterator[Gateway]:
     assert gw.store is not None
     with gw.store.transaction() as tx:
         tx.put_many([{"resourceType": "Patient", "id": "p1"}, OBSERVATION])
+    await settled(gw)  # role all: written at the edge, served by the hub
     yield gw
     await gw.stop()
 
@@ -73,8 +75,8 @@ async def test_a_client_with_the_scope_stores_and_runs_a_view_and_the_run_is_aud
                                 params={"_format": "csv", "patient": "Patient/p1"})
     assert inline.status_code == 200 and inline.json() == [{"id": "o1", "patient": "p1"}]
     assert stored.text == "id,patient\r\no1,p1\r\n"
-    assert gateway.audit is not None and gateway.store is not None and gateway.audit.flush()
-    rows, _ = AuditLog(gateway.store).search(AuditQuery(newest_first=False, count=1000))
+    assert gateway.audit is not None and gateway.audit.flush()
+    rows, _ = AuditLog(gateway.trail_store).search(AuditQuery(newest_first=False, count=1000))
     events = [orjson.loads(content) for _, content in rows]
     runs = [e for e in events if e["subtype"][-1]["code"] == "viewdefinition-run"]
     assert len(runs) == 2 and all(e["outcome"] == "0" for e in runs)
