@@ -373,7 +373,8 @@ class IngestService:
                     fac or "?", exc.err_code, exc.location, exc)
         record = InboxRecord(app, fac, cid, job.raw, received, job.transport,
                              message_type=msg.message_type if msg else None,
-                             status="rejected", ack=join_frames(responses), error=str(exc))
+                             status="rejected", ack=join_frames(responses), error=str(exc),
+                             ack_ms=job.ack_ms())
         try:
             with tx.savepoint():
                 inbox_id = self._save(tx, job, record) if job.replay_of is None else None
@@ -399,7 +400,7 @@ class IngestService:
                            job.raw, received, job.transport, site=site.id,
                            message_type=msg.message_type, status=status,
                            ack=join_frames(responses), error=error,
-                           report=report, resource_refs=refs or [])
+                           report=report, resource_refs=refs or [], ack_ms=job.ack_ms())
 
     def _save(self, tx: Transaction, job: Job, record: InboxRecord) -> int | None:
         if job.prior is not None:

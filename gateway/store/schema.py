@@ -182,12 +182,20 @@ inbox = Table(
     Column("error", Text, nullable=True),
     Column("report", Text, nullable=True),  # OperationOutcome JSON
     Column("resource_refs", Text, nullable=False),  # JSON list
+    Column("ack_ms", Integer, nullable=True),  # receipt to ACK (ms); NULL before 0007
+    Column("unmapped", Integer, nullable=True),  # unmapped codes its report names (0007)
     UniqueConstraint("sender_application", "sender_facility", "control_id",
                      name="uq_inbox_sender_control"),
 )
 Index("ix_inbox_status", inbox.c.status, inbox.c.received)
 Index("ix_inbox_site", inbox.c.site, inbox.c.received)
 Index("ix_inbox_received", inbox.c.received)
+# the console's network tiles: counts and ACK latency per site from the index alone
+Index("ix_inbox_site_received_status", inbox.c.site, inbox.c.received, inbox.c.status,
+      inbox.c.ack_ms)
+Index("ix_inbox_transport", inbox.c.transport, inbox.c.received)
+Index("ix_inbox_unmapped", inbox.c.unmapped, inbox.c.received,
+      sqlite_where=text("unmapped > 0"), postgresql_where=text("unmapped > 0"))
 
 outbox = Table(
     "outbox", metadata,
