@@ -49,6 +49,7 @@ from gateway.audit import CAPABILITY_ENTRY, AuditTrail, audit_router, install_au
 from gateway.audit.event import system_facts
 from gateway.bus import start_bus_components
 from gateway.config import Settings
+from gateway.console import Console, console_router
 from gateway.errors import ConfigError
 from gateway.export.manager import ExportManager
 from gateway.failures import FailureCounters
@@ -62,6 +63,7 @@ from gateway.security import senders
 from gateway.security.files import private_umask, secure_data_dir
 from gateway.security.install import Auth, build_auth
 from gateway.security.routes import auth_router
+from gateway.security.settings import is_loopback
 from gateway.store.audit import AuditLog
 from gateway.store.exports import recorded_restriction
 from gateway.store.sql import SqlStore
@@ -200,6 +202,10 @@ class Gateway:
                                      lambda: len(self.network.sites) if self.network else 0))
         if self.bus is not None:
             routers.append(bus_admin_router(self.bus))
+        routers.append(console_router(Console(
+            self.store, self.network, self.auth, secure_cookies=not is_loopback(
+                self.settings.host), service=self.service if self.settings.role != "hub"
+            else None, bus=self.bus, public_url=lambda: self.public_url)))
         if self.settings.role != "edge":
             assert self.exports is not None
             # the terminology, export and operation routes come before the FHIR API's

@@ -84,7 +84,8 @@ CHANNELS = {"file": "lab-export", "fhir": "fhir-source"}  # else HL7 (mllp, http
 
 def count_unmapped(records: Iterable[InboxRecord],
                    network: Network | None = None) -> dict[str, list[dict[str, Any]]]:
-    """site → [{code, coding_system, channels, count, last_seen}], most frequent first: one
+    """site → [{code, coding_system, channels, count, first_seen, last_seen}], most frequent
+    first: one
     entry per site and code, whatever the channel that sent it (the coding system is the
     one HL7 named, else ``local``)."""
     counts: dict[str, Counter[str]] = {}
@@ -95,9 +96,11 @@ def count_unmapped(records: Iterable[InboxRecord],
             site = record.site or "?"
             counts.setdefault(site, Counter())[code] += 1
             entry = seen.setdefault((site, code), {"systems": set(), "channels": set(),
+                                                   "first_seen": record.received,
                                                    "last_seen": ""})
             entry["systems"].add(system)
             entry["channels"].add(channel)
+            entry["first_seen"] = min(entry["first_seen"], record.received)
             entry["last_seen"] = max(entry["last_seen"], record.received)
     return {site: [_entry(code, n, seen[(site, code)]) for code, n in counter.most_common()]
             for site, counter in sorted(counts.items())}
@@ -106,7 +109,7 @@ def count_unmapped(records: Iterable[InboxRecord],
 def _entry(code: str, count: int, seen: dict[str, Any]) -> dict[str, Any]:
     systems = sorted(seen["systems"] - {"local"}) or ["local"]
     return {"code": code, "coding_system": systems[0], "channels": sorted(seen["channels"]),
-            "count": count, "last_seen": seen["last_seen"]}
+            "count": count, "first_seen": seen["first_seen"], "last_seen": seen["last_seen"]}
 
 
 def admin_codes_router(store: Store, network: Network | None = None) -> APIRouter:

@@ -180,7 +180,8 @@ def _default_alg(jwk: dict[str, Any]) -> str:
     return "ES384" if jwk["kty"] == "EC" else "RS384"
 
 
-def _studies(entry: ClientEntry | UserEntry, network: Network | None, fail: Any) -> frozenset[str] | None:
+def _studies(entry: ClientEntry | UserEntry, network: Network | None,
+             fail: Any) -> frozenset[str] | None:
     if entry.studies is None:
         return None
     ids: set[str] = set()
@@ -200,7 +201,8 @@ def _studies(entry: ClientEntry | UserEntry, network: Network | None, fail: Any)
     return frozenset(ids)
 
 
-def _sites(entry: ClientEntry | UserEntry, network: Network | None, fail: Any) -> frozenset[str] | None:
+def _sites(entry: ClientEntry | UserEntry, network: Network | None,
+           fail: Any) -> frozenset[str] | None:
     if entry.sites is None:
         return None
     for n, site in enumerate(entry.sites):

@@ -17,7 +17,8 @@
 | ``POST /hl7v2`` | ``system/gateway.ingest`` (MSH-4 checked by the route) |
 | ``POST /lab-exports?site=X`` | ``system/gateway.ingest`` and site X among the token's sites |
 | ``/docs``, ``/redoc``, ``/openapi.json`` and their assets | a valid token |
-| ``/console…`` | nothing here: the console logs people in itself (session cookie) and asks each page's scope of the user (``gateway.console.session``) |
+| ``/console…`` | nothing here: the console logs people in (session cookie) and asks |
+| | each page's scope of the user (``gateway.console.web``) |
 | anything else | ``system/gateway.admin`` (fail closed) |
 
 SMART v2 has no separate permission for history: history is a read (``r``).

@@ -2,12 +2,12 @@
 the whole inbox, so that a page stays under 200 ms with 100k messages stored
 (``bench/console.py``).
 
-| page | reads |
-|---|---|
-| Network | ``ix_inbox_site_received_status``: counts per site, status and hour of the last 24 h, the last hour, ACK latencies (``ack_ms``), the last message per site |
-| Unmapped codes | ``ix_inbox_unmapped``: only the rows whose report names an unmapped code |
-| Lab exports | ``ix_inbox_transport``: the newest imported files |
-| Studies | the search index: a subject's site from its Provenance (``target``, ``agent``), results per week from ``Observation`` ``research-study`` and ``date`` |
+- Network: ``ix_inbox_site_received_status``: counts per site, status and hour of the
+  last 24 h and of the last hour, ACK latencies (``ack_ms``), the last message per site.
+- Unmapped codes: ``ix_inbox_unmapped``: only the rows whose report names an unmapped code.
+- Lab exports: ``ix_inbox_transport``: the newest imported files.
+- Studies: the search index: a subject's sites from its Provenance (``target``,
+  ``agent``), results per week from Observation ``research-study`` and ``date``.
 
 A message's outcome is its status: ``processed`` answered AA, ``error`` AE, ``rejected`` AR.
 """
@@ -21,7 +21,9 @@ from typing import Any
 
 from sqlalchemy import and_, func, select
 
+from gateway.store import inbox_page
 from gateway.store import schema as s
+from gateway.store.base import InboxEntry, InboxFilter
 from gateway.store.sql import SqlStore, _inbox_record
 
 _i = s.inbox.c
@@ -96,6 +98,16 @@ def network_activity(store: SqlStore, sites: Sequence[str], *, since_24h: str,
             out[site].last_message = conn.execute(
                 select(func.max(_i.received)).where(_i.site == site)).scalar()
     return out
+
+
+def messages_page(store: SqlStore, where: InboxFilter, *, sites: frozenset[str] | None,
+                  before: tuple[str, int] | None, limit: int) -> list[InboxEntry]:
+    """``/admin/messages``' page, for a caller restricted to ``sites`` (None: all)."""
+    query = inbox_page.page_query(where, before, limit)
+    if sites is not None:
+        query = query.where(_i.site.in_(sorted(sites)))
+    with store.engine.connect() as conn:
+        return [inbox_page.entry(row) for row in conn.execute(query)]
 
 
 def unmapped_records(store: SqlStore, site: str | None = None) -> Iterator[Any]:
