@@ -73,7 +73,12 @@ class Console:
     def session(self, request: Request) -> tuple[Session, bool]:
         """The request's session, or a new one (True: its cookie must be set)."""
         found = self.sessions.get(request.cookies.get(COOKIE))
-        return (found, False) if found is not None else (self.sessions.new(), True)
+        session, fresh = (found, False) if found is not None else (self.sessions.new(), True)
+        if session.principal is not None:  # the audit trail's agent
+            request.state.principal = session.principal
+        else:
+            request.state.audit = {"agent": "unauthenticated"}
+        return session, fresh
 
     def set_cookie(self, response: Response, session: Session) -> None:
         response.set_cookie(COOKIE, session.id, max_age=int(LIFETIME), path="/console",
@@ -83,13 +88,11 @@ class Console:
         """The logged-in session allowed to see this page, or the answer that refuses."""
         session, fresh = self.session(request)
         if session.principal is None:
-            request.state.audit = {"agent": "unauthenticated"}
             target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
             response = RedirectResponse(f"/console/login?next={quote(target, safe='')}", 303)
             if fresh:
                 self.set_cookie(response, session)
             return response
-        request.state.principal = session.principal  # the audit's agent, the reads' rights
         reason = need(session.principal) if need is not None else None
         if reason is not None:
             return self.render(request, session, fresh, "refused.html", status=403,
