@@ -43,8 +43,8 @@ def lines(series: dict[str, Sequence[tuple[str, int]]], *, width: int = 560,
     if not labels:
         return Markup('<p class="muted">no data yet</p>')
     peak = max((v for points in series.values() for _, v in points), default=0) or 1
-    x_of = {label: (n / max(len(labels) - 1, 1)) * (width - 40) + 30
-            for n, label in enumerate(labels)}
+    x_of = {label: (n / (len(labels) - 1) * (width - 40) + 30) if len(labels) > 1
+            else width / 2 for n, label in enumerate(labels)}
     out = [f'<svg class="chart" viewBox="0 0 {width} {height + 20}" width="{width}" '
            f'height="{height + 20}" role="img" aria-label="subjects enrolled over time">',
            f'<line x1="30" y1="{height}" x2="{width}" y2="{height}" class="axis"/>',
@@ -53,10 +53,14 @@ def lines(series: dict[str, Sequence[tuple[str, int]]], *, width: int = 560,
            f'<text x="{width - 70}" y="{height + 16}" class="tick">{escape(labels[-1])}</text>']
     for n, (name, points) in enumerate(sorted(series.items())):
         colour = PALETTE[n % len(PALETTE)]
-        path = " ".join(f"{x_of[label]:.1f},{height - v / peak * (height - 10):.1f}"
-                        for label, v in points)
+        xy = [(x_of[label], height - v / peak * (height - 10), label, v)
+              for label, v in points]
+        path = " ".join(f"{x:.1f},{y:.1f}" for x, y, _, _ in xy)
         out.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2" '
                    f'points="{path}"><title>{escape(name)}</title></polyline>')
+        out += [f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{colour}"><title>'
+                f"{escape(name)}: {v} by {escape(label)}</title></circle>"
+                for x, y, label, v in xy]
     legend = "".join(f'<span class="key" style="border-color:{PALETTE[n % len(PALETTE)]}">'
                      f"{escape(name)}</span>" for n, name in enumerate(sorted(series)))
     return Markup(  # noqa: S704 - every text in it is escaped
@@ -66,7 +70,7 @@ def lines(series: dict[str, Sequence[tuple[str, int]]], *, width: int = 560,
 def week_bars(weeks: Sequence[tuple[str, int]], *, width: int = 560,
               height: int = 100) -> Markup:
     """Results received per week: (week label, count), oldest first."""
-    if not weeks:
+    if not any(n for _, n in weeks):
         return Markup('<p class="muted">no results yet</p>')
     peak = max(n for _, n in weeks) or 1
     step = width / len(weeks)

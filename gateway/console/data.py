@@ -166,7 +166,7 @@ def _enrolment(subjects: list[dict[str, Any]], site_of: dict[str, set[str]]
     for subject in subjects:
         day = (subject.get("period", {}).get("start")
                or subject.get("meta", {}).get("lastUpdated") or "")[:10]
-        for site in site_of.get(subject["id"], {"?"}):
+        for site in site_of.get(subject["id"], {"site unknown"}):
             days.setdefault(site, Counter())[day] += 1
     series = {}
     for site, counter in days.items():
