@@ -21,6 +21,7 @@ from tests.console.traffic import send_traffic
 from tests.test_runtime import start_gateway
 
 CHROMIUM = Path("/usr/bin/chromium")
+HAVE_CHROMIUM = CHROMIUM.exists()
 SHOTS = Path(__file__).resolve().parents[2] / "var" / "screenshots"
 # as root, in a closed network: no sandbox, and none of Chromium's own background traffic
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -29,7 +30,7 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
 
 @pytest.fixture
 async def chromium() -> AsyncIterator[Browser]:
-    assert CHROMIUM.exists(), "Debian's chromium is missing: make test installs it"
+    assert HAVE_CHROMIUM, "Debian's chromium is missing: make test installs it"
     async with async_playwright() as driver:
         browser = await driver.chromium.launch(executable_path=str(CHROMIUM), args=ARGS,
                                                headless=True)
