@@ -41,6 +41,7 @@ chromium:
 
 test: $(STAMP) postgres chromium
 	$(BIN)/ruff check gateway tests bench
+	$(BIN)/mypy
 	$(BIN)/pytest -q -x --durations=15
 
 # The fuzz tests of the suite with fifty times the examples (tests/conftest.py, profile
@@ -50,7 +51,6 @@ fuzz: $(STAMP) postgres
 
 lint: $(STAMP)
 	$(BIN)/ruff check gateway tests bench
-	$(BIN)/pip install -q mypy types-PyYAML
 	$(BIN)/mypy
 
 bench: $(STAMP)
