@@ -3,7 +3,7 @@ library, readable offline and on a slow PC). Every text in them is escaped."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from html import escape
 
 from markupsafe import Markup
@@ -35,7 +35,7 @@ def hourly_bars(hours: Sequence[tuple[str, int, int]], *, width: int = 240,
                   + "".join(bars) + "</svg>")
 
 
-def lines(series: dict[str, Sequence[tuple[str, int]]], *, width: int = 560,
+def lines(series: Mapping[str, Sequence[tuple[str, int]]], *, width: int = 560,
           height: int = 160) -> Markup:
     """Cumulative counts over time, a line per series (a site); points (label, value) in
     time order, labels sortable (ISO dates)."""

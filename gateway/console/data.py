@@ -76,12 +76,13 @@ def network_tiles(store: SqlStore, network: Network, principal: Principal, now: 
     tiles = []
     for site_id in sites:
         site, act = network.sites[site_id], activity[site_id]
-        hours = [(f"{k[11:13]}:00 UTC", *act.hours.get(k, [0, 0])) for k in hour_keys]
+        hours = [(f"{k[11:13]}:00 UTC", act.hours.get(k, [0, 0])[0],
+                  act.hours.get(k, [0, 0])[1]) for k in hour_keys]
         limit = silent_after(site)
         silent = limit is not None and (act.last_message is None or act.last_message
                                         < format_instant(now - timedelta(minutes=limit)))
         tiles.append(Tile(site_id, site.name, site.kind, act,
-                          charts.hourly_bars([(h, t, b) for h, t, b in hours]), silent,
+                          charts.hourly_bars(hours), silent,
                           site_id in alerted_sites))
     return tiles
 

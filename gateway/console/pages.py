@@ -45,10 +45,10 @@ def pages_router(console: Console) -> APIRouter:
         got = console.guard(request, scope(ADMIN))
         if isinstance(got, Response):
             return got
-        session, fresh = got
+        session, fresh, principal = got
         alerted = {a.site for a in current_alerts(request) if getattr(a, "site", None)}
         tiles = await asyncio.to_thread(data.network_tiles, store, network,
-                                        session.principal, console.now(), alerted)
+                                        principal, console.now(), alerted)
         return console.render(request, session, fresh, "network.html", page="network",
                               tiles=tiles)
 
@@ -61,8 +61,7 @@ def pages_router(console: Console) -> APIRouter:
         got = console.guard(request, scope(ADMIN))
         if isinstance(got, Response):
             return got
-        session, fresh = got
-        assert session.principal is not None
+        session, fresh, principal = got
         filters = {"site": site or None, "status": status or None, "type": type or None,
                    "control_id": control_id or None, "since": since or None,
                    "until": until or None}
@@ -78,7 +77,7 @@ def pages_router(console: Console) -> APIRouter:
             except Exception:  # noqa: BLE001 - HTTPException from the admin API's decoder
                 before, problem = None, "cursor: not a cursor of this list"
             rows = await asyncio.to_thread(queries.messages_page, store, where,
-                                           sites=session.principal.sites, before=before,
+                                           sites=principal.sites, before=before,
                                            limit=limit + 1)
             if len(rows) > limit:
                 rows = rows[:limit]
@@ -87,7 +86,7 @@ def pages_router(console: Console) -> APIRouter:
             request, session, fresh, "messages.html", status=400 if problem else 200,
             page="messages", rows=rows, filters=filters, problem=problem,
             next_cursor=next_cursor, statuses=STATUSES,
-            sites=data.visible_sites(network, session.principal),
+            sites=data.visible_sites(network, principal),
             query={**{k: v for k, v in filters.items() if v},
                    **({"limit": str(limit)} if limit != PAGE else {})})
 
@@ -96,9 +95,7 @@ def pages_router(console: Console) -> APIRouter:
         got = console.guard(request, scope(ADMIN))
         if isinstance(got, Response):
             return got
-        session, fresh = got
-        principal = session.principal
-        assert principal is not None
+        session, fresh, principal = got
         record = await asyncio.to_thread(store.inbox_get, message_id)
         if record is None or (principal.sites is not None and record.site not in
                               principal.sites):
@@ -117,9 +114,7 @@ def pages_router(console: Console) -> APIRouter:
         got = console.guard(request, scope(RAW))
         if isinstance(got, Response):
             return got
-        session, fresh = got
-        principal = session.principal
-        assert principal is not None
+        session, fresh, principal = got
         record = await asyncio.to_thread(store.inbox_get, message_id)
         if record is None or (principal.sites is not None and record.site not in
                               principal.sites):
@@ -135,7 +130,7 @@ def pages_router(console: Console) -> APIRouter:
         got = console.guard(request, scope(ADMIN))
         if isinstance(got, Response):
             return got
-        session, fresh = got
+        session, fresh, principal = got
         form = await request.form()
         if not session.csrf_ok(_text(form.get("csrf"))):
             return console.render(request, session, fresh, "refused.html", status=403,
@@ -148,13 +143,13 @@ def pages_router(console: Console) -> APIRouter:
                                   page="messages", what="a message to replay (none chosen)"
                                   if ids == [] else "a replay on this node (no ingest)")
         records = await asyncio.to_thread(lambda: [store.inbox_get(i) for i in ids[:500]])
-        sites = session.principal.sites if session.principal else None
-        records = [r for r in records if r is not None and (sites is None or r.site in sites)]
+        found = [r for r in records if r is not None and (principal.sites is None
+                                                          or r.site in principal.sites)]
         if form.get("confirm") != "yes":
             return console.render(request, session, fresh, "replay_confirm.html",
-                                  page="messages", records=records)
+                                  page="messages", records=found)
         outcomes = []
-        for record in records:
+        for record in found:
             outcome = await console.service.replay_async(record)
             outcomes.append({"id": record.id, "control_id": record.control_id,
                              "status": outcome.status, "ack": outcome.ack_code,
@@ -167,8 +162,8 @@ def pages_router(console: Console) -> APIRouter:
         got = console.guard(request, scope(ADMIN))
         if isinstance(got, Response):
             return got
-        session, fresh = got
-        sites = await asyncio.to_thread(data.unmapped_codes, store, network, session.principal)
+        session, fresh, principal = got
+        sites = await asyncio.to_thread(data.unmapped_codes, store, network, principal)
         return console.render(request, session, fresh, "unmapped.html", page="unmapped",
                               sites=sites)
 
@@ -177,19 +172,19 @@ def pages_router(console: Console) -> APIRouter:
         got = console.guard(request, _studies_need)
         if isinstance(got, Response):
             return got
-        session, fresh = got
-        studies = await asyncio.to_thread(data.studies, store, session.principal,
+        session, fresh, principal = got
+        studies = await asyncio.to_thread(data.studies, store, principal,
                                           console.now())
         return console.render(request, session, fresh, "studies.html", page="studies",
-                              studies=studies, restricted=session.principal.restricted)
+                              studies=studies, restricted=principal.restricted)
 
     @router.get("/exports")
     async def exports_page(request: Request) -> Response:
         got = console.guard(request, scope(ADMIN))
         if isinstance(got, Response):
             return got
-        session, fresh = got
-        imports = await asyncio.to_thread(data.lab_exports, store, network, session.principal)
+        session, fresh, principal = got
+        imports = await asyncio.to_thread(data.lab_exports, store, network, principal)
         return console.render(request, session, fresh, "exports.html", page="exports",
                               imports=imports)
 
@@ -198,7 +193,7 @@ def pages_router(console: Console) -> APIRouter:
         got = console.guard(request, scope(ADMIN))
         if isinstance(got, Response):
             return got
-        session, fresh = got
+        session, fresh, principal = got
         status = console.bus.status() if console.bus is not None else None
         return console.render(request, session, fresh, "bus.html", page="bus", bus=status)
 

@@ -84,8 +84,10 @@ class Console:
         response.set_cookie(COOKIE, session.id, max_age=int(LIFETIME), path="/console",
                             httponly=True, samesite="lax", secure=self.secure_cookies)
 
-    def guard(self, request: Request, need: Need | None) -> tuple[Session, bool] | Response:
-        """The logged-in session allowed to see this page, or the answer that refuses."""
+    def guard(self, request: Request, need: Need | None
+              ) -> tuple[Session, bool, Principal] | Response:
+        """The logged-in session allowed to see this page (with its cookie to set or not,
+        and its user), or the answer that refuses."""
         session, fresh = self.session(request)
         if session.principal is None:
             target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
@@ -97,7 +99,7 @@ class Console:
         if reason is not None:
             return self.render(request, session, fresh, "refused.html", status=403,
                                reason=reason)
-        return session, fresh
+        return session, fresh, session.principal
 
     # -- rendering ---------------------------------------------------------------------
     def render(self, request: Request, session: Session, fresh: bool, template: str, *,
