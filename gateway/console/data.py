@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 import orjson
 from markupsafe import Markup
 
-from gateway.adapters.governance import count_unmapped
+from gateway.adapters.governance import tally
 from gateway.adapters.loader import Network
 from gateway.console import charts
 from gateway.security.access import restriction_of
@@ -91,7 +91,7 @@ def unmapped_codes(store: SqlStore, network: Network, principal: Principal
                    ) -> list[dict[str, Any]]:
     """Per visible site: its unmapped codes with counts, first/last seen, the YAML line."""
     sites = set(visible_sites(network, principal))
-    counted = count_unmapped(queries.unmapped_records(store), network)
+    counted = tally(queries.unmapped_codes(store))
     out = []
     for site, entries in counted.items():
         if site not in sites:

@@ -4,7 +4,8 @@ the whole inbox, so that a page stays under 200 ms with 100k messages stored
 
 - Network: ``ix_inbox_site_received_status``: counts per site, status and hour of the
   last 24 h and of the last hour, ACK latencies (``ack_ms``), the last message per site.
-- Unmapped codes: ``ix_inbox_unmapped``: only the rows whose report names an unmapped code.
+- Unmapped codes: ``ix_inbox_unmapped``: only the rows that left codes unmapped, with the
+  codes (``unmapped``, named at ingest: no raw message is parsed again).
 - Lab exports: ``ix_inbox_transport``: the newest imported files.
 - Studies: the search index: a subject's sites from its Provenance (``target``,
   ``agent``), results per week from Observation ``research-study`` and ``date``.
@@ -19,12 +20,13 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from sqlalchemy import and_, func, select
 
 from gateway.store import inbox_page
 from gateway.store import schema as s
 from gateway.store.base import InboxEntry, InboxFilter
-from gateway.store.sql import SqlStore, _inbox_record
+from gateway.store.sql import SqlStore
 
 _i = s.inbox.c
 _r = s.idx_reference.c
@@ -110,14 +112,15 @@ def messages_page(store: SqlStore, where: InboxFilter, *, sites: frozenset[str] 
         return [inbox_page.entry(row) for row in conn.execute(query)]
 
 
-def unmapped_records(store: SqlStore, site: str | None = None) -> Iterator[Any]:
-    """The inbox records whose conversion report names unmapped codes, oldest first."""
-    query = select(s.inbox).where(_i.unmapped > 0).order_by(_i.received)
-    if site is not None:
-        query = query.where(_i.site == site)
+def unmapped_codes(store: SqlStore) -> Iterator[tuple[str | None, str, str, list[Any]]]:
+    """(site, transport, received, [[code, system], …]) of every message that left local
+    codes unmapped, oldest first (the codes were named when it was stored)."""
+    query = (select(_i.site, _i.transport, _i.received, _i.unmapped)
+             .where(_i.unmapped.is_not(None)).order_by(_i.received))
     with store.engine.connect() as conn:
         rows = conn.execute(query).all()
-    return (_inbox_record(row) for row in rows)
+    return ((row.site, row.transport, row.received, orjson.loads(row.unmapped))
+            for row in rows)
 
 
 def lab_exports(store: SqlStore, *, limit: int = 50, site: str | None = None) -> list[Any]:

@@ -183,7 +183,8 @@ inbox = Table(
     Column("report", Text, nullable=True),  # OperationOutcome JSON
     Column("resource_refs", Text, nullable=False),  # JSON list
     Column("ack_ms", Integer, nullable=True),  # receipt to ACK (ms); NULL before 0007
-    Column("unmapped", Integer, nullable=True),  # unmapped codes its report names (0007)
+    # the unmapped local codes its report names, JSON [[code, system], …]; NULL: none (0007)
+    Column("unmapped", Text, nullable=True),
     UniqueConstraint("sender_application", "sender_facility", "control_id",
                      name="uq_inbox_sender_control"),
 )
@@ -194,8 +195,8 @@ Index("ix_inbox_received", inbox.c.received)
 Index("ix_inbox_site_received_status", inbox.c.site, inbox.c.received, inbox.c.status,
       inbox.c.ack_ms)
 Index("ix_inbox_transport", inbox.c.transport, inbox.c.received)
-Index("ix_inbox_unmapped", inbox.c.unmapped, inbox.c.received,
-      sqlite_where=text("unmapped > 0"), postgresql_where=text("unmapped > 0"))
+Index("ix_inbox_unmapped", inbox.c.received, sqlite_where=text("unmapped IS NOT NULL"),
+      postgresql_where=text("unmapped IS NOT NULL"))
 
 outbox = Table(
     "outbox", metadata,

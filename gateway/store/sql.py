@@ -431,4 +431,5 @@ def _inbox_record(row: Any) -> InboxRecord:
         control_id=row.control_id, raw=row.raw, received=row.received, transport=row.transport,
         site=row.site, message_type=row.message_type, status=row.status, ack=row.ack,
         error=row.error, report=orjson.loads(row.report) if row.report else None,
-        resource_refs=orjson.loads(row.resource_refs), id=row.id, ack_ms=row.ack_ms)
+        resource_refs=orjson.loads(row.resource_refs), id=row.id, ack_ms=row.ack_ms,
+        unmapped=[tuple(c) for c in orjson.loads(row.unmapped)] if row.unmapped else [])

@@ -341,11 +341,6 @@ def _inbox_values(record: InboxRecord) -> dict[str, Any]:
         "ack": record.ack, "error": record.error,
         "report": orjson.dumps(record.report).decode() if record.report is not None else None,
         "resource_refs": orjson.dumps(record.resource_refs).decode(),
-        "ack_ms": record.ack_ms, "unmapped": unmapped_count(record.report),
+        "ack_ms": record.ack_ms,
+        "unmapped": orjson.dumps(record.unmapped).decode() if record.unmapped else None,
     }
-
-
-def unmapped_count(report: Resource | None) -> int:
-    """How many ``code-invalid`` issues (unmapped local codes) a conversion report names:
-    the console's unmapped-codes page reads only the rows where it is above 0."""
-    return sum(issue.get("code") == "code-invalid" for issue in (report or {}).get("issue", ()))

@@ -4,7 +4,7 @@ site, outcome and hour, ACK latencies, the last message, the unmapped-codes rows
 from __future__ import annotations
 
 from gateway.store.base import InboxFilter, InboxRecord
-from gateway.store.console import messages_page, network_activity, unmapped_records
+from gateway.store.console import messages_page, network_activity, unmapped_codes
 from gateway.store.sql import SqlStore
 
 UNMAPPED = {"resourceType": "OperationOutcome", "issue": [
@@ -15,7 +15,8 @@ UNMAPPED = {"resourceType": "OperationOutcome", "issue": [
 def _record(n: int, site: str, status: str, received: str, ack_ms: int,
             report: dict[str, object] | None = None) -> InboxRecord:
     return InboxRecord("LIS", site.upper(), f"C{n}", b"MSH|...", received, site=site,
-                       message_type="ORU^R01", status=status, ack_ms=ack_ms, report=report)
+                       message_type="ORU^R01", status=status, ack_ms=ack_ms, report=report,
+                       unmapped=[("ZZ1", "L"), ("ZZ2", "L")] if report else [])
 
 
 def test_network_activity_counts_by_site_outcome_and_hour(store: SqlStore) -> None:
@@ -37,7 +38,7 @@ def test_network_activity_counts_by_site_outcome_and_hour(store: SqlStore) -> No
     assert hpg23.last_message == "2026-12-03T10:40:00.000Z"
     assert found["hsr"].total_24h == 0 and found["hsr"].last_message == "2026-12-02T08:00:00.000Z"
     assert found["polimi"].last_message is None and found["polimi"].error_rate is None
-    [unmapped] = list(unmapped_records(store))
-    assert unmapped.control_id == "C1"
+    [unmapped] = list(unmapped_codes(store))
+    assert unmapped == ("hpg23", "mllp", "2026-12-03T09:10:00.000Z", [["ZZ1", "L"], ["ZZ2", "L"]])
     page = messages_page(store, InboxFilter(), sites=frozenset({"hsr"}), before=None, limit=10)
     assert [e.control_id for e in page] == ["C4", "C5"]

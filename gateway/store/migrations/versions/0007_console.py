@@ -1,5 +1,5 @@
 """Console: ``inbox.ack_ms`` (receipt to ACK, for the network page's p50/p99),
-``inbox.unmapped`` (how many unmapped codes its report names), and indexes so that each
+``inbox.unmapped`` (the unmapped local codes its report names, as JSON), and indexes so that each
 console page reads an index range instead of the whole inbox
 
 Revision ID: 0007_console
@@ -21,13 +21,13 @@ depends_on = None
 def upgrade() -> None:
     with op.batch_alter_table("inbox") as batch:
         batch.add_column(sa.Column("ack_ms", sa.Integer(), nullable=True))
-        batch.add_column(sa.Column("unmapped", sa.Integer(), nullable=True))
+        batch.add_column(sa.Column("unmapped", sa.Text(), nullable=True))
     op.create_index("ix_inbox_site_received_status", "inbox",
                     ["site", "received", "status", "ack_ms"])
     op.create_index("ix_inbox_transport", "inbox", ["transport", "received"])
-    op.create_index("ix_inbox_unmapped", "inbox", ["unmapped", "received"],
-                    sqlite_where=sa.text("unmapped > 0"),
-                    postgresql_where=sa.text("unmapped > 0"))
+    op.create_index("ix_inbox_unmapped", "inbox", ["received"],
+                    sqlite_where=sa.text("unmapped IS NOT NULL"),
+                    postgresql_where=sa.text("unmapped IS NOT NULL"))
 
 
 def downgrade() -> None:
