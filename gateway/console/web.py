@@ -9,6 +9,8 @@ logged in: a redirect to the login page. Logged in without the scope: 403 naming
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -64,6 +66,23 @@ class Console:
 
     def __post_init__(self) -> None:
         self.sessions = Sessions(anonymous=self.auth.tokens is None)
+        self._cache: dict[Any, tuple[float, Any]] = {}
+        self._cache_lock = threading.Lock()
+
+    def cached(self, key: Any, seconds: float, compute: Callable[[], Any]) -> Any:
+        """``compute()``, or its result of less than ``seconds`` ago for the same ``key``
+        (pages whose figures move slowly, and cost most: the studies)."""
+        now = time.monotonic()
+        with self._cache_lock:
+            hit = self._cache.get(key)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        value = compute()
+        with self._cache_lock:
+            if len(self._cache) > 1000:
+                self._cache.clear()
+            self._cache[key] = (now + seconds, value)
+        return value
 
     @property
     def anonymous(self) -> bool:

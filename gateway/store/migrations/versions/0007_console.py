@@ -25,7 +25,7 @@ def upgrade() -> None:
     op.create_index("ix_inbox_site_received_status", "inbox",
                     ["site", "received", "status", "ack_ms"])
     op.create_index("ix_inbox_transport", "inbox", ["transport", "received"])
-    op.create_index("ix_inbox_unmapped", "inbox", ["received"],
+    op.create_index("ix_inbox_unmapped", "inbox", ["received", "site", "transport", "unmapped"],
                     sqlite_where=sa.text("unmapped IS NOT NULL"),
                     postgresql_where=sa.text("unmapped IS NOT NULL"))
 
