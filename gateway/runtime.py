@@ -202,10 +202,7 @@ class Gateway:
                                      lambda: len(self.network.sites) if self.network else 0))
         if self.bus is not None:
             routers.append(bus_admin_router(self.bus))
-        routers.append(console_router(Console(
-            self.store, self.network, self.auth, secure_cookies=not is_loopback(
-                self.settings.host), service=self.service if self.settings.role != "hub"
-            else None, bus=self.bus, public_url=lambda: self.public_url)))
+        routers.append(console_router(self._console()))
         if self.settings.role != "edge":
             assert self.exports is not None
             # the terminology, export and operation routes come before the FHIR API's
@@ -222,6 +219,17 @@ class Gateway:
                                     budgets=self.budgets,
                                     capability_operations=capability_operations())]
         return routers
+
+    def _console(self) -> Console:
+        """The web console's parts; its cookies are Secure unless it is on loopback alone
+        (or behind an https --public-url)."""
+        s = self.settings
+        assert self.store is not None and self.network is not None and self.auth is not None
+        behind_tls = (s.public_url or "").startswith("https:")
+        return Console(self.store, self.network, self.auth,
+                       secure_cookies=behind_tls or not is_loopback(s.host),
+                       service=self.service if s.role != "hub" else None, bus=self.bus,
+                       public_url=lambda: self.public_url)
 
     def _start_file_sources(self) -> None:
         assert self.store is not None and self.network is not None and self.service

@@ -125,7 +125,8 @@ class Console:
                status: int = 200, **context: Any) -> HTMLResponse:
         alerts = current_alerts(request)
         html = self.env.get_template(template).render(
-            nav=NAV, user=session.user, anonymous=self.anonymous, csrf=session.csrf,
+            nav=NAV, user=session.user, anonymous=self.anonymous, mode=self.auth.mode,
+            csrf=session.csrf,
             alerts=alerts, version=__version__, now=self.now().isoformat(timespec="seconds"),
             oidc=self.oidc_enabled, **context)
         response = HTMLResponse(html, status_code=status)
