@@ -41,6 +41,7 @@ chromium:
 
 test: $(STAMP) postgres chromium
 	$(BIN)/ruff check gateway tests bench
+	$(BIN)/lint-imports
 	$(BIN)/mypy
 	$(BIN)/pytest -q -x --durations=15
 
@@ -51,6 +52,7 @@ fuzz: $(STAMP) postgres
 
 lint: $(STAMP)
 	$(BIN)/ruff check gateway tests bench
+	$(BIN)/lint-imports
 	$(BIN)/mypy
 
 bench: $(STAMP)

@@ -18,9 +18,8 @@ from gateway.adapters.loader import Network
 from gateway.console import charts
 from gateway.security.access import restriction_of
 from gateway.security.principal import Principal
-from gateway.store import console as queries
-from gateway.store.content import format_instant
-from gateway.store.sql import SqlStore
+from gateway.store import SqlStore, format_instant
+from gateway.store import console_queries as queries
 
 NETWORK_TZ = ZoneInfo("Europe/Rome")  # "today" on the tiles: the network's day
 ON_STUDY = ("on-study", "on-study-intervention", "on-study-observation", "follow-up")

@@ -17,9 +17,8 @@ from gateway.console.web import Console, Need, current_alerts
 from gateway.hl7.mask import decode, readable
 from gateway.security.access import restriction_of
 from gateway.security.principal import ADMIN, RAW, Principal
-from gateway.store import console as queries
-from gateway.store.base import InboxFilter
-from gateway.store.content import normalise_instant
+from gateway.store import InboxFilter, normalise_instant
+from gateway.store import console_queries as queries
 
 STATUSES = ("processed", "error", "rejected", "received")
 PAGE = 50

@@ -26,7 +26,7 @@ from gateway.adapters.loader import Network
 from gateway.console.session import COOKIE, LIFETIME, Session, Sessions
 from gateway.security.install import Auth
 from gateway.security.principal import Principal
-from gateway.store.sql import SqlStore
+from gateway.store import SqlStore
 
 Need = Callable[[Principal], str | None]  # why the principal may not: None when it may
 NAV = (("network", "/console", "Network"), ("messages", "/console/messages", "Messages"),
