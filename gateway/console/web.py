@@ -68,6 +68,8 @@ class Console:
         self.sessions = Sessions(anonymous=self.auth.tokens is None)
         self._cache: dict[Any, tuple[float, Any]] = {}
         self._cache_lock = threading.Lock()
+        for name in self.env.list_templates():  # compiled now, not on a person's first visit
+            self.env.get_template(name)
 
     def cached(self, key: Any, seconds: float, compute: Callable[[], Any]) -> Any:
         """``compute()``, or its result of less than ``seconds`` ago for the same ``key``

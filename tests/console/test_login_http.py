@@ -11,10 +11,22 @@ from pathlib import Path
 import orjson
 import pytest
 
+from gateway.adapters.loader import EXAMPLE_SITES
+from gateway.bus.settings import BusSettings
+from gateway.config import Settings
 from gateway.console.session import COOKIE
 from gateway.runtime import Gateway
+from gateway.security.settings import AuthSettings
 from gateway.store.audit import AuditLog
-from tests.console.support import browser, csrf_of, log_in, secured, text_of
+from tests.console.support import (
+    ADMIN_USER,
+    browser,
+    csrf_of,
+    log_in,
+    secured,
+    text_of,
+    write_users,
+)
 from tests.console.traffic import send_traffic
 
 
@@ -114,3 +126,18 @@ async def test_console_requests_are_audited_with_the_user_as_the_agent(
     assert agents[0] == "unauthenticated" and agents[-1] == "user:anna"
     assert set(agents) == {"unauthenticated", "user:anna"}
     assert all(b"MRN-LIKE-123" not in row.content for row in AuditLog(gateway.store).walk())
+
+
+async def test_beyond_loopback_the_session_cookie_is_secure(tmp_path: Path) -> None:
+    clients = write_users(tmp_path / "clients.yaml", ADMIN_USER)
+    gw = Gateway(Settings(host="0.0.0.0", http_port=0, mllp_port=0, data_dir=tmp_path / "v",
+                          sites=EXAMPLE_SITES, bus=BusSettings(node_id="test-node"),
+                          public_url="http://gateway.test", auth=AuthSettings(clients=clients)))
+    await gw.start()
+    try:
+        async with browser(gw) as http:
+            page = await http.get("/console/login")
+    finally:
+        await gw.stop()
+    cookie = page.headers["set-cookie"].lower()
+    assert "; secure" in cookie and "httponly" in cookie
