@@ -24,6 +24,7 @@ from gateway.store import console_queries as queries
 NETWORK_TZ = ZoneInfo("Europe/Rome")  # "today" on the tiles: the network's day
 ON_STUDY = ("on-study", "on-study-intervention", "on-study-observation", "follow-up")
 OFF_STUDY = ("off-study", "withdrawn", "ineligible", "not-registered")
+WEEKS = 26  # results per week: the last half year
 CODE_MAP_LINE = ('  "{code}": {{system: "http://loinc.org", code: "<LOINC code>", '
                  'display: "<display>", unit: "<UCUM unit>"}}')
 
@@ -147,8 +148,8 @@ def studies(store: SqlStore, principal: Principal, now: datetime) -> list[dict[s
             "on": sum(status[s] for s in ON_STUDY), "off": sum(status[s] for s in OFF_STUDY),
             "status": sorted(status.items()),
             "enrolment": charts.lines(_enrolment(mine, site_of)),
-            "weeks": charts.week_bars(_weeks(queries.results_per_week(store, study["id"]),
-                                             now)),
+            "weeks": charts.week_bars(_weeks(queries.results_per_week(
+                store, study["id"], _monday(now, WEEKS - 1)), now)),
         })
     return out
 
@@ -178,12 +179,17 @@ def _enrolment(subjects: list[dict[str, Any]], site_of: dict[str, set[str]]
     return series
 
 
-def _weeks(counts: dict[int, int], now: datetime) -> list[tuple[str, int]]:
+def _monday(now: datetime, weeks_back: int) -> int:
+    """Epoch ms of the Monday (00:00 UTC) ``weeks_back`` weeks before this week's."""
     monday = (now - timedelta(days=now.weekday())).replace(hour=0, minute=0, second=0,
                                                            microsecond=0)
+    return int((monday - timedelta(weeks=weeks_back)).timestamp() * 1000)
+
+
+def _weeks(counts: dict[int, int], now: datetime) -> list[tuple[str, int]]:
     out = []
-    for n in range(25, -1, -1):
-        start = monday - timedelta(weeks=n)
-        key = int(start.timestamp() * 1000)
-        out.append((f"week of {start.date().isoformat()}", counts.get(key, 0)))
+    for n in range(WEEKS - 1, -1, -1):
+        key = _monday(now, n)
+        day = datetime.fromtimestamp(key / 1000, UTC).date().isoformat()
+        out.append((f"week of {day}", counts.get(key, 0)))
     return out

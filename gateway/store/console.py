@@ -164,13 +164,13 @@ def sites_of(store: SqlStore, resource_type: str, ids: Sequence[str]) -> dict[st
     return out
 
 
-def results_per_week(store: SqlStore, study_id: str) -> dict[int, int]:
+def results_per_week(store: SqlStore, study_id: str, since_ms: int) -> dict[int, int]:
     """Observations tagged with the study, counted by the week (Monday, epoch ms) of their
-    ``date`` (effective time)."""
+    ``date`` (effective time), from ``since_ms`` (a study's whole history is not read)."""
     week = ((_d.low + MONDAY_MS) // WEEK_MS).label("week")
     query = (select(week, func.count(func.distinct(_r.res_id)).label("n"))
              .join(s.idx_date, and_(_d.res_type == "Observation", _d.res_id == _r.res_id,
-                                    _d.param == "date"))
+                                    _d.param == "date", _d.low >= since_ms))
              .where(_r.target_id == study_id, _r.target_type == "ResearchStudy",
                     _r.param == "research-study", _r.res_type == "Observation")
              .group_by(week))
