@@ -64,7 +64,9 @@ def silent_after(site: Any) -> int | None:
 
 
 def network_tiles(store: SqlStore, network: Network, principal: Principal, now: datetime,
-                  alerted_sites: set[str]) -> list[Tile]:
+                  alerted_sites: set[str], *, own_silence: bool = True) -> list[Tile]:
+    """The tiles; ``own_silence``: flag a site silent beyond its site file's
+    ``alerts.silent_after_minutes`` (when no alert rules run)."""
     sites = visible_sites(network, principal)
     local = now.astimezone(NETWORK_TZ)
     midnight = local.replace(hour=0, minute=0, second=0, microsecond=0).astimezone(UTC)
@@ -78,7 +80,7 @@ def network_tiles(store: SqlStore, network: Network, principal: Principal, now: 
         site, act = network.sites[site_id], activity[site_id]
         hours = [(f"{k[11:13]}:00 UTC", act.hours.get(k, [0, 0])[0],
                   act.hours.get(k, [0, 0])[1]) for k in hour_keys]
-        limit = silent_after(site)
+        limit = silent_after(site) if own_silence else None
         silent = limit is not None and (act.last_message is None or act.last_message
                                         < format_instant(now - timedelta(minutes=limit)))
         tiles.append(Tile(site_id, site.name, site.kind, act,

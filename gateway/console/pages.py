@@ -46,9 +46,13 @@ def pages_router(console: Console) -> APIRouter:
         if isinstance(got, Response):
             return got
         session, fresh, principal = got
+        # with the alert rules running, they decide (working hours included); without
+        # them the tiles flag a site silent beyond its expectation themselves
+        rules = getattr(request.app.state, "alerts", None) is not None
         alerted = {a.site for a in current_alerts(request) if getattr(a, "site", None)}
         tiles = await asyncio.to_thread(data.network_tiles, store, network,
-                                        principal, console.now(), alerted)
+                                        principal, console.now(), alerted,
+                                        own_silence=not rules)
         return console.render(request, session, fresh, "network.html", page="network",
                               tiles=tiles)
 

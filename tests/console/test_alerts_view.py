@@ -83,3 +83,7 @@ def test_a_site_silent_beyond_its_expectation_stands_out(store: SqlStore) -> Non
     assert not tiles["polimi"].silent  # no expectation: never highlighted
     assert tiles["smatteo"].silent  # never sent anything
     assert silent_after(SimpleNamespace(alerts={"silent_after_minutes": "x"})) is None
+    # with the alert rules running (app.state.alerts), they decide, not the tiles
+    ruled = network_tiles(store, network, ANONYMOUS, datetime(2026, 12, 3, 10, 0, tzinfo=UTC),
+                          set(), own_silence=False)
+    assert not any(t.silent for t in ruled)
