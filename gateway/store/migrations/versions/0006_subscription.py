@@ -23,14 +23,12 @@ down_revision = "0005_export_job"
 branch_labels = None
 depends_on = None
 
-WATCHED = ("EXISTS (SELECT 1 FROM subscription s WHERE s.res_type = {row}.res_type "
-           "AND s.status <> 'off')")
 PG_UP = (
     "CREATE FUNCTION subscription_capture() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
     "INSERT INTO subscription_change (res_type, res_id, version_id, deleted) "
     "SELECT n.res_type, n.res_id, n.version_id, n.deleted FROM new_versions n WHERE "
-    + WATCHED.format(row="n") +
-    " ORDER BY n.res_type, n.res_id, n.version_id; RETURN NULL; END $$",
+    "EXISTS (SELECT 1 FROM subscription s WHERE s.res_type = n.res_type "
+    "AND s.status <> 'off') ORDER BY n.res_type, n.res_id, n.version_id; RETURN NULL; END $$",
     "CREATE TRIGGER subscription_capture AFTER INSERT ON resource_version "
     "REFERENCING NEW TABLE AS new_versions FOR EACH STATEMENT "
     "EXECUTE FUNCTION subscription_capture()",
@@ -39,7 +37,8 @@ PG_DOWN = ("DROP TRIGGER IF EXISTS subscription_capture ON resource_version",
            "DROP FUNCTION IF EXISTS subscription_capture()")
 SQLITE_UP = (
     "CREATE TRIGGER subscription_capture AFTER INSERT ON resource_version "
-    "WHEN " + WATCHED.format(row="NEW") + " BEGIN "
+    "WHEN EXISTS (SELECT 1 FROM subscription s WHERE s.res_type = NEW.res_type "
+    "AND s.status <> 'off') BEGIN "
     "INSERT INTO subscription_change (res_type, res_id, version_id, deleted) "
     "VALUES (NEW.res_type, NEW.res_id, NEW.version_id, NEW.deleted); END",
 )
