@@ -33,6 +33,7 @@ from gateway.api.fhir.validation import validate_resource
 from gateway.errors import SearchError
 from gateway.security.access import restriction_of
 from gateway.security.principal import Principal, principal_of
+from gateway.store.search.params import RESOURCE_TYPES
 from gateway.store.search.plan import make_plan
 from gateway.store.sql import SqlStore
 from gateway.store.subscriptions import (
@@ -96,7 +97,7 @@ def subscription_router(store: SqlStore, service: SubscriptionService | None,
     @router.get("")
     async def search(request: Request) -> Response:
         check_format(request)
-        pairs = list(request.query_params.multi_items())
+        pairs = _search_params(request.query_params.multi_items())
         rows = await run_in_threadpool(list_subscriptions, store,
                                        client_id=principal_of(request).client_id)
         found = [r for r in rows if _matches(r, pairs)]
@@ -157,6 +158,10 @@ def _checked(body: dict[str, Any], principal: Principal, options: DeliveryOption
     except SubscriptionError as exc:  # before the schema: these name the element at fault
         raise FhirError.of("invalid", str(exc), status=400, expression=[exc.element]) from exc
     validate_resource(body)
+    if spec.resource_type not in RESOURCE_TYPES:
+        raise FhirError.of("invalid", f"criteria: resource type {spec.resource_type} is not "
+                           "searchable on this server", status=400,
+                           expression=["Subscription.criteria"])
     if not principal.may(spec.resource_type, "s"):
         raise FhirError.of("forbidden", f"this client may not search {spec.resource_type}: "
                            "it cannot subscribe to it", status=403,
@@ -208,18 +213,21 @@ async def _own(store: SqlStore, id: str, principal: Principal) -> SubscriptionRo
     return row
 
 
+def _search_params(items: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    for name, _ in items:
+        if name not in SEARCH_PARAMS and name not in IGNORED:
+            raise FhirError.of("invalid", f"unknown search parameter {name!r} for "
+                               f"Subscription ({', '.join(sorted(SEARCH_PARAMS))})",
+                               status=400, expression=[name])
+    return [(name, value) for name, value in items if name in SEARCH_PARAMS]
+
+
 def _matches(row: SubscriptionRow, pairs: list[tuple[str, str]]) -> bool:
     channel = row.content.get("channel") or {}
     values = {"_id": row.id, "status": row.status, "type": channel.get("type"),
               "url": channel.get("endpoint"), "criteria": row.content.get("criteria"),
               "payload": channel.get("payload")}
     for name, value in pairs:
-        if name in IGNORED:
-            continue
-        if name not in SEARCH_PARAMS:
-            raise FhirError.of("invalid", f"unknown search parameter {name!r} for "
-                               f"Subscription ({', '.join(sorted(SEARCH_PARAMS))})",
-                               status=400, expression=[name])
         if values[name] not in value.split(","):
             return False
     return True
