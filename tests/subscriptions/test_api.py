@@ -64,6 +64,10 @@ async def test_subscriptions_need_a_token_and_the_subscription_scope(gateway: Ga
             r = await client.request(method, path, json=json, headers=bearer(no_scope))
             assert r.status_code == 403, (method, path, r.text)
             assert "Subscription" in r.json()["issue"][0]["diagnostics"]
+        metadata = (await client.get("/metadata")).json()
+    (entry,) = [r for r in metadata["rest"][0]["resource"] if r["type"] == "Subscription"]
+    assert {"create", "read", "update", "delete", "search-type"} == {
+        i["code"] for i in entry["interaction"]}
 
 
 BAD = [  # (what is changed, the element the 400 names)
