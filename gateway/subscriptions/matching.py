@@ -2,7 +2,8 @@
 
 A change matches a subscription when its resource, as it is now, is found by the
 subscription's criteria under its owner's data restriction: one search per subscription and
-type for a whole batch (``criteria`` AND ``_id=id1,id2,…``), through the store's own search
+type for a whole batch (``criteria`` AND ``_id=id1,id2,…``; subscriptions with the same
+criteria and the same restriction share it), through the store's own search
 with ``restrict=`` (the FHIR API's rule), so a restricted owner is never notified of what it
 could not read. Deletes are not notified (nothing left to match or to read).
 
@@ -17,6 +18,8 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Sequence
+
+import orjson
 
 from gateway.errors import GatewayError
 from gateway.store.exports import restriction_of_record
@@ -48,8 +51,13 @@ def fan_out(store: SqlStore, limit: int = 500) -> set[str]:
     found: dict[str, set[str]] = {}
     for rtype in {c.res_type for c in live}:
         ids = sorted({c.res_id for c in live if c.res_type == rtype})
+        searched: dict[tuple[str, str], set[str]] = {}  # one search per criteria and owner
         for sub in watchers[rtype]:
-            found[sub.id] = matching_ids(store, sub, rtype, ids)
+            key = (str(sub.content.get("criteria")), orjson.dumps(
+                [sub.principal.get(k) for k in ("anonymous", "studies", "sites")]).decode())
+            if key not in searched:
+                searched[key] = matching_ids(store, sub, rtype, ids)
+            found[sub.id] = searched[key]
     deliveries = [(sub.id, c.res_type, c.res_id, c.version_id)
                   for c in live for sub in watchers[c.res_type] if c.res_id in found[sub.id]]
     queue(store, changes, deliveries, int(time.time() * 1000))
