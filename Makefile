@@ -34,6 +34,8 @@ postgres:
 
 test: $(STAMP) postgres
 	$(BIN)/ruff check gateway tests bench
+	$(BIN)/lint-imports
+	$(BIN)/mypy
 	$(BIN)/pytest -q -x --durations=15
 
 # The fuzz tests of the suite with fifty times the examples (tests/conftest.py, profile
@@ -43,7 +45,7 @@ fuzz: $(STAMP) postgres
 
 lint: $(STAMP)
 	$(BIN)/ruff check gateway tests bench
-	$(BIN)/pip install -q mypy types-PyYAML
+	$(BIN)/lint-imports
 	$(BIN)/mypy
 
 bench: $(STAMP)
