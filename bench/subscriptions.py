@@ -12,6 +12,12 @@ criteria whose receivers refuse connections (they retry with backoff meanwhile).
 Observations are written with ``PUT /fhir/Observation/{id}``, ``--rate`` per second; the
 moment the PUT's answer arrives is when the resource is visible; the latency is the
 notification's arrival minus that. Prints p50, p90, p99 and max.
+
+``--write-cost N`` measures instead what the change queue's trigger costs the hub's writes:
+N Observations applied as the projector applies them (``prepare_versions`` then
+``apply_versions``, 2,000 a transaction; COPY on PostgreSQL) with no subscription, with one
+on Observation (every version queued) and with one on another type (Specimen), then again
+without and with (the order shows the warm-up); resources/s of each.
 """
 
 from __future__ import annotations
@@ -113,14 +119,56 @@ async def run(database_url: str | None, n: int, rate: float, dead: int) -> list[
     return [arrived[k] - visible[k] for k in visible if k in arrived]
 
 
+def write_cost(database_url: str, n: int,
+               order: tuple[str | None, ...] = (None, "Specimen", "Observation")) -> None:
+    from gateway.store.sql import SqlStore
+    from gateway.store.subscriptions import (
+        SubscriptionRow,
+        delete_subscription,
+        insert_subscription,
+    )
+
+    for run, watched in enumerate(order):
+        store = SqlStore(database_url)
+        store.migrate()
+        if watched:
+            insert_subscription(store, SubscriptionRow(
+                id=f"s{run}", res_type=watched, status="active", client_id="bench",
+                principal={}, content=subscription("http://127.0.0.1:9/x")))
+        started = time.perf_counter()
+        for start in range(0, n, 2000):
+            versions = [{**observation(f"r{run}-{i}"),
+                         "meta": {"versionId": "1", "lastUpdated": "2026-12-03T10:00:00.000Z"}}
+                        for i in range(start, min(n, start + 2000))]
+            prepared = store.prepare_versions(versions)
+            with store.transaction() as tx:
+                tx.apply_versions(prepared)
+        seconds = time.perf_counter() - started
+        print(f"  subscription on {watched or 'nothing'}: {n / seconds:,.0f} resources/s")
+        delete_subscription(store, f"s{run}")
+        store.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
     parser.add_argument("--n", type=int, default=500)
     parser.add_argument("--rate", type=float, default=50.0, help="writes per second")
     parser.add_argument("--dead", type=int, default=0, help="subscriptions to dead receivers")
+    parser.add_argument("--write-cost", type=int, default=0, metavar="N",
+                        help="measure the change-queue trigger's cost on N projected writes")
     args = parser.parse_args()
     url, name = pg_database("bench_subs") if args.db == "postgresql" else (None, None)
+    if args.write_cost:
+        with tempfile.TemporaryDirectory() as tmp:
+            print(f"{args.db}: {args.write_cost} Observations applied as the projector does")
+            try:
+                write_cost(url or f"sqlite:///{tmp}/bench.db", args.write_cost,
+                           (None, "Observation", "Specimen", None, "Observation"))
+            finally:
+                if name:
+                    drop_pg(name)
+        return
     try:
         latencies = sorted(asyncio.run(run(url, args.n, args.rate, args.dead)))
     finally:
