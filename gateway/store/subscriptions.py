@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, insert, select, update
 
 from gateway.store import schema as s
 from gateway.store.content import now_instant
@@ -173,11 +173,3 @@ def pending(store: SqlStore, subscription_id: str, limit: int = 100) -> list[Del
 def delivered(store: SqlStore, seqs: Sequence[int]) -> None:
     with store.transaction() as tx:
         tx.conn.execute(delete(s.subscription_delivery).where(_d.seq.in_(list(seqs))))
-
-
-def pending_counts(store: SqlStore) -> dict[str, int]:
-    """Pending notifications per subscription (status and diagnostics)."""
-    with store.engine.connect() as conn:
-        rows = conn.execute(select(_d.subscription_id, func.count())
-                            .group_by(_d.subscription_id)).all()
-    return {sub: int(n) for sub, n in rows}

@@ -47,7 +47,6 @@ from gateway.store.subscriptions import (
     get_subscription,
     list_subscriptions,
     pending,
-    pending_counts,
     record_attempt,
     replace_subscription,
 )
@@ -116,10 +115,6 @@ class SubscriptionService:
         self._event(subscription_id).set()
         self._changed.set()
 
-    def status(self) -> dict[str, Any]:
-        return {"running": sorted(self._tasks), "delivered": self.delivered,
-                "pending": pending_counts(self.store), "fan_out_error": self.last_error}
-
     def _event(self, subscription_id: str) -> asyncio.Event:
         return self._events.setdefault(subscription_id, asyncio.Event())
 
@@ -131,10 +126,12 @@ class SubscriptionService:
             try:
                 woken = await asyncio.to_thread(fan_out, self.store)
                 self.last_error, delay = None, self.options.poll
-            except GatewayError as exc:  # the database: the queue waits, nothing is lost
-                self.last_error, woken = str(exc), set()
-                delay = min(self.options.max_backoff, delay * 2)
-                log.warning("subscription fan-out failed (%s); retry in %.1fs", exc, delay)
+            except Exception as exc:  # noqa: BLE001 - the queue waits, nothing is lost
+                self.last_error = (str(exc) if isinstance(exc, GatewayError)
+                                   else f"unexpected {type(exc).__name__}")
+                woken, delay = set(), min(self.options.max_backoff, delay * 2)
+                log.warning("subscription fan-out failed (%s); retry in %.1fs",
+                            self.last_error, delay)
             for sub in woken:
                 self._event(sub).set()
             if not woken:
@@ -143,13 +140,19 @@ class SubscriptionService:
     async def _supervise(self) -> None:
         """A task for each live subscription (found every second, or at once on ``touch``)."""
         while True:
-            with contextlib.suppress(GatewayError):
+            try:
                 live = await asyncio.to_thread(list_subscriptions, self.store, statuses=LIVE)
-                for sub in live:
-                    task = self._tasks.get(sub.id)
-                    if task is None or task.done():
-                        self._tasks[sub.id] = asyncio.create_task(
-                            self._run(sub.id), name=f"subscription-{sub.id}")
+            except Exception as exc:  # noqa: BLE001 - the store: look again in a second
+                log.warning("subscriptions not listed (%s)", type(exc).__name__)
+                live = []
+            for done in [id for id, task in self._tasks.items() if task.done()]:
+                del self._tasks[done]
+                self._last_sent.pop(done, None)
+            for sub in live:
+                task = self._tasks.get(sub.id)
+                if task is None or task.done():
+                    self._tasks[sub.id] = asyncio.create_task(
+                        self._run(sub.id), name=f"subscription-{sub.id}")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), 1.0)
             self._changed.clear()
@@ -164,7 +167,7 @@ class SubscriptionService:
             except GatewayError as exc:  # the store: try again shortly
                 log.warning("subscription %s: %s", sub_id, exc)
                 await asyncio.sleep(self.options.min_backoff)
-            except Exception:  # a bug must not end deliveries silently
+            except Exception:  # noqa: BLE001 - a bug must not end deliveries silently
                 log.exception("subscription %s: unexpected failure", sub_id)
                 await asyncio.sleep(self.options.max_backoff)
 

@@ -92,3 +92,20 @@ def test_turning_a_subscription_off_drops_its_queue_and_stops_queueing(
     put(store, obs("o1", "p1", "718-7", 2.0, "2026-11-01"))
     assert take_changes(store) == []
     assert not replace_subscription(store, row, expected_version=1)  # it is at 2 now
+
+
+def test_the_projectors_batch_writes_are_queued_too(store: SqlStore) -> None:
+    """Role hub: the projector applies prepared batches (PostgreSQL: COPY); the trigger
+    queues them like any write, versions of one resource in order."""
+    watch(store, "s1", "Observation")
+    versions = [{**obs("o1", "p1", "718-7", float(v), "2026-11-01"),
+                 "meta": {"versionId": str(v), "lastUpdated": f"2026-11-01T10:00:0{v}.000Z"}}
+                for v in (1, 2, 3)]
+    versions.append({**obs("o2", "p1", "718-7", 1.0, "2026-11-01"),
+                     "meta": {"versionId": "1", "lastUpdated": "2026-11-01T10:00:00.000Z"}})
+    prepared = store.prepare_versions(versions)
+    with store.transaction() as tx:
+        assert tx.apply_versions(prepared) == 4
+    fan_out(store)
+    assert [(d.res_id, d.version_id) for d in pending(store, "s1")] in (
+        [("o1", 1), ("o1", 2), ("o1", 3), ("o2", 1)], [("o2", 1), ("o1", 1), ("o1", 2), ("o1", 3)])
