@@ -168,7 +168,8 @@ class Gateway:
                 retention_hours=s.export_retention_hours, max_active=s.export_max_active,
                 restriction=recorded_restriction)
             await asyncio.to_thread(self.exports.start)
-            self.subscriptions = await start_subscriptions(self.store, s, self.audit.record)
+            self.subscriptions = await start_subscriptions(self.store, s, self.audit.record,
+                                                           self.auth)
         await self._start_http()
         if s.role != "hub":
             await self._start_mllp()

@@ -18,6 +18,7 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Sequence
+from typing import Any
 
 import orjson
 
@@ -31,6 +32,7 @@ from gateway.store.subscriptions import (
     queue,
     take_changes,
 )
+from gateway.subscriptions.owners import Owners, effective_principal
 from gateway.subscriptions.resource import SubscriptionError, parse_criteria
 
 log = logging.getLogger(__name__)
@@ -38,9 +40,10 @@ WATCHING = ("requested", "active", "error")  # error: notifications wait for a r
 ID_CHUNK = 100
 
 
-def fan_out(store: SqlStore, limit: int = 500) -> set[str]:
+def fan_out(store: SqlStore, limit: int = 500, owners: Owners | None = None) -> set[str]:
     """Turn up to ``limit`` queued changes into notifications; the ids of the subscriptions
-    that got some."""
+    that got some. ``owners``: the owners' current registrations (``gateway.subscriptions.
+    owners``); without, the principal each subscription recorded."""
     changes = take_changes(store, limit)
     if not changes:
         return set()
@@ -53,10 +56,14 @@ def fan_out(store: SqlStore, limit: int = 500) -> set[str]:
         ids = sorted({c.res_id for c in live if c.res_type == rtype})
         searched: dict[tuple[str, str], set[str]] = {}  # one search per criteria and owner
         for sub in watchers[rtype]:
+            principal = effective_principal(sub, owners)
+            if principal is None:
+                found[sub.id] = set()
+                continue
             key = (str(sub.content.get("criteria")), orjson.dumps(
-                [sub.principal.get(k) for k in ("anonymous", "studies", "sites")]).decode())
+                [principal.get(k) for k in ("anonymous", "studies", "sites")]).decode())
             if key not in searched:
-                searched[key] = matching_ids(store, sub, rtype, ids)
+                searched[key] = matching_ids(store, sub, principal, rtype, ids)
             found[sub.id] = searched[key]
     deliveries = [(sub.id, c.res_type, c.res_id, c.version_id)
                   for c in live for sub in watchers[c.res_type] if c.res_id in found[sub.id]]
@@ -64,14 +71,14 @@ def fan_out(store: SqlStore, limit: int = 500) -> set[str]:
     return {d[0] for d in deliveries}
 
 
-def matching_ids(store: SqlStore, sub: SubscriptionRow, rtype: str,
-                 ids: Sequence[str]) -> set[str]:
-    """Which of ``ids`` the subscription's criteria find, as its owner may see them."""
+def matching_ids(store: SqlStore, sub: SubscriptionRow, principal: dict[str, Any],
+                 rtype: str, ids: Sequence[str]) -> set[str]:
+    """Which of ``ids`` the subscription's criteria find, as ``principal`` may see them."""
     try:
         _, criteria = parse_criteria(sub.content.get("criteria"))
     except SubscriptionError:
         return set()
-    restrict = restriction_of_record(sub.principal)
+    restrict = restriction_of_record(principal)
     out: set[str] = set()
     for start in range(0, len(ids), ID_CHUNK):
         chunk = ids[start:start + ID_CHUNK]

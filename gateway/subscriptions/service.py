@@ -51,6 +51,7 @@ from gateway.store.subscriptions import (
     replace_subscription,
 )
 from gateway.subscriptions.matching import fan_out
+from gateway.subscriptions.owners import Owners, effective_principal
 from gateway.subscriptions.resource import (
     Spec,
     SubscriptionError,
@@ -83,8 +84,10 @@ class Failed(Exception):
 
 class SubscriptionService:
     def __init__(self, store: SqlStore, options: DeliveryOptions | None = None, *,
-                 audit: Callable[[Facts], None] | None = None) -> None:
+                 audit: Callable[[Facts], None] | None = None,
+                 owners: Owners | None = None) -> None:
         self.store = store
+        self.owners = owners  # the owners' current registrations (``owners``)
         self.options = options or DeliveryOptions()
         self.audit = audit
         self.delivered = 0  # notifications delivered since start
@@ -124,7 +127,7 @@ class SubscriptionService:
         delay = self.options.poll
         while True:
             try:
-                woken = await asyncio.to_thread(fan_out, self.store)
+                woken = await asyncio.to_thread(fan_out, self.store, owners=self.owners)
                 self.last_error, delay = None, self.options.poll
             except Exception as exc:  # noqa: BLE001 - the queue waits, nothing is lost
                 self.last_error = (str(exc) if isinstance(exc, GatewayError)
@@ -184,6 +187,11 @@ class SubscriptionService:
         if ended(spec.end):
             await self._set_status(row, "off", None)
             return False
+        principal = effective_principal(row, self.owners)
+        if principal is None:
+            await self._set_status(row, "off", f"turned off: client {row.client_id} is no "
+                                   f"longer registered or may no longer search {row.res_type}")
+            return False
         wait = row.next_attempt_ms / 1000 - time.time()
         if wait > 0:
             await self._wait(sub_id, wait)
@@ -193,7 +201,7 @@ class SubscriptionService:
             return True
         batch = await asyncio.to_thread(pending, self.store, sub_id, self.options.batch)
         if batch:
-            await self._attempt(row, self._deliver(row, spec, batch))
+            await self._attempt(row, self._deliver(row, spec, batch, principal))
         elif spec.heartbeat and self._since_sent(sub_id) >= spec.heartbeat:
             await self._attempt(row, self._send(row, spec, "POST", spec.endpoint, None,
                                                 "heartbeat"))
@@ -250,13 +258,13 @@ class SubscriptionService:
         await self._set_status(row, "active", None)
         log.info("subscription %s active", row.id)
 
-    async def _deliver(self, row: SubscriptionRow, spec: Spec,
-                       batch: list[DeliveryRow]) -> None:
+    async def _deliver(self, row: SubscriptionRow, spec: Spec, batch: list[DeliveryRow],
+                       principal: dict[str, Any]) -> None:
         if spec.payload is None:  # "something matched": one POST says it for the batch
             await self._send(row, spec, "POST", spec.endpoint, None, "event-notification")
             await self._done(row, spec, batch)
             return
-        restrict = restriction_of_record(row.principal)
+        restrict = restriction_of_record(principal)
         done: list[DeliveryRow] = []
         try:
             for item in batch:

@@ -16,6 +16,7 @@ from fhirpy.base.exceptions import ResourceNotFound
 
 from gateway.runtime import Gateway
 from gateway.security.principal import AUDIT
+from gateway.store.subscriptions import get_subscription
 from tests.api.access_data import obs, patient, study, subject
 from tests.security.support import ApiClient, bearer, get_token, write_clients
 from tests.subscriptions.receiver import Receiver
@@ -188,3 +189,27 @@ async def test_a_restricted_client_is_notified_only_of_what_it_may_see(
     what = [e["what"].get("reference") for e in entry["resource"]["entity"]]
     assert what == [f"Subscription/{sub_id}", "Observation/o-a"]
     assert entry["resource"]["agent"][0]["who"]["identifier"]["value"] == "study-a-team"
+
+
+async def test_a_client_removed_from_the_clients_file_has_its_subscription_turned_off(
+        gateway: Gateway, tmp_path: Path) -> None:
+    (owner,) = await tokens(gateway, OWNER)
+    receiver = Receiver()
+    try:
+        made = fhir_client(gateway, owner).resource("Subscription", **subscription(
+            receiver.url))
+        await made.save()
+        await wait_status(fhir_client(gateway, owner), made.id, "active")
+        (tmp_path / "clients.yaml").unlink()  # the network team removes the client
+        write_clients(tmp_path / "clients.yaml", WRITER, OTHER)
+        assert gateway.reload_sites() is None
+        assert gateway.store is not None
+        for _ in range(400):
+            row = get_subscription(gateway.store, made.id)
+            if row is not None and row.status == "off":
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        receiver.down()
+    assert row is not None and row.status == "off"
+    assert row.error is not None and "no longer registered" in row.error

@@ -109,3 +109,21 @@ def test_the_projectors_batch_writes_are_queued_too(store: SqlStore) -> None:
     fan_out(store)
     assert [(d.res_id, d.version_id) for d in pending(store, "s1")] in (
         [("o1", 1), ("o1", 2), ("o1", 3), ("o2", 1)], [("o2", 1), ("o1", 1), ("o1", 2), ("o1", 3)])
+
+
+def test_notifications_follow_the_owners_current_registration(store: SqlStore) -> None:
+    put(store, study("study-a", "2024-A"), study("study-b", "2024-B"),
+        patient("p1", "female", "1970-01-01"), patient("p2", "male", "1971-01-01"),
+        subject("rs-1a", "study-a", "p1"), subject("rs-2b", "study-b", "p2"))
+    watch(store, "s1", "Observation")  # recorded unrestricted
+    registered: dict[str, Any] = {"client_id": "c", "anonymous": False, "sites": None,
+                                  "scopes": ["system/Observation.s"], "studies": ["study-a"]}
+    put(store, obs("o-a", "p1", "718-7", 1.0, "2026-11-01", "study-a"),
+        obs("o-b", "p2", "718-7", 1.0, "2026-11-01", "study-b"))
+    fan_out(store, owners=lambda client: registered)  # narrowed to study A since
+    assert [d.res_id for d in pending(store, "s1")] == ["o-a"]
+
+    for now in ({**registered, "scopes": ["system/Patient.s"]}, None):  # no Observation.s;
+        put(store, obs("o-a", "p1", "718-7", 2.0, "2026-11-01", "study-a"))  # unregistered
+        fan_out(store, owners=lambda client, now=now: now)  # type: ignore[misc]
+        assert [d.res_id for d in pending(store, "s1")] == ["o-a"]
