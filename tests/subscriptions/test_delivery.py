@@ -20,7 +20,7 @@ from tests.subscriptions.support import (
 def versions_by_resource(receiver: Receiver) -> dict[str, list[int]]:
     seen: dict[str, list[int]] = defaultdict(list)
     for r in receiver.events():
-        seen[r.path] .append(int(r.json()["meta"]["versionId"]))
+        seen[r.path].append(int(r.json()["meta"]["versionId"]))
     return seen
 
 
@@ -33,7 +33,13 @@ async def test_full_resource_notifications_survive_a_receiver_that_is_down_for_a
         made = client.resource("Subscription", **subscription(
             receiver.url, headers=["Authorization: Bearer receiver-secret"]))
         await made.save()
+        dead = client.resource("Subscription", **subscription("http://127.0.0.1:9/hook"))
+        await dead.save()  # a receiver that never answers: only its own queue waits
+        ended = client.resource("Subscription", **{
+            **subscription(receiver.url), "end": "2020-01-01T00:00:00Z"})
+        await ended.save()
         await wait_status(client, made.id, "active")
+        await wait_status(client, ended.id, "off")  # its end has passed
         assert len(receiver.events("handshake")) == 1
 
         await ingest(gateway, *[result(n, f"A{n}{v}", f"{v}.5") for v in (1, 2)
@@ -53,6 +59,8 @@ async def test_full_resource_notifications_survive_a_receiver_that_is_down_for_a
         receiver.up()
         await receiver.wait_for(lambda got: all(
             vs[-1:] == [4] for vs in versions_by_resource(receiver).values()))
+        dead_now = await client.reference("Subscription", dead.id).to_resource()
+        assert dead_now["status"] == "requested" and "handshake" in dead_now["error"]
     finally:
         await gateway.stop()
         receiver.down()
