@@ -104,10 +104,11 @@ def list_subscriptions(store: SqlStore, *, client_id: str | None = None,
 
 
 def replace_subscription(store: SqlStore, row: SubscriptionRow, *,
-                         expected_version: int | None = None) -> bool:
+                         expected_version: int | None = None, drop_pending: bool = False
+                         ) -> bool:
     """Write ``row`` as the next version (``row.version_id`` is set); False when the stored
     version is not ``expected_version`` (someone else changed it first). Turning it ``off``
-    drops its pending notifications."""
+    (or ``drop_pending``: its criteria changed) drops its pending notifications."""
     with store.transaction() as tx:
         current = tx.conn.execute(select(_s.version_id).where(_s.id == row.id)
                                   .with_for_update()).scalar_one_or_none()
@@ -117,7 +118,7 @@ def replace_subscription(store: SqlStore, row: SubscriptionRow, *,
         values = row.values()
         del values["id"]
         tx.conn.execute(update(s.subscription).where(_s.id == row.id).values(**values))
-        if row.status == "off":
+        if row.status == "off" or drop_pending:
             tx.conn.execute(delete(s.subscription_delivery)
                             .where(_d.subscription_id == row.id))
     return True

@@ -10,6 +10,7 @@ The middleware admits a request with the SMART scope of its interaction on Subsc
   store's search planner (400 naming ``Subscription.criteria`` otherwise);
 * the owner's restriction is recorded with the subscription (as an export job records its
   principal) and applies to every notification;
+* a change of criteria drops the notifications still pending under the old ones;
 * ``status``: a client asks ``requested`` (or ``active``, read as ``requested`` unless it is
   active already with the same channel and criteria) or ``off``; ``error`` is the gateway's.
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -120,10 +122,11 @@ def subscription_router(store: SqlStore, service: SubscriptionService | None,
         row = await _own(store, id, principal)
         spec = _checked(body, principal, options)
         await run_in_threadpool(_check_criteria, spec, principal)
-        expected = row.version_id
+        expected, criteria = row.version_id, row.content.get("criteria")
         _apply(row, spec, scrub_reason(body), principal)
-        if not await run_in_threadpool(replace_subscription, store, row,
-                                       expected_version=expected):
+        if not await run_in_threadpool(partial(
+                replace_subscription, store, row, expected_version=expected,
+                drop_pending=criteria != row.content.get("criteria"))):
             raise FhirError.of("conflict", f"Subscription/{id} changed meanwhile; read it "
                                "and try again", status=409)
         touch(id)

@@ -62,6 +62,8 @@ from gateway.subscriptions.resource import (
 
 log = logging.getLogger(__name__)
 AUDIT_REFS = 50  # resource references named in one delivery's AuditEvent, at most
+IDLE = 5.0  # s an idle subscription sleeps unless woken (new notifications, a change by
+# its owner): then it looks at its end and its owner's registration again
 
 
 @dataclass(frozen=True)
@@ -206,8 +208,8 @@ class SubscriptionService:
             await self._attempt(row, self._send(row, spec, "POST", spec.endpoint, None,
                                                 "heartbeat"))
         else:
-            await self._wait(sub_id, spec.heartbeat - self._since_sent(sub_id)
-                             if spec.heartbeat else 1.0)
+            await self._wait(sub_id, min(IDLE, spec.heartbeat - self._since_sent(sub_id))
+                             if spec.heartbeat else IDLE)
         return True
 
     async def _wait(self, sub_id: str, seconds: float) -> None:

@@ -127,3 +127,12 @@ def test_notifications_follow_the_owners_current_registration(store: SqlStore) -
         put(store, obs("o-a", "p1", "718-7", 2.0, "2026-11-01", "study-a"))  # unregistered
         fan_out(store, owners=lambda client, now=now: now)  # type: ignore[misc]
         assert [d.res_id for d in pending(store, "s1")] == ["o-a"]
+
+
+def test_new_criteria_drop_what_the_old_ones_queued(store: SqlStore) -> None:
+    row = watch(store, "s1", "Observation")
+    put(store, obs("o1", "p1", "718-7", 1.0, "2026-11-01"))
+    fan_out(store)
+    row.content["criteria"] = "Observation?code=2345-7"
+    assert replace_subscription(store, row, expected_version=1, drop_pending=True)
+    assert pending(store, "s1") == []
