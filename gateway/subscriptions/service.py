@@ -153,6 +153,7 @@ class SubscriptionService:
             for done in [id for id, task in self._tasks.items() if task.done()]:
                 del self._tasks[done]
                 self._last_sent.pop(done, None)
+                self._events.pop(done, None)
             for sub in live:
                 task = self._tasks.get(sub.id)
                 if task is None or task.done():
