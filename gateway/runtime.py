@@ -43,6 +43,8 @@ from gateway.api.fhir import fhir_router, install_fhir_errors
 from gateway.api.fhir.budgets import RequestBudgets
 from gateway.api.fhir.export import export_router
 from gateway.api.fhir.operations import capability_operations, operations_router
+from gateway.api.fhir.views import CAPABILITY_ENTRY as VIEW_CAPABILITY
+from gateway.api.fhir.views import views_router, with_view_operations
 from gateway.api.ingest import hl7v2_router
 from gateway.api.limits import BodyLimits, default_limits
 from gateway.audit import CAPABILITY_ENTRY, AuditTrail, audit_router, install_audit
@@ -211,17 +213,20 @@ class Gateway:
             # generic /fhir/{type}/{id}
             routers += [export_router(self.exports, lambda: f"{self.public_url}/fhir"),
                         operations_router(self.store, lambda: f"{self.public_url}/fhir"),
+                        views_router(self.store, lambda: f"{self.public_url}/fhir"),
                         subscription_router(self.store, self.subscriptions,
                                             lambda: f"{self.public_url}/fhir"),
                         terminology_router(self.network, lambda: f"{self.public_url}/fhir"),
                         fhir_router(self.store, origin=self.settings.node_id,
                                     capability_resources=[*capability_entries(),
-                                                          CAPABILITY_ENTRY, SUBSCRIPTION_ENTRY],
+                                                          CAPABILITY_ENTRY,
+                                                          VIEW_CAPABILITY, SUBSCRIPTION_ENTRY],
                                     security=self.auth.capability_security(),
                                     base_url_from_request=False,
                                     base_url=lambda: f"{self.public_url}/fhir",
                                     budgets=self.budgets,
-                                    capability_operations=capability_operations())]
+                                    capability_operations=with_view_operations(
+                                        capability_operations()))]
         return routers
 
     def _start_file_sources(self) -> None:
