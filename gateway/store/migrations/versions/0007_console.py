@@ -3,24 +3,17 @@
 console page reads an index range instead of the whole inbox
 
 Revision ID: 0007_console
-Revises: 0006_subscription (0005_export_job while 0006 is not merged)
+Revises: 0006_subscription
 Create Date: 2026-12-03
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0007_console"
-# 0006 is reserved for the subscriptions, written on another branch at the same time: the
-# chain stays one line whichever branch is merged first. Once both are on main this
-# becomes plain "0006_subscription".
-down_revision = ("0006_subscription"
-                 if Path(__file__).with_name("0006_subscription.py").exists()
-                 else "0005_export_job")
+down_revision = "0006_subscription"
 branch_labels = None
 depends_on = None
 
