@@ -54,6 +54,12 @@ class Select:
     repeat: list[Path] = field(default_factory=list)
     names: list[str] = field(default_factory=list)  # every column it yields, in order
 
+    @property
+    def plain(self) -> bool:
+        """Columns only, on the node itself (one row per node)."""
+        return self.for_each is None and not self.repeat and not self.selects \
+            and not self.union
+
 
 @dataclass
 class View:

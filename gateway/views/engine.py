@@ -64,6 +64,11 @@ def _true(found: list[Any], index: int) -> bool:
 
 
 def _select(select: Select, node: Any, variables: dict[str, Any]) -> list[Row]:
+    if select.plain:  # columns only, on the node itself: one row
+        return [_columns(select, node, variables)]
+    if len(select.selects) == 1 and select.selects[0].plain and not select.columns \
+            and select.for_each is None and not select.repeat and not select.union:
+        return [_columns(select.selects[0], node, variables)]  # the view's top level
     if select.for_each is not None:
         foci = select.for_each(node, variables)
     elif select.repeat:

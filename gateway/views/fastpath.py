@@ -102,9 +102,7 @@ def _expr(node: dict[str, Any], constants: Any) -> Fn:
     if kind is None or kind in ("TermExpression", "InvocationTerm", "ParenthesizedTerm"):
         return _expr(children[0], constants)
     if kind == "InvocationExpression":
-        left = _expr(children[0], constants)
-        right = _invocation(children[1], constants)
-        return lambda items, env: right(left(items, env), env)
+        return _chain(node, constants)
     if kind in ("MemberInvocation", "FunctionInvocation", "ThisInvocation"):
         return _invocation(node, constants)
     if kind == "LiteralTerm":
@@ -121,6 +119,25 @@ def _expr(node: dict[str, Any], constants: Any) -> Fn:
     if kind in ("AndExpression", "OrExpression", "XorExpression", "ImpliesExpression"):
         return _logic(node["terminalNodeText"][0], children, constants)
     raise Unsupported(kind)
+
+
+def _chain(node: dict[str, Any], constants: Any) -> Fn:
+    """``a.b.first()…``: the steps of a left-deep chain applied in one loop."""
+    steps: list[Fn] = []
+    while node.get("type") == "InvocationExpression":
+        steps.append(_invocation(node["children"][1], constants))
+        node = node["children"][0]
+    steps.append(_expr(node, constants))
+    steps.reverse()
+    if len(steps) == 2:
+        first, second = steps
+        return lambda items, env: second(first(items, env), env)
+
+    def run(items: Items, env: Env) -> Items:
+        for step in steps:
+            items = step(items, env)
+        return items
+    return run
 
 
 def _literal(node: dict[str, Any]) -> list[Any]:
@@ -223,7 +240,15 @@ def _step(path: str | None, key: str) -> tuple[list[tuple[str, str]], str | None
 def _member(key: str) -> Fn:
     if key[:1].isupper() or key == "length":
         raise Unsupported(key)  # a type name filter / the library's string length
-    cache: dict[str | None, list[tuple[str, str]]] = {}
+    # type path of the parent → (field, type path of the child), or a list of them for a
+    # choice element
+    cache: dict[str | None, Any] = {}
+
+    def lookup(path: str | None) -> Any:
+        fields, _ = _step(path, key)
+        found = cache[path] = fields[0] if len(fields) == 1 and fields[0][0] == key \
+            else fields
+        return found
 
     def run(items: Items, env: Env) -> Items:
         out: Items = []
@@ -235,23 +260,24 @@ def _member(key: str) -> Fn:
                 path = item.get("resourceType") if type(item) is dict else None
             if type(data) is not dict:
                 continue
-            fields = cache.get(path)
-            if fields is None:
-                fields = cache[path] = _step(path, key)[0]
-            for field, child in fields:
-                found = data.get(field)
-                if found is None:
-                    continue
-                if found == []:
-                    break
-                if type(found) is list:
-                    out.extend((x, x["resourceType"]) if type(x) is dict
-                               and "resourceType" in x else (x, child) for x in found)
-                elif type(found) is dict and "resourceType" in found:
-                    out.append((found, found["resourceType"]))
-                else:
-                    out.append((found, child))
-                break
+            step = cache.get(path) or lookup(path)
+            if type(step) is tuple:
+                found = data.get(key)
+                child = step[1]
+            else:
+                for field, child in step:  # noqa: B007 (child: the one found)
+                    found = data.get(field)
+                    if found is not None:
+                        break
+            if found is None or found == []:
+                continue
+            if type(found) is list:
+                out.extend((x, x["resourceType"]) if type(x) is dict
+                           and "resourceType" in x else (x, child) for x in found)
+            elif type(found) is dict and "resourceType" in found:
+                out.append((found, found["resourceType"]))
+            else:
+                out.append((found, child))
         return out
     return run
 

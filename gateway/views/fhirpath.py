@@ -211,9 +211,16 @@ class Path:
     def values(self, node: Any, variables: dict[str, Any]) -> list[Any]:
         if self.fast is not None:
             try:
-                return as_values(self.fast(focus_items(node), variables))
+                found = self.fast([node] if type(node) is dict else focus_items(node),
+                                  variables)
             except Unsure:
                 pass
+            else:
+                # one plain value (most cells) needs no conversion
+                if len(found) == 1 and type(found[0]) is tuple \
+                        and type(found[0][0]) in (str, int, float, bool):
+                    return [found[0][0]]
+                return as_values(found)
         return [plain(v) for v in self.slow(node, variables)]
 
 
