@@ -246,9 +246,11 @@ def _member(key: str) -> Fn:
 
     def lookup(path: str | None) -> Any:
         fields, _ = _step(path, key)
-        found = cache[path] = fields[0] if len(fields) == 1 and fields[0][0] == key \
-            else fields
-        return found
+        if len(fields) == 1 and fields[0][0] == key:
+            cache[path] = fields[0]
+        else:  # a choice: JSON field → (its place in the model's order, type path)
+            cache[path] = {field: (i, child) for i, (field, child) in enumerate(fields)}
+        return cache[path]
 
     def run(items: Items, env: Env) -> Items:
         out: Items = []
@@ -264,11 +266,16 @@ def _member(key: str) -> Fn:
             if type(step) is tuple:
                 found = data.get(key)
                 child = step[1]
-            else:
-                for field, child in step:  # noqa: B007 (child: the one found)
-                    found = data.get(field)
-                    if found is not None:
-                        break
+            else:  # the library takes the first type of the model's order present
+                best = None
+                for field in data:
+                    place = step.get(field)
+                    if place is not None and data[field] is not None \
+                            and (best is None or place[0] < best[0]):
+                        best = (place[0], place[1], field)
+                if best is None:
+                    continue
+                found, child = data[best[2]], best[1]
             if found is None or found == []:
                 continue
             if type(found) is list:
