@@ -188,6 +188,9 @@ def compile_path(text: str, constants: Iterable[str] = (), *, fast: bool = True)
     return Path(text, slow, compile_fast(expression, constants) if fast else None)
 
 
+_PLAIN = frozenset({str, int, float, bool})
+
+
 class Path:
     """A compiled path: ``path(node, variables)`` gives its values as the library does
     (typed nodes or primitives: a ``forEach`` focus), ``path.values(node, variables)``
@@ -216,10 +219,13 @@ class Path:
             except Unsure:
                 pass
             else:
-                # one plain value (most cells) needs no conversion
-                if len(found) == 1 and type(found[0]) is tuple \
-                        and type(found[0][0]) in (str, int, float, bool):
-                    return [found[0][0]]
+                if len(found) == 1:  # most cells: one plain value, no conversion
+                    item = found[0]
+                    kind = type(item)
+                    if kind is tuple and type(item[0]) in _PLAIN:
+                        return [item[0]]
+                    if kind in _PLAIN:
+                        return found
                 return as_values(found)
         return [plain(v) for v in self.slow(node, variables)]
 
