@@ -70,7 +70,7 @@ def focus_items(node: Any) -> Items:
 def as_library(items: Items) -> list[Any]:
     """Nodes as the library's ``ResourceNode`` (for a ``forEach`` focus), values as they
     are; a node holding only extensions dropped (as ``fhirpath._extension_only``)."""
-    return [ResourceNode(item[0], item[1]) if type(item) is tuple else item
+    return [ResourceNode(item[0], item[1]) if type(item) is tuple else item  # type: ignore[no-untyped-call]
             for item in items if not _extension_only(item)]
 
 

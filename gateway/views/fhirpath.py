@@ -44,7 +44,7 @@ Compiled = Callable[[Any, dict[str, Any]], list[Any]]
 R4 = models["r4"]
 # the library consults this global in ofType() (subtypes, backbone elements) but sets it
 # only when is/as run: set once, so that ofType() does not depend on what ran before
-TypeInfo.model = R4
+TypeInfo.model = R4  # type: ignore[assignment]
 
 
 class PathError(ValueError):
@@ -214,8 +214,8 @@ class Path:
     def values(self, node: Any, variables: dict[str, Any]) -> list[Any]:
         if self.fast is not None:
             try:
-                found = self.fast([node] if type(node) is dict else focus_items(node),
-                                  variables)
+                found: list[Any] = self.fast(
+                    [node] if type(node) is dict else focus_items(node), variables)
             except Unsure:
                 pass
             else:
