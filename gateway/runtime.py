@@ -67,6 +67,8 @@ from gateway.security.routes import auth_router
 from gateway.store.audit import AuditLog
 from gateway.store.exports import recorded_restriction
 from gateway.store.sql import SqlStore
+from gateway.subscriptions import CAPABILITY_ENTRY as SUBSCRIPTION_ENTRY
+from gateway.subscriptions import start_subscriptions, subscription_router
 
 log = logging.getLogger(__name__)
 DEFAULT_PASSWORDS = frozenset({"change-me", "changeme"})
@@ -118,6 +120,7 @@ class Gateway:
     auth: Auth | None = None
     audit: AuditTrail | None = None
     exports: ExportManager | None = None
+    subscriptions: Any = None  # gateway.subscriptions.SubscriptionService (hub, all)
     extras: list[Any] = field(default_factory=list)
     budgets: RequestBudgets = field(default_factory=RequestBudgets)
     pid_file: Path | None = None
@@ -167,6 +170,8 @@ class Gateway:
                 retention_hours=s.export_retention_hours, max_active=s.export_max_active,
                 restriction=recorded_restriction)
             await asyncio.to_thread(self.exports.start)
+            self.subscriptions = await start_subscriptions(self.store, s, self.audit.record,
+                                                           self.auth)
         await self._start_http()
         if s.role != "hub":
             await self._start_mllp()
@@ -209,11 +214,13 @@ class Gateway:
             routers += [export_router(self.exports, lambda: f"{self.public_url}/fhir"),
                         operations_router(self.store, lambda: f"{self.public_url}/fhir"),
                         views_router(self.store, lambda: f"{self.public_url}/fhir"),
+                        subscription_router(self.store, self.subscriptions,
+                                            lambda: f"{self.public_url}/fhir"),
                         terminology_router(self.network, lambda: f"{self.public_url}/fhir"),
                         fhir_router(self.store, origin=self.settings.node_id,
                                     capability_resources=[*capability_entries(),
                                                           CAPABILITY_ENTRY,
-                                                          VIEW_CAPABILITY],
+                                                          VIEW_CAPABILITY, SUBSCRIPTION_ENTRY],
                                     security=self.auth.capability_security(),
                                     base_url_from_request=False,
                                     base_url=lambda: f"{self.public_url}/fhir",
@@ -330,6 +337,8 @@ class Gateway:
                 await asyncio.wait_for(task, 10)
         if self.exports is not None:
             await asyncio.to_thread(self.exports.stop)
+        if self.subscriptions is not None:
+            await self.subscriptions.stop()
         if self.service is not None:
             await asyncio.to_thread(self.service.stop)
         if self.audit is not None:
