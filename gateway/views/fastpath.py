@@ -6,7 +6,8 @@ expression (``compile_fast`` returns None) or per evaluation (``Unsure``).
 
 Supported: member navigation (``a.b.c``, choice elements ``value`` → ``valueQuantity`` …,
 ``extension``), ``first()``, ``exists()`` and ``exists(criteria)``, ``empty()``,
-``not()``, ``where(criteria)``, ``ofType(T)``, ``extension('url')``, ``join(['sep'])``,
+``not()``, ``where(criteria)``, ``ofType(T)``, ``extension(url)``, ``join([sep])``,
+``startsWith(text)``, ``endsWith(text)`` (a text parameter: a literal or a ``%constant``),
 ``getResourceKey()``, ``getReferenceKey([T])``, an indexer with a literal (``a[0]``),
 ``$this``, ``%constant`` (a primitive) and ``%rowIndex``, string, number, boolean and
 ``{}`` literals, ``=``, ``!=``, ``<``, ``>``, ``<=``, ``>=``, ``and``, ``or``, ``xor``,
@@ -396,23 +397,36 @@ def _is(info: tuple[str, str], namespace: str | None, name: str) -> bool:
     return kind == name
 
 
-def _string_param(params: list[Any], name: str) -> str:
+def _string_param(params: list[Any], name: str) -> Callable[[Env], str]:
+    """A parameter that must be one string: a literal, or a ``%constant`` (looked up
+    when the path runs; not a string: the library's error)."""
     if len(params) != 1:
         raise Unsupported(name)
     node = params[0]
     while node.get("type") in ("TermExpression", "LiteralTerm"):
         node = node["children"][0]
+    if node.get("type") == "ExternalConstantTerm":
+        constant = _constant(node["children"][0], None)
+
+        def lookup(env: Env) -> str:
+            found = constant([], env)
+            if len(found) != 1 or type(found[0]) is not str:
+                raise Unsure
+            return str(found[0])
+        return lookup
     value = _literal(node) if node.get("type") == "StringLiteral" else None
     if not value:
         raise Unsupported(name)
-    return str(value[0])
+    text = str(value[0])
+    return lambda env: text
 
 
 def _extension(params: list[Any], constants: Any) -> Fn:
-    url = _string_param(params, "extension()")
+    url_of = _string_param(params, "extension()")
 
     def run(items: Items, env: Env) -> Items:
         out = []
+        url = url_of(env)
         for item in items:
             data = _data(item)
             if type(data) is not dict:
@@ -427,10 +441,31 @@ def _extension(params: list[Any], constants: Any) -> Fn:
     return run
 
 
+def _affix(starts: bool) -> Callable[[list[Any], Any], Fn]:
+    """``startsWith(text)`` / ``endsWith(text)`` on one string (the library's rules:
+    empty gives empty, an empty string false, anything but one string an error)."""
+    def make(params: list[Any], constants: Any) -> Fn:
+        affix_of = _string_param(params, "startsWith()" if starts else "endsWith()")
+
+        def run(items: Items, env: Env) -> Items:
+            if not items:
+                return []
+            affix = affix_of(env)
+            if len(items) != 1 or type(_data(items[0])) is not str:
+                raise Unsure
+            text = _data(items[0])
+            if not text:
+                return [False]
+            return [text.startswith(affix) if starts else text.endswith(affix)]
+        return run
+    return make
+
+
 def _join(params: list[Any], constants: Any) -> Fn:
-    separator = _string_param(params, "join()") if params else ""
+    separator_of = _string_param(params, "join()") if params else lambda env: ""
 
     def run(items: Items, env: Env) -> Items:
+        separator = separator_of(env)  # first, as the library (an error even on empty)
         if not items:
             return []
         texts = [_data(item) for item in items]
@@ -478,6 +513,7 @@ _FUNCTIONS: dict[str, Callable[[list[Any], dict[str, Any]], Fn]] = {
     "first": _first, "exists": _exists, "empty": _empty, "not": _not, "where": _where,
     "ofType": _of_type, "extension": _extension, "join": _join,
     "getResourceKey": _resource_key, "getReferenceKey": _reference_key,
+    "startsWith": _affix(True), "endsWith": _affix(False),
 }
 
 

@@ -83,7 +83,10 @@ SUFFIXES = ["", ".first()", ".exists()", ".empty()", ".not()", ".ofType(Quantity
             ".ofType(System.String)", ".join('|')", ".join()", ".getReferenceKey()",
             ".getReferenceKey(Patient)", ".getResourceKey()", ".first().exists()",
             ".ofType(Quantity).value", ".where(code = 'a')", ".where(value > 3).exists()",
-            ".exists(text = 'a')", ".where(system = 'http://loinc.org').code.first()"]
+            ".exists(text = 'a')", ".where(system = 'http://loinc.org').code.first()",
+            ".startsWith('1')", ".endsWith(%label)", ".first().startsWith('')",
+            ".where(code.startsWith('10')).exists()", ".join(%sep)", ".join(%limit)",
+            ".extension(%url).exists()", ".startsWith(%limit)"]
 PREDICATES = ["status = 'final'", "status != 'final'", "value.value > 3",
               "value.ofType(Quantity).value <= 13.44", "value.value >= -2",
               "value.value = 4.5", "value = true", "code.coding.code = '1000-0'",
@@ -97,11 +100,13 @@ EXPRESSIONS = (
     + PREDICATES
     + [f"extension('{url}').value.ofType(Reference).getReferenceKey(ResearchStudy)"
        for url in URLS]
-    + ["extension('" + STUDY + "').value", "subject.getReferenceKey(Group)",
+    + ["extension(%url).value.ofType(Reference).getReferenceKey(ResearchStudy).first()",
+       "code.coding.where(system = %url and code.startsWith('1000')).exists()",
+       "extension('" + STUDY + "').value", "subject.getReferenceKey(Group)",
        "component.where(code.text = 'a').value.ofType(Quantity).value"]
 )
-VARIABLES = {"limit": 4, "label": "a", "rowIndex": 0}
-COMPILED = [compile_path(text, {"limit", "label"}) for text in EXPRESSIONS]
+VARIABLES = {"limit": 4, "label": "a", "rowIndex": 0, "url": STUDY, "sep": "|"}
+COMPILED = [compile_path(text, {"limit", "label", "url", "sep"}) for text in EXPRESSIONS]
 
 
 def _same(items: list[Any]) -> list[tuple[str, Any, Any]]:
