@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -36,9 +37,11 @@ class BusWatch:
     """Reads ``BusComponents`` (relay, projector) and the store's outbox. Thread-safe:
     /metrics and the alert loop read it from worker threads."""
 
-    def __init__(self, components: Any, store: Any) -> None:
+    def __init__(self, components: Any, store: Any,
+                 clock: Callable[[], float] = time.time) -> None:
         self.components = components
         self.store = store
+        self.clock = clock
         self._behind_since: float | None = None
         self._lock = threading.Lock()
 
@@ -46,7 +49,7 @@ class BusWatch:
         parts = self.components
         relay = getattr(parts, "relay", None)
         projector = getattr(parts, "projector", None)
-        now = time.time()
+        now = self.clock()
         values: dict[str, Any] = {}
         if relay is not None:
             values.update(outbox_pending=relay.pending, outbox_max=relay.outbox_max,
