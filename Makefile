@@ -34,6 +34,7 @@ postgres:
 
 test: $(STAMP) postgres
 	$(BIN)/ruff check gateway tests bench
+	$(BIN)/mypy
 	$(BIN)/pytest -q -x --durations=15
 
 # The fuzz tests of the suite with fifty times the examples (tests/conftest.py, profile
@@ -43,7 +44,6 @@ fuzz: $(STAMP) postgres
 
 lint: $(STAMP)
 	$(BIN)/ruff check gateway tests bench
-	$(BIN)/pip install -q mypy types-PyYAML
 	$(BIN)/mypy
 
 bench: $(STAMP)

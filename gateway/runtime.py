@@ -338,6 +338,9 @@ class Gateway:
         if self.network is None:
             return ConfigError("the gateway is not started")
         error = reload_network(self.network, self.settings.sites)
+        if error is None and self.store is not None and self.settings.role != "hub":
+            # a study added or changed in studies.yaml is a ResearchStudy now, as at start
+            publish_studies(self.store, self.network.studies, self.settings.node_id)
         if self.auth is not None:
             self.auth.reload_clients(self.network)
         if self.audit is not None:
@@ -407,13 +410,25 @@ def _refuse_default_password(url: str) -> None:
                           "your own (docker/compose.yaml: POSTGRES_PASSWORD)")
 
 
+_BACKGROUND: set[asyncio.Task[Any]] = set()
+
+
+def _background(work: Any) -> None:
+    """Run ``work`` (a coroutine) as a task kept referenced until it ends."""
+    task = asyncio.ensure_future(work)
+    _BACKGROUND.add(task)
+    task.add_done_callback(_BACKGROUND.discard)
+
+
 async def serve(settings: Settings) -> None:
     private_umask()  # files and directories the gateway creates: 0600 / 0700
     gateway = Gateway(settings)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, gateway.request_stop)
-    loop.add_signal_handler(signal.SIGHUP, gateway.reload_sites)
+    # off the event loop: a reload reads files and writes the studies file's changes
+    loop.add_signal_handler(signal.SIGHUP, lambda: _background(
+        asyncio.to_thread(gateway.reload_sites)))
     try:
         await gateway.start()
         await gateway.wait()

@@ -143,3 +143,30 @@ def test_a_pid_file_of_a_process_that_is_gone_is_ignored(tmp_path: Path) -> None
     assert pidfile.read(tmp_path) is None
     pidfile.remove(path)  # not ours: left alone
     assert path.exists()
+
+
+async def test_a_study_added_to_the_studies_file_is_a_research_study_after_reload(
+        gateway: Gateway, sites: Path) -> None:
+    """studies.yaml is read at start and at every reload: a new study (and a changed title)
+    is in the FHIR API after ``POST /admin/reload``, without a restart."""
+    path = sites / "studies.yaml"
+    text = path.read_text(encoding="utf-8")
+    new_study = ('  - id: dc-vaccine-gbm\n'
+                 '    title: "Dendritic-cell vaccine in glioblastoma"\n'
+                 '    area: neurological-disorders\n'
+                 '    identifiers:\n'
+                 '      - {system: "https://clinicaltrials.gov/nctid", value: "NCT09999999"}\n'
+                 '    status: active\n'
+                 '    sites: [hsr]\n')
+    text = text.replace("studies:\n", "studies:\n" + new_study, 1).replace(
+        "Academic anti-CD19 CAR-T", "Academic anti-CD19 CAR-T (amended)", 1)
+    path.write_text(text, encoding="utf-8")
+    r = await post(gateway, "/admin/reload")
+    assert r.status_code == 200, r.text
+    async with httpx.AsyncClient() as http:
+        found = await http.get(f"http://127.0.0.1:{gateway.http_port}/fhir/ResearchStudy")
+    titles = {e["resource"]["title"]: e["resource"]["meta"]["versionId"]
+              for e in found.json()["entry"]}
+    assert titles["Dendritic-cell vaccine in glioblastoma"] == "1"
+    assert titles[
+        "Academic anti-CD19 CAR-T (amended) in relapsed/refractory large B-cell lymphoma"] == "2"

@@ -201,3 +201,33 @@ async def test_the_writer_thread_outlives_a_failure_outside_its_transaction(
     assert (first.status, first.ack_code) == ("refused", "AE")
     assert (again.status, again.ack_code) == ("duplicate", "AA")
     assert (second.status, second.ack_code) == ("processed", "AA")
+
+
+async def test_a_strict_sites_invalid_message_gets_ae_naming_the_position_and_is_stored_once(
+        tmp_path: Path, sqlite_url: str) -> None:
+    """Strict validation's errors found beside the writer reach the writer as the job's
+    ``checked`` errors: the sender gets AE with the first error's position, the message is
+    kept once in the inbox as an error, and a valid message of the same site is AA."""
+    sites = tmp_path / "sites"
+    shutil.copytree(EXAMPLE_SITES, sites)
+    hpg23 = sites / "hpg23.yaml"
+    hpg23.write_text(hpg23.read_text(encoding="utf-8") + "\nstrict_validation: true\n",
+                     encoding="utf-8")
+    settings = Settings(http_port=0, mllp_port=0, data_dir=tmp_path / "var", sites=sites,
+                        database_url=sqlite_url, bus=BusSettings(node_id="test-node"))
+    gw = Gateway(settings)
+    await gw.start()
+    try:
+        assert gw.mllp is not None and gw.store is not None
+        bad = oru("STRICTBAD").replace(b"\rOBX|1|", b"\rZZZ|not a segment\rOBX|1|", 1)
+        bad_ack, _ = await _send(gw.mllp.port, bad)
+        good_ack, _ = await _send(gw.mllp.port, oru("STRICTGOOD"))
+        rows = [r for r in gw.store.inbox_list(limit=10)
+                if r.control_id in ("STRICTBAD", "STRICTGOOD")]
+    finally:
+        await gw.stop()
+    assert ack_fields(bad_ack)[0] == "AE", bad_ack
+    assert b"ERR|" in bad_ack, bad_ack
+    assert ack_fields(good_ack)[0] == "AA", good_ack
+    assert sorted((r.control_id, r.status) for r in rows) == [
+        ("STRICTBAD", "error"), ("STRICTGOOD", "processed")]

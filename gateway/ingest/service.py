@@ -130,7 +130,7 @@ class IngestService:
 
         checked = await asyncio.to_thread(self._precheck, raw) if self._any_strict() else None
         self.start()
-        self._queue.put(Job(raw, transport, done, replay_of, checked))
+        self._queue.put(Job(raw, transport, done, replay_of, checked=checked))
         return await future
 
     def _any_strict(self) -> bool:

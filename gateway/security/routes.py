@@ -94,6 +94,8 @@ def auth_router(tokens: TokenService | None,
             client_id, answer = await run_in_threadpool(tokens.token, fields,
                                                         here(request) + TOKEN_PATH)
         except OAuthError as exc:
+            # the audit trail's "who" of a refused request: the client it claims to be
+            request.state.audit["agent"] = tokens.claimed_client(fields)
             log.info("token refused: %s: %s", exc.error, exc.description)
             return _oauth_error(exc)
         # the audit trail's "who" of an issued token

@@ -91,6 +91,9 @@ class Issued:
     exp: float
 
 
+UNKNOWN_CLIENT = "unknown-client"  # the audit agent of a token request naming no client
+
+
 class TokenService:
     """Issues and checks access tokens for the clients of the clients file."""
 
@@ -133,6 +136,18 @@ class TokenService:
                            headers={"kid": self.jwk["kid"]})
         return client.id, {"access_token": token, "token_type": "bearer",
                            "expires_in": ACCESS_TOKEN_LIFETIME, "scope": " ".join(granted)}
+
+    def claimed_client(self, form: Mapping[str, str]) -> str:
+        """Who a refused token request claims to be, for the audit trail: the assertion's
+        unverified ``iss`` when it names a client of the clients file, else
+        ``unknown-client`` (an arbitrary claimed text is never recorded)."""
+        assertion = form.get("client_assertion") or ""
+        try:
+            claims = jwt.decode(assertion, options={"verify_signature": False})
+        except jwt.PyJWTError:
+            return UNKNOWN_CLIENT
+        iss = claims.get("iss") if isinstance(claims, dict) else None
+        return iss if isinstance(iss, str) and iss in self.clients else UNKNOWN_CLIENT
 
     def check_assertion(self, assertion: str, token_url: str) -> Client:
         try:

@@ -216,3 +216,31 @@ def test_history_pages_never_split_versions_that_share_an_instant(fhir_server: S
                      for e in page["entry"]]
             url = next((lnk["url"] for lnk in page["link"] if lnk["relation"] == "next"), None)
     assert len(seen) == len(set(seen)) == 8
+
+
+def test_a_study_cohort_group_is_read_only_through_the_api(client: httpx.Client) -> None:
+    """The hub derives a study's cohort Group from its ResearchSubjects: a client's PUT,
+    DELETE or transaction entry on it answers 422 and leaves it as it was; a Group of the
+    client's own stays writable, and may not claim the hub's meta.source."""
+    from gateway.store.cohort import SOURCE, group_id
+
+    study = create(client, {"resourceType": "ResearchStudy", "status": "active"}).json()
+    gid = group_id(study["id"])
+    cohort = client.get(f"/Group/{gid}").json()
+    assert cohort["meta"]["source"] == SOURCE
+    changed = {**cohort, "name": "renamed by a client"}
+    put = client.put(f"/Group/{gid}", json=changed, headers={"Content-Type": FHIR_JSON})
+    assert put.status_code == 422, put.text
+    assert put.json()["issue"][0]["code"] == "business-rule"
+    assert client.delete(f"/Group/{gid}").status_code == 422
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": changed, "request": {"method": "PUT", "url": f"Group/{gid}"}}]}
+    assert client.post("", json=bundle,
+                       headers={"Content-Type": FHIR_JSON}).status_code == 422
+    assert client.get(f"/Group/{gid}").json() == cohort
+    own = create(client, {"resourceType": "Group", "type": "person", "actual": False}).json()
+    assert client.delete(f"/Group/{own['id']}").status_code == 200
+    claiming = {"resourceType": "Group", "type": "person", "actual": True,
+                "meta": {"source": SOURCE}}
+    assert client.post("/Group", json=claiming,
+                       headers={"Content-Type": FHIR_JSON}).status_code == 422

@@ -23,7 +23,7 @@ from tests.mapping.test_research import MONITORING, RELEASE
 from tests.test_ingest import oru
 from tests.test_runtime import msa, send
 
-from .support import ApiClient, bearer, get_token, start, write_clients
+from .support import ApiClient, assertion, bearer, get_token, start, token_form, write_clients
 
 CART = "cart-lymphoma"  # studies.yaml id of EU CT 2024-510233-27-00
 READ_ALL = ["system/*.rs"]
@@ -107,6 +107,32 @@ async def test_every_request_of_the_boundary_is_in_the_audit_trail_for_the_audit
         text = str(team_events)
         for private in ("ROSSI", "Rossi", "MARIO"):
             assert private not in text
+
+
+async def test_a_refused_token_request_is_recorded_under_the_client_it_claims_if_known(
+        gateway: Gateway) -> None:
+    """An assertion signed with a stolen-name but wrong key is refused and recorded under
+    the client it names (a brute force on one client shows in its trail); an assertion
+    naming no client of the file is recorded as ``unknown-client``, never its text."""
+    url = f"{base(gateway)}/auth/token"
+    wrong_key = ApiClient("intruder", READ_ALL).key  # a fresh key of the same algorithm
+    async with httpx.AsyncClient() as http:
+        for signed in (assertion(STUDY_TEAM, url, key=wrong_key),
+                       assertion(ApiClient("MARIO ROSSI", READ_ALL), url)):
+            r = await http.post(url, data=token_form(signed, "system/*.rs"))
+            assert r.status_code in (400, 401), r.text
+    coordinator = await client_for(gateway, COORDINATOR)
+    async with coordinator:
+        refused: list[tuple[str, str]] = []
+        for _ in range(50):  # the trail is written behind the answers
+            r = await coordinator.get("/fhir/AuditEvent", params={"subtype": "110122"})
+            refused = [(e["resource"]["agent"][0]["who"]["identifier"]["value"],
+                        e["resource"]["outcome"]) for e in r.json().get("entry", ())
+                       if e["resource"]["outcome"] != "0"]
+            if len(refused) >= 2:
+                break
+            await asyncio.sleep(0.1)
+    assert sorted(refused) == [(STUDY_TEAM.id, "4"), ("unknown-client", "4")]
 
 
 @pytest.mark.parametrize("type_filter", [None, "Observation?status=final"])

@@ -15,6 +15,7 @@ from urllib.parse import parse_qsl, urlencode
 
 from gateway.security.access import Restriction
 from gateway.store.base import Change, Resource, Store, Transaction
+from gateway.store.cohort import SOURCE as COHORT_SOURCE
 
 from .outcomes import FhirError
 from .validation import validate_resource
@@ -78,6 +79,7 @@ def _location(change: Change) -> str:
 def _put(tx: Transaction, resource: Resource, ctx: WriteContext,
          if_match: int | None = None) -> Change:
     validate_resource(resource)
+    check_not_derived(tx, resource["resourceType"], resource["id"], resource)
     source = (resource.get("meta") or {}).get("source") or ctx.source  # the client's first
     change = tx.put(resource, source=source, if_match=if_match, headers=dict(ctx.headers))
     check_written(tx, ctx, change.resource_type, change.id)
@@ -92,6 +94,22 @@ def check_writable(tx: Transaction, ctx: WriteContext, rtype: str, id: str) -> N
         raise FhirError.of("forbidden", f"{rtype}/{id}: this client may update only "
                            "resources of its studies and sites that exist; it creates "
                            "with POST", status=403)
+
+
+def check_not_derived(tx: Transaction, rtype: str, id: str,
+                      resource: Resource | None = None) -> None:
+    """A study cohort Group is derived by the hub from the ResearchSubjects: a client's
+    update or delete would be overwritten at the next enrolment change (or would claim the
+    hub's ``meta.source``), so it is refused; the cohort changes through its subjects."""
+    if rtype != "Group":
+        return
+    claimed = ((resource or {}).get("meta") or {}).get("source") == COHORT_SOURCE
+    current = tx.get(rtype, id)
+    if claimed or (current is not None
+                   and (current.get("meta") or {}).get("source") == COHORT_SOURCE):
+        raise FhirError.of("business-rule", f"Group/{id} is a study cohort kept by the hub "
+                           "from the study's ResearchSubjects: change those instead",
+                           status=422)
 
 
 def check_written(tx: Transaction, ctx: WriteContext, rtype: str, id: str) -> None:
@@ -171,6 +189,7 @@ def delete(tx: Transaction, rtype: str, id: str, ctx: WriteContext) -> Result:
     if ctx.restrict is not None and not tx.visible(ctx.restrict, rtype, id):
         # hidden, deleted or missing alike: nothing tells a restricted client which
         raise FhirError.of("not-found", f"{rtype}/{id} is not known")
+    check_not_derived(tx, rtype, id)
     change = tx.delete(rtype, id, source=ctx.source, headers=dict(ctx.headers))
     verb = "deleted" if change.changed else "nothing to delete at"
     return Result(200, None, f"{verb} {rtype}/{id}")
