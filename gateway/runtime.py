@@ -60,7 +60,7 @@ from gateway.ingest import IngestService
 from gateway.ingest.outcome import Outcome, msa_code
 from gateway.mapping.pseudonym import load_or_create_key, read_key
 from gateway.observability import sources
-from gateway.observability.access import AccessMiddleware, log_mllp
+from gateway.observability.access import AccessMiddleware, access_log, log_mllp
 from gateway.observability.alerts import Alerts, AlertSettings
 from gateway.observability.facts import message_facts
 from gateway.observability.metrics import GatewayMetrics
@@ -99,8 +99,9 @@ class MllpHandler:
     async def handle(self, frame: bytes, peer: Peer) -> list[bytes]:
         started = time.perf_counter()
         answers = await self._answer(frame, peer)
-        facts = message_facts(frame, self.service.network, self.service.key)
-        log_mllp(facts, msa_code(answers), time.perf_counter() - started, peer)
+        if access_log.isEnabledFor(logging.INFO):
+            facts = message_facts(frame, self.service.network, self.service.key)
+            log_mllp(facts, msa_code(answers), time.perf_counter() - started, peer)
         return answers
 
     async def _answer(self, frame: bytes, peer: Peer) -> list[bytes]:
@@ -137,6 +138,7 @@ class Gateway:
     failures: FailureCounters = field(default_factory=FailureCounters)
     metrics: GatewayMetrics = field(default_factory=GatewayMetrics)
     alerts: Alerts | None = None
+    tracing: Any = None  # gateway.observability.tracing.Tracing with --otel
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
@@ -165,6 +167,8 @@ class Gateway:
                else load_or_create_key(s.data_dir))
         self.audit = AuditTrail(AuditLog(self.store), node=s.node_id, key=key).start()
         self.bus = await self._start_bus()
+        if s.otel or self.tracing is not None:
+            self._start_tracing()
         self.service = IngestService(
             self.store, self.network, key, node_id=s.node_id, batch_max=s.batch_max,
             accepting=getattr(self.bus, "accepting", lambda: True),
@@ -200,6 +204,15 @@ class Gateway:
         log.info("gateway ready: role %s, HTTP %s:%d, MLLP %s", s.role, s.host,
                  self.http_port, f"{s.host}:{self.mllp.port}" if self.mllp else "off")
 
+    def _start_tracing(self) -> None:
+        from gateway.observability.tracing import Tracing
+
+        if self.tracing is None:  # a test may bring its own (an in-memory exporter)
+            self.tracing = Tracing(node=self.settings.node_id)
+        for part in ("relay", "projector"):
+            if (component := getattr(self.bus, part, None)) is not None:
+                component.tracer = self.tracing
+
     def _start_observability(self) -> None:
         """Metrics sources and the alert loop (before the HTTP app, which serves both)."""
         assert self.store is not None and self.service is not None
@@ -222,6 +235,11 @@ class Gateway:
         facts = message_facts(raw, self.service.network, self.service.key)
         self.metrics.observe_message(facts.site, facts.message_type, transport,
                                      outcome.status, outcome.ack_code, seconds, outcome.reason)
+        if self.tracing is not None:
+            self.tracing.receipt(facts.digest, seconds, {
+                "gateway.site": facts.site, "hl7v2.message_type": facts.message_type,
+                "hl7v2.ack_code": outcome.ack_code, "gateway.transport": transport},
+                outcome.commit_ns)
 
     def _observe_import(self, site: str, report: Any) -> None:
         self.metrics.observe_import(site, report.rows, report.accepted)
@@ -357,7 +375,7 @@ class Gateway:
         await self._stop.wait()
 
     def _access_log(self, app: FastAPI) -> None:
-        app.add_middleware(AccessMiddleware, metrics=self.metrics)
+        app.add_middleware(AccessMiddleware, metrics=self.metrics, tracing=self.tracing)
 
     def _body_limits(self, app: FastAPI) -> None:
         app.add_middleware(BodyLimits, limits=default_limits(self.settings.max_message_size))
@@ -388,6 +406,8 @@ class Gateway:
             await self.bus.stop()
         if self.store is not None:
             self.store.close()
+        if self.tracing is not None:
+            self.tracing.shutdown()
         log.info("gateway stopped")
 
 

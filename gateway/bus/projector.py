@@ -19,6 +19,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import orjson
 
@@ -158,6 +159,7 @@ class HubProjector:
         self._next: Batch | None = None  # fetched and prepared during the last write: next
         self._copy = getattr(store, "dialect", None) == "postgresql" and copy_available()
         self._task: asyncio.Task[None] | None = None
+        self.tracer: Any = None  # gateway.observability.tracing.Tracing, when --otel
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self.run(), name="hub-projector")
@@ -209,6 +211,7 @@ class HubProjector:
         if not records:
             return 0
         # submitted now (a to_thread task would start only after the look-ahead's fetch)
+        started = time.time_ns()
         writing = asyncio.get_running_loop().run_in_executor(None, self._apply, records)
         try:
             await self._fetch_ahead(writing)
@@ -216,6 +219,8 @@ class HubProjector:
             await asyncio.wait({writing})  # outcome, whatever it is, is the next start's)
             raise
         changed = await writing
+        if self.tracer is not None:
+            self.tracer.applied(records, started)
         self.changed += changed
         self._held = []
         self.applied += len(records)

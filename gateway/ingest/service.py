@@ -112,7 +112,10 @@ class IngestService:
         started = time.perf_counter()
         outcome = await self._enqueue(raw, transport, None)
         for observe in self.observers:
-            observe(raw, transport, outcome, time.perf_counter() - started)
+            try:
+                observe(raw, transport, outcome, time.perf_counter() - started)
+            except Exception as exc:  # noqa: BLE001 - metrics never cost a sender its ACK
+                log.warning("message observer failed: %s", type(exc).__name__)
         return outcome
 
     async def replay_async(self, record: InboxRecord) -> Outcome:
@@ -221,6 +224,7 @@ class IngestService:
 
     def _run_batch(self, batch: list[Job]) -> None:
         outcomes: list[Outcome] = []
+        started = time.time_ns()
         try:
             with self.store.transaction() as tx:
                 outcomes = Group(self, tx, batch).run()
@@ -228,6 +232,9 @@ class IngestService:
             log.exception("group commit of %d message(s) failed", len(batch))
             outcomes = [self._store_failure(job, exc) for job in batch]
         else:
+            committed = (started, time.time_ns())
+            for outcome in outcomes:
+                outcome.commit_ns = committed
             rows = sum(o.changed for o in outcomes)  # one outbox row per changed resource
             if rows:
                 self.on_commit(rows)

@@ -77,9 +77,11 @@ class AccessMiddleware:
     request including the 401/403 that authentication answers itself, and names the
     caller it found."""
 
-    def __init__(self, app: ASGIApp, metrics: GatewayMetrics | None = None) -> None:
+    def __init__(self, app: ASGIApp, metrics: GatewayMetrics | None = None,
+                 tracing: Any = None) -> None:
         self.app = app
         self.metrics = metrics
+        self.tracing = tracing  # gateway.observability.tracing.Tracing, when --otel
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -87,6 +89,7 @@ class AccessMiddleware:
             return
         started = time.perf_counter()
         status = 500
+        span = self._span(scope) if self.tracing is not None else None
 
         async def sending(message: Message) -> None:
             nonlocal status
@@ -98,6 +101,17 @@ class AccessMiddleware:
             await self.app(scope, receive, sending)
         finally:
             self._done(scope, status, time.perf_counter() - started)
+            if span is not None:
+                route = route_of(scope, interaction_of(scope["method"], scope["path"]))
+                span.update_name(f"HTTP {scope['method']} {route}")
+                span.set_attributes({"http.route": route, "http.response.status_code": status})
+                span.end()
+
+    def _span(self, scope: Scope) -> Any:
+        """A server span continuing the request's own ``traceparent`` header, if any."""
+        header = dict(scope.get("headers") or ()).get(b"traceparent")
+        return self.tracing.server_span(scope["method"],
+                                        header.decode("latin-1") if header else None)
 
     def _done(self, scope: Scope, status: int, seconds: float) -> None:
         method, path = scope["method"], scope["path"]

@@ -24,6 +24,7 @@ class MessageFacts:
     site: str  # a configured site id, or "unknown"
     message_type: str  # CODE^EVENT, "batch" or "other"
     msh10: str  # "msh10#" + 12 hex digits of the keyed hash, as every log line names it
+    digest: str  # the whole keyed hash: the bus's message-id and traceparent come from it
 
 
 def msh_fields(raw: bytes) -> list[str]:
@@ -53,4 +54,5 @@ def message_facts(raw: bytes, network: Network, key: bytes) -> MessageFacts:
     facility, control_id = field(4), field(10, component=False).split("~", 1)[0].strip()
     site = network.site_for(facility) if facility else None
     digest = message_hash(key, site.id if site else "", facility, control_id)
-    return MessageFacts(site.id if site else UNKNOWN_SITE, kind, "msh10#" + digest[:12])
+    return MessageFacts(site.id if site else UNKNOWN_SITE, kind, "msh10#" + digest[:12],
+                        digest)
