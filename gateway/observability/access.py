@@ -13,6 +13,7 @@ certificate subject under mutual TLS. Never a value from a message or a path.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from typing import Any
 
@@ -26,6 +27,7 @@ NOT_LOGGED = frozenset({"/healthz"})
 AREAS = frozenset({"admin", "hl7v2", "lab-exports", "auth", "metrics", "healthz", "console",
                    "docs", "redoc", "openapi.json", ".well-known"})
 _GET = ("GET", "HEAD")
+_NAME = re.compile(r"^[$_.]?[A-Za-z][A-Za-z-]{0,40}$")  # $everything, _history, .well-known
 
 
 def interaction_of(method: str, path: str) -> str:
@@ -62,9 +64,28 @@ def _on_type(method: str, parts: list[str]) -> str:
 
 
 def route_of(scope: Scope, interaction: str) -> str:
-    route = scope.get("route")
-    template = getattr(route, "path", None)
-    return str(template) if template else f"({interaction})"
+    """The route template that took the request; for one that no route took (a 401
+    before routing, the FHIR API's fast read path) the same shape made from the path."""
+    template = getattr(scope.get("route"), "path", None)
+    if template:
+        return str(template)
+    path = scope["path"]
+    if path == "/fhir" or path.startswith("/fhir/"):
+        return fhir_template(path.rstrip("/").split("/")[2:])
+    return f"({interaction})"
+
+
+def fhir_template(parts: list[str]) -> str:
+    """``/fhir/Observation/abc/_history/2`` → ``/fhir/{rtype}/{id}/_history/{vid}``."""
+    shape = ["/fhir"]
+    for i, part in enumerate(parts):
+        if part.startswith(("$", "_")) or (i == 0 and part in ("metadata", ".well-known")):
+            shape.append(part if _NAME.match(part) else "{?}")
+        elif i == 0:
+            shape.append("{rtype}")
+        else:
+            shape.append("{vid}" if i > 0 and parts[i - 1] == "_history" else "{id}")
+    return "/".join(shape)
 
 
 def client_of(scope: Scope) -> str:
