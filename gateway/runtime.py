@@ -232,7 +232,8 @@ class Gateway:
     def _observe_message(self, raw: bytes, transport: str, outcome: Outcome,
                          seconds: float) -> None:
         assert self.service is not None
-        facts = message_facts(raw, self.service.network, self.service.key)
+        facts = message_facts(raw, self.service.network, self.service.key,
+                              hashed=self.tracing is not None)
         self.metrics.observe_message(facts.site, facts.message_type, transport,
                                      outcome.status, outcome.ack_code, seconds, outcome.reason)
         if self.tracing is not None:

@@ -23,22 +23,29 @@ UNKNOWN_SITE = "unknown"
 class MessageFacts:
     site: str  # a configured site id, or "unknown"
     message_type: str  # CODE^EVENT, "batch" or "other"
-    msh10: str  # "msh10#" + 12 hex digits of the keyed hash, as every log line names it
-    digest: str  # the whole keyed hash: the bus's message-id and traceparent come from it
+    digest: str  # the keyed hash of MSH-10 (the bus's message-id, traceparent); "" unasked
+
+    @property
+    def msh10(self) -> str:
+        """How log lines name the message: 12 hex digits of the keyed hash."""
+        return "msh10#" + self.digest[:12]
 
 
 def msh_fields(raw: bytes) -> list[str]:
     """MSH fields numbered as the standard does (``fields[n]`` is MSH-n), best effort."""
-    text = raw[:4096].decode("latin-1")
-    start = text.find("MSH")
-    if start < 0 or len(text) < start + 4:
+    head = raw[:4096]
+    start = head.find(b"MSH")
+    if start < 0 or len(head) < start + 4:
         return []
-    line = text[start:].replace("\n", "\r").split("\r", 1)[0]
+    ends = [i for i in (head.find(b"\r", start), head.find(b"\n", start)) if i >= 0]
+    line = head[start:min(ends, default=len(head))].decode("latin-1")
     separator = line[3]
     return ["MSH", separator, *line[4:].split(separator)]
 
 
-def message_facts(raw: bytes, network: Network, key: bytes) -> MessageFacts:
+def message_facts(raw: bytes, network: Network, key: bytes, *,
+                  hashed: bool = True) -> MessageFacts:
+    """``hashed``: compute the keyed hash too (log lines, traces; metrics need none)."""
     fields = msh_fields(raw)
 
     def field(n: int, component: bool = True) -> str:
@@ -53,6 +60,5 @@ def message_facts(raw: bytes, network: Network, key: bytes) -> MessageFacts:
         kind = kind if MESSAGE_TYPE.match(kind) else "other"
     facility, control_id = field(4), field(10, component=False).split("~", 1)[0].strip()
     site = network.site_for(facility) if facility else None
-    digest = message_hash(key, site.id if site else "", facility, control_id)
-    return MessageFacts(site.id if site else UNKNOWN_SITE, kind, "msh10#" + digest[:12],
-                        digest)
+    digest = message_hash(key, site.id if site else "", facility, control_id) if hashed else ""
+    return MessageFacts(site.id if site else UNKNOWN_SITE, kind, digest)

@@ -72,14 +72,20 @@ class GatewayMetrics:
             "(accepted, rejected)", ["site", "outcome"], registry=r)
         self._sources: list[Source] = []
         r.register(_Sources(self._sources))
+        self._children: dict[tuple[str, ...], tuple[Any, Any]] = {}  # labels() is ~6 µs
 
     def add_source(self, source: Source) -> None:
         self._sources.append(source)
 
     def observe_message(self, site: str, message_type: str, transport: str, status: str,
                         ack: str, seconds: float, reason: str | None = None) -> None:
-        self.messages.labels(site, message_type, transport, status, ack).inc()
-        self.ack_latency.labels(site).observe(seconds)
+        key = (site, message_type, transport, status, ack)
+        children = self._children.get(key)
+        if children is None:
+            children = self._children[key] = (self.messages.labels(*key),
+                                              self.ack_latency.labels(site))
+        children[0].inc()
+        children[1].observe(seconds)
         if reason is not None:
             self.mapping_errors.labels(site, reason).inc()
 
