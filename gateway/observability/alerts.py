@@ -176,7 +176,7 @@ class Alerts:
         while True:
             try:
                 before = {(a.rule, a.site) for a in self.current()}
-                alerts = await asyncio.to_thread(self.evaluate)
+                alerts = await self._evaluate_off_loop()
                 for alert in alerts:
                     if (alert.rule, alert.site) not in before:
                         log.warning("alert %s raised (%s): %s", alert.rule, alert.severity,
@@ -184,6 +184,17 @@ class Alerts:
             except Exception as exc:  # noqa: BLE001 - the next round tries again
                 log.warning("alert evaluation failed: %s", type(exc).__name__)
             await asyncio.sleep(self.settings.interval)
+
+    async def _evaluate_off_loop(self) -> list[Alert]:
+        """``evaluate`` on a worker thread; cancelled (the gateway stops), it still waits
+        for the thread's queries to end: the store is closed right after."""
+        evaluation = asyncio.get_running_loop().run_in_executor(None, self.evaluate)
+        try:
+            return await asyncio.shield(evaluation)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                await evaluation
+            raise
 
     async def stop(self) -> None:
         task, self._task = self._task, None
