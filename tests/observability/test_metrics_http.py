@@ -100,3 +100,25 @@ async def test_metrics_need_the_metrics_scope_which_admin_does_not_imply(
             assert (await http.get("/admin/alerts", headers=admin)).status_code == 200
     finally:
         await gw.stop()
+
+
+async def test_a_hub_exports_its_projector_state_and_evaluates_no_site_rules(
+        tmp_path: Path) -> None:
+    from gateway.adapters.loader import EXAMPLE_SITES
+    from gateway.bus.settings import BusSettings
+    from gateway.config import Settings
+
+    gw = Gateway(Settings(http_port=0, mllp_port=0, data_dir=tmp_path / "var", role="hub",
+                          sites=EXAMPLE_SITES, bus=BusSettings(node_id="hub-node")))
+    await gw.start()
+    try:
+        found = samples((await scrape(gw)).text)
+        assert ("gateway_projector_lag_records", frozenset()) in found  # a projector runs
+        assert value(found, "gateway_projector_lag_records") == 0
+        assert value(found, "gateway_database_up") == 1
+        assert gw.alerts is not None and not gw.alerts.site_rules
+        async with httpx.AsyncClient() as http:
+            r = await http.get(f"http://127.0.0.1:{gw.http_port}/admin/alerts")
+        assert r.status_code == 200 and r.json()["alerts"] == []
+    finally:
+        await gw.stop()
