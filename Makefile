@@ -34,6 +34,7 @@ postgres:
 
 test: $(STAMP) postgres
 	$(BIN)/ruff check gateway tests bench
+	$(BIN)/lint-imports
 	$(BIN)/mypy
 	$(BIN)/pytest -q -x --durations=15
 
@@ -44,6 +45,7 @@ fuzz: $(STAMP) postgres
 
 lint: $(STAMP)
 	$(BIN)/ruff check gateway tests bench
+	$(BIN)/lint-imports
 	$(BIN)/mypy
 
 bench: $(STAMP)

@@ -6,7 +6,7 @@ Measured in one run, on a tansu broker started here (memory storage, free port):
 2. relay: N outbox rows of an edge store (SQLite) published and marked (resources/s),
 3. projector: the same N records applied into a hub store, SQLite and PostgreSQL,
    one store transaction + offset commit per fetched batch (resources/s), beside the
-   store's share alone: the same records written by ``apply_batch`` without Kafka,
+   store's share alone: the same records written by ``apply_chunk`` without Kafka,
 4. latency: edge commit → visible in the hub store (PostgreSQL): an edge process writes
    5-resource transactions at a steady rate and relays them, the hub projector runs here
    (p50, p99 of the wall-clock difference, same machine).
@@ -41,7 +41,7 @@ from scratch import drop_pg, pg_database  # bench/scratch.py
 from gateway.bus.base import Delivery, inbound_headers, topic_for
 from gateway.bus.components import make_projector, make_relay
 from gateway.bus.kafka import KafkaBus
-from gateway.bus.projector import HubProjector, apply_batch
+from gateway.bus.projector import HubProjector, apply_chunk
 from gateway.bus.settings import BusSettings
 from gateway.store.sql import SqlStore
 
@@ -154,7 +154,7 @@ def store_rate(hub: SqlStore, count: int, batch: int = 1000) -> float:
     started = time.perf_counter()
     for start in range(0, count, batch):
         with hub.transaction() as tx:
-            apply_batch(tx, records[start:start + batch])
+            apply_chunk(tx, records[start:start + batch])
     return count / (time.perf_counter() - started)
 
 

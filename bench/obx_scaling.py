@@ -12,6 +12,7 @@ this process (the machine is shared: wall-clock time would measure the neighbour
 from __future__ import annotations
 
 import argparse
+import asyncio
 import tempfile
 import time
 from pathlib import Path
@@ -68,7 +69,7 @@ def main() -> None:
 
 def ingest_time(raw: bytes, edge: bool) -> float:
     """The whole ingest of ``raw`` (inbox, parse, map, store write, ACK) on a scratch SQLite
-    file, as the writer thread does it (``IngestService.process_now``)."""
+    file, through the writer thread as a sender's message goes (``IngestService.handle``)."""
     from gateway.ingest.service import IngestService
     from gateway.store.sql import SqlStore
 
@@ -80,8 +81,9 @@ def ingest_time(raw: bytes, edge: bool) -> float:
             service = IngestService(store, load_network(), KEY, message_time_budget=None,
                                     max_resources=None)
             start = time.process_time()
-            outcome = service.process_now(raw, "mllp")
+            outcome = asyncio.run(service.handle(raw, "mllp"))
             elapsed = time.process_time() - start
+            service.stop()
             assert outcome.ack_code == "AA", outcome
             return elapsed
         finally:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from gateway.ingest.outcome import Outcome
+from gateway.ingest.service import IngestService
 from gateway.store.sql import SqlStore
 
 
@@ -17,3 +20,12 @@ def migrated_store(url: str) -> Iterator[SqlStore]:
         yield store
     finally:
         store.close()
+
+
+def process(service: IngestService, raw: bytes, transport: str = "mllp") -> Outcome:
+    """One message through the service's writer thread, answered after its commit (as a
+    sender is); the writer thread is stopped afterwards."""
+    try:
+        return asyncio.run(service.handle(raw, transport))
+    finally:
+        service.stop()

@@ -32,7 +32,7 @@ def service(store: SqlStore) -> IngestService:
 
 def run(service: IngestService, *messages: bytes) -> list[Outcome]:
     out: list[Outcome] = []
-    service._run_batch([Job(m, "mllp", out.append) for m in messages])
+    service._run_group([Job(m, "mllp", out.append) for m in messages])
     return out
 
 
@@ -88,7 +88,7 @@ def test_a_group_write_that_fails_is_redone_message_by_message(
     def broken(*args: object) -> None:
         raise StoreError("database error: simulated")
 
-    monkeypatch.setattr(IngestService, "_commit_group", broken)
+    monkeypatch.setattr(IngestService, "commit_group", broken)
     outcomes = run(service, oru("F1"), oru("F2", value="x"), oru("F3"))
     assert [o.status for o in outcomes] == ["processed", "error", "processed"]
     assert store.inbox_find("LAB", "HPG23", "F3").status == "processed"  # type: ignore[union-attr]

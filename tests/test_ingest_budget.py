@@ -20,6 +20,7 @@ from gateway.ingest import IngestService
 from gateway.runtime import Gateway
 from gateway.store.sql import SqlStore
 from tests.adapters.conftest import csv_of
+from tests.support import process
 from tests.test_ingest import oru
 
 # The Bergamo ORU with many OBX that all carry the same code (OBX-3 1988-5): mapping it
@@ -43,7 +44,7 @@ def ack_fields(ack: bytes) -> tuple[str, str, str]:
 def test_a_message_past_its_budget_is_stored_as_an_error_and_answered_ae(
         store: SqlStore) -> None:
     service = IngestService(store, load_network(), b"k" * 32, message_time_budget=0.01)
-    outcome = service.process_now(huge("BIG1", 5_000), "mllp")
+    outcome = process(service, huge("BIG1", 5_000), "mllp")
     code, err_code, text = ack_fields(outcome.responses[0])
     assert (outcome.status, code, err_code) == ("error", "AE", "207")
     assert "time budget" in text
@@ -58,7 +59,7 @@ def test_a_message_past_its_budget_is_stored_as_an_error_and_answered_ae(
 def test_a_message_mapping_to_more_resources_than_allowed_is_stored_and_answered_ae(
         store: SqlStore) -> None:
     service = IngestService(store, load_network(), b"k" * 32, max_resources=100)
-    outcome = service.process_now(huge("MANY1", 200), "mllp")
+    outcome = process(service, huge("MANY1", 200), "mllp")
     code, err_code, text = ack_fields(outcome.responses[0])
     assert (outcome.status, code, err_code) == ("error", "AE", "207")
     assert "more than 100 resources" in text
@@ -90,7 +91,7 @@ async def test_the_issue_s_20000_obx_message_gets_ae_at_once_with_the_default_li
 
 def test_a_message_within_its_budget_is_processed(store: SqlStore) -> None:
     service = IngestService(store, load_network(), b"k" * 32, message_time_budget=60)
-    assert service.process_now(huge("BIG2", 200), "mllp").status == "processed"
+    assert process(service, huge("BIG2", 200), "mllp").status == "processed"
 
 
 async def _send(port: int, message: bytes) -> tuple[bytes, float]:

@@ -11,6 +11,7 @@ from gateway.errors import Gone
 from gateway.ingest import IngestService
 from gateway.mapping import observation
 from gateway.store.sql import SqlStore
+from tests.support import process
 from tests.test_ingest import oru
 
 OLD_BUILD_KEY = "http://loinc.org|1988-5"  # what ids were made of: the mapped code
@@ -45,7 +46,7 @@ def test_a_replay_deletes_the_observation_an_earlier_build_stored_under_a_mapped
         service: IngestService, store: SqlStore, monkeypatch: pytest.MonkeyPatch) -> None:
     with monkeypatch.context() as m:
         old_build(m)
-        service.process_now(oru("RK1"), "mllp")
+        process(service, oru("RK1"), "mllp")
     [old] = current(store, "RK1")
     record = store.inbox_find("LAB", "HPG23", "RK1")
     assert record is not None
@@ -64,8 +65,8 @@ def test_a_replay_keeps_an_old_id_that_a_later_message_wrote_since(
         service: IngestService, store: SqlStore, monkeypatch: pytest.MonkeyPatch) -> None:
     with monkeypatch.context() as m:
         old_build(m)
-        service.process_now(oru("RK2", filler="SAME"), "mllp")
-        service.process_now(oru("RK3", value="14.5", filler="SAME"), "mllp")  # correction
+        process(service, oru("RK2", filler="SAME"), "mllp")
+        process(service, oru("RK3", value="14.5", filler="SAME"), "mllp")  # correction
     [old] = current(store, "RK2")
     first = store.inbox_find("LAB", "HPG23", "RK2")
     assert first is not None and service.replay(first).retired == 0

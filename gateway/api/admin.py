@@ -17,8 +17,7 @@ from fastapi.responses import JSONResponse
 from gateway.errors import ConfigError
 from gateway.ingest import IngestService
 from gateway.security.principal import ADMIN, principal_of
-from gateway.store.base import InboxEntry, InboxFilter, InboxRecord
-from gateway.store.content import normalise_instant
+from gateway.store import InboxEntry, InboxFilter, InboxRecord, normalise_instant
 
 Status = Literal["received", "processed", "error", "rejected"]
 ReplayStatus = Literal["error", "rejected", "all"]

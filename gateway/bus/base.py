@@ -99,10 +99,6 @@ def topic_for(resource_type: str, prefix: str = DEFAULT_PREFIX) -> str:
     return f"{prefix}.fhir.{resource_type}"
 
 
-def resource_type_of(topic: str) -> str:
-    return topic.rsplit(".", 1)[-1]
-
-
 def key_for(resource_type: str, id: str) -> str:
     return f"{resource_type}/{id}"
 

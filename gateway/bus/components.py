@@ -29,7 +29,7 @@ from gateway.bus.projector import HUB_RESOURCE_TYPES, RELAYED_TYPES, HubProjecto
 from gateway.bus.relay import OutboxRelay
 from gateway.bus.settings import BusSettings
 from gateway.errors import GatewayError
-from gateway.store.base import Store
+from gateway.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +125,7 @@ def _hub_store(settings: BusSettings, store: Store, role: str) -> Store | None:
     if role == "hub":
         return store
     if role == "all" and settings.hub_database_url:
-        from gateway.store.sql import SqlStore
+        from gateway.store import SqlStore
 
         hub = SqlStore(settings.hub_database_url)
         hub.migrate()

@@ -1,14 +1,14 @@
 """The hub projector: bus records → the hub store, offsets committed after the store commit.
 
-One batch from the consumer becomes one store transaction (records in log order per
-partition), then the offsets are committed. A crash between the two re-delivers the batch,
-which is harmless: ``apply_version`` ignores a version the store already holds (same or
-older ``meta.versionId``), and a tombstone deletes only a current version older than the
+One chunk of records from the consumer becomes one store transaction (records in log order
+per partition), then the offsets are committed. A crash between the two re-delivers the
+chunk, which is harmless: ``apply_version`` ignores a version the store already holds (same
+or older ``meta.versionId``), and a tombstone deletes only a current version older than the
 delete's ``version-id``. A rebalance that refuses the commit is harmless for the same reason.
 
-While the store writes one batch, the next one (what the consumer already holds) is fetched,
-decoded and prepared (``prepare_batch``: rows, index rows, COPY data; no database), so that
-both cores work, one in the database and one here. The prepared batch is written by the
+While the store writes one chunk, the next one (what the consumer already holds) is fetched,
+decoded and prepared (``prepare_chunk``: ``Store.prepare_versions``, no database), so that
+both cores work, one in the database and one here. The prepared chunk is written by the
 next step, after this one's store commit and offset commit: the order is unchanged.
 """
 
@@ -18,23 +18,14 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
 
 from gateway.bus.base import Consumer, Delivery, TopicPartition, cancel_task
 from gateway.errors import GatewayError
-from gateway.store.base import Resource, Store, Transaction
-from gateway.store.project import (
-    Prepared,
-    collector_paused,
-    copy_available,
-    copy_ready,
-    prepare_versions,
-    write_prepared,
-)
-from gateway.store.tx import SqlTransaction
+from gateway.store import PreparedVersions, Resource, Store, Transaction
 
 log = logging.getLogger(__name__)
 POISON_KEPT = 100  # skipped records named in memory (status shows the last 20)
@@ -44,6 +35,9 @@ HUB_RESOURCE_TYPES = ("Organization", "Patient", "ResearchStudy", "ResearchSubje
 # what the relay publishes: also the hub's study cohorts (``gateway.store.cohort``), which
 # are never projected (every hub store derives its own from the subjects it holds)
 RELAYED_TYPES = (*HUB_RESOURCE_TYPES, "Group")
+
+# a run of versions (as ``Transaction.apply_versions`` takes them), or a tombstone
+Segment = PreparedVersions | Sequence[Resource] | Delivery
 
 
 def apply_delivery(tx: Transaction, record: Delivery) -> bool:
@@ -56,76 +50,65 @@ def apply_delivery(tx: Transaction, record: Delivery) -> bool:
                            version_id=int(version) if version else None).changed
 
 
-def apply_batch(tx: Transaction, records: Sequence[Delivery]) -> int:
-    """Every record in order; on the SQL store runs of versions are written in one batch
-    each (``prepare_batch`` then ``apply_prepared``), tombstones one by one. Records that
-    cannot even be prepared (or another store) go one by one: the bad one raises there.
-    Returns how many changed something."""
-    if isinstance(tx, SqlTransaction):
-        batch = prepare_batch(records, copy=tx.store.dialect == "postgresql" and copy_ready(tx))
-        if batch.segments is not None:
-            return apply_prepared(tx, batch.segments)
-    return sum(apply_delivery(tx, r) for r in records)
+def apply_chunk(tx: Transaction, records: Sequence[Delivery]) -> int:
+    """Every record in order: each run of versions in one ``apply_versions`` (a few
+    statements), tombstones one by one. Records that cannot even be decoded go one by one:
+    the bad one raises there. Returns how many changed something."""
+    try:
+        segments = _segments(records, None)
+    except Exception:  # noqa: BLE001 - found record by record just below
+        return sum(apply_delivery(tx, r) for r in records)
+    return apply_segments(tx, segments)
 
 
-Segment = Prepared | Delivery  # a run of versions, or a tombstone
-AHEAD_POLL = 0.01  # s between look-ahead polls while a write runs
-
-
-class Batch(list[Delivery]):
+class Chunk(list[Delivery]):
     """Records fetched together, with their store writes prepared before the transaction
     (``segments``; None when preparing failed: the records are then applied as they are,
     which fails in the transaction and finds the poison record)."""
 
-    def __init__(self, records: Sequence[Delivery], segments: list[Segment] | None,
-                 copy: bool) -> None:
+    def __init__(self, records: Sequence[Delivery], segments: list[Segment] | None) -> None:
         super().__init__(records)
         self.segments = segments
-        self.as_copy = copy  # segments hold PostgreSQL COPY data
 
 
-def prepare_batch(records: Sequence[Delivery], *, copy: bool) -> Batch:
-    """``apply_batch``'s work that needs no database, done for ``records``: runs of versions
-    decoded and prepared (``copy``: as PostgreSQL COPY data), tombstones as they are."""
-    with collector_paused():
-        return _prepare(records, copy)
-
-
-def _yield_interpreter() -> None:
-    """Let the thread writing the previous batch have the interpreter now: it needs it after
-    each database round trip (~30 a batch), and would otherwise wait for this CPU-bound
-    thread's switch interval (5 ms) every time; the write then took twice as long."""
-    time.sleep(0)
-
-
-def _prepare(records: Sequence[Delivery], copy: bool) -> Batch:
+def prepare_chunk(store: Store, records: Sequence[Delivery]) -> Chunk:
+    """``apply_chunk``'s work that needs no database, done for ``records``: runs of versions
+    decoded and prepared by the store, tombstones as they are."""
     try:
-        segments: list[Segment] = []
-        run: list[Resource] = []
-        for record in records:
-            if record.value is not None:
-                run.append(orjson.loads(record.value))
-                continue
-            if run:
-                segments.append(prepare_versions(run, copy=copy, pause=_yield_interpreter))
-                run = []
-            segments.append(record)
-        if run:
-            segments.append(prepare_versions(run, copy=copy, pause=_yield_interpreter))
+        return Chunk(records, _segments(records, store.prepare_versions))
     except Exception:  # noqa: BLE001 - a record no transaction can take: found in _apply
-        return Batch(records, None, copy)
-    return Batch(records, segments, copy)
+        return Chunk(records, None)
 
 
-def apply_prepared(tx: SqlTransaction, segments: Sequence[Segment]) -> int:
-    """``apply_batch`` of prepared segments (same outcome)."""
+def _segments(records: Sequence[Delivery],
+              prepare: Callable[[Sequence[Resource]], Any] | None) -> list[Segment]:
+    segments: list[Segment] = []
+    run: list[Resource] = []
+    for record in records:
+        if record.value is not None:
+            run.append(orjson.loads(record.value))
+            continue
+        if run:
+            segments.append(prepare(run) if prepare else run)
+            run = []
+        segments.append(record)
+    if run:
+        segments.append(prepare(run) if prepare else run)
+    return segments
+
+
+def apply_segments(tx: Transaction, segments: Sequence[Segment]) -> int:
+    """``apply_chunk`` of decoded (or prepared) segments (same outcome)."""
     changed = 0
     for segment in segments:
-        if isinstance(segment, Prepared):
-            changed += write_prepared(tx, segment)
-        else:
+        if isinstance(segment, Delivery):
             changed += apply_delivery(tx, segment)
+        else:
+            changed += tx.apply_versions(segment)
     return changed
+
+
+AHEAD_POLL = 0.01  # s between look-ahead polls while a write runs
 
 
 def next_offsets(records: Sequence[Delivery]) -> dict[TopicPartition, int]:
@@ -136,16 +119,16 @@ def next_offsets(records: Sequence[Delivery]) -> dict[TopicPartition, int]:
 
 
 class HubProjector:
-    """``batch_size``: records per fetch and store transaction. 2,000 rather than 1,000: each
-    batch costs ~30 database round trips and a commit whatever its size (bench/bus.py:
-    ~5.5k → ~7k resources/s on PostgreSQL); a batch is that large only while there is a
+    """``chunk_size``: records per fetch and store transaction. 2,000 rather than 1,000: each
+    chunk costs ~30 database round trips and a commit whatever its size (bench/bus.py:
+    ~5.5k → ~7k resources/s on PostgreSQL); a chunk is that large only while there is a
     backlog, when the latency is the backlog's anyway."""
 
-    def __init__(self, consumer: Consumer, store: Store, *, batch_size: int = 2000,
+    def __init__(self, consumer: Consumer, store: Store, *, chunk_size: int = 2000,
                  min_backoff: float = 0.2, max_backoff: float = 10.0) -> None:
         self.consumer = consumer
         self.store = store
-        self.batch_size = batch_size
+        self.chunk_size = chunk_size
         self.min_backoff = min_backoff
         self.max_backoff = max_backoff
         self.applied = 0
@@ -156,8 +139,7 @@ class HubProjector:
         self.poisoned_total = 0  # all skipped (the list keeps the last POISON_KEPT only)
         self.unexpected = 0  # steps that failed with a non-gateway error (a bug), retried
         self._held: list[Delivery] = []  # fetched, not yet in the store: retried first
-        self._next: Batch | None = None  # fetched and prepared during the last write: next
-        self._copy = getattr(store, "dialect", None) == "postgresql" and copy_available()
+        self._next: Chunk | None = None  # fetched and prepared during the last write: next
         self._task: asyncio.Task[None] | None = None
         self.tracer: Any = None  # gateway.observability.tracing.Tracing, when --otel
 
@@ -203,8 +185,8 @@ class HubProjector:
             delay = min(self.max_backoff, delay * 2)
 
     async def step(self, max_wait: float = 1.0) -> int:
-        """Fetch, apply and commit one batch; returns how many records it held. While the
-        store writes it, the next batch is fetched and prepared (kept for the next step)."""
+        """Fetch, apply and commit one chunk; returns how many records it held. While the
+        store writes it, the next chunk is fetched and prepared (kept for the next step)."""
         if not self._held:
             self._held, self._next = self._next or await self._fetch(max_wait), None
         records = self._held
@@ -228,21 +210,21 @@ class HubProjector:
         await self.consumer.commit(next_offsets(records))  # refused after a rebalance: the
         return len(records)  # new owner re-reads from the last commit, a harmless no-op
 
-    async def _fetch(self, max_wait: float) -> Batch:
-        records = await self.consumer.getmany(max_wait=max_wait, max_records=self.batch_size)
+    async def _fetch(self, max_wait: float) -> Chunk:
+        records = await self.consumer.getmany(max_wait=max_wait, max_records=self.chunk_size)
         if not records:
-            return Batch([], [], self._copy)
-        return await asyncio.to_thread(prepare_batch, records, copy=self._copy)
+            return Chunk([], [])
+        return await asyncio.to_thread(prepare_chunk, self.store, records)
 
     async def _fetch_ahead(self, writing: asyncio.Future[int]) -> None:
-        """The next batch, prepared while ``writing`` runs: what the consumer already holds,
+        """The next chunk, prepared while ``writing`` runs: what the consumer already holds,
         or what it gets before the write ends (polled: the consumer asks the broker for more
         only once it holds nothing, and that answer lands within milliseconds). A failed
         fetch is left to the next step's own fetch, which reports it."""
         while self._next is None:
             try:
                 self._next = await self._fetch(0) or None
-            except Exception as exc:  # noqa: BLE001 - never the current batch's concern
+            except Exception as exc:  # noqa: BLE001 - never the current chunk's concern
                 log.debug("projector look-ahead fetch failed: %s", type(exc).__name__)
                 return
             if self._next is not None or writing.done():
@@ -252,11 +234,9 @@ class HubProjector:
     def _apply(self, records: Sequence[Delivery]) -> int:
         try:
             with self.store.transaction() as tx:
-                if (isinstance(records, Batch) and records.segments is not None
-                        and isinstance(tx, SqlTransaction)
-                        and (not records.as_copy or copy_ready(tx))):
-                    return apply_prepared(tx, records.segments)
-                return apply_batch(tx, records)
+                if isinstance(records, Chunk) and records.segments is not None:
+                    return apply_segments(tx, records.segments)
+                return apply_chunk(tx, records)
         except GatewayError:
             raise  # the store or the database: retried with backoff
         except Exception:  # noqa: BLE001 - a record the store cannot take: find it, skip it
@@ -264,13 +244,13 @@ class HubProjector:
 
     def _apply_one_by_one(self, records: Sequence[Delivery]) -> int:
         """A poison record (a value the index cannot hold…) must not stop the partition:
-        every other record of the batch is applied, the bad one is logged (key and offset,
+        every other record of the chunk is applied, the bad one is logged (key and offset,
         never content) and counted in ``status()['poisoned']``."""
         changed = 0
         for record in records:
             try:
                 with self.store.transaction() as tx:
-                    changed += apply_batch(tx, [record])
+                    changed += apply_chunk(tx, [record])
             except GatewayError:
                 raise
             except Exception as exc:  # noqa: BLE001

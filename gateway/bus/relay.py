@@ -35,7 +35,7 @@ from gateway.bus.base import (
     topic_for,
 )
 from gateway.errors import GatewayError
-from gateway.store.base import OutboxRow, Store
+from gateway.store import OutboxRow, Store
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -318,10 +318,3 @@ def _check_obx5(seg: Segment, loc: tuple[str, int, int, int], value: str) -> lis
         return [Finding("W", where, "OBX-5 has a comparator in an NM value: OBX-2 should "
                         "be SN (accepted, mapped to Quantity.comparator)", "102")]
     return [Finding("E", where, f"OBX-5 is not a valid {vtype} (OBX-2 is {seg.get(2)})", "102")]
-
-
-def iter_findings(texts: Sequence[str]) -> Iterator[tuple[int, Finding]]:
-    """(1-based message index, finding) for several messages."""
-    for i, text in enumerate(texts, start=1):
-        for finding in check_message(text):
-            yield i, finding

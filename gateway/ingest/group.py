@@ -10,27 +10,48 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import Protocol
 
-from gateway.errors import ConflictError, ParseError
+from gateway.adapters.loader import Network
+from gateway.errors import ConflictError, InboundError, ParseError
 from gateway.hl7.parser import Message, parse
-from gateway.ingest.outcome import Job, Mapped, Outcome, instant, msa_code, split_frames
+from gateway.ingest.outcome import Clock, Job, Mapped, Outcome, instant, msa_code, split_frames
 from gateway.mapping import MappingResult, link_keys
 from gateway.store.base import InboxRecord, Resource, Transaction
-
-if TYPE_CHECKING:
-    from gateway.ingest.service import IngestService
 
 log = logging.getLogger(__name__)
 
 
-class Group:
-    """One group commit: the messages of a batch, each in its own savepoint, with one
-    inbox lookup for the whole group (duplicates) and the pseudonym links that earlier
-    messages of the group learned (visible to the later ones before the commit)."""
+class Steps(Protocol):
+    """What a group asks of the ingest service (``IngestService``) for its messages."""
 
-    def __init__(self, service: IngestService, tx: Transaction, batch: list[Job]) -> None:
-        self.service, self.tx, self.batch = service, tx, batch
+    network: Network
+    key: bytes  # the pseudonym key
+    clock: Clock
+
+    def accept(self, tx: Transaction, job: Job, msg: Message, received: str,
+               links: dict[str, str], lookup: Callable[[str], str | None], *,
+               defer: bool = False) -> Outcome | Mapped:
+        """Map one message and commit it in its own savepoint, or (``defer``) hand the
+        mapping back for ``commit_group``."""
+
+    def reject(self, tx: Transaction, job: Job, msg: Message | None, exc: InboundError,
+               received: str) -> Outcome:
+        """Keep a message that could not be read, and answer AR/AE."""
+
+    def commit_group(self, tx: Transaction, mapped: list[Mapped]) -> list[Outcome]:
+        """Every mapped message in one write group."""
+
+
+class Group:
+    """One group commit: the messages waiting in the writer's queue, each in its own
+    savepoint, with one inbox lookup for the whole group (duplicates) and the pseudonym
+    links that earlier messages of the group learned (visible to the later ones before
+    the commit)."""
+
+    def __init__(self, service: Steps, tx: Transaction, jobs: list[Job]) -> None:
+        self.service, self.tx, self.jobs = service, tx, jobs
         self.seen: dict[tuple[str, str, str], Outcome | Mapped] = {}
         self.links: dict[str, str] = {}  # learned by this group's messages so far
         self.stored_links: dict[str, str | None] = {}  # the store's, as the group began
@@ -47,28 +68,28 @@ class Group:
         return found
 
     def run(self) -> list[Outcome]:
-        parsed = [self._parse(job) for job in self.batch]
+        parsed = [self._parse(job) for job in self.jobs]
         keys = [key_of(m) for m in parsed if isinstance(m, Message) and m.control_id]
-        fresh = [job.replay_of is None for job in self.batch]
+        fresh = [job.replay_of is None for job in self.jobs]
         stored = self.tx.inbox_find_many(keys) if keys and any(fresh) else {}
         self._mark_resends(parsed, stored)
         self._prefetch_links(parsed)
-        if all(job.prior is None for job in self.batch) and len(self.batch) > 1:
+        if all(job.prior is None for job in self.jobs) and len(self.jobs) > 1:
             try:
                 with self.tx.savepoint():
                     return self._together(parsed, stored)
             except Exception:  # noqa: BLE001 - redone message by message just below
-                log.warning("group write of %d messages failed; one by one", len(self.batch))
+                log.warning("group write of %d messages failed; one by one", len(self.jobs))
                 self.seen.clear()
                 self.links.clear()
         return [self._settled(job, msg, stored)
-                for job, msg in zip(self.batch, parsed, strict=True)]
+                for job, msg in zip(self.jobs, parsed, strict=True)]
 
     def _mark_resends(self, parsed: list[Message | ParseError],
                       stored: dict[tuple[str, str, str], InboxRecord]) -> None:
         """A message stored before without being accepted (AE/AR, or never answered) is
         processed again: the configuration may have been fixed since."""
-        for job, msg in zip(self.batch, parsed, strict=True):
+        for job, msg in zip(self.jobs, parsed, strict=True):
             if job.replay_of is None and isinstance(msg, Message) and msg.control_id:
                 previous = stored.get(key_of(msg))
                 if previous is not None and not accepted(previous):
@@ -99,9 +120,9 @@ class Group:
                   stored: dict[tuple[str, str, str], InboxRecord]) -> list[Outcome]:
         """Map every message, then write all that mapped in one ``put_many``."""
         first = [self._one(job, msg, stored, defer=True)
-                 for job, msg in zip(self.batch, parsed, strict=True)]
+                 for job, msg in zip(self.jobs, parsed, strict=True)]
         mapped = [m for m in first if isinstance(m, Mapped)]
-        written = dict(zip(map(id, mapped), self.service._commit_group(self.tx, mapped),
+        written = dict(zip(map(id, mapped), self.service.commit_group(self.tx, mapped),
                            strict=True)) if mapped else {}
         return [written[id(o)] if isinstance(o, Mapped) else o for o in first]
 
@@ -118,7 +139,7 @@ class Group:
         # a replay keeps the original receive time: Provenance.recorded must not change
         received = job.replay_of.received if job.replay_of else instant(service.clock())
         if isinstance(msg, ParseError):
-            return service._reject(self.tx, job, None, msg, received)
+            return service.reject(self.tx, job, None, msg, received)
         key = key_of(msg)
         if job.replay_of is None:
             if key in self.seen:
@@ -127,7 +148,7 @@ class Group:
             if previous is not None and accepted(previous) and previous.ack is not None:
                 frames = split_frames(previous.ack)
                 return Outcome("duplicate", msa_code(frames), frames, previous.id)
-        outcome = service._accept(self.tx, job, msg, received, self.links, self.lookup_link,
+        outcome = service.accept(self.tx, job, msg, received, self.links, self.lookup_link,
                                   defer=defer)
         self.seen[key] = outcome
         return outcome

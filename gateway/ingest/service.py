@@ -156,19 +156,13 @@ class IngestService:
         except Exception:  # noqa: BLE001 - the writer checks again and answers what it finds
             return None
 
-    def process_now(self, raw: bytes, transport: str = "file") -> Outcome:
-        """Synchronous variant for command-line tools (no writer thread needed)."""
-        result: list[Outcome] = []
-        self._run_batch([Job(raw, transport, result.append)])
-        return result[0]
-
     def replay(self, record: InboxRecord) -> Outcome:
         """Re-map a stored message with the current mapping and site files (synchronously:
         for ``gateway replay``; the server uses ``replay_async`` through the writer)."""
         if record.sender_application == EXPORT_SENDER:
             return self._reimport(record)
         result: list[Outcome] = []
-        self._run_batch([Job(record.raw, record.transport, result.append, replay_of=record)])
+        self._run_group([Job(record.raw, record.transport, result.append, replay_of=record)])
         return result[0]
 
     def _reimport(self, record: InboxRecord) -> Outcome:
@@ -190,9 +184,9 @@ class IngestService:
             job = self._queue.get()
             if job is None:
                 return
-            batch = [job]
+            group = [job]
             stop = False
-            while len(batch) < self.batch_max:
+            while len(group) < self.batch_max:
                 try:
                     nxt = self._queue.get_nowait()
                 except queue.Empty:
@@ -200,21 +194,21 @@ class IngestService:
                 if nxt is None:
                     stop = True
                     break
-                batch.append(nxt)
-            self._run_batch_or_refuse(batch)
+                group.append(nxt)
+            self._run_group_or_refuse(group)
             if stop:
                 return
 
-    def _run_batch_or_refuse(self, batch: list[Job]) -> None:
-        """The writer thread must outlive any batch: a failure outside the transaction (a
+    def _run_group_or_refuse(self, jobs: list[Job]) -> None:
+        """The writer thread must outlive any group: a failure outside the transaction (a
         commit hook, an answer callback) is answered "resend later" to whoever still waits
         (a resend of a stored message gets its stored answer)."""
         try:
-            self._run_batch(batch)
+            self._run_group(jobs)
         except Exception as exc:  # noqa: BLE001 - the one writer serves every sender
             log.error("ingest writer: a group of %d failed outside its transaction (%s)",
-                      len(batch), type(exc).__name__)
-            for job in batch:
+                      len(jobs), type(exc).__name__)
+            for job in jobs:
                 try:
                     outcome = self._store_failure(job, exc)
                 except Exception:  # noqa: BLE001 - not even its MSH is usable: a bare AE
@@ -222,15 +216,15 @@ class IngestService:
                 with contextlib.suppress(Exception):
                     job.done(outcome)
 
-    def _run_batch(self, batch: list[Job]) -> None:
+    def _run_group(self, jobs: list[Job]) -> None:
         outcomes: list[Outcome] = []
         started = time.time_ns()
         try:
             with self.store.transaction() as tx:
-                outcomes = Group(self, tx, batch).run()
+                outcomes = Group(self, tx, jobs).run()
         except Exception as exc:  # noqa: BLE001 - the database failed: nothing was stored
-            log.exception("group commit of %d message(s) failed", len(batch))
-            outcomes = [self._store_failure(job, exc) for job in batch]
+            log.exception("group commit of %d message(s) failed", len(jobs))
+            outcomes = [self._store_failure(job, exc) for job in jobs]
         else:
             committed = (started, time.time_ns())
             for outcome in outcomes:
@@ -238,11 +232,11 @@ class IngestService:
             rows = sum(o.changed for o in outcomes)  # one outbox row per changed resource
             if rows:
                 self.on_commit(rows)
-        for job, outcome in zip(batch, outcomes, strict=True):
+        for job, outcome in zip(jobs, outcomes, strict=True):
             job.done(outcome)
 
-    # --- one message ---------------------------------------------------------------------
-    def _accept(self, tx: Transaction, job: Job, msg: Message, received: str,
+    # --- one message (the steps a ``Group`` runs) ---------------------------------------
+    def accept(self, tx: Transaction, job: Job, msg: Message, received: str,
                 links: dict[str, str], lookup: Callable[[str], str | None], *,
                 defer: bool = False) -> Outcome | Mapped:
         """Map one message (``lookup``: pseudonym links, the group's first); commit it in
@@ -253,11 +247,11 @@ class IngestService:
             err = UnknownSite("MSH-4 sending facility is not a configured site: send the "
                               "facility agreed with the network team, or have it added to "
                               "the site file; resend after the fix", segment="MSH", field=4)
-            return self._reject(tx, job, msg, err, received)
+            return self.reject(tx, job, msg, err, received)
         if not msg.control_id:
             err = ParseError("MSH-10 message control id is missing: send a control id "
                              "unique to each message", segment="MSH", field=10, code="101")
-            return self._reject(tx, job, msg, err, received)
+            return self.reject(tx, job, msg, err, received)
         if job.replay_of is None and not self.accepting():
             refusal = Overloaded("the gateway is temporarily unable to accept messages: "
                                  "the outbound queue is full; resend later",
@@ -280,7 +274,7 @@ class IngestService:
                 return mapped
             with tx.savepoint():
                 outcome = self._commit(tx, mapped)
-            links.update(result.new_links)  # later messages of the batch see them
+            links.update(result.new_links)  # later messages of the group see them
             return outcome
         except InboundError as exc:
             return self._fail(tx, job, msg, site, exc, received)
@@ -312,7 +306,7 @@ class IngestService:
 
     def _commit(self, tx: Transaction, m: Mapped) -> Outcome:
         """One message alone (a replay, or the group redone one by one): the rows that
-        ``_commit_group`` writes for it."""
+        ``commit_group`` writes for it."""
         headers = self._headers(m.msg, m.site)
         changes = tx.put_many(wanted(tx, m.result, set()), source=self.source,
                               headers=headers)
@@ -327,7 +321,7 @@ class IngestService:
         outcome.inbox_id = self._save(tx, m.job, record)
         return outcome
 
-    def _commit_group(self, tx: Transaction, mapped: list[Mapped]) -> list[Outcome]:
+    def commit_group(self, tx: Transaction, mapped: list[Mapped]) -> list[Outcome]:
         """Every mapped message of a group in one ``put_many``, one link write and one inbox
         insert: the same rows as ``_commit`` for each in order."""
         resources: list[Resource] = []
@@ -375,7 +369,7 @@ class IngestService:
         inbox_id = self._save(tx, job, record)
         return Outcome(status, exc.ack_code, responses, inbox_id, reason=type(exc).__name__)
 
-    def _reject(self, tx: Transaction, job: Job, msg: Message | None, exc: InboundError,
+    def reject(self, tx: Transaction, job: Job, msg: Message | None, exc: InboundError,
                 received: str) -> Outcome:
         """Keep a message that could not be read for inspection, and answer AR/AE."""
         responses = self._acks(msg, [exc], job.raw)

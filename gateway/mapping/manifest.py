@@ -80,10 +80,6 @@ DROPPED_PRIVACY = frozenset({"NK1", "PD1", "PV1", "PV2", "GT1", "IN1", "IN2", "I
 IGNORED = frozenset({"SFT", "EVN", "UAC", "DSC", "ERR", "MSA", "FHS", "FTS", "BHS", "BTS"})
 
 
-def supported_types() -> list[str]:
-    return sorted(f"{code}^{event}" for code, event in MANIFEST)
-
-
 def check(message: Message, site: Site) -> Spec:
     """The Spec of ``message``, or UnsupportedMessage (AR) naming MSH-9 or MSH-12."""
     code, event = message.message_code.upper(), message.trigger_event.upper()

@@ -159,6 +159,35 @@ class SearchResult:
     issues: list[dict[str, Any]] = field(default_factory=list)  # lenient-mode warnings
 
 
+class PreparedVersions(Protocol):
+    """Versions made ready for ``Transaction.apply_versions`` by ``Store.prepare_versions``
+    (opaque: only the store that prepared them reads them)."""
+
+    resources: Sequence[Resource]
+
+
+@dataclass(frozen=True, slots=True)
+class RawResource:
+    """A current version as stored: its JSON bytes (with ``meta``), version and instant."""
+
+    content: bytes
+    version_id: str
+    last_updated: str
+
+
+class RawReads(Protocol):
+    """Reads by id of the stored JSON bytes (``Store.raw_reader``)."""
+
+    def read(self, resource_type: str, id: str) -> RawResource | None:
+        """The current version; None if there never was one; ``Gone`` if deleted."""
+
+    async def read_async(self, resource_type: str, id: str) -> RawResource | None:
+        """``read`` without holding the event loop for a database round trip."""
+
+    def close(self) -> None:
+        """Close the connections this reader opened."""
+
+
 class Transaction(Protocol):
     """Writes inside one database transaction; committed when the context exits cleanly."""
 
@@ -175,6 +204,11 @@ class Transaction(Protocol):
     def apply_version(self, resource: Resource) -> Change:
         """Projector write: store exactly ``resource.meta.versionId``/``lastUpdated`` if it
         is newer than what is stored; same or older version → no-op (changed=False)."""
+
+    def apply_versions(self, versions: PreparedVersions | Sequence[Resource]) -> int:
+        """``apply_version`` for each version in order, in a few statements; ``versions``
+        as they came, or prepared by ``Store.prepare_versions``. Returns how many versions
+        were written."""
 
     def apply_delete(self, resource_type: str, id: str, *, version_id: int | None = None,
                      last_updated: str | None = None) -> Change:
@@ -252,6 +286,11 @@ class Store(Protocol):
               restrict: Restriction | None = None) -> Resource | None:
         ...
 
+    def raw_reader(self) -> RawReads:
+        """A reader of current versions as stored bytes, for the FHIR API's reads by id
+        (unrestricted: the API checks a restricted caller's access before answering).
+        The store closes it when it closes."""
+
     def history(self, resource_type: str | None, id: str | None, *, since: str | None = None,
                 count: int = 50, restrict: Restriction | None = None) -> list[Resource]:
         """Newest first; a delete appears as ``{resourceType, id, meta}`` only."""
@@ -273,6 +312,10 @@ class Store(Protocol):
                  chunk: int = 2000) -> int:
         """Imports and benchmarks: many resources in one transaction; returns how many
         were new."""
+
+    def prepare_versions(self, resources: Sequence[Resource]) -> PreparedVersions:
+        """The part of ``Transaction.apply_versions`` that needs no database, done ahead
+        (the projector prepares the next chunk while the store writes this one)."""
 
     # inbox
     def inbox_find(self, sender_application: str, sender_facility: str,

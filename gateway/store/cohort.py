@@ -15,7 +15,7 @@ members. The study is linked twice: a ``characteristic`` (network code
 
 The one place that sees every ResearchStudy and ResearchSubject write of a hub store is the
 store's own transaction (ingest in role ``all``, the projector at a hub, the FHIR API):
-every write path notes the keys it touched (``SqlTransaction.cohort_keys``) and, before the
+every write path notes the keys it touched (``Session.touched``) and, before the
 commit, ``refresh_cohorts`` rewrites the Groups of the studies concerned in the same
 transaction, as an ordinary ``put`` (a new version only when the content changed, with an
 outbox row: a bus event like every resource). An edge store keeps no cohorts. The Group id
@@ -26,18 +26,17 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import select
 
 from gateway.store import schema as s
 from gateway.store.base import Resource
 from gateway.store.content import loads
+from gateway.store.session import COHORT_TYPES
+from gateway.store.tx import SqlTransaction
 
-if TYPE_CHECKING:
-    from gateway.store.tx import SqlTransaction
-
-COHORT_TYPES = frozenset({"ResearchStudy", "ResearchSubject"})
+__all__ = ["COHORT_TYPES", "group_id", "refresh_all_cohorts", "refresh_cohorts"]
 STUDY_EXTENSION = "http://hl7.org/fhir/StructureDefinition/workflow-researchStudy"
 COHORT_SYSTEM = "http://plagencell.example.org/fhir/CodeSystem/cohort"
 ENROLLED_CODE = {"coding": [{"system": COHORT_SYSTEM, "code": "enrolled-in-study",
@@ -58,7 +57,7 @@ def group_id(study_id: str) -> str:
 
 def refresh_cohorts(tx: SqlTransaction) -> int:
     """Rewrite the cohort Group of every study touched in ``tx``; returns how many changed."""
-    keys, tx.cohort_keys = tx.cohort_keys, set()
+    keys, tx.session.cohort_keys = tx.session.cohort_keys, set()
     studies = sorted({study for key in keys for study in _studies_of(tx, key)})
     changed = 0
     for study in studies:  # in order: two writers take the locks in the same order
@@ -77,7 +76,7 @@ def refresh_all_cohorts(tx: SqlTransaction) -> int:
     turned into a hub, gets them; afterwards this changes nothing)."""
     rows = tx.conn.execute(select(_r.res_id).where(_r.res_type == "ResearchStudy",
                                                    _r.deleted.is_(False)))
-    tx.cohort_keys.update(("ResearchStudy", row.res_id) for row in rows)
+    tx.session.cohort_keys.update(("ResearchStudy", row.res_id) for row in rows)
     return refresh_cohorts(tx)
 
 

@@ -23,14 +23,12 @@ current rows) and its search index built, in the migration's transaction.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, Index, select, update
 
 from gateway.store import schema as s
-
-if TYPE_CHECKING:
-    from gateway.store.tx import SqlTransaction
+from gateway.store.indexing import reindex_page
+from gateway.store.session import Session
 
 log = logging.getLogger(__name__)
 
@@ -64,18 +62,16 @@ def become_edge(conn: Connection) -> None:
     record(conn, EDGE)
 
 
-def become_hub(tx: SqlTransaction) -> None:
+def become_hub(session: Session) -> None:
     """Build what a hub keeps from an edge's database: the API's indexes, the version
     history (every version still in the outbox, and each current row) and the search
     index of every live resource."""
-    from gateway.store.bulk import reindex
-
-    conn = tx.conn
+    conn = session.conn
     log.warning("this database was an edge's: building its history and search index")
     for index in API_INDEXES:
         index.create(conn, checkfirst=True)
-    ignore = "INSERT OR IGNORE" if tx.store.dialect == "sqlite" else "INSERT"
-    conflict = "" if tx.store.dialect == "sqlite" else " ON CONFLICT DO NOTHING"
+    ignore = "INSERT" if session.postgresql else "INSERT OR IGNORE"
+    conflict = " ON CONFLICT DO NOTHING" if session.postgresql else ""
     columns = "res_type, res_id, version_id, last_updated, deleted, content"
     conn.exec_driver_sql(  # every version the outbox still holds (edges keep them all)
         f"{ignore} INTO resource_version ({columns}) "  # noqa: S608 - names from here
@@ -86,7 +82,7 @@ def become_hub(tx: SqlTransaction) -> None:
         f"SELECT {columns} FROM resource{conflict}")
     done, after = 0, None
     while True:
-        count, after = reindex(tx, None, after, 500)
+        count, after = reindex_page(session, None, after, 500)
         done += count
         if after is None:
             break

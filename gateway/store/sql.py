@@ -15,13 +15,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-import orjson
-from sqlalchemy import Connection, func, select, text
+from sqlalchemy import Connection, select, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.errors import Gone
 from gateway.security.access import Restriction
-from gateway.store import inbox_page, profile
+from gateway.store import bulk, cohort, inbox, inbox_page, outbox, profile, projection
 from gateway.store import schema as s
 from gateway.store.base import (
     InboxEntry,
@@ -34,9 +33,13 @@ from gateway.store.base import (
 )
 from gateway.store.budget import Budget, bounded
 from gateway.store.checkpoint import Checkpointer
-from gateway.store.content import loads, normalise_instant, now_instant
+from gateway.store.content import loads, normalise_instant
 from gateway.store.engine import make_engine, normalise_url, translate, translated
+from gateway.store.indexing import reindex_page
+from gateway.store.rawread import RawReader
 from gateway.store.restrict import visible, visible_any
+from gateway.store.search.query import run_search
+from gateway.store.session import Session
 from gateway.store.tx import SqlTransaction
 
 T = TypeVar("T")
@@ -77,26 +80,26 @@ class SqlStore:
                 conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('gateway-migrate'))"))
             config.attributes["connection"] = conn
             command.upgrade(config, "head")
-            tx = SqlTransaction(conn, self)
-            self._settle_profile(tx)
+            self._settle_profile(conn)
             if not self.edge:
-                from gateway.store.cohort import refresh_all_cohorts
+                cohort.refresh_all_cohorts(SqlTransaction(self._session(conn)))
 
-                refresh_all_cohorts(tx)
+    def _session(self, conn: Connection) -> Session:
+        return Session(conn, self.dialect, edge=self.edge)
 
-    def _settle_profile(self, tx: SqlTransaction) -> None:
+    def _settle_profile(self, conn: Connection) -> None:
         """Make the database what this store is (or, following it, learn what it is)."""
-        was = profile.recorded(tx.conn)
+        was = profile.recorded(conn)
         if self._follow_database:
             self.edge = was == profile.EDGE
         elif self.edge and was != profile.EDGE:
-            profile.become_edge(tx.conn)
+            profile.become_edge(conn)
         elif not self.edge and was == profile.EDGE:
-            profile.become_hub(tx)
+            profile.become_hub(self._session(conn))
 
     def on_close(self, closer: Callable[[], None]) -> None:
         """Run ``closer`` when the store closes: connections opened outside the engine's
-        pool (the FHIR API's fast reads) are not closed by ``engine.dispose()``."""
+        pool (the raw readers') are not closed by ``engine.dispose()``."""
         self._closers.append(closer)
 
     def close(self) -> None:
@@ -125,7 +128,7 @@ class SqlStore:
         """A write transaction, committed when the block exits cleanly."""
         try:
             with self._write_connection() as conn, conn.begin():
-                tx = SqlTransaction(conn, self)
+                tx = SqlTransaction(self._session(conn))
                 yield tx
                 self._derive(tx)
         except SQLAlchemyError as exc:
@@ -146,10 +149,8 @@ class SqlStore:
     def _derive(self, tx: SqlTransaction) -> None:
         """Before the commit: what a hub derives from the writes of the transaction (the
         study cohorts, ``gateway.store.cohort``)."""
-        if tx.cohort_keys and not self.edge:
-            from gateway.store.cohort import refresh_cohorts
-
-            refresh_cohorts(tx)
+        if tx.session.cohort_keys and not self.edge:
+            cohort.refresh_cohorts(tx)
 
     def _write_connection(self) -> Connection:
         conn = self.engine.connect()
@@ -213,6 +214,13 @@ class SqlStore:
                        version=version_id)
         return loads(row.content)
 
+    def raw_reader(self) -> RawReader:
+        """A reader of stored JSON bytes by id (``gateway.store.rawread``), closed with the
+        store."""
+        reader = RawReader(self.engine)
+        self.on_close(reader.close)
+        return reader
+
     def history_versions(self, resource_type: str | None, id: str | None, *,
                          since: str | None = None, before: str | None = None,
                          count: int = 50, restrict: Restriction | None = None
@@ -260,8 +268,6 @@ class SqlStore:
 
     def search_on(self, conn: Connection, resource_type: str, params: list[tuple[str, str]],
                   **options: Any) -> SearchResult:
-        from gateway.store.search.query import run_search
-
         try:
             return run_search(conn, self.dialect, resource_type, params, **options)
         except SQLAlchemyError as exc:
@@ -269,13 +275,22 @@ class SqlStore:
 
     def bulk_put(self, resources: Sequence[Resource], *, outbox: bool = False,
                  chunk: int = 2000) -> int:
-        """Load many resources fast (imports, benchmarks); see ``gateway.store.bulk``."""
-        from gateway.store.bulk import bulk_put
-
+        """Load many resources fast (imports, benchmarks; ``gateway.store.bulk``): new ones
+        with multi-row writes, stored ones through ``put``. Returns how many were new."""
+        created = 0
         try:
             with self._write_connection() as conn, conn.begin():
-                tx = SqlTransaction(conn, self)
-                created = bulk_put(tx, resources, outbox=outbox, chunk=chunk)
+                tx = SqlTransaction(self._session(conn))
+                for start in range(0, len(resources), chunk):
+                    part = resources[start:start + chunk]
+                    held = bulk.existing(tx.session, part)
+                    for resource in part:
+                        if (resource["resourceType"], resource["id"]) in held:
+                            tx.put_resource(resource, outbox=outbox)
+                    fresh = bulk.dedupe([r for r in part
+                                         if (r["resourceType"], r["id"]) not in held])
+                    bulk.insert_new(tx.session, fresh, outbox=outbox)
+                    created += len(fresh)
                 self._derive(tx)
             self._bulk_rows += created
             if self._bulk_rows >= max(ANALYZE_AFTER, 2 * self._analyzed_rows):
@@ -285,18 +300,26 @@ class SqlStore:
         except SQLAlchemyError as exc:
             raise translate(exc) from exc
 
-    def reindex(self, resource_type: str | None = None, *, batch: int = 500) -> int:
+    def reindex(self, resource_type: str | None = None, *, page: int = 500) -> int:
         """Rebuild the search index of every live resource (after an upgrade that changes
-        search parameters), one transaction per batch; returns how many were indexed."""
-        from gateway.store.bulk import reindex
-
+        search parameters), one transaction per ``page`` resources; returns how many were
+        indexed."""
         done, after = 0, None
         while True:
             with self.transaction() as tx:
-                count, after = reindex(tx, resource_type, after, batch)
+                count, after = reindex_page(tx.session, resource_type, after, page)
             done += count
             if after is None:
                 return done
+
+    # -- projection ---------------------------------------------------------------------------
+
+    def prepare_versions(self, resources: Sequence[Resource]) -> projection.Prepared:
+        """The work of ``Transaction.apply_versions`` that needs no database (normalised
+        content, hashes, index rows; on PostgreSQL the COPY data), done before the
+        transaction: the projector prepares the next batch while this one is written."""
+        return projection.prepare_versions(
+            resources, copy=self.dialect == "postgresql" and projection.copy_available())
 
     def _analyze(self) -> None:
         """Quick planner statistics after a big load (sampled on both databases)."""
@@ -321,14 +344,14 @@ class SqlStore:
 
     def inbox_list(self, *, status: str | None = None, site: str | None = None,
                    since: str | None = None, limit: int = 100) -> list[InboxRecord]:
-        return self._inbox_rows(_inbox_query(status, site, since, None).limit(limit))
+        return self._inbox_rows(inbox.query(status, site, since, None).limit(limit))
 
     def inbox_iter(self, *, status: str | None = None, site: str | None = None,
                    since: str | None = None) -> Iterator[InboxRecord]:
         """All matching records in id order, fetched in pages of 200."""
         after = None
         while True:
-            page = self._inbox_rows(_inbox_query(status, site, since, after).limit(200))
+            page = self._inbox_rows(inbox.query(status, site, since, after).limit(200))
             yield from page
             if len(page) < 200:
                 return
@@ -342,93 +365,32 @@ class SqlStore:
 
     def _inbox_rows(self, query: Any) -> list[InboxRecord]:
         with self._read() as conn:
-            return [_inbox_record(row) for row in conn.execute(query)]
+            return [inbox.record_of(row) for row in conn.execute(query)]
 
     # -- outbox -------------------------------------------------------------------------------
 
     def outbox_fetch(self, limit: int = 500) -> Sequence[OutboxRow]:
-        """Unpublished rows in commit order (sequence order). A row's payload is its own
-        (an edge's rows, and rows written before revision 0003) or else the content of the
-        history row it names; neither: a tombstone. On the driver's cursor: the relay asks
-        for every commit."""
+        """Unpublished rows in commit order (``gateway.store.outbox.fetch``)."""
         with self._read() as conn:
-            rows = conn.exec_driver_sql(_OUTBOX_FETCH[self.dialect == "postgresql"],
-                                        (limit,)).all()
-        headers: dict[str, dict[str, str]] = {}  # the rows of one message share theirs
-        out = []
-        for seq, key, rtype, rid, version, payload, box, created in rows:
-            parsed = headers.get(box)
-            if parsed is None:
-                parsed = headers[box] = orjson.loads(box)
-            out.append(OutboxRow(seq, key, rtype, rid, version,
-                                 bytes(payload) if payload is not None else None,
-                                 dict(parsed), created))
-        return out
+            return outbox.fetch(conn, self.dialect == "postgresql", limit)
 
     def outbox_mark_published(self, seqs: Sequence[int]) -> None:
         if not seqs:
             return
         with self.transaction() as tx:
-            if self.dialect == "postgresql":
-                tx.conn.exec_driver_sql(
-                    "UPDATE outbox SET published_at = %s WHERE seq = ANY(%s)",
-                    (now_instant(), list(seqs)))
-            else:
-                marks = ", ".join("?" * len(seqs))
-                tx.conn.exec_driver_sql(
-                    f"UPDATE outbox SET published_at = ? WHERE seq IN ({marks})",  # noqa: S608
-                    (now_instant(), *seqs))
+            outbox.mark_published(tx.session, seqs)
 
     def outbox_prune(self, before: str, limit: int = 5000) -> int:
         """Delete up to ``limit`` published rows published before ``before`` (an instant),
         oldest first; returns how many went."""
-        o = s.outbox.c
-        old = (select(o.seq).where(o.published_at.is_not(None),
-                                   o.published_at < normalise_instant(before))
-               .order_by(o.seq).limit(limit))
         with self.transaction() as tx:
-            return int(tx.conn.execute(s.outbox.delete().where(o.seq.in_(old))).rowcount)
+            return outbox.prune(tx.session, before, limit)
 
     def outbox_pending(self) -> int:
-        o = s.outbox.c
         with self._read() as conn:
-            return int(conn.execute(select(func.count()).select_from(s.outbox)
-                                    .where(o.published_at.is_(None))).scalar_one())
-
-
-_OUTBOX_SELECT = (
-    "SELECT o.seq, o.key, o.res_type, o.res_id, o.version_id,"
-    " COALESCE(o.payload, v.content), o.headers, o.created"
-    " FROM outbox o LEFT JOIN resource_version v ON v.res_type = o.res_type"
-    " AND v.res_id = o.res_id AND v.version_id = o.version_id"
-    " WHERE o.published_at IS NULL ORDER BY o.seq LIMIT ")
-_OUTBOX_FETCH = (_OUTBOX_SELECT + "?", _OUTBOX_SELECT + "%s")  # SQLite, PostgreSQL
+            return outbox.pending(conn)
 
 
 def _tombstone_stub(version: Version) -> Resource:
     return {"resourceType": version.resource_type, "id": version.id,
             "meta": {"versionId": str(version.version_id), "lastUpdated": version.last_updated}}
-
-
-def _inbox_query(status: str | None, site: str | None, since: str | None,
-                 after: int | None) -> Any:
-    i = s.inbox.c
-    query = select(s.inbox).order_by(i.id)
-    if status is not None:
-        query = query.where(i.status == status)
-    if site is not None:
-        query = query.where(i.site == site)
-    if since is not None:
-        query = query.where(i.received >= normalise_instant(since))
-    if after is not None:
-        query = query.where(i.id > after)
-    return query
-
-
-def _inbox_record(row: Any) -> InboxRecord:
-    return InboxRecord(
-        sender_application=row.sender_application, sender_facility=row.sender_facility,
-        control_id=row.control_id, raw=row.raw, received=row.received, transport=row.transport,
-        site=row.site, message_type=row.message_type, status=row.status, ack=row.ack,
-        error=row.error, report=orjson.loads(row.report) if row.report else None,
-        resource_refs=orjson.loads(row.resource_refs), id=row.id)

@@ -3,7 +3,7 @@ per-call statement construction or cache-key work on the hot path)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import bindparam, delete, insert, select, update
 
@@ -11,6 +11,18 @@ from gateway.store import schema as s
 
 _r = s.resource.c
 _KEY = (_r.res_type == bindparam("k_type")) & (_r.res_id == bindparam("k_id"))
+
+
+
+class Current(NamedTuple):
+    """A resource's current row as ``CURRENT`` reads it."""
+
+    version_id: int
+    last_updated: str
+    deleted: bool
+    content: bytes | None
+    content_hash: str | None
+
 
 CURRENT = select(_r.version_id, _r.last_updated, _r.deleted, _r.content,
                  _r.content_hash).where(_KEY)

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any
 
-import orjson
-from sqlalchemy import Connection, text, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.errors import ConflictError, VersionConflict
 from gateway.security.access import Restriction
-from gateway.store import schema as s
+from gateway.store import inbox, outbox, projection, writegroup
 from gateway.store import statements as sql
-from gateway.store.base import Change, InboxRecord, Resource, SearchResult
+from gateway.store.base import Change, InboxRecord, PreparedVersions, Resource, SearchResult
 from gateway.store.content import (
     content_hash,
     dumps,
@@ -24,29 +23,21 @@ from gateway.store.content import (
     stored_hash,
     with_meta,
 )
-from gateway.store.engine import translated
-from gateway.store.reindex import reindex
+from gateway.store.engine import translate, translated
+from gateway.store.indexing import update_index
 from gateway.store.restrict import is_visible
-
-if TYPE_CHECKING:
-    from gateway.store.sql import SqlStore
-
-
-class Current(NamedTuple):
-    version_id: int
-    last_updated: str
-    deleted: bool
-    content: bytes | None
-    content_hash: str | None
+from gateway.store.search.query import run_search
+from gateway.store.session import Session
+from gateway.store.statements import Current
 
 
 class SqlTransaction:
-    """Writes on one connection inside one database transaction (see ``SqlStore``)."""
+    """Writes on one session (connection, dialect, profile) inside one database
+    transaction (see ``SqlStore``)."""
 
-    def __init__(self, conn: Connection, store: SqlStore) -> None:
-        self.conn = conn
-        self.store = store
-        self.cohort_keys: set[tuple[str, str]] = set()  # see gateway.store.cohort
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.conn = session.conn
 
     # -- resources -------------------------------------------------------------------------
 
@@ -83,13 +74,11 @@ class SqlTransaction:
     def put_many(self, resources: Sequence[Resource], *, source: str | None = None,
                  headers: dict[str, str] | None = None,
                  headers_each: Sequence[dict[str, str]] | None = None) -> list[Change]:
-        """``put`` for each resource in order, in a few statements (``gateway.store.batch``):
-        the same versions, history, index and outbox rows, and Change values
-        (``headers_each``: each resource's outbox headers)."""
-        from gateway.store.batch import put_many
-
-        return put_many(self, resources, source=source, headers=headers,
-                        headers_each=headers_each)
+        """``put`` for each resource in order, in a few statements
+        (``gateway.store.writegroup``): the same versions, history, index and outbox rows,
+        and Change values (``headers_each``: each resource's outbox headers)."""
+        return writegroup.put_many(self.session, resources, source=source, headers=headers,
+                                   headers_each=headers_each)
 
     @translated
     def apply_version(self, resource: Resource, *, outbox: bool = False,
@@ -111,6 +100,18 @@ class SqlTransaction:
             self._outbox(rtype, rid, version, headers, data)
         return Change(rtype, rid, version, last_updated, changed=True,
                       created=cur is None or cur.deleted, resource=stored)
+
+    @translated
+    def apply_versions(self, versions: PreparedVersions | Sequence[Resource]) -> int:
+        """``apply_version`` for each of ``versions`` in order, in a few statements
+        (``gateway.store.projection``); they may come prepared by
+        ``SqlStore.prepare_versions``. Returns how many versions were written."""
+        ready = projection.copy_ready(self.session)
+        if isinstance(versions, projection.Prepared) and (ready or not versions.copy):
+            return projection.write_prepared(self.session, versions)
+        resources = versions if isinstance(versions, Sequence) else versions.resources
+        return projection.write_prepared(self.session,
+                                         projection.prepare_versions(resources, copy=ready))
 
     @translated
     def delete(self, resource_type: str, id: str, *, source: str | None = None,
@@ -142,13 +143,17 @@ class SqlTransaction:
         """Serialise writers on ``key`` until this transaction ends (conditional create).
         PostgreSQL: a transaction-level advisory lock; SQLite: write transactions already
         run one at a time (``BEGIN IMMEDIATE``)."""
-        if self.store.dialect == "postgresql":
+        if self.session.postgresql:
             self.conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": key})
 
     def search(self, resource_type: str, params: list[tuple[str, str]],
                **options: Any) -> SearchResult:
         """Search on this transaction's connection (sees its own writes)."""
-        return self.store.search_on(self.conn, resource_type, params, **options)
+        try:
+            return run_search(self.conn, self.session.dialect, resource_type, params,
+                              **options)
+        except SQLAlchemyError as exc:
+            raise translate(exc) from exc
 
     @contextmanager
     def savepoint(self) -> Iterator[None]:
@@ -161,28 +166,13 @@ class SqlTransaction:
     def inbox_add(self, record: InboxRecord) -> int:
         """Persist an inbound message; a second one with the same (sender application,
         sender facility, MSH-10) raises ConflictError and leaves the transaction usable."""
-        values = _inbox_insert_values(record)
-        try:
-            with self.conn.begin_nested():
-                result = self.conn.execute(sql.INSERT_INBOX, values)
-        except IntegrityError as exc:
-            raise ConflictError("duplicate inbound message", sender=record.sender_facility,
-                                control_id=record.control_id) from exc
-        record.id = _inserted_id(result)
-        return record.id
+        return inbox.add(self.session, record)
 
     @translated
     def inbox_insert_many(self, records: Sequence[InboxRecord]) -> list[int]:
-        """``inbox_add`` without savepoints for each record, in one statement (multi-row INSERT …
-        RETURNING, ids in the records' order): a group commit's inbox rows in one round
-        trip instead of one per message."""
-        if not records:
-            return []
-        rows = self.conn.execute(sql.INSERT_INBOX_RETURNING,
-                                 [_inbox_insert_values(r) for r in records]).all()
-        for record, (inbox_id,) in zip(records, rows, strict=True):
-            record.id = int(inbox_id)
-        return [int(r.id) for r in records]  # type: ignore[arg-type]
+        """``inbox_add`` without savepoints for each record, in one statement: a group
+        commit's inbox rows in one round trip instead of one per message."""
+        return inbox.insert_many(self.session, records)
 
     @translated
     def links_get(self, keys: Sequence[str]) -> dict[str, str]:
@@ -198,29 +188,12 @@ class SqlTransaction:
     def inbox_find_many(self, keys: Sequence[tuple[str, str, str]]) -> dict[
             tuple[str, str, str], InboxRecord]:
         """The stored records of (sender application, sender facility, MSH-10) ``keys``,
-        read on this transaction's connection (one statement per 300 keys)."""
-        from gateway.store.sql import _inbox_record
-
-        found: dict[tuple[str, str, str], InboxRecord] = {}
-        wanted = set(keys)
-        unique = sorted(wanted)
-        for start in range(0, len(unique), 300):
-            part = unique[start:start + 300]
-            rows = self.conn.execute(sql.INBOX_BY_KEYS, {
-                "apps": sorted({k[0] for k in part}), "facilities": sorted({k[1] for k in part}),
-                "control_ids": sorted({k[2] for k in part})})
-            for row in rows:
-                key = (row.sender_application, row.sender_facility, row.control_id)
-                if key in wanted:
-                    found[key] = _inbox_record(row)
-        return found
+        read on this transaction's connection."""
+        return inbox.find_many(self.session, keys)
 
     @translated
     def inbox_update(self, record: InboxRecord) -> None:
-        if record.id is None:
-            raise ValueError("inbox_update needs a record with an id")
-        self.conn.execute(update(s.inbox).where(s.inbox.c.id == record.id)
-                          .values(**_inbox_values(record)))
+        inbox.update_record(self.session, record)
 
     @translated
     def link_get(self, key: str) -> str | None:
@@ -256,7 +229,7 @@ class SqlTransaction:
     # -- internals ----------------------------------------------------------------------------
 
     def _current(self, rtype: str, rid: str, *, lock: bool = True) -> Current | None:
-        locking = lock and self.store.dialect == "postgresql"
+        locking = lock and self.session.postgresql
         query = sql.CURRENT_FOR_UPDATE if locking else sql.CURRENT
         row = self.conn.execute(query, {"k_type": rtype, "k_id": rid}).first()
         return Current(*row) if row else None
@@ -271,7 +244,7 @@ class SqlTransaction:
         values = {"version_id": version, "last_updated": last_updated, "deleted": False,
                   "content": data, "content_hash": digest}
         self._upsert(rtype, rid, values, cur)
-        if not self.store.edge:
+        if not self.session.edge:
             self.conn.execute(sql.INSERT_VERSION, {
                 "res_type": rtype, "res_id": rid, "version_id": version,
                 "last_updated": last_updated, "deleted": False, "content": data})
@@ -295,7 +268,7 @@ class SqlTransaction:
         when = normalise_instant(last_updated) if last_updated else now_instant()
         self._upsert(rtype, rid, {"version_id": version, "last_updated": when, "deleted": True,
                                   "content": None, "content_hash": None}, cur)
-        if not self.store.edge:
+        if not self.session.edge:
             self.conn.execute(sql.INSERT_VERSION, {
                 "res_type": rtype, "res_id": rid, "version_id": version, "last_updated": when,
                 "deleted": True, "content": None})
@@ -308,37 +281,8 @@ class SqlTransaction:
                  previous: bytes | None) -> None:
         """Bring the index rows from those of ``previous`` (the stored content, None if
         there is none) to those of ``resource`` (None: deleted)."""
-        reindex(self, {(rtype, rid): resource}, {(rtype, rid): previous})
+        update_index(self.session, {(rtype, rid): resource}, {(rtype, rid): previous})
 
     def _outbox(self, rtype: str, rid: str, version: int, headers: dict[str, str] | None,
                 data: bytes | None) -> None:
-        """On a hub an outbox row names its history row (the relay reads the content
-        there, ``SqlStore.outbox_fetch``): the content is not written a third time. An
-        edge keeps no history: its rows carry the content (None: a delete)."""
-        self.conn.execute(sql.INSERT_OUTBOX, {
-            "key": f"{rtype}/{rid}", "res_type": rtype, "res_id": rid, "version_id": version,
-            "payload": data if self.store.edge else None,
-            "headers": orjson.dumps(headers or {}).decode(),
-            "created": now_instant()})
-
-
-def _inserted_id(result: Any) -> int:
-    key = result.inserted_primary_key
-    assert key is not None
-    return int(key[0])
-
-
-def _inbox_insert_values(record: InboxRecord) -> dict[str, Any]:
-    return {"sender_application": record.sender_application,
-            "sender_facility": record.sender_facility, "control_id": record.control_id,
-            "raw": record.raw, "received": normalise_instant(record.received),
-            "transport": record.transport, **_inbox_values(record)}
-
-
-def _inbox_values(record: InboxRecord) -> dict[str, Any]:
-    return {
-        "site": record.site, "message_type": record.message_type, "status": record.status,
-        "ack": record.ack, "error": record.error,
-        "report": orjson.dumps(record.report).decode() if record.report is not None else None,
-        "resource_refs": orjson.dumps(record.resource_refs).decode(),
-    }
+        outbox.add(self.session, rtype, rid, version, headers, data)

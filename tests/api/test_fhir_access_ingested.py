@@ -33,7 +33,7 @@ def served(database_url: str) -> Iterator[Served]:
     store = open_store(database_url)
     service = IngestService(store, load_network(), b"k" * 32)
     out: list[Outcome] = []
-    service._run_batch([Job(m, "mllp", out.append) for m in (
+    service._run_group([Job(m, "mllp", out.append) for m in (
         RELEASE.encode(), MONITORING.encode(), oru("NOSTUDY1"))])
     assert [o.status for o in out] == ["processed"] * 3
     with access_server(store) as served:

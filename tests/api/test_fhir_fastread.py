@@ -1,4 +1,5 @@
-"""The raw read path (``fastread``): concurrent reads answered one by one, on both databases.
+"""The raw read path (``fastread`` on ``gateway.store.rawread``): concurrent reads answered
+one by one, on both databases.
 
 On PostgreSQL the reads of one event loop are sent together (one statement per batch on
 a nonblocking connection); these tests check that every read still gets exactly its own
@@ -54,7 +55,7 @@ async def _read_all(reader: RawReader, keys: list[tuple[str, str]]) -> list[Any]
 
 
 def _statements(reader: RawReader) -> int:
-    return sum(b.statements for b in reader.batches.values())
+    return sum(b.statements for b in reader.raw.batches.values())
 
 
 def test_concurrent_reads_each_get_their_own_answer(store: SqlStore):
@@ -126,7 +127,7 @@ def test_a_lost_connection_fails_its_reads_and_the_next_read_reconnects(pg_store
 
     async def scenario() -> list[Any]:
         await reader.read_async("Patient", "p-0")
-        batches = next(iter(reader.batches.values()))
+        batches = next(iter(reader.raw.batches.values()))
         with pg_store.engine.connect() as conn:
             conn.execute(text("SELECT pg_terminate_backend(:pid)"),
                          {"pid": batches.pgconn.backend_pid})
@@ -153,11 +154,11 @@ def test_each_event_loop_reads_on_its_own_connection(pg_store: SqlStore):
     reader = RawReader(pg_store)
     try:
         asyncio.run(reader.read_async("Patient", "p-0"))
-        first = next(iter(reader.batches.values()))
+        first = next(iter(reader.raw.batches.values()))
         asyncio.run(reader.read_async("Patient", "p-1"))
-        second = next(iter(reader.batches.values()))
+        second = next(iter(reader.raw.batches.values()))
         assert first is not second and first.closed and first.conn.closed
-        assert list(reader.batches.values()) == [second]
+        assert list(reader.raw.batches.values()) == [second]
     finally:
         reader.close()
     assert second.conn.closed
@@ -193,14 +194,14 @@ def test_a_failing_statement_fails_its_reads_and_keeps_the_connection(pg_store: 
 
     async def scenario() -> Any:
         await reader.read_async("Patient", "p-0")
-        before = next(iter(reader.batches.values()))
+        before = next(iter(reader.raw.batches.values()))
         with pg_store.engine.begin() as conn:
             conn.execute(text("ALTER TABLE resource RENAME TO resource_away"))
         failed = await _read_all(reader, [("Patient", "p-0"), ("Patient", "p-1")])
         with pg_store.engine.begin() as conn:
             conn.execute(text("ALTER TABLE resource_away RENAME TO resource"))
         read = await reader.read_async("Patient", "p-1")
-        return failed, read, list(reader.batches.values()) == [before] and not before.closed
+        return failed, read, list(reader.raw.batches.values()) == [before] and not before.closed
 
     try:
         failed, read, same_connection = asyncio.run(scenario())
@@ -221,7 +222,7 @@ async def test_closing_the_store_closes_the_connections_of_the_fast_reads(pg_url
     reader = RawReader(store)
     with pytest.raises(FhirError):
         await reader.read_async("Patient", "nobody")
-    batches = list(reader.batches.values())
+    batches = list(reader.raw.batches.values())
     store.close()
     await asyncio.sleep(0)  # closing is scheduled on the loop that owns the connection
     assert batches and all(b.closed for b in batches)

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 from gateway.bus.base import Bus, Delivery, inbound_headers
 from gateway.store.base import Resource, Store
+from tests.support import process
 
 STUDY = "https://euclinicaltrials.eu/clinicalTrialId"
 
@@ -98,7 +99,7 @@ def ingest_site_samples(store: Store) -> int:
                             node_id=BusSettings().node_id)  # as gateway replay will
     changed = 0
     for path in sorted(Path(EXAMPLE_SITES, "samples").glob("*/*.hl7")):
-        outcome = service.process_now(path.read_bytes(), "file")
+        outcome = process(service, path.read_bytes(), "file")
         assert outcome.status == "processed", (path, outcome.status)
         changed += outcome.changed
     return changed

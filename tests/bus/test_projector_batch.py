@@ -1,4 +1,4 @@
-"""The projector's batch write (``apply_batch``) stores exactly what ``apply_version``
+"""The projector's chunk write (``apply_chunk``) stores exactly what ``apply_version``
 one by one stores: history, current rows and search index rows, on both databases."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import select
 
 from gateway.bus.base import Delivery
-from gateway.bus.projector import apply_batch, apply_delivery, apply_prepared, prepare_batch
+from gateway.bus.projector import apply_chunk, apply_delivery, apply_segments, prepare_chunk
 from gateway.store import schema as s
 from gateway.store.sql import SqlStore
 from tests.bus.busutil import observation, patient, versions
@@ -83,7 +83,7 @@ def test_the_batch_write_stores_what_one_by_one_stores(
     changed = 0
     for start in range(0, len(records), 25):  # several batches, as fetched from the bus
         with batched.transaction() as tx:
-            changed += apply_batch(tx, records[start:start + 25])
+            changed += apply_chunk(tx, records[start:start + 25])
     assert changed == expected_changed == 30 * 3 + 2
     assert versions(batched) == versions(one_by_one)
     assert index_contents(batched) == index_contents(one_by_one)
@@ -100,11 +100,10 @@ def test_the_projectors_prepared_batches_store_what_one_by_one_stores(
         expected_changed = sum(apply_delivery(tx, r) for r in records)
     changed = 0
     for start in range(0, len(records), 25):
-        batch = prepare_batch(records[start:start + 25],
-                              copy=batched.dialect == "postgresql")
-        assert batch.segments is not None
+        chunk = prepare_chunk(batched, records[start:start + 25])
+        assert chunk.segments is not None
         with batched.transaction() as tx:
-            changed += apply_prepared(tx, batch.segments)  # type: ignore[arg-type]
+            changed += apply_segments(tx, chunk.segments)
     assert changed == expected_changed
     assert versions(batched) == versions(one_by_one)
     assert index_contents(batched) == index_contents(one_by_one)
@@ -117,21 +116,20 @@ def test_an_old_version_that_cannot_be_indexed_is_a_no_op_and_a_new_one_raises(
     good = version(observation(1, 1.0), 2)
     bad = {**observation(1, 2.0), "code": {"coding": [{"code": {"not": "a code"}}]}}
     with store.transaction() as tx:
-        assert apply_batch(tx, [Delivery("t", 0, 0, "Observation/o1", _dumps(good), {})]) == 1
+        assert apply_chunk(tx, [Delivery("t", 0, 0, "Observation/o1", _dumps(good), {})]) == 1
     old = Delivery("t", 0, 1, "Observation/o1", _dumps(version(bad, 1)), {})
     new = Delivery("t", 0, 2, "Observation/o1", _dumps(version(bad, 3)), {})
-    copy = store.dialect == "postgresql"
-    for prepared in (prepare_batch([old], copy=copy), prepare_batch([old, old], copy=copy)):
+    for prepared in (prepare_chunk(store, [old]), prepare_chunk(store, [old, old])):
         with store.transaction() as tx:
-            assert apply_prepared(tx, prepared.segments or []) == 0  # type: ignore[arg-type]
+            assert apply_segments(tx, prepared.segments or []) == 0
     with pytest.raises(TypeError), store.transaction() as tx:
-        apply_prepared(tx, prepare_batch([old, new], copy=copy).segments or [])  # type: ignore[arg-type]
+        apply_segments(tx, prepare_chunk(store, [old, new]).segments or [])
     assert store.read("Observation", "o1")["meta"]["versionId"] == "2"  # type: ignore[index]
 
 
 def test_codes_that_are_equal_numbers_of_other_types_are_written_as_given(
         two_stores: tuple[SqlStore, SqlStore]) -> None:
-    """1, 1.0 and True (and 0.0, -0.0) are one dict key but differ in COPY text: the batch
+    """1, 1.0 and True (and 0.0, -0.0) are one dict key but differ in COPY text: the chunk
     write's cache of formatted index lines must not write one for another."""
     one_by_one, batched = two_stores
     records = []
@@ -144,7 +142,7 @@ def test_codes_that_are_equal_numbers_of_other_types_are_written_as_given(
             apply_delivery(tx, record)
     for record in records:  # one batch each: the cache is what carries over
         with batched.transaction() as tx:
-            apply_batch(tx, [record])
+            apply_chunk(tx, [record])
     assert index_contents(batched) == index_contents(one_by_one)
     if batched.dialect == "postgresql":  # text columns: as the COPY text has them
         codes = {row[1]: row[4] for row in index_contents(batched)["token"]

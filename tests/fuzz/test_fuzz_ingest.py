@@ -24,7 +24,7 @@ from gateway.store.sql import SqlStore
 from tests.adapters.conftest import NETWORK_HEADER
 from tests.adapters.test_labexport import GOOD, LANZANI_HEADER, ROWS, xlsx_of
 from tests.fuzz.mutations import Mutant, mutated_messages
-from tests.support import migrated_store
+from tests.support import migrated_store, process
 
 KEY = b"fuzz-pseudonym-key-0123456789abcd"
 
@@ -48,7 +48,7 @@ def network() -> Network:
 def test_every_mutated_message_is_answered_with_an_ack(
         fuzz_store: SqlStore, mutant: Mutant) -> None:
     service = IngestService(fuzz_store, network(), KEY, message_time_budget=5)
-    outcome = service.process_now(mutant.text.encode("utf-8", "surrogatepass"), "mllp")
+    outcome = process(service, mutant.text.encode("utf-8", "surrogatepass"), "mllp")
     assert outcome.status != "refused", outcome
     assert outcome.responses
     for frame in outcome.responses:

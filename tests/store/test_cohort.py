@@ -7,7 +7,7 @@ from __future__ import annotations
 import orjson
 
 from gateway.bus.base import Delivery
-from gateway.bus.projector import apply_batch
+from gateway.bus.projector import apply_chunk
 from gateway.store.cohort import group_id
 from gateway.store.sql import SqlStore
 
@@ -80,7 +80,7 @@ def test_the_projector_batch_write_keeps_the_cohort_current(store: SqlStore) -> 
                         orjson.dumps(stored), {})
 
     with store.transaction() as tx:
-        apply_batch(tx, [record(STUDY, 1), record(subject("r1", "p1", "on-study"), 1),
+        apply_chunk(tx, [record(STUDY, 1), record(subject("r1", "p1", "on-study"), 1),
                          record(subject("r1", "p1", "withdrawn"), 2)])
     assert members(store) == {"Patient/p1": (True, None)}
 

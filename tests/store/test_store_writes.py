@@ -279,7 +279,7 @@ def test_reindex_rebuilds_lost_index_rows(store: SqlStore) -> None:
     with store.engine.begin() as conn:
         conn.execute(delete(schema.idx_token))
     assert store.search("Patient", [("identifier", "urn:x|v3")]).resources == []
-    assert store.reindex("Patient", batch=4) == 6
+    assert store.reindex("Patient", page=4) == 6
     assert [r["id"] for r in store.search("Patient", [("identifier", "urn:x|v3")]).resources
             ] == ["p3"]
     assert store.search("Patient", [("identifier", "urn:x|v6")]).resources == []

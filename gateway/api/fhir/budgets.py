@@ -20,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from gateway.errors import Cancelled, GatewayError
-from gateway.store.budget import Budget
+from gateway.store import Budget
 
 from .outcomes import FhirError, from_gateway_error
 

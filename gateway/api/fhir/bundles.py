@@ -5,8 +5,7 @@ from __future__ import annotations
 from http import HTTPStatus
 from typing import Any
 
-from gateway.store.base import Resource
-from gateway.store.content import now_instant
+from gateway.store import Resource, now_instant
 
 from .interactions import Result, new_id
 from .negotiation import http_date

@@ -13,8 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.fhir import FHIR_VERSION
-from gateway.store.content import now_instant
-from gateway.store.search.params import NETWORK_BASE
+from gateway.store import NETWORK_BASE, RESOURCE_TYPES, now_instant, search_parameters
 
 from .outcomes import FhirError
 
@@ -55,13 +54,11 @@ class Param:
 
 
 def registry_params() -> list[Param]:
-    """The store's registry (``gateway.store.search.params``) as ``Param`` rows."""
-    from gateway.store.search import params as registry
-
+    """The store's search parameter registry as ``Param`` rows."""
     return [Param(rtype, d.name, d.type, d.expression, d.description, tuple(d.targets),
-                  d.url.startswith(registry.NETWORK_BASE))
-            for rtype in registry.RESOURCE_TYPES
-            for d in registry.search_parameters(rtype)]
+                  d.url.startswith(NETWORK_BASE))
+            for rtype in RESOURCE_TYPES
+            for d in search_parameters(rtype)]
 
 
 class Capability:

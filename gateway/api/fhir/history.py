@@ -14,8 +14,7 @@ from functools import partial
 from typing import Any
 
 from gateway.security.access import Restriction
-from gateway.store.base import Resource, Store
-from gateway.store.content import format_instant
+from gateway.store import Resource, Store, format_instant
 
 Version = tuple[Resource, bool]  # (resource or its stub, deleted?)
 GROUP_LIMIT = 10_000

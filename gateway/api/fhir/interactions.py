@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 from gateway.security.access import Restriction
-from gateway.store.base import Change, Resource, Store, Transaction
-from gateway.store.cohort import SOURCE as COHORT_SOURCE
+from gateway.store import COHORT_SOURCE, Change, Resource, Store, Transaction
 
 from .outcomes import FhirError
 from .validation import validate_resource
@@ -229,7 +227,3 @@ def parse_if_match(value: str | None) -> int | None:
         raise FhirError.of("invalid", "If-Match must be a version ETag like W/\"3\"",
                            status=412)
     return int(tag)
-
-
-def query_of(params: Any) -> str:
-    return urlencode(list(params))

@@ -30,14 +30,14 @@ from starlette.responses import Response
 from gateway.errors import Gone
 from gateway.security.access import Restriction, restriction_of
 from gateway.security.principal import Principal, principal_of
-from gateway.store.base import Resource
-from gateway.store.exports import (
+from gateway.store import (
     COMPARTMENT,
+    Resource,
     Scope,
+    SqlStore,
     compartment_page,
     recorded_restriction,
 )
-from gateway.store.sql import SqlStore
 
 from .interactions import new_id
 from .negotiation import check_format, fhir_response

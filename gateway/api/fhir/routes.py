@@ -25,8 +25,7 @@ from gateway.errors import GatewayError
 from gateway.security.access import Restriction, restriction_of
 from gateway.security.enforce import fhir_need
 from gateway.security.principal import principal_of
-from gateway.store.base import Resource, Store
-from gateway.store.budget import Budget
+from gateway.store import Budget, Resource, Store
 
 from . import interactions as ix
 from .budgets import RequestBudgets

@@ -12,8 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import urlencode
 
-from gateway.store.base import Resource, SearchResult
-from gateway.store.content import now_instant
+from gateway.store import Resource, SearchResult, now_instant
 
 from .interactions import new_id
 from .outcomes import outcome

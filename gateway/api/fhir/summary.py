@@ -10,7 +10,7 @@ from __future__ import annotations
 from functools import cache
 
 from gateway import fhir
-from gateway.store.base import Resource
+from gateway.store import Resource
 
 SUBSETTED = {"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue",
              "code": "SUBSETTED", "display": "Resource encoded in summary mode"}

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 from gateway.errors import GatewayError
 from gateway.security.access import Restriction
-from gateway.store.base import Resource, Store, Transaction
+from gateway.store import Resource, Store, Transaction
 
 from . import interactions as ix
 from .bundles import response_entry, status_line

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from gateway.store.search.params import ANY, ParamDef, p
+from gateway.store.search.definition import ANY, ParamDef, p
 
 Pairs = Callable[[dict[str, Any]], list[dict[str, Any]]]
 

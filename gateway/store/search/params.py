@@ -10,39 +10,13 @@ with an optional ``where`` filter on the values found.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
+
+from gateway.store.search.definition import ANY, SEARCH_TYPES, ParamDef, p
+from gateway.store.search.observation import OBSERVATION
 
 STUDY_EXTENSION = "http://hl7.org/fhir/StructureDefinition/workflow-researchStudy"
 NETWORK_BASE = "http://plagencell.example.org/fhir/SearchParameter"
-SEARCH_TYPES = ("token", "string", "date", "reference", "quantity", "uri", "number",
-                "composite")
-
-
-@dataclass(frozen=True, slots=True)
-class ParamDef:
-    name: str
-    type: str  # one of SEARCH_TYPES
-    expression: str  # R4 FHIRPath, as published
-    description: str
-    paths: tuple[str, ...] = ()
-    targets: tuple[str, ...] = ()  # reference target types
-    where: Callable[[Any], bool] | None = None
-    components: tuple[str, str] = ("", "")  # composite: the two parts' types
-    extract: Callable[[Any], list[Any]] | None = None  # instead of ``paths``
-    single: bool = False  # at most one value per resource (a date: sorts via its index)
-    url: str = ""  # canonical SearchParameter URL
-    base: tuple[str, ...] = ()  # resource types, filled in by the registry
-    reads: tuple[str, ...] = ()  # ``extract``: the top-level elements it needs (any of)
-
-
-def p(name: str, type_: str, expression: str, description: str, *paths: str,
-      targets: tuple[str, ...] = (), where: Callable[[Any], bool] | None = None,
-      components: tuple[str, str] = ("", ""),
-      extract: Callable[[Any], list[Any]] | None = None, single: bool = False,
-      reads: tuple[str, ...] = ()) -> ParamDef:
-    return ParamDef(name, type_, expression, description, paths, targets, where, components,
-                    extract, single, reads=reads)
 
 
 def _system(name: str) -> Callable[[Any], bool]:
@@ -52,10 +26,6 @@ def _system(name: str) -> Callable[[Any], bool]:
 def _study_extension(value: Any) -> bool:
     return isinstance(value, dict) and value.get("url") == STUDY_EXTENSION
 
-
-ANY = ("Account", "Device", "Group", "Location", "Organization", "Patient", "Practitioner",
-       "PractitionerRole", "RelatedPerson", "ResearchStudy", "ResearchSubject", "Specimen",
-       "Observation", "Provenance")
 
 COMMON = [
     p("_id", "token", "Resource.id", "Logical id of this artifact", "id"),
@@ -273,17 +243,11 @@ GROUP = [
 ]
 
 
-def _observation() -> list[ParamDef]:
-    from gateway.store.search.observation import OBSERVATION
-
-    return OBSERVATION
-
-
 def _registry() -> dict[str, dict[str, ParamDef]]:
     table = {
         "Patient": PATIENT, "Organization": ORGANIZATION, "ResearchStudy": RESEARCH_STUDY,
         "ResearchSubject": RESEARCH_SUBJECT, "Specimen": SPECIMEN + [RESEARCH_STUDY_PARAM],
-        "Observation": _observation() + [RESEARCH_STUDY_PARAM], "Provenance": PROVENANCE,
+        "Observation": OBSERVATION + [RESEARCH_STUDY_PARAM], "Provenance": PROVENANCE,
         "Group": GROUP + [RESEARCH_STUDY_PARAM],
     }
     registry: dict[str, dict[str, ParamDef]] = {}
@@ -318,4 +282,5 @@ def lookup(resource_type: str, name: str) -> ParamDef | None:
     return REGISTRY.get(resource_type, {}).get(name)
 
 
-__all__ = ["RESOURCE_TYPES", "ParamDef", "lookup", "search_parameters"]
+__all__ = ["ANY", "RESOURCE_TYPES", "SEARCH_TYPES", "ParamDef", "lookup", "p",
+           "search_parameters"]

@@ -69,11 +69,6 @@ def _ms(moment: datetime) -> int:
     return delta // timedelta(milliseconds=1)
 
 
-def ms_to_instant(ms: int) -> str:
-    moment = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=ms)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def normalise(text: str) -> str:
     """Case- and accent-insensitive form used by string search (NFKD, no marks, casefold)."""
     decomposed = unicodedata.normalize("NFKD", text)

@@ -1,6 +1,6 @@
-"""The ingest write path: many ``put`` calls in a few statements.
+"""The ingest write group: many ``put`` calls in a few statements.
 
-``put_many(tx, resources)`` has the outcome of ``tx.put(r)`` for each resource in order
+``put_many(session, resources)`` has the outcome of ``tx.put(r)`` for each resource in order
 (the same versions, no-ops, history rows, index rows, outbox rows in the same order and
 the same ``Change`` values), but per call it runs ONE select of the current rows of every
 key, then one executemany per table (current rows, history, each index table that
@@ -22,11 +22,11 @@ from gateway.store import schema as s
 from gateway.store import statements as sql
 from gateway.store.base import Change, Resource
 from gateway.store.content import dumps, now_instant, stored_hash, with_meta
-from gateway.store.project import write_rows
-from gateway.store.reindex import reindex
-from gateway.store.tx import Current, SqlTransaction
-
-Key = tuple[str, str]
+from gateway.store.indexing import update_index
+from gateway.store.outbox import write_outbox
+from gateway.store.rows import write_rows
+from gateway.store.session import Key, Session
+from gateway.store.statements import Current
 
 _r = s.resource.c
 # types IN (…) AND ids IN (…), pairs filtered after: an index search on both databases
@@ -42,11 +42,6 @@ _CURRENT_MANY_FOR_UPDATE = text(
     " r.content_hash FROM unnest(CAST(:types AS text[]), CAST(:ids AS text[])) AS k(t, i)"
     " JOIN resource r ON r.res_type = k.t AND r.res_id = k.i"
     " ORDER BY r.res_type, r.res_id FOR UPDATE OF r")
-_OUTBOX_COLUMNS = ("key", "res_type", "res_id", "version_id", "payload", "headers", "created")
-_OUTBOX_NAMES = ", ".join(f'"{c}"' for c in _OUTBOX_COLUMNS)
-_OUTBOX_INSERT = (f"INSERT INTO outbox ({_OUTBOX_NAMES}) "  # noqa: S608 - names from here
-                  f"VALUES ({', '.join('?' * len(_OUTBOX_COLUMNS))})")
-_OUTBOX_COPY = f"COPY outbox ({_OUTBOX_NAMES}) FROM STDIN"
 _CHUNK = 400  # keys per select (bound parameters stay well under every driver's limit)
 
 
@@ -57,16 +52,16 @@ class _Plan:
     inserts: dict[Key, tuple[Any, ...]] = field(default_factory=dict)  # keys without a row
     updates: dict[Key, dict[str, Any]] = field(default_factory=dict)
     versions: list[tuple[Any, ...]] = field(default_factory=list)
-    outbox: list[tuple[Any, ...]] = field(default_factory=list)  # _OUTBOX_COLUMNS
+    outbox: list[tuple[Any, ...]] = field(default_factory=list)  # outbox.OUTBOX_COLUMNS
     final: dict[Key, Resource] = field(default_factory=dict)  # newest stored content
 
 
-def put_many(tx: SqlTransaction, resources: Sequence[Resource], *, source: str | None = None,
+def put_many(session: Session, resources: Sequence[Resource], *, source: str | None = None,
              headers: dict[str, str] | None = None,
              headers_each: Sequence[dict[str, str]] | None = None) -> list[Change]:
-    """``tx.put(r, source=source, headers=headers)`` for each of ``resources``, in order
+    """``SqlTransaction.put(r, source=source, headers=headers)`` for each of ``resources``, in order
     (``headers_each``: the outbox headers of each resource instead)."""
-    held = current_rows(tx, {(r["resourceType"], r["id"]) for r in resources})
+    held = current_rows(session, {(r["resourceType"], r["id"]) for r in resources})
     original = dict(held)
     plan, now = _Plan(), now_instant()
     same = orjson.dumps(headers or {}).decode()
@@ -76,8 +71,8 @@ def put_many(tx: SqlTransaction, resources: Sequence[Resource], *, source: str |
         had_row = (resource["resourceType"], resource["id"]) in original
         box = same if headers_each is None else _text(texts, headers_each[n])
         changes.append(_plan_one(plan, held, had_row, resource, source, now, box,
-                                 tx.store.edge))
-    _execute(tx, plan, original)
+                                 session.edge))
+    _execute(session, plan, original)
     return changes
 
 
@@ -89,17 +84,17 @@ def _text(texts: dict[int, str], headers: dict[str, str]) -> str:
     return text
 
 
-def current_rows(tx: SqlTransaction, keys: set[Key]) -> dict[Key, Current]:
+def current_rows(session: Session, keys: set[Key]) -> dict[Key, Current]:
     """The current rows of ``keys`` (locked on PostgreSQL, in one key order)."""
     ordered = sorted(keys)
     found: dict[Key, Current] = {}
     for start in range(0, len(ordered), _CHUNK):
         part = ordered[start:start + _CHUNK]
-        if tx.store.dialect == "postgresql":
-            rows = tx.conn.execute(_CURRENT_MANY_FOR_UPDATE, {
+        if session.postgresql:
+            rows = session.conn.execute(_CURRENT_MANY_FOR_UPDATE, {
                 "types": [t for t, _ in part], "ids": [i for _, i in part]})
         else:
-            rows = tx.conn.execute(_CURRENT_MANY, {"types": sorted({t for t, _ in part}),
+            rows = session.conn.execute(_CURRENT_MANY, {"types": sorted({t for t, _ in part}),
                                                    "ids": sorted({i for _, i in part})})
         found.update({(t, i): Current(*rest) for t, i, *rest in rows if (t, i) in keys})
     return found
@@ -135,24 +130,10 @@ def _plan_one(plan: _Plan, held: dict[Key, Current], had_row: bool, resource: Re
     return Change(rtype, rid, version, now, changed=True, created=not live, resource=stored)
 
 
-def _execute(tx: SqlTransaction, plan: _Plan, original: dict[Key, Current]) -> None:
-    conn = tx.conn
-    write_rows(tx, s.resource, list(plan.inserts.values()))
+def _execute(session: Session, plan: _Plan, original: dict[Key, Current]) -> None:
+    write_rows(session, s.resource, list(plan.inserts.values()))
     if plan.updates:
-        conn.execute(sql.UPDATE_RESOURCE, list(plan.updates.values()))
-    write_rows(tx, s.resource_version, plan.versions)  # none on an edge
-    reindex(tx, dict(plan.final), {k: c.content for k, c in original.items()})
-    _write_outbox(tx, plan.outbox)
-
-
-def _write_outbox(tx: SqlTransaction, rows: list[tuple[Any, ...]]) -> None:
-    """Outbox rows in sequence order: COPY on PostgreSQL, one executemany on SQLite."""
-    if not rows:
-        return
-    if tx.store.dialect != "postgresql":
-        tx.conn.exec_driver_sql(_OUTBOX_INSERT, rows)
-        return
-    cursor = tx.conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    with cursor.copy(_OUTBOX_COPY) as copy:
-        for row in rows:
-            copy.write_row(row)
+        session.conn.execute(sql.UPDATE_RESOURCE, list(plan.updates.values()))
+    write_rows(session, s.resource_version, plan.versions)  # none on an edge
+    update_index(session, dict(plan.final), {k: c.content for k, c in original.items()})
+    write_outbox(session, plan.outbox)

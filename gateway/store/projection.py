@@ -14,37 +14,31 @@ while the database writes this one): ``prepare_versions`` needs no database (nor
 content, content hash, index rows; for PostgreSQL the COPY data already formatted) and
 ``write_prepared`` runs in the transaction (which versions are new is known only there, so
 every version newer than the one before it in the batch is prepared, and only those newer
-than the stored one are written). ``gateway.bus.projector.apply_batch`` does the two in a
-row.
+than the stored one are written). The store offers them as ``SqlStore.prepare_versions``
+and ``SqlTransaction.apply_versions``.
 """
 
 from __future__ import annotations
 
-import contextlib
-import gc
+import re
 import struct
 from bisect import bisect_right
-from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from sqlalchemy import Table, bindparam, delete, select, update
-from sqlalchemy.dialects import postgresql
 
 from gateway.store import schema as s
 from gateway.store.base import Resource
-from gateway.store.cohort import COHORT_TYPES
 from gateway.store.content import content_hash, dumps, normalise_instant
+from gateway.store.rows import write_copy, write_rows
 from gateway.store.search.index import Values, index_values
+from gateway.store.session import Session
 
-try:  # psycopg's own row formatters (C): the bytes ``Copy.write_row`` sends
-    from psycopg import postgres, pq
-    from psycopg._copy_base import format_row_binary, format_row_text
-    from psycopg.adapt import Transformer
-except ImportError:  # pragma: no cover - another psycopg layout: rows are sent one by one
-    format_row_binary = format_row_text = None
-
-if TYPE_CHECKING:
-    from gateway.store.tx import SqlTransaction
+try:  # the driver's text dumpers, for the values not written here (floats)
+    from psycopg.adapt import PyFormat, Transformer
+except ImportError:  # pragma: no cover - no psycopg: no PostgreSQL, no COPY data
+    Transformer = None  # type: ignore[assignment]
 
 Key = tuple[str, str]
 Row = tuple[Any, ...]
@@ -70,60 +64,77 @@ _PG_CURRENT = ("SELECT res_type, res_id, version_id FROM resource WHERE res_type
 _PG_DELETE_INDEX = {kind: f"DELETE FROM {table.name} WHERE res_type = %s"  # noqa: S608
                     " AND res_id = ANY(%s)" for kind, table in s.INDEX_TABLES.items()}
 
-
-_PG_TYPES = {"VARCHAR": "text", "TEXT": "text", "INTEGER": "int4", "BIGINT": "int8",
-             "FLOAT": "float8", "BOOLEAN": "bool", "BYTEA": "bytea"}
-# binary COPY framing (PostgreSQL's COPY file format): header with no flags, and trailer
-_BINARY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack("!ii", 0, 0)
-_BINARY_TRAILER = struct.pack("!h", -1)
-
-
-def _statements(table: Table, binary: bool) -> tuple[str, str, list[str] | None]:
-    """(SQLite INSERT, PostgreSQL COPY, the binary COPY's column types) of every column in
-    table order; the names come from the schema, never from input."""
-    names = ", ".join(f'"{c.name}"' for c in table.columns)
-    marks = ", ".join("?" * len(table.columns))
-    insert = f"INSERT INTO {table.name} ({names}) VALUES ({marks})"  # noqa: S608
-    if not binary:
-        return insert, f"COPY {table.name} ({names}) FROM STDIN", None
-    dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
-    types = [_PG_TYPES[c.type.compile(dialect=dialect).split("(")[0].split()[0]]
-             for c in table.columns]
-    return insert, f"COPY {table.name} ({names}) FROM STDIN (FORMAT BINARY)", types
+# COPY data framing (PostgreSQL, "COPY": file formats): a binary row is its field count
+# (int16) then each field as length (int32, -1: NULL) and bytes; a text row is its fields
+# separated by tabs, NULL as \N, with backslash escapes for these bytes
+_NULL_FIELD = struct.pack("!i", -1)
+_pack_length = struct.Struct("!i").pack
+_FIELD_COUNT = [struct.pack("!h", n) for n in range(16)]
+# binary values of the resource tables' columns: text (UTF-8), int4, bool, bytea
+_BINARY: dict[type, Any] = {str: str.encode, int: struct.Struct("!i").pack,
+                            bool: lambda v: b"\x01" if v else b"\x00", bytes: bytes}
 
 
-# Binary for the resource rows (their values' types are fixed here; no hex text for the
-# content); text for index rows, whose values come from resource elements as they are.
-_ROW_WRITES = {table.name: _statements(table, binary=table in (s.resource, s.resource_version))
-               for table in (s.resource, s.resource_version, *s.INDEX_TABLES.values())}
+def _no_binary(value: Any) -> bytes:
+    raise TypeError(f"no binary COPY form for {type(value).__name__}")
+
+
+_TEXT_ESCAPES = {b"\b": b"\\b", b"\t": b"\\t", b"\n": b"\\n", b"\v": b"\\v",
+                 b"\f": b"\\f", b"\r": b"\\r", b"\\": b"\\\\"}
+_TEXT_SPECIAL = re.compile(b"[\b\t\n\v\f\r\\\\]")
+
+
+def _escape(match: re.Match[bytes]) -> bytes:
+    return _TEXT_ESCAPES[match.group(0)]
 
 
 class CopyRows:
-    """COPY data formatted before the transaction, without a connection: psycopg's row
-    formatters with its default adapters (the connection adds none for these types), so
-    the bytes are those ``write_rows`` sends, made where no database waits for them."""
+    """COPY data formatted before the transaction, without a connection: each value dumped
+    by psycopg's default adapters (the connection adds none for these types), framed as
+    PostgreSQL's COPY format says, so the bytes are those ``write_rows`` sends, made where
+    no database waits for them."""
 
     def __init__(self) -> None:
-        assert format_row_text is not None
+        assert Transformer is not None
         self.text = Transformer()
-        self.binary: dict[str, Any] = {}  # table → its Transformer
-        for name, (_insert, _copy, types) in _ROW_WRITES.items():
-            if types is not None:
-                transformer = Transformer()
-                transformer.set_dumper_types([postgres.types[t].oid for t in types],
-                                             pq.Format.BINARY)
-                self.binary[name] = transformer
 
     def binary_row(self, table: Table, row: Row) -> bytes:
-        out = bytearray()
-        format_row_binary(row, self.binary[table.name], out)
-        return bytes(out)
+        """One binary COPY row of a resource table (no NULLs but the content of a delete)."""
+        out = [_FIELD_COUNT[len(row)]]
+        for value in row:
+            if value is None:
+                out.append(_NULL_FIELD)
+                continue
+            data = _BINARY.get(value.__class__, _no_binary)(value)
+            out.append(_pack_length(len(data)))
+            out.append(data)
+        return b"".join(out)
+
+    def text_row(self, row: Row) -> bytes:
+        """One text COPY line (with its newline): str, int, bool and None written here as
+        psycopg's text dumpers write them, other values (floats) by those dumpers."""
+        fields = []
+        for value in row:
+            kind = value.__class__
+            if kind is str:
+                data = value.encode()
+                if _TEXT_SPECIAL.search(data) is not None:
+                    data = _TEXT_SPECIAL.sub(_escape, data)
+            elif value is None:
+                data = b"\\N"
+            elif kind is bool:
+                data = b"t" if value else b"f"
+            elif kind is int:
+                data = str(value).encode()
+            else:
+                dumped = self.text.dump_sequence((value,), _ONE_TEXT)[0]
+                data = b"\\N" if dumped is None else _TEXT_SPECIAL.sub(_escape, bytes(dumped))
+            fields.append(data)
+        return b"\t".join(fields) + b"\n"
 
     def key_prefix(self, rtype: str, rid: str) -> bytes:
         """The text COPY start of every index row of one resource: type and id, a tab."""
-        out = bytearray()
-        format_row_text((rtype, rid), self.text, out)
-        return bytes(out[:-1]) + b"\t"  # without the row's newline
+        return self.text_row((rtype, rid))[:-1] + b"\t"  # without the row's newline
 
     def index_rows(self, prefix: bytes, kind: str, rows: list[Values]) -> bytes:
         """Text COPY lines of one resource's rows of one index table (``prefix``: its
@@ -134,9 +145,7 @@ class CopyRows:
         for row in rows:
             end = ends.get(row)
             if end is None:
-                out = bytearray()
-                format_row_text(row, self.text, out)
-                end = bytes(out)
+                end = self.text_row(row)
                 if all(row[i] is None or row[i].__class__ is str for i in free):
                     if len(ends) >= LINE_CACHE:
                         ends.clear()
@@ -145,6 +154,7 @@ class CopyRows:
         return b"".join(lines)
 
 
+_ONE_TEXT = [PyFormat.TEXT] if Transformer else []
 LINE_CACHE = 4096  # formatted line ends per index table; emptied when full
 _LINE_ENDS: dict[str, dict[Values, bytes]] = {kind: {} for kind in s.INDEX_TABLES}
 # Per index table, the row positions that may hold a value other than str, None or int ms:
@@ -174,38 +184,25 @@ class Chain:
 class Prepared:
     """A run of versions ready for ``write_prepared``; ``copy``: rows as COPY bytes."""
 
-    __slots__ = ("chains", "copy")
+    __slots__ = ("chains", "copy", "resources")
 
-    def __init__(self, chains: dict[Key, Chain], copy: bool) -> None:
+    def __init__(self, chains: dict[Key, Chain], copy: bool,
+                 resources: Sequence[Resource]) -> None:
         self.chains, self.copy = chains, copy
-
-
-@contextlib.contextmanager
-def collector_paused() -> Iterator[None]:
-    """No cyclic garbage collection while a batch is decoded and prepared: its tens of
-    thousands of new containers (all acyclic, freed by reference counting) would trigger
-    collections that scan the whole heap, ~20% of the preparing. It resumes right after
-    (another thread pausing it meanwhile only makes that thread's work slower)."""
-    if not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
+        self.resources = resources  # prepared again without COPY data if a connection
+        # turns out not to take it (``copy_ready``)
 
 
 def copy_available() -> bool:
-    """Whether this psycopg has the row formatters ``CopyRows`` uses."""
-    return format_row_text is not None
+    """Whether psycopg is there to format COPY data (``CopyRows``)."""
+    return Transformer is not None
 
 
-def copy_ready(tx: SqlTransaction) -> bool:
-    """Whether COPY data made without a connection suits this one (UTF-8 text)."""
-    if not copy_available():
+def copy_ready(session: Session) -> bool:
+    """Whether COPY data made without a connection suits this one (PostgreSQL, UTF-8)."""
+    if not session.postgresql or not copy_available():
         return False
-    driver = tx.conn.connection.driver_connection
+    driver = session.conn.connection.driver_connection
     return str(driver.info.encoding).lower().replace("-", "") == "utf8"  # type: ignore[union-attr]
 
 
@@ -229,7 +226,7 @@ def prepare_versions(resources: Sequence[Resource], *, copy: bool = False,
         _build(chain, rtype, rid, encoder)
         if pause is not None and n % PAUSE_EVERY == 0:
             pause()
-    return Prepared(chains, copy)
+    return Prepared(chains, copy, resources)
 
 
 def _build(chain: Chain, rtype: str, rid: str, encoder: CopyRows | None) -> None:
@@ -284,22 +281,22 @@ def _built(value: Any) -> Any:
     return value
 
 
-def write_prepared(tx: SqlTransaction, prepared: Prepared) -> int:
+def write_prepared(session: Session, prepared: Prepared) -> int:
     """Write the prepared versions newer than what the store holds; returns how many."""
     chains = prepared.chains
-    held = _current_versions(tx, set(chains))
+    held = _current_versions(session, set(chains))
     history: list[Any] = []
     fresh: list[Any] = []
     changed: list[dict[str, Any]] = []
     existing: list[Key] = []
+    written: list[Key] = []
     index: dict[str, list[Any]] = {kind: [] for kind in s.INDEX_TABLES}
     for key, chain in chains.items():
         versions, stored = chain.versions, held.get(key, 0)
         if not versions or versions[-1] <= stored:
             continue
         new = chain.history[bisect_right(versions, stored):]
-        if key[0] in COHORT_TYPES:
-            tx.cohort_keys.add(key)
+        written.append(key)
         history.extend(_built(row) for row in new)
         current = _built(chain.current)
         if key in held:
@@ -311,19 +308,20 @@ def write_prepared(tx: SqlTransaction, prepared: Prepared) -> int:
             index[kind].append(rows)
     if not history:
         return 0
-    _write(tx, prepared.copy, s.resource_version, history)
-    _write(tx, prepared.copy, s.resource, fresh)
+    session.touched(written)
+    _write(session, prepared.copy, s.resource_version, history)
+    _write(session, prepared.copy, s.resource, fresh)
     if changed:
-        tx.conn.execute(_UPDATE_CURRENT, changed)
-    _replace_index(tx, existing, index, prepared.copy)
+        session.conn.execute(_UPDATE_CURRENT, changed)
+    _replace_index(session, existing, index, prepared.copy)
     return len(history)
 
 
-def _write(tx: SqlTransaction, copy: bool, table: Table, rows: list[Any]) -> None:
+def _write(session: Session, copy: bool, table: Table, rows: list[Any]) -> None:
     if copy:
-        write_copy(tx, table, b"".join(rows))
+        write_copy(session, table, b"".join(rows))
     else:
-        write_rows(tx, table, rows)
+        write_rows(session, table, rows)
 
 
 def _by_type(keys: set[Key] | list[Key]) -> dict[str, list[str]]:
@@ -334,71 +332,42 @@ def _by_type(keys: set[Key] | list[Key]) -> dict[str, list[str]]:
     return out
 
 
-def _current_versions(tx: SqlTransaction, keys: set[Key]) -> dict[Key, int]:
+def _current_versions(session: Session, keys: set[Key]) -> dict[Key, int]:
     found: dict[Key, int] = {}
     for rtype, ids in _by_type(keys).items():
-        if tx.store.dialect == "postgresql":
-            found.update(_pg_rows(tx, _PG_CURRENT, rtype, ids))
+        if session.postgresql:
+            found.update(_pg_rows(session, _PG_CURRENT, rtype, ids))
             continue
         for start in range(0, len(ids), CHUNK):
-            rows = tx.conn.execute(_CURRENT, {"k_type": rtype, "k_ids": ids[start:start + CHUNK]})
+            rows = session.conn.execute(_CURRENT, {"k_type": rtype,
+                                                   "k_ids": ids[start:start + CHUNK]})
             found.update({(t, i): v for t, i, v in rows})
     return found
 
 
-def _pg_rows(tx: SqlTransaction, statement: str, rtype: str,
+def _pg_rows(session: Session, statement: str, rtype: str,
              ids: list[str]) -> dict[Key, int]:
     """A key statement with the ids as one array (``= ANY(%s)``), planned for these values
     (not prepared: a generic plan of a key list is a scan that grows with the table)."""
-    cursor = tx.conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    cursor = session.driver_cursor()
     cursor.execute(statement, (rtype, ids), prepare=False)
     return {(t, i): v for t, i, v in cursor.fetchall()} if cursor.description else {}
 
 
-def _replace_index(tx: SqlTransaction, existing: list[Key], index: dict[str, list[Any]],
+def _replace_index(session: Session, existing: list[Key], index: dict[str, list[Any]],
                    copy: bool) -> None:
     """Index rows of the keys that had a current row deleted, the new ones written;
     ``index``: per kind, each resource's rows (a list of tuples, or COPY bytes)."""
     by_type = _by_type(existing)
     for kind, table in s.INDEX_TABLES.items():
         for rtype, ids in by_type.items():
-            if tx.store.dialect == "postgresql":
-                _pg_rows(tx, _PG_DELETE_INDEX[kind], rtype, ids)
+            if session.postgresql:
+                _pg_rows(session, _PG_DELETE_INDEX[kind], rtype, ids)
                 continue
             for start in range(0, len(ids), CHUNK):
-                tx.conn.execute(_DELETE_INDEX[kind],
-                                {"k_type": rtype, "k_ids": ids[start:start + CHUNK]})
+                session.conn.execute(_DELETE_INDEX[kind],
+                                     {"k_type": rtype, "k_ids": ids[start:start + CHUNK]})
         if copy:
-            write_copy(tx, table, b"".join(index[kind]))
+            write_copy(session, table, b"".join(index[kind]))
         else:
-            write_rows(tx, table, [row for rows in index[kind] for row in rows])
-
-
-def write_rows(tx: SqlTransaction, table: Table, rows: list[tuple[Any, ...]]) -> None:
-    """Rows holding every column of ``table`` in table order: COPY on PostgreSQL, one
-    executemany on SQLite."""
-    if not rows:
-        return
-    insert, copy_in, types = _ROW_WRITES[table.name]
-    if tx.store.dialect != "postgresql":
-        tx.conn.exec_driver_sql(insert, rows)
-        return
-    cursor = tx.conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    with cursor.copy(copy_in) as copy:
-        if types is not None:
-            copy.set_types(types)
-        for row in rows:
-            copy.write_row(row)
-
-
-def write_copy(tx: SqlTransaction, table: Table, data: bytes) -> None:
-    """Rows of ``table`` already formatted by ``CopyRows`` (binary ones without framing):
-    one COPY on PostgreSQL."""
-    if not data:
-        return
-    _insert, copy_in, types = _ROW_WRITES[table.name]
-    if types is not None:
-        data = _BINARY_HEADER + data + _BINARY_TRAILER
-    cursor = tx.conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    with cursor.copy(copy_in) as copy:
-        copy.write(data)
+            write_rows(session, table, [row for rows in index[kind] for row in rows])
