@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import asdict
-from typing import Any
+from typing import Any, cast
 
 from prometheus_client.core import Metric
 
@@ -59,7 +59,7 @@ def counters_source(failures: FailureCounters, mllp: Callable[[], Any],
                       "folder, FHIR source, projector) could not handle",
                       labels=("component", "kind"),
                       labelled=[((component, kind), n) for component, facts in snapshot.items()
-                                for kind, n in dict(facts["by_kind"]).items()])  # type: ignore[call-overload]
+                                for kind, n in cast(dict[str, int], facts["by_kind"]).items()])
         budgets = over_budget()
         yield counter("gateway_ingest_over_budget", "Messages abandoned at a budget (time, "
                       "resources)", labels=("budget",),

@@ -56,6 +56,7 @@ async def test_metrics_count_messages_acks_errors_and_api_reads_after_real_traff
         obs_id = found["entry"][0]["resource"]["id"]
         assert (await http.get(f"/fhir/Observation/{obs_id}")).status_code == 200
         assert (await http.get("/fhir/Observation/no-such-id")).status_code == 404
+    gateway.failures.record("drop-folder/hpg23", "ReadError", "sha256:0123abcd")
     r = await scrape(gateway)
     assert r.status_code == 200
     assert r.headers["content-type"].startswith("text/plain; version=0.0.4")
@@ -75,6 +76,8 @@ async def test_metrics_count_messages_acks_errors_and_api_reads_after_real_traff
     assert value(after, "gateway_mllp_events_total", event="frames") == 3
     assert value(after, "gateway_outbox_bound") == gateway.settings.bus.outbox_max
     assert value(after, "gateway_broker_up") == 1
+    assert value(after, "gateway_background_failures_total", component="drop-folder/hpg23",
+                 kind="ReadError") == 1  # the counts of /admin/counters
     assert ("gateway_alerts", frozenset({("severity", "critical")})) in after
     # no label value carries an id, a control id or a raw path
     assert obs_id not in r.text and "MET0001" not in r.text and "no-such-id" not in r.text
