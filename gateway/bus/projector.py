@@ -147,6 +147,7 @@ class HubProjector:
         self._done: dict[TopicPartition, int] = {}  # offsets this projector committed
         self._progress = asyncio.Event()  # set (and replaced) after each commit
         self._task: asyncio.Task[None] | None = None
+        self.tracer: Any = None  # gateway.observability.tracing.Tracing, when --otel
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self.run(), name="hub-projector")
@@ -199,6 +200,7 @@ class HubProjector:
             return 0
         await self._give_way()
         # submitted now (a to_thread task would start only after the look-ahead's fetch)
+        started = time.time_ns()
         writing = asyncio.get_running_loop().run_in_executor(None, self._apply, records)
         try:
             await self._fetch_ahead(writing)
@@ -206,6 +208,8 @@ class HubProjector:
             await asyncio.wait({writing})  # outcome, whatever it is, is the next start's)
             raise
         changed = await writing
+        if self.tracer is not None:
+            self.tracer.applied(records, started)
         self.changed += changed
         self._held = []
         self.applied += len(records)

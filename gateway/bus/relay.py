@@ -33,6 +33,7 @@ import random
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from gateway.bus.base import (
     CONTENT_TYPE,
@@ -90,6 +91,7 @@ class OutboxRelay:
         self._unmarked: list[int] = []  # published, to be marked
         self._marking: asyncio.Task[None] | None = None  # one at a time
         self._marking_rows = 0
+        self.tracer: Any = None  # gateway.observability.tracing.Tracing, when --otel
 
     # the ingest's side ------------------------------------------------------------
     def notify(self, rows: int = 1) -> None:
@@ -183,8 +185,11 @@ class OutboxRelay:
         rows: Sequence[OutboxRow] = await asyncio.to_thread(
             self.store.outbox_fetch, self.batch_size, self._cursor)
         if rows:
-            await self.bus.publish([record_for(r, prefix=self.prefix, origin=self.origin)
-                                    for r in rows])
+            records = [record_for(r, prefix=self.prefix, origin=self.origin) for r in rows]
+            spans = self.tracer.relay_spans(records) if self.tracer is not None else ()
+            await self.bus.publish(records)
+            if spans:
+                self.tracer.end(spans)
             self._cursor = rows[-1].seq
             self._unmarked.extend(r.seq for r in rows)
             self.published += len(rows)
