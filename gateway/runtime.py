@@ -265,7 +265,7 @@ class Gateway:
 
         if self.tracing is None:  # a test may bring its own (an in-memory exporter)
             self.tracing = Tracing(node=self.settings.node_id)
-        for part in ("relay", "projector"):
+        for part in ("relay", "hub_relay", "projector"):
             if (component := getattr(self.bus, part, None)) is not None:
                 component.tracer = self.tracing
 
@@ -363,7 +363,7 @@ class Gateway:
         return Console(self.store, self.network, self.auth,
                        secure_cookies=behind_tls or not is_loopback(s.host),
                        service=self.service if s.role != "hub" else None, bus=self.bus,
-                       public_url=lambda: self.public_url)
+                       public_url=lambda: self.public_url, hub_store=self.hub_store)
 
     def _start_file_sources(self) -> None:
         assert self.store is not None and self.network is not None and self.service

@@ -181,7 +181,7 @@ def pages_router(console: Console) -> APIRouter:
         key = ("studies", principal.studies, principal.sites, principal.anonymous)
         studies = await asyncio.to_thread(console.cached, key, STUDIES_SECONDS,
                                           lambda: (console.now(), data.studies(
-                                              store, principal, console.now())))
+                                              console.resources, principal, console.now())))
         return console.render(request, session, fresh, "studies.html", page="studies",
                               studies=studies[1], as_of=studies[0],
                               restricted=principal.restricted)
@@ -234,6 +234,6 @@ def _visible_refs(console: Console, principal: Principal, refs: list[str]) -> li
     out = []
     for ref in refs:
         rtype, rid = ref.split("/")[:2]
-        if console.store.read(rtype, rid, restrict=restrict) is not None:
+        if console.resources.read(rtype, rid, restrict=restrict) is not None:
             out.append(ref)
     return out

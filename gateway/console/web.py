@@ -60,6 +60,12 @@ class Console:
     service: Any = None  # IngestService on an edge / all: replay
     bus: Any = None  # BusComponents: the Bus page
     public_url: Callable[[], str] | None = None  # the OIDC redirect_uri's root
+    hub_store: SqlStore | None = None  # role all: the pages about resources read the hub's
+
+    @property
+    def resources(self) -> SqlStore:
+        """The store that holds the FHIR resources and their search index."""
+        return self.hub_store or self.store
     sessions: Sessions = field(init=False)
     env: Environment = field(default_factory=_environment)
     now: Callable[[], datetime] = lambda: datetime.now(UTC)

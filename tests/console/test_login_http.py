@@ -118,14 +118,14 @@ async def test_console_requests_are_audited_with_the_user_as_the_agent(
         await http.get("/console")  # not logged in
         await log_in(http, "anna")
         await http.get("/console/messages", params={"control_id": "MRN-LIKE-123"})
-    assert gateway.audit is not None and gateway.store is not None
+    assert gateway.audit is not None
     await asyncio.to_thread(gateway.audit.flush)
-    events = [orjson.loads(row.content) for row in AuditLog(gateway.store).walk()]
+    events = [orjson.loads(row.content) for row in AuditLog(gateway.trail_store).walk()]
     agents = [e["agent"][0]["who"]["identifier"]["value"] for e in events]
     # the redirect to the login, the login page, the login post: nobody yet; then anna
     assert agents[0] == "unauthenticated" and agents[-1] == "user:anna"
     assert set(agents) == {"unauthenticated", "user:anna"}
-    assert all(b"MRN-LIKE-123" not in row.content for row in AuditLog(gateway.store).walk())
+    assert all(b"MRN-LIKE-123" not in row.content for row in AuditLog(gateway.trail_store).walk())
 
 
 async def test_beyond_loopback_the_session_cookie_is_secure(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ import pytest
 from gateway.runtime import Gateway
 from tests.console.support import browser, csrf_of, text_of
 from tests.console.traffic import send_traffic
+from tests.support import settled
 from tests.test_runtime import start_gateway
 
 PAGES = ["/console", "/console/messages", "/console/unmapped", "/console/studies",
@@ -26,6 +27,7 @@ async def gateway(tmp_path: Path, database_url: str) -> AsyncIterator[Gateway]:
     gw = await start_gateway(tmp_path, database_url)
     codes = await send_traffic(gw)
     assert codes.get("AE") == 1 and codes.get("AR") == 1
+    await settled(gw)  # role all: the pages about resources read the hub
     yield gw
     await gw.stop()
 

@@ -203,9 +203,9 @@ async def test_a_client_removed_from_the_clients_file_has_its_subscription_turne
         (tmp_path / "clients.yaml").unlink()  # the network team removes the client
         write_clients(tmp_path / "clients.yaml", WRITER, OTHER)
         assert gateway.reload_sites() is None
-        assert gateway.store is not None
+        assert gateway.hub_store is not None  # role all: subscriptions are the hub's
         for _ in range(400):
-            row = get_subscription(gateway.store, made.id)
+            row = get_subscription(gateway.hub_store, made.id)
             if row is not None and row.status == "off":
                 break
             await asyncio.sleep(0.05)
