@@ -212,9 +212,16 @@ def _pg_move(edge_url: str, hub_url: str) -> None:
             conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
             for name in sorted(present & {*s.metadata.tables, "alembic_version"}):
                 conn.execute(text(f'ALTER TABLE "{name}" SET SCHEMA "{schema}"'))
-            if conn.execute(text("SELECT to_regprocedure('audit_event_refuse()') IS NOT NULL")
-                            ).scalar_one():  # the audit trail's trigger function goes along
-                conn.execute(text(f'ALTER FUNCTION audit_event_refuse() SET SCHEMA "{schema}"'))
+            # the trigger functions of those tables (audit trail, subscriptions) go along
+            for (name,) in conn.execute(text(
+                    "SELECT DISTINCT p.proname FROM pg_trigger t"
+                    " JOIN pg_proc p ON p.oid = t.tgfoid"
+                    " JOIN pg_namespace n ON n.oid = p.pronamespace"
+                    " JOIN pg_class c ON c.oid = t.tgrelid"
+                    " WHERE n.nspname = 'public' AND NOT t.tgisinternal"
+                    " AND c.relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = :s)"),
+                    {"s": schema}):
+                conn.execute(text(f'ALTER FUNCTION "{name}"() SET SCHEMA "{schema}"'))
             _set_marker(conn, f'"{schema}".store_setting')
     finally:
         engine.dispose()
