@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 import struct
 from bisect import bisect_right
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Table, bindparam, delete, select, update
@@ -43,7 +43,6 @@ except ImportError:  # pragma: no cover - no psycopg: no PostgreSQL, no COPY dat
 Key = tuple[str, str]
 Row = tuple[Any, ...]
 CHUNK = 500  # ids per IN list
-PAUSE_EVERY = 8  # keys prepared between two ``pause`` calls (~0.5 ms of work)
 
 _r = s.resource.c
 _CURRENT = select(_r.res_type, _r.res_id, _r.version_id).where(
@@ -98,7 +97,7 @@ class CopyRows:
         assert Transformer is not None
         self.text = Transformer()
 
-    def binary_row(self, table: Table, row: Row) -> bytes:
+    def binary_row(self, row: Row) -> bytes:
         """One binary COPY row of a resource table (no NULLs but the content of a delete)."""
         out = [_FIELD_COUNT[len(row)]]
         for value in row:
@@ -206,11 +205,9 @@ def copy_ready(session: Session) -> bool:
     return str(driver.info.encoding).lower().replace("-", "") == "utf8"  # type: ignore[union-attr]
 
 
-def prepare_versions(resources: Sequence[Resource], *, copy: bool = False,
-                     pause: Callable[[], object] | None = None) -> Prepared:
+def prepare_versions(resources: Sequence[Resource], *, copy: bool = False) -> Prepared:
     """Every row a version would write, for each version newer than the one before it of the
-    same key (no database); ``copy``: as PostgreSQL COPY data; ``pause`` called every
-    ``PAUSE_EVERY`` keys (to let a thread waiting for the interpreter run)."""
+    same key (no database); ``copy``: as PostgreSQL COPY data."""
     chains: dict[Key, Chain] = {}
     for resource in resources:
         key = (resource["resourceType"], resource["id"])
@@ -222,10 +219,8 @@ def prepare_versions(resources: Sequence[Resource], *, copy: bool = False,
             chain.versions.append(version)
             chain.resources.append(resource)
     encoder = CopyRows() if copy else None
-    for n, ((rtype, rid), chain) in enumerate(chains.items(), 1):
+    for (rtype, rid), chain in chains.items():
         _build(chain, rtype, rid, encoder)
-        if pause is not None and n % PAUSE_EVERY == 0:
-            pause()
     return Prepared(chains, copy, resources)
 
 
@@ -236,7 +231,7 @@ def _build(chain: Chain, rtype: str, rid: str, encoder: CopyRows | None) -> None
         try:
             stored = _normalised(resource)
             row = (rtype, rid, version, stored["meta"]["lastUpdated"], False, dumps(stored))
-            chain.history.append(encoder.binary_row(s.resource_version, row) if encoder
+            chain.history.append(encoder.binary_row(row) if encoder
                                  else row)
         except Exception as exc:  # noqa: BLE001 - raised if this version is new
             chain.history.append(exc)
@@ -251,7 +246,7 @@ def _build(chain: Chain, rtype: str, rid: str, encoder: CopyRows | None) -> None
     try:
         chain.current = (*row, content_hash(stored))
         if encoder is not None:
-            chain.current_copy = encoder.binary_row(s.resource, chain.current)
+            chain.current_copy = encoder.binary_row(chain.current)
     except Exception as exc:  # noqa: BLE001
         chain.current = exc
     try:
