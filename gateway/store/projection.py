@@ -78,13 +78,16 @@ def _no_binary(value: Any) -> bytes:
     raise TypeError(f"no binary COPY form for {type(value).__name__}")
 
 
-_TEXT_ESCAPES = {b"\b": b"\\b", b"\t": b"\\t", b"\n": b"\\n", b"\v": b"\\v",
-                 b"\f": b"\\f", b"\r": b"\\r", b"\\": b"\\\\"}
-_TEXT_SPECIAL = re.compile(b"[\b\t\n\v\f\r\\\\]")
+# text COPY escapes (PostgreSQL "COPY", text format): backslash and the control characters
+_TEXT_ESCAPES = {"\b": "\\b", "\t": "\\t", "\n": "\\n", "\v": "\\v", "\f": "\\f",
+                 "\r": "\\r", "\\": "\\\\"}
+_TEXT_SPECIAL = re.compile("[\b\t\n\v\f\r\\\\]")
 
 
-def _escape(match: re.Match[bytes]) -> bytes:
-    return _TEXT_ESCAPES[match.group(0)]
+def _escaped(text: str) -> str:
+    if _TEXT_SPECIAL.search(text) is None:
+        return text
+    return _TEXT_SPECIAL.sub(lambda m: _TEXT_ESCAPES[m.group(0)], text)
 
 
 class CopyRows:
@@ -111,25 +114,24 @@ class CopyRows:
 
     def text_row(self, row: Row) -> bytes:
         """One text COPY line (with its newline): str, int, bool and None written here as
-        psycopg's text dumpers write them, other values (floats) by those dumpers."""
+        psycopg's text dumpers write them; other values (floats), and a str with NUL (which
+        the dumper refuses), by those dumpers."""
         fields = []
         for value in row:
             kind = value.__class__
-            if kind is str:
-                data = value.encode()
-                if _TEXT_SPECIAL.search(data) is not None:
-                    data = _TEXT_SPECIAL.sub(_escape, data)
+            if kind is str and "\x00" not in value:
+                fields.append(_escaped(value))
             elif value is None:
-                data = b"\\N"
+                fields.append("\\N")
             elif kind is bool:
-                data = b"t" if value else b"f"
+                fields.append("t" if value else "f")
             elif kind is int:
-                data = str(value).encode()
+                fields.append(str(value))
             else:
                 dumped = self.text.dump_sequence((value,), _ONE_TEXT)[0]
-                data = b"\\N" if dumped is None else _TEXT_SPECIAL.sub(_escape, bytes(dumped))
-            fields.append(data)
-        return b"\t".join(fields) + b"\n"
+                fields.append("\\N" if dumped is None
+                              else _escaped(bytes(dumped).decode()))
+        return ("\t".join(fields) + "\n").encode()
 
     def key_prefix(self, rtype: str, rid: str) -> bytes:
         """The text COPY start of every index row of one resource: type and id, a tab."""
