@@ -44,6 +44,12 @@ class Settings(BaseModel):
     # Bulk Data $export (gateway.export)
     export_retention_hours: float = 24.0
     export_max_active: int = 2
+    # R4 Subscriptions (gateway.subscriptions)
+    subscription_hosts: str | None = Field(
+        default=None, description="comma-separated hosts subscription endpoints may name "
+        "(default: any; docs/security.md)")
+    subscription_max_failures: int = Field(default=10, gt=0)
+    subscription_max_backoff: float = Field(default=60.0, gt=0)
     # HTTP bounds and public address (gateway.api.connections, gateway.api.limits)
     public_url: str | None = Field(default=None, pattern=r"^https?://",
                                    description="default: http://<host>:<port>")
@@ -96,6 +102,12 @@ _FLAGS: list[tuple[str, str, type, str]] = [
      "hours a finished $export (manifest and files) is kept (default 24)"),
     ("--export-max-active", "export_max_active", int,
      "$export jobs running at once; more get 429 (default 2)"),
+    ("--subscription-hosts", "subscription_hosts", str,
+     "comma-separated hosts that Subscription endpoints may name (default: any host)"),
+    ("--subscription-max-failures", "subscription_max_failures", int,
+     "failed notification attempts in a row before a Subscription is set to error (10)"),
+    ("--subscription-max-backoff", "subscription_max_backoff", float,
+     "seconds between notification retries, at most (60)"),
     ("--public-url", "public_url", str,
      "the gateway's public root URL, e.g. https://gw.example.org (fullUrl, paging links; "
      "default http://<host>:<http-port>); never taken from a request's Host"),

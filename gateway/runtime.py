@@ -43,6 +43,8 @@ from gateway.api.fhir import fhir_router, install_fhir_errors
 from gateway.api.fhir.budgets import RequestBudgets
 from gateway.api.fhir.export import export_router
 from gateway.api.fhir.operations import capability_operations, operations_router
+from gateway.api.fhir.views import CAPABILITY_ENTRY as VIEW_CAPABILITY
+from gateway.api.fhir.views import views_router, with_view_operations
 from gateway.api.ingest import hl7v2_router
 from gateway.api.limits import BodyLimits, default_limits
 from gateway.audit import CAPABILITY_ENTRY, AuditTrail, audit_router, install_audit
@@ -65,6 +67,8 @@ from gateway.security.routes import auth_router
 from gateway.store.audit import AuditLog
 from gateway.store.exports import recorded_restriction
 from gateway.store.sql import SqlStore
+from gateway.subscriptions import CAPABILITY_ENTRY as SUBSCRIPTION_ENTRY
+from gateway.subscriptions import start_subscriptions, subscription_router
 
 log = logging.getLogger(__name__)
 DEFAULT_PASSWORDS = frozenset({"change-me", "changeme"})
@@ -116,6 +120,7 @@ class Gateway:
     auth: Auth | None = None
     audit: AuditTrail | None = None
     exports: ExportManager | None = None
+    subscriptions: Any = None  # gateway.subscriptions.SubscriptionService (hub, all)
     extras: list[Any] = field(default_factory=list)
     budgets: RequestBudgets = field(default_factory=RequestBudgets)
     pid_file: Path | None = None
@@ -165,6 +170,8 @@ class Gateway:
                 retention_hours=s.export_retention_hours, max_active=s.export_max_active,
                 restriction=recorded_restriction)
             await asyncio.to_thread(self.exports.start)
+            self.subscriptions = await start_subscriptions(self.store, s, self.audit.record,
+                                                           self.auth)
         await self._start_http()
         if s.role != "hub":
             await self._start_mllp()
@@ -206,15 +213,20 @@ class Gateway:
             # generic /fhir/{type}/{id}
             routers += [export_router(self.exports, lambda: f"{self.public_url}/fhir"),
                         operations_router(self.store, lambda: f"{self.public_url}/fhir"),
+                        views_router(self.store, lambda: f"{self.public_url}/fhir"),
+                        subscription_router(self.store, self.subscriptions,
+                                            lambda: f"{self.public_url}/fhir"),
                         terminology_router(self.network, lambda: f"{self.public_url}/fhir"),
                         fhir_router(self.store, origin=self.settings.node_id,
                                     capability_resources=[*capability_entries(),
-                                                          CAPABILITY_ENTRY],
+                                                          CAPABILITY_ENTRY,
+                                                          VIEW_CAPABILITY, SUBSCRIPTION_ENTRY],
                                     security=self.auth.capability_security(),
                                     base_url_from_request=False,
                                     base_url=lambda: f"{self.public_url}/fhir",
                                     budgets=self.budgets,
-                                    capability_operations=capability_operations())]
+                                    capability_operations=with_view_operations(
+                                        capability_operations()))]
         return routers
 
     def _start_file_sources(self) -> None:
@@ -325,6 +337,8 @@ class Gateway:
                 await asyncio.wait_for(task, 10)
         if self.exports is not None:
             await asyncio.to_thread(self.exports.stop)
+        if self.subscriptions is not None:
+            await self.subscriptions.stop()
         if self.service is not None:
             await asyncio.to_thread(self.service.stop)
         if self.audit is not None:

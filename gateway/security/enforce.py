@@ -10,6 +10,7 @@
 | ``POST /fhir`` (batch/transaction) | a valid token; each entry is checked (``entry_need``) |
 | ``/fhir/ConceptMap/$translate`` | ``r`` on ConceptMap |
 | ``/fhir/$export``, ``/fhir/{type}/$export`` | ``system/gateway.export`` |
+| ``/fhir/$viewdefinition-run`` | a valid token; the route asks ``r`` on the view's type |
 | other ``$operations`` | ``r`` on their type (``*`` at system level) |
 | ``/fhir/AuditEvent…`` | ``system/gateway.audit`` |
 | ``/admin/messages/{id}/raw`` | ``system/gateway.raw`` |
@@ -114,5 +115,7 @@ def entry_need(method: str, parts: list[str]) -> Need:
 def _operation(operation: str, parts: list[str]) -> Need:
     if operation == "$export":
         return Need(scope=EXPORT)
+    if operation == "$viewdefinition-run" and len(parts) == 1:
+        return TOKEN  # the type it reads is in the view: gateway.api.fhir.views checks it
     rtype = parts[0] if not parts[0].startswith("$") else "*"
     return Need(rtype=rtype, interaction="r")

@@ -28,6 +28,14 @@ from gateway.store.content import format_instant, normalise_instant, now_instant
 from gateway.store.exports import COMPARTMENT, Scope, compartment_page, recorded_restriction
 from gateway.store.search.params import NETWORK_BASE, RESOURCE_TYPES, search_parameters
 from gateway.store.sql import SqlStore
+from gateway.store.views import (
+    VIEW_TYPE,
+    delete_view,
+    list_views,
+    read_view,
+    save_view,
+    view_resources,
+)
 
 __all__ = [
     "COHORT_SOURCE", "COMPARTMENT", "NETWORK_BASE", "RESOURCE_TYPES", "Budget", "Change",
@@ -35,4 +43,5 @@ __all__ = [
     "RawResource", "Resource", "Scope", "SearchResult", "SqlStore", "Store", "Transaction",
     "Version", "compartment_page", "format_instant", "normalise_instant", "now_instant",
     "recorded_restriction", "search_parameters",
+    "VIEW_TYPE", "delete_view", "list_views", "read_view", "save_view", "view_resources",
 ]

@@ -257,3 +257,45 @@ audit_event = Table(
     Column("hash", String(64), nullable=False),
 )
 Index("ix_audit_recorded", audit_event.c.recorded_ms)
+
+# R4 Subscriptions (``gateway.subscriptions``, ``gateway.store.subscriptions``): the
+# subscriptions, the change queue a trigger on ``resource_version`` fills (migration 0006:
+# in the transaction that makes a version visible, only for types some subscription that
+# is not ``off`` watches), and each subscription's pending notifications (at-least-once:
+# a row is deleted once its receiver answered 2xx).
+subscription = Table(
+    "subscription", metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("res_type", _c(TYPE), nullable=False),  # the criteria's resource type
+    Column("status", String(16), nullable=False),  # requested | active | error | off
+    Column("client_id", String(256), nullable=False),  # the owner
+    Column("principal", Text, nullable=False),  # JSON: scopes, studies, sites (as exports)
+    Column("content", Text, nullable=False),  # the Subscription JSON as the client sent it
+    Column("version_id", Integer, nullable=False),
+    Column("last_updated", String(INSTANT), nullable=False),
+    Column("error", Text, nullable=True),  # the last delivery error (scrubbed, bounded)
+    Column("failures", Integer, nullable=False),  # consecutive failed attempts
+    Column("next_attempt_ms", BigInteger, nullable=False),  # no attempt before (epoch ms)
+)
+Index("ix_subscription_type", subscription.c.res_type, subscription.c.status)
+
+subscription_change = Table(
+    "subscription_change", metadata,
+    Column("seq", BigId, primary_key=True, autoincrement=True),
+    Column("res_type", _c(TYPE), nullable=False),
+    Column("res_id", _c(ID), nullable=False),
+    Column("version_id", Integer, nullable=False),
+    Column("deleted", Boolean, nullable=False),
+)
+
+subscription_delivery = Table(
+    "subscription_delivery", metadata,
+    Column("seq", BigId, primary_key=True, autoincrement=True),
+    Column("subscription_id", String(ID), nullable=False),
+    Column("res_type", _c(TYPE), nullable=False),
+    Column("res_id", _c(ID), nullable=False),
+    Column("version_id", Integer, nullable=False),
+    Column("queued_ms", BigInteger, nullable=False),  # when the change was matched
+)
+Index("ix_subscription_delivery_sub", subscription_delivery.c.subscription_id,
+      subscription_delivery.c.seq)
