@@ -51,6 +51,7 @@ from gateway.audit import CAPABILITY_ENTRY, AuditTrail, audit_router, install_au
 from gateway.audit.event import system_facts
 from gateway.bus import start_bus_components
 from gateway.config import Settings
+from gateway.console import Console, console_router
 from gateway.errors import ConfigError
 from gateway.export.manager import ExportManager
 from gateway.failures import FailureCounters
@@ -64,6 +65,7 @@ from gateway.security import senders
 from gateway.security.files import private_umask, secure_data_dir
 from gateway.security.install import Auth, build_auth
 from gateway.security.routes import auth_router
+from gateway.security.settings import is_loopback
 from gateway.store.audit import AuditLog
 from gateway.store.exports import recorded_restriction
 from gateway.store.sql import SqlStore
@@ -207,6 +209,7 @@ class Gateway:
                                      lambda: len(self.network.sites) if self.network else 0))
         if self.bus is not None:
             routers.append(bus_admin_router(self.bus))
+        routers.append(console_router(self._console()))
         if self.settings.role != "edge":
             assert self.exports is not None
             # the terminology, export and operation routes come before the FHIR API's
@@ -228,6 +231,17 @@ class Gateway:
                                     capability_operations=with_view_operations(
                                         capability_operations()))]
         return routers
+
+    def _console(self) -> Console:
+        """The web console's parts; its cookies are Secure unless it is on loopback alone
+        (or behind an https --public-url)."""
+        s = self.settings
+        assert self.store is not None and self.network is not None and self.auth is not None
+        behind_tls = (s.public_url or "").startswith("https:")
+        return Console(self.store, self.network, self.auth,
+                       secure_cookies=behind_tls or not is_loopback(s.host),
+                       service=self.service if s.role != "hub" else None, bus=self.bus,
+                       public_url=lambda: self.public_url)
 
     def _start_file_sources(self) -> None:
         assert self.store is not None and self.network is not None and self.service

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from gateway import __version__
 
 COMMANDS = ("serve", "send", "check", "convert", "replay", "importer", "sites", "clients", "audit",
-            "reload")
+            "reload", "users")
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, object]]:

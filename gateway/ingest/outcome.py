@@ -3,6 +3,7 @@ those frames (every ACK sent for a message, kept in one inbox column)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -66,6 +67,14 @@ class Job:
         return self.replay_of or self.resend_of
     # strict validation's errors, found before the writer took the job (None: not yet)
     checked: Sequence[InboundError] | None = None
+    arrived: float = field(default_factory=time.monotonic)  # for the inbox's ack_ms
+
+    def ack_ms(self) -> int:
+        """Milliseconds from receipt to now (the ACK is built); a replay keeps the first
+        ACK's figure."""
+        if self.replay_of is not None:
+            return self.replay_of.ack_ms or 0
+        return int((time.monotonic() - self.arrived) * 1000)
 
 
 

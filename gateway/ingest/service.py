@@ -23,6 +23,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 
 from gateway.adapters import hooks
+from gateway.adapters.governance import hl7_unmapped
 from gateway.adapters.loader import Network
 from gateway.adapters.site import Site
 from gateway.errors import (
@@ -367,7 +368,8 @@ class IngestService:
                     fac or "?", exc.err_code, exc.location, exc)
         record = InboxRecord(app, fac, cid, job.raw, received, job.transport,
                              message_type=msg.message_type if msg else None,
-                             status="rejected", ack=join_frames(responses), error=str(exc))
+                             status="rejected", ack=join_frames(responses), error=str(exc),
+                             ack_ms=job.ack_ms())
         try:
             with tx.savepoint():
                 inbox_id = self._save(tx, job, record) if job.replay_of is None else None
@@ -393,7 +395,8 @@ class IngestService:
                            job.raw, received, job.transport, site=site.id,
                            message_type=msg.message_type, status=status,
                            ack=join_frames(responses), error=error,
-                           report=report, resource_refs=refs or [])
+                           report=report, resource_refs=refs or [], ack_ms=job.ack_ms(),
+                           unmapped=hl7_unmapped(report, job.raw, msg))
 
     def _save(self, tx: Transaction, job: Job, record: InboxRecord) -> int | None:
         if job.prior is not None:

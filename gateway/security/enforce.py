@@ -18,6 +18,8 @@
 | ``POST /hl7v2`` | ``system/gateway.ingest`` (MSH-4 checked by the route) |
 | ``POST /lab-exports?site=X`` | ``system/gateway.ingest`` and site X among the token's sites |
 | ``/docs``, ``/redoc``, ``/openapi.json`` and their assets | a valid token |
+| ``/console…`` | nothing here: the console logs people in (session cookie) and asks |
+| | each page's scope of the user (``gateway.console.web``) |
 | anything else | ``system/gateway.admin`` (fail closed) |
 
 SMART v2 has no separate permission for history: history is a read (``r``).
@@ -72,6 +74,8 @@ def need_of(method: str, path: str, query: bytes = b"") -> Need:
         return fhir_need(method, path.rstrip("/").split("/")[2:])
     if path.startswith(DOC_PREFIXES):
         return TOKEN
+    if path == "/console" or path.startswith("/console/"):
+        return OPEN
     if path == "/hl7v2":
         return Need(scope=INGEST)
     if path == "/lab-exports":
