@@ -38,6 +38,8 @@ class Outcome:
     inbox_id: int | None = None
     changed: int = 0  # resources that got a new version
     retired: int = 0  # replay: results deleted because the mapping no longer writes them
+    reason: str | None = None  # error or rejection: the error's type name (metrics label)
+    commit_ns: tuple[int, int] | None = None  # the group transaction's start and end (traces)
 
 
 @dataclass(slots=True)
