@@ -98,7 +98,8 @@ def export_router(manager: ExportManager, base_url: Callable[[], str] | None = N
 async def _kick_off(manager: ExportManager, request: Request, kind: str,
                     group_id: str | None, base: str) -> Response:
     check_format(request)
-    if "respond-async" not in (request.headers.get("prefer") or ""):
+    prefer = ",".join(request.headers.getlist("prefer"))
+    if "respond-async" not in prefer:
         raise FhirError.of("invalid", "$export runs asynchronously: send the header "
                            "'Prefer: respond-async'", status=400, expression=["Prefer"])
     principal = _exporter(request, manager)
@@ -106,7 +107,8 @@ async def _kick_off(manager: ExportManager, request: Request, kind: str,
     try:
         pairs = (pairs_of_parameters(body) if body is not None
                  else list(request.query_params.multi_items()))
-        wanted = read_request(kind, pairs, group_id)
+        wanted = read_request(kind, pairs, group_id,
+                              lenient="handling=lenient" in prefer.replace(" ", ""))
     except ExportRequestError as exc:
         raise FhirError.of("invalid", str(exc), expression=[exc.parameter]) from exc
     _check_types(wanted, principal)
