@@ -31,6 +31,7 @@ from gateway.export.request import (
     pairs_of_parameters,
     read_request,
 )
+from gateway.security.access import Restriction, restriction_of
 from gateway.security.principal import EXPORT, Principal, principal_of
 
 from .negotiation import check_format, fhir_response, http_date, read_json
@@ -113,7 +114,8 @@ async def _kick_off(manager: ExportManager, request: Request, kind: str,
         raise FhirError.of("invalid", str(exc), expression=[exc.parameter]) from exc
     _check_types(wanted, principal)
     _client_pseudonyms(wanted, principal)
-    patients, study = (await run_in_threadpool(_cohort, manager, group_id, wanted)
+    patients, study = (await run_in_threadpool(_cohort, manager, group_id, wanted,
+                                               restriction_of(principal))
                        if group_id is not None else (wanted.patients, None))
     if wanted.patients is not None and patients is not None:  # within the Group's members
         patients = sorted(set(patients) & set(wanted.patients))
@@ -165,11 +167,12 @@ def _client_pseudonyms(wanted: ExportRequest, principal: Principal) -> None:
     wanted.pseudonymize = "study"
 
 
-def _cohort(manager: ExportManager, group_id: str, wanted: ExportRequest
-            ) -> tuple[list[str], str | None]:
-    """The Group's member Patient ids and the study it is the cohort of."""
+def _cohort(manager: ExportManager, group_id: str, wanted: ExportRequest,
+            restrict: Restriction | None) -> tuple[list[str], str | None]:
+    """The Group's member Patient ids and the study it is the cohort of. A Group the
+    caller may not see is not known (404), as on a read."""
     try:
-        group = manager.store.read("Group", group_id)
+        group = manager.store.read("Group", group_id, restrict=restrict)
     except Gone:  # a deleted Group is not there either
         group = None
     if group is None:
