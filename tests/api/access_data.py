@@ -109,7 +109,7 @@ DATA: list[Resource] = [
 ]
 
 BY_KEY = {f"{r['resourceType']}/{r['id']}": r for r in DATA}
-TYPES = sorted({r["resourceType"] for r in DATA})
+TYPES = sorted({r["resourceType"] for r in DATA} | {"Group"})  # + the hub's cohort Groups
 
 
 def _refs(resource: Resource, element: str) -> list[str]:
