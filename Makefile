@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench clean postgres lock fuzz
+.PHONY: run test lint bench clean postgres lock fuzz chromium
 
 # constraints.txt pins every dependency (the Docker image installs from it too); packages
 # it does not list are installed unpinned. `make lock` rewrites it from a fresh venv.
@@ -32,7 +32,14 @@ postgres:
 	  for i in 1 2 3 4 5 6 7 8 9 10; do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done; \
 	fi
 
-test: $(STAMP) postgres
+# the console's browser tests drive Debian's Chromium (Playwright, no browser download)
+chromium:
+	@command -v chromium >/dev/null || { \
+	  DEBIAN_FRONTEND=noninteractive apt-get -qq update >/dev/null && \
+	  DEBIAN_FRONTEND=noninteractive apt-get -qq install -y --no-install-recommends \
+	    chromium >/dev/null; }
+
+test: $(STAMP) postgres chromium
 	$(BIN)/ruff check gateway tests bench
 	$(BIN)/lint-imports
 	$(BIN)/mypy

@@ -7,18 +7,24 @@ through a ViewDefinition, on SQLite or PostgreSQL.
 
 Three measurements of the same view (default: a 6-column view of every Observation):
 
-* engine: the view over the resources already parsed in memory (FHIRPath only);
+* engine: the view over the resources already parsed in memory (FHIRPath only), with
+  fhirpathpy alone (``compile_view(fast=False)``, the engine before the compiled paths)
+  and with the compiled paths;
 * store: the store's keyset pages → rows → CSV bytes, as ``$viewdefinition-run`` streams
-  them (no HTTP);
+  them (no HTTP), the same two ways (``--no-before``: the compiled paths only);
 * http: ``POST /fhir/$viewdefinition-run`` (CSV) to a real uvicorn server on loopback,
   the body read as it streams.
 
 Each prints rows/s and the RSS at the start, its peak (sampled every 20 ms) and the end.
+``--profile N``: instead, cProfile of store → rows → CSV over the first N resources, both
+ways, the top functions by own time.
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
+import pstats
 import shutil
 import sys
 import tempfile
@@ -70,15 +76,18 @@ def measured(label: str, work: Callable[[], int]) -> None:
           f"start {start_rss:.0f}, peak {sampler.peak:.0f}, end {rss_mb():.0f}")
 
 
-def engine_only(store: SqlStore, view: dict[str, Any], n: int) -> None:
-    compiled = compile_view(view, resource_types())
+def engine_only(store: SqlStore, view: dict[str, Any], fast: bool) -> None:
+    compiled = compile_view(view, resource_types(), fast=fast)
     sample = [r for page in view_resources(store, compiled.resource) for r in page][:20_000]
-    measured(f"engine ({len(sample)} resources in memory)",
+    measured(f"engine, {WAYS[fast]} ({len(sample)} resources in memory)",
              lambda: sum(len(b) for b in row_batches(compiled, [sample])))
 
 
-def through_store(store: SqlStore, view: dict[str, Any]) -> None:
-    compiled = compile_view(view, resource_types())
+WAYS = {False: "fhirpathpy only", True: "compiled paths"}
+
+
+def through_store(store: SqlStore, view: dict[str, Any], fast: bool) -> None:
+    compiled = compile_view(view, resource_types(), fast=fast)
 
     def work() -> int:
         batches = list_counting(row_batches(compiled, view_resources(store, compiled.resource)))
@@ -86,7 +95,7 @@ def through_store(store: SqlStore, view: dict[str, Any]) -> None:
         print(f"  ({size / 2**20:.0f} MB CSV)")
         return batches.rows
 
-    measured("store → rows → CSV", work)
+    measured(f"store → rows → CSV, {WAYS[fast]}", work)
 
 
 class list_counting:  # noqa: N801 (reads as a function at the call site)
@@ -133,11 +142,31 @@ def over_http(store: SqlStore, view: dict[str, Any]) -> None:
         thread.join(timeout=10)
 
 
+def profiled(store: SqlStore, view: dict[str, Any], n: int) -> None:
+    for fast in (False, True):
+        compiled = compile_view(view, resource_types(), fast=fast)
+
+        def work(compiled: Any = compiled) -> None:
+            pages = view_resources(store, compiled.resource, page=min(n, 1000))
+            first = (page for _, page in zip(range(max(1, n // 1000)), pages, strict=False))
+            for _ in encode("csv", compiled.names, row_batches(compiled, first)):
+                pass
+
+        profile = cProfile.Profile()
+        profile.runcall(work)
+        print(f"--- store → rows → CSV, {WAYS[fast]}: top 12 by own time")
+        pstats.Stats(profile).sort_stats("tottime").print_stats(12)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--db", choices=("sqlite", "postgresql"), default="sqlite")
     parser.add_argument("--n", type=int, default=100_000)
     parser.add_argument("--view", type=Path, help="a ViewDefinition JSON file")
+    parser.add_argument("--profile", type=int, metavar="N",
+                        help="cProfile store → rows → CSV over N resources instead")
+    parser.add_argument("--no-before", action="store_true",
+                        help="skip the fhirpathpy-only measurements")
     args = parser.parse_args()
     view = orjson.loads(args.view.read_bytes()) if args.view else VIEW
     folder = Path(tempfile.mkdtemp(prefix="bench-views-"))
@@ -150,8 +179,14 @@ def main() -> None:
     try:
         store.migrate()
         load(store, args.n)
-        engine_only(store, view, args.n)
-        through_store(store, view)
+        if args.profile:
+            profiled(store, view, args.profile)
+            return
+        ways = (True,) if args.no_before else (False, True)
+        for fast in ways:
+            engine_only(store, view, fast)
+        for fast in ways:
+            through_store(store, view, fast)
         over_http(store, view)
     finally:
         store.close()

@@ -61,6 +61,13 @@ class Settings(BaseModel):
         default=10.0, description="seconds one message may spend in mapping (0: no budget)")
     max_resources_per_message: int = Field(
         default=5_000, description="FHIR resources one message may write (0: no limit)")
+    # alerts (gateway.observability.alerts): the rules not in site files
+    alert_outbox_percent: float = Field(default=80.0, gt=0, le=100)
+    alert_projector_lag_seconds: float = Field(default=300.0, gt=0)
+    alert_interval: float = Field(default=30.0, gt=0)
+    # OpenTelemetry traces (gateway.observability.tracing): --otel or
+    # OTEL_EXPORTER_OTLP_ENDPOINT; needs the [otel] extra
+    otel: bool = False
     # Kafka, topics, outbox bound, node id: gateway.bus.settings
     bus: BusSettings = Field(default_factory=BusSettings)
     # clients file, OIDC issuer, secure-by-default: gateway.security.settings
@@ -123,6 +130,11 @@ _FLAGS: list[tuple[str, str, type, str]] = [
      "seconds one message may spend in mapping before it gets AE (default 10; 0: none)"),
     ("--max-resources-per-message", "max_resources_per_message", int,
      "FHIR resources one message may write; more gets AE (default 5000; 0: none)"),
+    ("--alert-outbox-percent", "alert_outbox_percent", float,
+     "alert when the outbox holds more than this share of --outbox-max (default 80)"),
+    ("--alert-projector-lag-seconds", "alert_projector_lag_seconds", float,
+     "alert when the hub projector has been behind for longer (default 300)"),
+    ("--alert-interval", "alert_interval", float, "seconds between alert checks (30)"),
 ]
 
 
@@ -130,6 +142,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for flag, dest, kind, text in _FLAGS:
         env = "GATEWAY_" + dest.upper()
         parser.add_argument(flag, dest=dest, type=kind, default=None, help=f"{text} [{env}]")
+    parser.add_argument("--otel", dest="otel", action="store_true", default=None,
+                        help="OpenTelemetry traces to OTEL_EXPORTER_OTLP_ENDPOINT (needs the "
+                        "[otel] extra; on by itself when that variable is set) [GATEWAY_OTEL]")
     bus_settings.add_arguments(parser)
     auth_settings.add_arguments(parser)
 
@@ -143,6 +158,9 @@ def settings_from(args: argparse.Namespace, environ: dict[str, str] | None = Non
             values[dest] = given
         elif (env := environ.get("GATEWAY_" + dest.upper())) is not None:
             values[dest] = env
+    otel = getattr(args, "otel", None)
+    values["otel"] = bool(otel) or environ.get("GATEWAY_OTEL", "").lower() in (
+        "1", "true", "yes") or bool(environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"))
     values["bus"] = bus_settings.from_sources(args, environ)
     values["auth"] = auth_settings.from_sources(args, environ)
     return Settings.model_validate(values)

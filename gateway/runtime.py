@@ -51,6 +51,7 @@ from gateway.audit import CAPABILITY_ENTRY, AuditTrail, audit_router, install_au
 from gateway.audit.event import system_facts
 from gateway.bus import start_bus_components
 from gateway.config import Settings
+from gateway.console import Console, console_router
 from gateway.errors import ConfigError
 from gateway.export.manager import ExportManager
 from gateway.failures import FailureCounters
@@ -59,11 +60,20 @@ from gateway.hl7 import batch
 from gateway.hl7.check import inbound_errors
 from gateway.hl7.mllp import MllpServer, Peer, server_ssl_context
 from gateway.ingest import IngestService
+from gateway.ingest.outcome import Outcome, msa_code
 from gateway.mapping.pseudonym import load_or_create_key, read_key
+from gateway.observability import sources
+from gateway.observability.access import AccessMiddleware, access_log, log_mllp
+from gateway.observability.alerts import Alerts, AlertSettings
+from gateway.observability.facts import message_facts
+from gateway.observability.metrics import GatewayMetrics
+from gateway.observability.routes import alerts_router, metrics_router
+from gateway.observability.watch import BusWatch
 from gateway.security import senders
 from gateway.security.files import private_umask, secure_data_dir
 from gateway.security.install import Auth, build_auth
 from gateway.security.routes import auth_router
+from gateway.security.settings import is_loopback
 from gateway.store.audit import AuditLog
 from gateway.store.exports import recorded_restriction
 from gateway.store.sql import SqlStore
@@ -93,6 +103,14 @@ class MllpHandler:
         self.require_client_cert = require_client_cert
 
     async def handle(self, frame: bytes, peer: Peer) -> list[bytes]:
+        started = time.perf_counter()
+        answers = await self._answer(frame, peer)
+        if access_log.isEnabledFor(logging.INFO):
+            facts = message_facts(frame, self.service.network, self.service.key)
+            log_mllp(facts, msa_code(answers), time.perf_counter() - started, peer)
+        return answers
+
+    async def _answer(self, frame: bytes, peer: Peer) -> list[bytes]:
         if self.require_client_cert and (
                 refused := senders.mllp_refusal(self.service.network, frame, peer)):
             return [refused]
@@ -125,6 +143,9 @@ class Gateway:
     budgets: RequestBudgets = field(default_factory=RequestBudgets)
     pid_file: Path | None = None
     failures: FailureCounters = field(default_factory=FailureCounters)
+    metrics: GatewayMetrics = field(default_factory=GatewayMetrics)
+    alerts: Alerts | None = None
+    tracing: Any = None  # gateway.observability.tracing.Tracing with --otel
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
@@ -153,6 +174,8 @@ class Gateway:
                else load_or_create_key(s.data_dir))
         self.audit = AuditTrail(AuditLog(self.store), node=s.node_id, key=key).start()
         self.bus = await self._start_bus()
+        if s.otel or self.tracing is not None:
+            self._start_tracing()
         self.service = IngestService(
             self.store, self.network, key, node_id=s.node_id, batch_max=s.batch_max,
             accepting=getattr(self.bus, "accepting", lambda: True),
@@ -161,6 +184,8 @@ class Gateway:
             message_time_budget=s.message_time_budget or None,
             max_resources=s.max_resources_per_message or None)
         self.service.start()
+        self.service.observers.append(self._observe_message)
+        self._start_observability()
         if s.role != "hub":
             await asyncio.to_thread(publish_studies, self.store, self.network.studies,
                                     s.node_id)
@@ -188,6 +213,47 @@ class Gateway:
         log.info("gateway ready: role %s, HTTP %s:%d, MLLP %s", s.role, s.host,
                  self.http_port, f"{s.host}:{self.mllp.port}" if self.mllp else "off")
 
+    def _start_tracing(self) -> None:
+        from gateway.observability.tracing import Tracing
+
+        if self.tracing is None:  # a test may bring its own (an in-memory exporter)
+            self.tracing = Tracing(node=self.settings.node_id)
+        for part in ("relay", "projector"):
+            if (component := getattr(self.bus, part, None)) is not None:
+                component.tracer = self.tracing
+
+    def _start_observability(self) -> None:
+        """Metrics sources and the alert loop (before the HTTP app, which serves both)."""
+        assert self.store is not None and self.service is not None
+        s, service = self.settings, self.service
+        watch = BusWatch(self.bus, self.store) if self.bus is not None else None
+        self.alerts = Alerts(AlertSettings(s.alert_outbox_percent,
+                                           s.alert_projector_lag_seconds, s.alert_interval),
+                             self.network, self.store, watch, site_rules=s.role != "hub")
+        self.extras.append(self.alerts.start())
+        self.metrics.add_source(sources.database_source(self.store))
+        if watch is not None:
+            self.metrics.add_source(sources.bus_source(watch))
+        self.metrics.add_source(sources.counters_source(
+            self.failures, lambda: self.mllp, lambda: dict(service.over_budget)))
+        self.metrics.add_source(sources.alerts_source(self.alerts))
+
+    def _observe_message(self, raw: bytes, transport: str, outcome: Outcome,
+                         seconds: float) -> None:
+        assert self.service is not None
+        facts = message_facts(raw, self.service.network, self.service.key,
+                              hashed=self.tracing is not None)
+        self.metrics.observe_message(facts.site, facts.message_type, transport,
+                                     outcome.status, outcome.ack_code, seconds, outcome.reason)
+        if self.tracing is not None:
+            self.tracing.receipt(facts.digest, seconds, {
+                "gateway.site": facts.site, "hl7v2.message_type": facts.message_type,
+                "hl7v2.ack_code": outcome.ack_code, "gateway.transport": transport},
+                outcome.commit_ns)
+
+    def _observe_import(self, site: str, report: Any) -> None:
+        self.metrics.observe_import(site, report.rows, report.accepted)
+
     async def _start_bus(self) -> Any:
         assert self.store is not None
         return await start_bus_components(self.settings.bus, self.store, self.settings.role,
@@ -196,17 +262,21 @@ class Gateway:
     def _routers(self) -> list[Any]:
         assert self.service is not None and self.store is not None and self.network
         assert self.auth is not None
+        assert self.alerts is not None
         routers: list[Any] = [auth_router(self.auth.tokens, lambda: self.public_url),
-                              audit_router(AuditLog(self.store))]  # every role keeps a trail
+                              audit_router(AuditLog(self.store)),  # every role keeps a trail
+                              metrics_router(self.metrics), alerts_router(self.alerts)]
         if self.settings.role != "hub":
             routers += [hl7v2_router(self.service), admin_router(self.service),
                         admin_codes_router(self.store, self.network),
-                        labexport_router(self.store, self.network, self.service.key),
+                        labexport_router(self.store, self.network, self.service.key,
+                                         on_report=self._observe_import),
                         counters_router(self.service, self.failures, lambda: self.mllp)]
         routers.append(reload_router(lambda: self.reload_sites("POST /admin/reload"),
                                      lambda: len(self.network.sites) if self.network else 0))
         if self.bus is not None:
             routers.append(bus_admin_router(self.bus))
+        routers.append(console_router(self._console()))
         if self.settings.role != "edge":
             assert self.exports is not None
             # the terminology, export and operation routes come before the FHIR API's
@@ -229,11 +299,23 @@ class Gateway:
                                         capability_operations()))]
         return routers
 
+    def _console(self) -> Console:
+        """The web console's parts; its cookies are Secure unless it is on loopback alone
+        (or behind an https --public-url)."""
+        s = self.settings
+        assert self.store is not None and self.network is not None and self.auth is not None
+        behind_tls = (s.public_url or "").startswith("https:")
+        return Console(self.store, self.network, self.auth,
+                       secure_cookies=behind_tls or not is_loopback(s.host),
+                       service=self.service if s.role != "hub" else None, bus=self.bus,
+                       public_url=lambda: self.public_url)
+
     def _start_file_sources(self) -> None:
         assert self.store is not None and self.network is not None and self.service
         s = self.settings
         self.extras.append(start_drop_folders(s.data_dir, self.store, self.network,
-                                              self.service.key, failures=self.failures))
+                                              self.service.key, failures=self.failures,
+                                              on_report=self._observe_import))
         self.extras += start_fhir_sources(self.network, self.store, self.service.key,
                                           s.data_dir, now=_now_instant, failures=self.failures)
 
@@ -249,8 +331,11 @@ class Gateway:
         self.budgets.seconds = s.request_time_budget
         app = create_app(routers=self._routers(), ready=lambda: self.ready,
                          setup=[install_fhir_errors, _gzip, self._body_limits, auth.install,
+                                # outside authentication: logs its 401/403 and the caller
+                                self._access_log,
                                 lambda app: install_audit(app, trail)],  # last: outermost
                          health={"auth": lambda: auth.mode, "audit": trail.status})
+        app.state.alerts = self.alerts  # the console's banner (gateway.observability.alerts)
         protocol = guarded_protocol(max_connections=s.http_max_connections,
                                     header_timeout=s.http_header_timeout,
                                     body_timeout=s.http_body_timeout)
@@ -316,6 +401,9 @@ class Gateway:
     async def wait(self) -> None:
         await self._stop.wait()
 
+    def _access_log(self, app: FastAPI) -> None:
+        app.add_middleware(AccessMiddleware, metrics=self.metrics, tracing=self.tracing)
+
     def _body_limits(self, app: FastAPI) -> None:
         app.add_middleware(BodyLimits, limits=default_limits(self.settings.max_message_size))
 
@@ -347,6 +435,8 @@ class Gateway:
             await self.bus.stop()
         if self.store is not None:
             self.store.close()
+        if self.tracing is not None:
+            self.tracing.shutdown()
         log.info("gateway stopped")
 
 

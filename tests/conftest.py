@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import uuid
@@ -12,6 +13,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from gateway.store.sql import SqlStore
+from tests import logcheck
 from tests.support import migrated_store
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -107,3 +109,25 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     url, name = make_pg_database(admin)
     yield url
     drop_pg_database(admin, name)
+
+
+# --- no patient value in any log line of the run (tests/logcheck.py) -----------------------
+def pytest_sessionstart(session: pytest.Session) -> None:
+    # the gateway's INFO lines (access lines among them) are made, and so checked
+    logging.getLogger("gateway").setLevel(logging.INFO)
+    logging.getLogger().addHandler(logcheck.CAPTURE)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    logging.getLogger().removeHandler(logcheck.CAPTURE)
+    capture = logcheck.CAPTURE
+    identities = logcheck.identity_strings(logcheck.test_sources())
+    findings = capture.findings(identities)
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if not findings:
+        return
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    if reporter is not None:
+        reporter.write_sep("=", f"patient data in {len(findings)} log line(s)", red=True)
+        for f in findings[:50]:
+            reporter.write_line(f"{f.where} record #{f.position}: {f.value!r} in …{f.excerpt}…")

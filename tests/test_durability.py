@@ -4,6 +4,7 @@ cleanly after finishing what is in flight."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -17,6 +18,7 @@ import httpx
 from gateway.hl7.mllp import MllpClient
 from gateway.hl7.parser import parse
 from gateway.store.sql import SqlStore
+from tests import logcheck
 from tests.test_runtime import oru
 
 
@@ -26,12 +28,20 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_serve(data_dir: Path) -> tuple[subprocess.Popen[bytes], int, int]:
+def start_serve(data_dir: Path, log_format: str = "text"
+                ) -> tuple[subprocess.Popen[bytes], int, int]:
+    """``gateway serve`` as a process; its log (INFO: access lines too) goes to a file
+    beside ``data_dir`` that the session's log check greps for patient data."""
     mllp, http = free_port(), free_port()
     env = {**os.environ, "GATEWAY_DATA_DIR": str(data_dir)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gateway", "--log-level", "WARNING", "serve",
-         "--mllp-port", str(mllp), "--http-port", str(http)], env=env)
+    data_dir.parent.mkdir(parents=True, exist_ok=True)
+    log_file = data_dir.parent / f"serve-{mllp}.log"
+    logcheck.CAPTURE.add_file(f"gateway serve ({log_file.name})", log_file)
+    with log_file.open("wb") as stderr:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gateway", "--log-level", "INFO", "--log-format", log_format,
+             "serve", "--mllp-port", str(mllp), "--http-port", str(http)],
+            env=env, stderr=stderr)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         assert proc.poll() is None, "gateway serve exited at start"
@@ -100,8 +110,15 @@ async def _send_one(port: int, message: bytes) -> list[bytes]:
 
 
 def test_sigterm_finishes_in_flight_work_and_exits_cleanly(tmp_path: Path) -> None:
-    proc, mllp, _ = start_serve(tmp_path / "var")
+    proc, mllp, _ = start_serve(tmp_path / "var", log_format="json")
     answers = asyncio.run(_send_one(mllp, oru("T0001")))
     assert parse(answers[0]).segment("MSA").get(1) == "AA"
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(20) == 0
+    # --log-format json: one object per line; the message's access line without MSH-10
+    [log_file] = tmp_path.glob("serve-*.log")
+    lines = [json.loads(line) for line in log_file.read_text().splitlines()]
+    [access] = [e["access"] for e in lines if e.get("access", {}).get("kind") == "mllp"]
+    assert access["type"] == "ORU^R01" and access["ack"] == "AA"
+    assert access["site"] == "hpg23" and access["msh10"].startswith("msh10#")
+    assert "T0001" not in log_file.read_text()

@@ -314,6 +314,7 @@ def store_result(store: Store, site: Site, result: PollResult, links: dict[str, 
                            "diagnostics": f"identity removed from sender text: {kinds}"})
         tx.inbox_add(InboxRecord("FHIR-SOURCE", site.facilities[0], control, raw, received,
                                  "fhir", site=site.id, message_type="FHIR-POLL",
+                                 unmapped=list(result.unmapped),
                                  status="error" if result.errors else "processed",
                                  report={"resourceType": "OperationOutcome", "issue": issues or [
                                      {"severity": "information", "code": "informational",

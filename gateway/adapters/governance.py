@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from fastapi import APIRouter
@@ -18,8 +18,9 @@ from fastapi.concurrency import run_in_threadpool
 
 from gateway.adapters.labexport.reader import ExportFileError, read_table
 from gateway.adapters.loader import Network
+from gateway.adapters.site import Site
 from gateway.errors import ParseError
-from gateway.hl7.parser import parse
+from gateway.hl7.parser import Message, parse
 from gateway.store.base import InboxRecord, Store
 
 UNMAPPED = "code-invalid"
@@ -40,11 +41,15 @@ def _positions(report: dict[str, Any] | None) -> list[int]:
 
 
 def _export_codes(record: InboxRecord, network: Network | None) -> list[tuple[str, str]]:
+    site = network.sites.get(record.site or "") if network else None
+    return export_unmapped(record, site)
+
+
+def export_unmapped(record: InboxRecord, site: Site | None) -> list[tuple[str, str]]:
     """Lab-export rows rejected for an unknown local code (``row[n].test_code``)."""
     rows = {int(m.group(1)) for issue in (record.report or {}).get("issue", [])
             if issue.get("code") == UNMAPPED for loc in issue.get("location", [])
             if (m := _ROW_CODE.match(loc))}
-    site = network.sites.get(record.site or "") if network else None
     if not rows or site is None:
         return []
     try:
@@ -69,11 +74,18 @@ def _codes(record: InboxRecord, network: Network | None = None) -> list[tuple[st
         return _export_codes(record, network)
     if record.transport == "fhir":
         return _source_codes(record)
-    positions = _positions(record.report)
+    return hl7_unmapped(record.report, record.raw)
+
+
+def hl7_unmapped(report: dict[str, Any] | None, raw: bytes,
+                 message: Message | None = None) -> list[tuple[str, str]]:
+    """(OBX-3.1, OBX-3.3) of every OBX that the report names as unmapped (``message``: the
+    parsed ``raw``, when the caller has it)."""
+    positions = _positions(report)
     if not positions:
         return []
     try:
-        obx = parse(record.raw).all("OBX")
+        obx = (message or parse(raw)).all("OBX")
     except ParseError:
         return []
     return [(obx[n - 1].get(3, 1), obx[n - 1].get(3, 3)) for n in positions if n <= len(obx)]
@@ -84,21 +96,29 @@ CHANNELS = {"file": "lab-export", "fhir": "fhir-source"}  # else HL7 (mllp, http
 
 def count_unmapped(records: Iterable[InboxRecord],
                    network: Network | None = None) -> dict[str, list[dict[str, Any]]]:
-    """site → [{code, coding_system, channels, count, last_seen}], most frequent first: one
-    entry per site and code, whatever the channel that sent it (the coding system is the
-    one HL7 named, else ``local``)."""
+    """site → [{code, coding_system, channels, count, first_seen, last_seen}], most frequent
+    first: one entry per site and code, whatever the channel that sent it (the coding
+    system is the one HL7 named, else ``local``)."""
+    return tally((r.site, r.transport, r.received, _codes(r, network)) for r in records)
+
+
+def tally(named: Iterable[tuple[str | None, str, str, Iterable[Sequence[str]]]]
+          ) -> dict[str, list[dict[str, Any]]]:
+    """``count_unmapped`` from (site, transport, received, [(code, system), …]) per record
+    (the inbox's ``unmapped`` column keeps those codes since revision 0007)."""
     counts: dict[str, Counter[str]] = {}
     seen: dict[tuple[str, str], dict[str, Any]] = {}
-    for record in records:
-        channel = CHANNELS.get(record.transport, "hl7")
-        for code, system in _codes(record, network):
-            site = record.site or "?"
+    for site_id, transport, received, codes in named:
+        channel = CHANNELS.get(transport, "hl7")
+        site = site_id or "?"
+        for code, system in codes:
             counts.setdefault(site, Counter())[code] += 1
             entry = seen.setdefault((site, code), {"systems": set(), "channels": set(),
-                                                   "last_seen": ""})
+                                                   "first_seen": received, "last_seen": ""})
             entry["systems"].add(system)
             entry["channels"].add(channel)
-            entry["last_seen"] = max(entry["last_seen"], record.received)
+            entry["first_seen"] = min(entry["first_seen"], received)
+            entry["last_seen"] = max(entry["last_seen"], received)
     return {site: [_entry(code, n, seen[(site, code)]) for code, n in counter.most_common()]
             for site, counter in sorted(counts.items())}
 
@@ -106,7 +126,7 @@ def count_unmapped(records: Iterable[InboxRecord],
 def _entry(code: str, count: int, seen: dict[str, Any]) -> dict[str, Any]:
     systems = sorted(seen["systems"] - {"local"}) or ["local"]
     return {"code": code, "coding_system": systems[0], "channels": sorted(seen["channels"]),
-            "count": count, "last_seen": seen["last_seen"]}
+            "count": count, "first_seen": seen["first_seen"], "last_seen": seen["last_seen"]}
 
 
 def admin_codes_router(store: Store, network: Network | None = None) -> APIRouter:

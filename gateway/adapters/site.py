@@ -184,6 +184,32 @@ class FhirSource(_Strict):
     max_retries: int = Field(default=5, ge=0, le=20)
 
 
+class SiteAlerts(_Strict):
+    """When the gateway raises an alert about this site (docs/operations.md, "Alerts")."""
+
+    silent_after_minutes: int | None = Field(
+        default=None, gt=0, description="alert when no message came for this many minutes "
+        "of the site's working hours")
+    working_hours: str | None = Field(
+        default=None, description="e.g. 'Mon-Fri 07:00-19:00' (several: comma-separated), "
+        "in the site's timezone; default: every hour counts")
+    error_rate_percent: float | None = Field(
+        default=None, gt=0, le=100, description="alert when more than this share of the "
+        "site's messages got AE/AR over the window")
+    error_rate_window_minutes: int = Field(default=15, gt=0, le=1440)
+    error_rate_min_messages: int = Field(
+        default=5, ge=1, description="fewer messages in the window raise no error-rate alert")
+
+    @field_validator("working_hours")
+    @classmethod
+    def _hours(cls, value: str | None) -> str | None:
+        from gateway.observability.hours import parse_hours
+
+        if value is not None:
+            parse_hours(value)
+        return value
+
+
 class Site(_Strict):
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
     name: str
@@ -215,6 +241,7 @@ class Site(_Strict):
     fhir_source: FhirSource | None = None
     adapter: str | None = Field(
         default=None, description="name of a 'gateway.adapters' entry point (Python hooks)")
+    alerts: SiteAlerts = Field(default_factory=SiteAlerts)
 
     @field_validator("message_types")
     @classmethod

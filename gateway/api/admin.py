@@ -12,11 +12,12 @@ from collections.abc import Callable
 from typing import Any, Literal, Protocol
 
 from fastapi import APIRouter, HTTPException, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 
 from gateway.errors import ConfigError
+from gateway.hl7.mask import readable
 from gateway.ingest import IngestService
-from gateway.security.principal import ADMIN, principal_of
+from gateway.security.principal import ADMIN, RAW, principal_of
 from gateway.store import InboxEntry, InboxFilter, InboxRecord, normalise_instant
 
 Status = Literal["received", "processed", "error", "rejected"]
@@ -102,6 +103,21 @@ def admin_router(service: IngestService) -> APIRouter:
         if record is None:
             raise HTTPException(404, f"no message {message_id}")
         return {**_summary(record), "report": record.report}
+
+    @router.get("/messages/{message_id}/raw", response_class=PlainTextResponse,
+                summary="The raw message (identity data: system/gateway.raw), PID masked "
+                        "unless unmasked=true")
+    async def raw_message(request: Request, message_id: int,
+                          unmasked: bool = False) -> PlainTextResponse:
+        if not principal_of(request).has(RAW):
+            raise HTTPException(403, f"the {RAW} scope is required")
+        record = await asyncio.to_thread(store.inbox_get, message_id)
+        if record is None:
+            raise HTTPException(404, f"no message {message_id}")
+        if record.transport in ("file", "fhir") and not unmasked:
+            raise HTTPException(400, "unmasked: a lab-export file or FHIR-source record "
+                                     "cannot be masked; ask for unmasked=true")
+        return PlainTextResponse(readable(record.raw, masked=not unmasked))
 
     @router.post("/replay", summary="Re-map the stored messages that match the filters")
     async def replay_many(request: Request, status: ReplayStatus = "error",

@@ -61,7 +61,10 @@ ACTIONS = {"create": "C", "read": "R", "vread": "R", "history-instance": "R",
 IDENTITY_PARAMS = frozenset(
     "identifier name family given phonetic birthdate death-date telecom phone email address "
     "address-city address-country address-postalcode address-state address-use "
-    "_content _text _filter _query".split())
+    "_content _text _filter _query "
+    # MSH-10 of the message browsers (/admin/messages, /console/messages): senders build it
+    # from MRNs
+    "control_id".split())
 SIGNAL = "SIGNAL"  # Facts.method of an action that came by no HTTP request
 ANONYMOUS = "anonymous"
 UNAUTHENTICATED = "unauthenticated"
@@ -169,6 +172,11 @@ _GATEWAY = [  # (method, path pattern) → gateway-activity code, action
     ("GET", re.compile(r"^/admin/messages/(?P<id>[^/]+)$"), "message-read", "R"),
     ("POST", re.compile(r"^/admin/messages/(?P<id>[^/]+)/replay$"), "replay", "E"),
     ("POST", re.compile(r"^/admin/reload$"), "reload", "E"),
+    ("GET", re.compile(r"^/admin/messages/(?P<id>[^/]+)/raw$"), "message-read", "R"),
+    ("GET", re.compile(r"^/console/messages$"), "message-search", "E"),
+    ("GET", re.compile(r"^/console/messages/(?P<id>[^/]+)(/raw)?$"), "message-read", "R"),
+    ("POST", re.compile(r"^/console/messages/(?P<id>[^/]+)/replay$"), "replay", "E"),
+    ("POST", re.compile(r"^/console/replay$"), "replay", "E"),
 ]
 
 

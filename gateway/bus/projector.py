@@ -141,6 +141,7 @@ class HubProjector:
         self._held: list[Delivery] = []  # fetched, not yet in the store: retried first
         self._next: Chunk | None = None  # fetched and prepared during the last write: next
         self._task: asyncio.Task[None] | None = None
+        self.tracer: Any = None  # gateway.observability.tracing.Tracing, when --otel
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self.run(), name="hub-projector")
@@ -192,6 +193,7 @@ class HubProjector:
         if not records:
             return 0
         # submitted now (a to_thread task would start only after the look-ahead's fetch)
+        started = time.time_ns()
         writing = asyncio.get_running_loop().run_in_executor(None, self._apply, records)
         try:
             await self._fetch_ahead(writing)
@@ -199,6 +201,8 @@ class HubProjector:
             await asyncio.wait({writing})  # outcome, whatever it is, is the next start's)
             raise
         changed = await writing
+        if self.tracer is not None:
+            self.tracer.applied(records, started)
         self.changed += changed
         self._held = []
         self.applied += len(records)

@@ -24,6 +24,7 @@ import random
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from gateway.bus.base import (
     CONTENT_TYPE,
@@ -76,6 +77,7 @@ class OutboxRelay:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._counted = 0.0
         self._task: asyncio.Task[None] | None = None
+        self.tracer: Any = None  # gateway.observability.tracing.Tracing, when --otel
 
     # the ingest's side ------------------------------------------------------------
     def notify(self, rows: int = 1) -> None:
@@ -161,8 +163,11 @@ class OutboxRelay:
         rows: Sequence[OutboxRow] = await asyncio.to_thread(self.store.outbox_fetch,
                                                             self.batch_size)
         if rows:
-            await self.bus.publish([record_for(r, prefix=self.prefix, origin=self.origin)
-                                    for r in rows])
+            records = [record_for(r, prefix=self.prefix, origin=self.origin) for r in rows]
+            spans = self.tracer.relay_spans(records) if self.tracer is not None else ()
+            await self.bus.publish(records)
+            if spans:
+                self.tracer.end(spans)
             await asyncio.to_thread(self.store.outbox_mark_published, [r.seq for r in rows])
             self.published += len(rows)
             self.pending = max(0, self.pending - len(rows))  # before the recount: no window

@@ -8,13 +8,15 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
 from gateway import __version__
+from gateway.observability import logs
 
 COMMANDS = ("serve", "send", "check", "convert", "replay", "importer", "sites", "clients", "audit",
-            "reload")
+            "reload", "users")
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, object]]:
@@ -24,6 +26,10 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, object]]:
     parser.add_argument("--version", action="version", version=f"gateway {__version__}")
     parser.add_argument("--log-level", default="INFO",
                         choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument("--log-format", default=os.environ.get("GATEWAY_LOG_FORMAT", "text"),
+                        choices=list(logs.FORMATS),
+                        help="text, or json: one object per line for log shippers "
+                        "[GATEWAY_LOG_FORMAT]")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     owners: dict[str, object] = {}
     for name in COMMANDS:
@@ -42,8 +48,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, object]]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser, owners = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(args.log_level, args.log_format)
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     func = getattr(args, "func", None) or getattr(owners.get(args.command), "run", None)
     if func is None:

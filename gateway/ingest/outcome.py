@@ -3,6 +3,7 @@ those frames (every ACK sent for a message, kept in one inbox column)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -37,6 +38,8 @@ class Outcome:
     inbox_id: int | None = None
     changed: int = 0  # resources that got a new version
     retired: int = 0  # replay: results deleted because the mapping no longer writes them
+    reason: str | None = None  # error or rejection: the error's type name (metrics label)
+    commit_ns: tuple[int, int] | None = None  # the group transaction's start and end (traces)
 
 
 @dataclass(slots=True)
@@ -66,6 +69,14 @@ class Job:
         return self.replay_of or self.resend_of
     # strict validation's errors, found before the writer took the job (None: not yet)
     checked: Sequence[InboundError] | None = None
+    arrived: float = field(default_factory=time.monotonic)  # for the inbox's ack_ms
+
+    def ack_ms(self) -> int:
+        """Milliseconds from receipt to now (the ACK is built); a replay keeps the first
+        ACK's figure."""
+        if self.replay_of is not None:
+            return self.replay_of.ack_ms or 0
+        return int((time.monotonic() - self.arrived) * 1000)
 
 
 

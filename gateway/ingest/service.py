@@ -23,6 +23,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 
 from gateway.adapters import hooks
+from gateway.adapters.governance import hl7_unmapped
 from gateway.adapters.loader import Network
 from gateway.adapters.site import Site
 from gateway.errors import (
@@ -53,6 +54,8 @@ from gateway.mapping.provenance import message_hash
 from gateway.store.base import Change, InboxRecord, Resource, Store, Transaction
 
 log = logging.getLogger(__name__)
+# told of every message that ``handle`` answered: (raw, transport, outcome, seconds)
+Observer = Callable[[bytes, str, Outcome, float], None]
 EXPORT_SENDER = "LAB-EXPORT"  # = gateway.adapters.labexport.importer.SENDER_APPLICATION
 
 
@@ -84,6 +87,7 @@ class IngestService:
         # meta.source names this node, not the site: resources shared by sites (a
         # ResearchStudy, a Patient known by codice fiscale) must not flip with every sender.
         self.source = f"urn:plagencell:node:{node_id}"
+        self.observers: list[Observer] = []
         self._queue: queue.Queue[Job | None] = queue.Queue()
         self._thread: threading.Thread | None = None
 
@@ -103,8 +107,17 @@ class IngestService:
 
     # --- entry points -------------------------------------------------------------------
     async def handle(self, raw: bytes, transport: str = "mllp") -> Outcome:
-        """Process one message on the writer thread; resolves after the commit."""
-        return await self._enqueue(raw, transport, None)
+        """Process one message on the writer thread; resolves after the commit. Each of
+        ``observers`` (metrics, tracing) is then told the message, its outcome and the
+        seconds from receipt to the answer."""
+        started = time.perf_counter()
+        outcome = await self._enqueue(raw, transport, None)
+        for observe in self.observers:
+            try:
+                observe(raw, transport, outcome, time.perf_counter() - started)
+            except Exception as exc:  # noqa: BLE001 - metrics never cost a sender its ACK
+                log.warning("message observer failed: %s", type(exc).__name__)
+        return outcome
 
     async def replay_async(self, record: InboxRecord) -> Outcome:
         if record.sender_application == EXPORT_SENDER:
@@ -206,6 +219,7 @@ class IngestService:
 
     def _run_group(self, jobs: list[Job]) -> None:
         outcomes: list[Outcome] = []
+        started = time.time_ns()
         try:
             with self.store.transaction() as tx:
                 outcomes = Group(self, tx, jobs).run()
@@ -213,6 +227,9 @@ class IngestService:
             log.exception("group commit of %d message(s) failed", len(jobs))
             outcomes = [self._store_failure(job, exc) for job in jobs]
         else:
+            committed = (started, time.time_ns())
+            for outcome in outcomes:
+                outcome.commit_ns = committed
             rows = sum(o.changed for o in outcomes)  # one outbox row per changed resource
             if rows:
                 self.on_commit(rows)
@@ -351,7 +368,7 @@ class IngestService:
         status = "rejected" if exc.ack_code == "AR" else "error"
         record = self._record(job, msg, site, status, responses, received, error=str(exc))
         inbox_id = self._save(tx, job, record)
-        return Outcome(status, exc.ack_code, responses, inbox_id)
+        return Outcome(status, exc.ack_code, responses, inbox_id, reason=type(exc).__name__)
 
     def reject(self, tx: Transaction, job: Job, msg: Message | None, exc: InboundError,
                 received: str) -> Outcome:
@@ -367,13 +384,15 @@ class IngestService:
                     fac or "?", exc.err_code, exc.location, exc)
         record = InboxRecord(app, fac, cid, job.raw, received, job.transport,
                              message_type=msg.message_type if msg else None,
-                             status="rejected", ack=join_frames(responses), error=str(exc))
+                             status="rejected", ack=join_frames(responses), error=str(exc),
+                             ack_ms=job.ack_ms())
         try:
             with tx.savepoint():
                 inbox_id = self._save(tx, job, record) if job.replay_of is None else None
         except Exception:  # noqa: BLE001 - a second copy of a rejected message: answer anyway
             inbox_id = None
-        return Outcome("rejected", exc.ack_code, responses, inbox_id)
+        return Outcome("rejected", exc.ack_code, responses, inbox_id,
+                       reason=type(exc).__name__)
 
     def _store_failure(self, job: Job, exc: Exception) -> Outcome:
         err = InboundError("the gateway could not store the message; resend later",
@@ -393,7 +412,8 @@ class IngestService:
                            job.raw, received, job.transport, site=site.id,
                            message_type=msg.message_type, status=status,
                            ack=join_frames(responses), error=error,
-                           report=report, resource_refs=refs or [])
+                           report=report, resource_refs=refs or [], ack_ms=job.ack_ms(),
+                           unmapped=hl7_unmapped(report, job.raw, msg))
 
     def _save(self, tx: Transaction, job: Job, record: InboxRecord) -> int | None:
         if job.prior is not None:

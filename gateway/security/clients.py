@@ -35,6 +35,7 @@ from gateway.errors import ConfigError
 from gateway.mapping.research import study_id
 from gateway.security.keys import ALGORITHMS
 from gateway.security.principal import GATEWAY_SCOPES
+from gateway.security.users import User, UserEntry, load_users
 
 SCOPE = re.compile(r"^(system|user|patient)/(\*|[A-Z][A-Za-z]+)\."
                    r"(c?r?u?d?s?|read|write|\*)(\?[^ ]*)?$")
@@ -83,6 +84,8 @@ class ClientEntry(_Strict):
 
 class ClientsFile(_Strict):
     clients: list[ClientEntry] = Field(default_factory=list)
+    users: list[UserEntry] = Field(default_factory=list, description="people of the web "
+                                   "console (gateway.security.users)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +107,12 @@ class Client:
 
 def load_clients(path: Path, network: Network | None = None) -> dict[str, Client]:
     """Read and check a clients file; ConfigError naming file, line and field."""
+    return load_access(path, network)[0]
+
+
+def load_access(path: Path, network: Network | None = None
+                ) -> tuple[dict[str, Client], dict[str, User]]:
+    """The clients and the console users of a clients file."""
     data, root = _compose(path)
     try:
         parsed = ClientsFile.model_validate(data or {})
@@ -121,7 +130,21 @@ def load_clients(path: Path, network: Network | None = None) -> dict[str, Client
         out[entry.id] = Client(entry.id, entry.name, _keys(path, entry, fail),
                                frozenset(entry.scopes), _studies(entry, network, fail),
                                _sites(entry, network, fail))
-    return out
+    return out, _users(path, parsed.users, network, root)
+
+
+def _users(path: Path, entries: list[UserEntry], network: Network | None,
+           root: Any) -> dict[str, User]:
+    def fail_of(i: int) -> Any:
+        def fail(field: str, text: str, loc: list[int | str] | None = None) -> ConfigError:
+            line = line_of(root, ["users", i, *(loc or [field])])
+            return ConfigError(f"{path}:{line}: users.{i}.{field}: {text}",
+                               file=str(path), line=line, field=f"users.{i}.{field}")
+        return fail
+    index = {id(e): i for i, e in enumerate(entries)}
+    return load_users(path, entries,
+                      lambda e: _studies(e, network, fail_of(index[id(e)])),
+                      lambda e: _sites(e, network, fail_of(index[id(e)])))
 
 
 def _keys(path: Path, entry: ClientEntry, fail: Any) -> dict[str, jwt.PyJWK]:
@@ -157,7 +180,8 @@ def _default_alg(jwk: dict[str, Any]) -> str:
     return "ES384" if jwk["kty"] == "EC" else "RS384"
 
 
-def _studies(entry: ClientEntry, network: Network | None, fail: Any) -> frozenset[str] | None:
+def _studies(entry: ClientEntry | UserEntry, network: Network | None,
+             fail: Any) -> frozenset[str] | None:
     if entry.studies is None:
         return None
     ids: set[str] = set()
@@ -177,7 +201,8 @@ def _studies(entry: ClientEntry, network: Network | None, fail: Any) -> frozense
     return frozenset(ids)
 
 
-def _sites(entry: ClientEntry, network: Network | None, fail: Any) -> frozenset[str] | None:
+def _sites(entry: ClientEntry | UserEntry, network: Network | None,
+           fail: Any) -> frozenset[str] | None:
     if entry.sites is None:
         return None
     for n, site in enumerate(entry.sites):

@@ -15,9 +15,12 @@
 | ``/fhir/AuditEvent…`` | ``system/gateway.audit`` |
 | ``/admin/messages/{id}/raw`` | ``system/gateway.raw`` |
 | ``/admin…`` | ``system/gateway.admin`` |
+| ``GET /metrics`` | ``system/gateway.metrics`` |
 | ``POST /hl7v2`` | ``system/gateway.ingest`` (MSH-4 checked by the route) |
 | ``POST /lab-exports?site=X`` | ``system/gateway.ingest`` and site X among the token's sites |
 | ``/docs``, ``/redoc``, ``/openapi.json`` and their assets | a valid token |
+| ``/console…`` | nothing here: the console logs people in (session cookie) and asks |
+| | each page's scope of the user (``gateway.console.web``) |
 | anything else | ``system/gateway.admin`` (fail closed) |
 
 SMART v2 has no separate permission for history: history is a read (``r``).
@@ -28,7 +31,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
-from gateway.security.principal import ADMIN, AUDIT, EXPORT, INGEST, RAW, Principal
+from gateway.security.principal import ADMIN, AUDIT, EXPORT, INGEST, METRICS, RAW, Principal
 
 OPEN_PATHS = frozenset({"/healthz", "/fhir/metadata", "/fhir/.well-known/smart-configuration",
                         "/.well-known/smart-configuration", "/auth/token",
@@ -75,6 +78,8 @@ def need_of(method: str, path: str, query: bytes = b"") -> Need:
         return fhir_need(method, path.rstrip("/").split("/")[2:])
     if path.startswith(DOC_PREFIXES):
         return TOKEN
+    if path == "/console" or path.startswith("/console/"):
+        return OPEN
     if path == "/hl7v2":
         return Need(scope=INGEST)
     if path == "/lab-exports":
@@ -82,6 +87,8 @@ def need_of(method: str, path: str, query: bytes = b"") -> Need:
         return Need(scope=INGEST, site=site)
     if path.startswith("/admin/messages/") and path.endswith("/raw"):
         return Need(scope=RAW)
+    if path == "/metrics":
+        return Need(scope=METRICS)
     return Need(scope=ADMIN)
 
 

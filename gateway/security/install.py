@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -14,13 +14,14 @@ from starlette.middleware.cors import CORSMiddleware
 
 from gateway.adapters.loader import Network
 from gateway.errors import ConfigError
-from gateway.security.clients import Client, load_clients
+from gateway.security.clients import load_access
 from gateway.security.keys import signing_key
 from gateway.security.middleware import AuthMiddleware
 from gateway.security.oidc import OidcIssuer
 from gateway.security.routes import capability_security
 from gateway.security.settings import AuthSettings
 from gateway.security.tokens import TokenService
+from gateway.security.users import User
 
 log = logging.getLogger("gateway")
 
@@ -30,6 +31,8 @@ class Auth:
     settings: AuthSettings
     mode: str  # tokens | anonymous-loopback | insecure
     tokens: TokenService | None = None
+    users: dict[str, User] = field(default_factory=dict)  # the web console's people
+    oidc: OidcIssuer | None = None
 
     def capability_security(self) -> Callable[[str], dict[str, Any]]:
         return capability_security(secured=self.tokens is not None)
@@ -60,7 +63,7 @@ class Auth:
         if self.tokens is None or self.settings.clients is None:
             return
         try:
-            self.tokens.clients = load_clients(self.settings.clients, network)
+            self.tokens.clients, self.users = load_access(self.settings.clients, network)
         except ConfigError as exc:
             log.error("clients file not reloaded, keeping the running clients: %s", exc)
 
@@ -71,10 +74,10 @@ def build_auth(settings: AuthSettings, host: str, network: Network, data_dir: Pa
     if mode != "tokens":
         return Auth(settings, mode)
     assert settings.clients is not None
-    clients: dict[str, Client] = load_clients(settings.clients, network)
+    clients, users = load_access(settings.clients, network)
     external = None
     if settings.oidc_issuer:
         external = OidcIssuer(settings.oidc_issuer, settings.oidc_audience)
         external.discover()
     tokens = TokenService(clients, signing_key(data_dir), external=external)
-    return Auth(settings, mode, tokens)
+    return Auth(settings, mode, tokens, users, external)

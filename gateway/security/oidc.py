@@ -33,6 +33,7 @@ class OidcIssuer:
         self.refresh_interval = refresh_interval
         self.timeout = timeout
         self.jwks_uri: str | None = None
+        self.document: dict[str, Any] = {}  # the discovery document (console login)
         self._keys: dict[str, jwt.PyJWK] = {}
         self._fetched = 0.0
         self._lock = threading.Lock()
@@ -48,6 +49,7 @@ class OidcIssuer:
             raise ConfigError(f"--oidc-issuer: {url} names issuer {doc.get('issuer')!r} and "
                               f"jwks_uri {doc.get('jwks_uri')!r}; expected issuer {self.issuer}")
         self.jwks_uri = str(doc["jwks_uri"])
+        self.document = doc
         self._refresh()
 
     def _refresh(self) -> None:

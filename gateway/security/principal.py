@@ -14,6 +14,7 @@ v1 ``.read``/``.write``/``.*`` are read as ``rs``/``cud``/``cruds``) plus the ga
 | ``system/gateway.audit`` | ``/fhir/AuditEvent`` |
 | ``system/gateway.ingest`` | ``POST /hl7v2`` and lab exports, for the client's ``sites`` |
 | ``system/gateway.export`` | Bulk Data ``$export``, ViewDefinition runs (``.rs`` on the types) |
+| ``system/gateway.metrics`` | ``/metrics`` (Prometheus); nothing else, not implied by admin |
 
 Data restrictions: ``studies`` (ResearchStudy ids) and ``sites`` (site ids). ``None`` means
 unrestricted; an empty set means nothing.
@@ -30,7 +31,8 @@ RAW = "system/gateway.raw"
 AUDIT = "system/gateway.audit"
 INGEST = "system/gateway.ingest"
 EXPORT = "system/gateway.export"
-GATEWAY_SCOPES = frozenset({ADMIN, RAW, AUDIT, INGEST, EXPORT})
+METRICS = "system/gateway.metrics"
+GATEWAY_SCOPES = frozenset({ADMIN, RAW, AUDIT, INGEST, EXPORT, METRICS})
 
 INTERACTIONS = "cruds"
 _V1 = {"read": "rs", "write": "cud", "*": "cruds"}
@@ -72,7 +74,8 @@ class Principal:
         return _granted(self.scopes, resource_type, interaction)
 
     def has(self, scope: str) -> bool:
-        """A gateway scope (``ADMIN``, ``RAW``, ``AUDIT``, ``INGEST``, ``EXPORT``)."""
+        """A gateway scope (``ADMIN``, ``RAW``, ``AUDIT``, ``INGEST``, ``EXPORT``,
+        ``METRICS``)."""
         return self.anonymous or scope in self.scopes
 
     @property

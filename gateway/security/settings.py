@@ -28,6 +28,9 @@ class AuthSettings(BaseModel):
                                     "OpenID Connect issuer (by its JWKS)")
     oidc_audience: str | None = Field(None, description="the aud an OIDC issuer's tokens must "
                                       "carry (default: not checked)")
+    oidc_console_client_id: str | None = Field(None, description="the web console's client "
+                                               "id at the OIDC issuer (people log in with "
+                                               "the authorization-code flow and PKCE)")
     insecure_no_auth: bool = Field(False, description="serve without authentication on a "
                                    "non-loopback address (announced everywhere)")
     cors_origin: list[str] = Field(default_factory=list, description="allowed CORS origin "
@@ -64,7 +67,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     fields = AuthSettings.model_fields
     group.add_argument("--clients", type=Path, default=None,
                        help=f"{fields['clients'].description} [GATEWAY_CLIENTS]")
-    for name in ("oidc_issuer", "oidc_audience"):
+    for name in ("oidc_issuer", "oidc_audience", "oidc_console_client_id"):
         group.add_argument("--" + name.replace("_", "-"), default=None,
                            help=f"{fields[name].description} [GATEWAY_{name.upper()}]")
     for name in ("insecure_no_auth", "mllp_require_client_cert"):

@@ -161,7 +161,8 @@ class TokenService:
         iss = claims.get("iss")
         client = self.clients.get(str(iss))
         if client is None:
-            raise invalid_client(f"iss {iss!r} is no registered client")
+            # not repeated: the caller's text, which this answer's log line would carry
+            raise invalid_client("the assertion's iss is no registered client")
         key = client.key(header.get("kid"))
         if not client.keys:
             raise invalid_client(f"client {client.id} has no key here: it gets its tokens "

@@ -7,6 +7,7 @@ API and the exports share. Everything else in the package is internal (its layer
 drawn in docs/store.md and checked by the import contracts in ``.importlinter``).
 """
 
+from gateway.store import console as console_queries  # the web console's pages
 from gateway.store.base import (
     Change,
     InboxEntry,
@@ -41,7 +42,7 @@ __all__ = [
     "COHORT_SOURCE", "COMPARTMENT", "NETWORK_BASE", "RESOURCE_TYPES", "Budget", "Change",
     "InboxEntry", "InboxFilter", "InboxRecord", "OutboxRow", "PreparedVersions", "RawReads",
     "RawResource", "Resource", "Scope", "SearchResult", "SqlStore", "Store", "Transaction",
-    "Version", "compartment_page", "format_instant", "normalise_instant", "now_instant",
-    "recorded_restriction", "search_parameters",
+    "Version", "compartment_page", "console_queries", "format_instant", "normalise_instant",
+    "now_instant", "recorded_restriction", "search_parameters",
     "VIEW_TYPE", "delete_view", "list_views", "read_view", "save_view", "view_resources",
 ]

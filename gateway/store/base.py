@@ -91,6 +91,9 @@ class InboxRecord:
     report: Resource | None = None  # OperationOutcome conversion report
     resource_refs: list[str] = field(default_factory=list)  # "Type/id/_history/n"
     id: int | None = None
+    ack_ms: int | None = None  # from receipt to the ACK (the console's ACK latency)
+    # (code, coding system) of each local code the report names as unmapped
+    unmapped: list[tuple[str, str]] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)

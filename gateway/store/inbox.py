@@ -95,7 +95,8 @@ def record_of(row: Any) -> InboxRecord:
         control_id=row.control_id, raw=row.raw, received=row.received, transport=row.transport,
         site=row.site, message_type=row.message_type, status=row.status, ack=row.ack,
         error=row.error, report=orjson.loads(row.report) if row.report else None,
-        resource_refs=orjson.loads(row.resource_refs), id=row.id)
+        resource_refs=orjson.loads(row.resource_refs), id=row.id, ack_ms=row.ack_ms,
+        unmapped=[tuple(c) for c in orjson.loads(row.unmapped)] if row.unmapped else [])
 
 
 def insert_values(record: InboxRecord) -> dict[str, Any]:
@@ -111,4 +112,6 @@ def _values(record: InboxRecord) -> dict[str, Any]:
         "ack": record.ack, "error": record.error,
         "report": orjson.dumps(record.report).decode() if record.report is not None else None,
         "resource_refs": orjson.dumps(record.resource_refs).decode(),
+        "ack_ms": record.ack_ms,
+        "unmapped": orjson.dumps(record.unmapped).decode() if record.unmapped else None,
     }

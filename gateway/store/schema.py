@@ -182,12 +182,22 @@ inbox = Table(
     Column("error", Text, nullable=True),
     Column("report", Text, nullable=True),  # OperationOutcome JSON
     Column("resource_refs", Text, nullable=False),  # JSON list
+    Column("ack_ms", Integer, nullable=True),  # receipt to ACK (ms); NULL before 0007
+    # the unmapped local codes its report names, JSON [[code, system], …]; NULL: none (0007)
+    Column("unmapped", Text, nullable=True),
     UniqueConstraint("sender_application", "sender_facility", "control_id",
                      name="uq_inbox_sender_control"),
 )
 Index("ix_inbox_status", inbox.c.status, inbox.c.received)
 Index("ix_inbox_site", inbox.c.site, inbox.c.received)
 Index("ix_inbox_received", inbox.c.received)
+# the console's network tiles: counts and ACK latency per site from the index alone
+Index("ix_inbox_site_received_status", inbox.c.site, inbox.c.received, inbox.c.status,
+      inbox.c.ack_ms)
+Index("ix_inbox_transport", inbox.c.transport, inbox.c.received)
+# covering: the unmapped-codes page reads the index alone
+Index("ix_inbox_unmapped", inbox.c.received, inbox.c.site, inbox.c.transport, inbox.c.unmapped,
+      sqlite_where=text("unmapped IS NOT NULL"), postgresql_where=text("unmapped IS NOT NULL"))
 
 outbox = Table(
     "outbox", metadata,

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from .fhirpath import Compiled, PathError, compile_path
+from .fhirpath import Path, PathError, compile_path
 
 NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
@@ -39,7 +39,7 @@ class ViewError(ValueError):
 class Column:
     name: str
     path: str
-    run: Compiled
+    run: Path
     collection: bool = False
     type: str | None = None
 
@@ -49,17 +49,23 @@ class Select:
     columns: list[Column] = field(default_factory=list)
     selects: list[Select] = field(default_factory=list)
     union: list[Select] = field(default_factory=list)
-    for_each: Compiled | None = None
+    for_each: Path | None = None
     or_null: bool = False
-    repeat: list[Compiled] = field(default_factory=list)
+    repeat: list[Path] = field(default_factory=list)
     names: list[str] = field(default_factory=list)  # every column it yields, in order
+
+    @property
+    def plain(self) -> bool:
+        """Columns only, on the node itself (one row per node)."""
+        return self.for_each is None and not self.repeat and not self.selects \
+            and not self.union
 
 
 @dataclass
 class View:
     resource: str
     root: Select
-    where: list[Compiled]
+    where: list[Path]
     constants: dict[str, Any]
     name: str | None = None
 
@@ -80,9 +86,10 @@ def _columns(select: Select) -> Any:
         yield from _columns(select.union[0])
 
 
-def compile_view(view: Any, known_types: Collection[str] | Callable[[str], bool]
-                 ) -> View:
-    """The compiled view; ``known_types``: the resource types a view may be over."""
+def compile_view(view: Any, known_types: Collection[str] | Callable[[str], bool], *,
+                 fast: bool = True) -> View:
+    """The compiled view; ``known_types``: the resource types a view may be over;
+    ``fast``: False runs every path with the library only (to compare, bench/views.py)."""
     if not isinstance(view, dict):
         raise ViewError("", "a ViewDefinition is a JSON object")
     if view.get("resourceType", "ViewDefinition") != "ViewDefinition":
@@ -104,7 +111,23 @@ def compile_view(view: Any, known_types: Collection[str] | Callable[[str], bool]
     where = [_path(w, f"where[{i}]", constants)
              for i, w in enumerate(_list(view, "where", ""))]
     name = view.get("name") if isinstance(view.get("name"), str) else None
-    return View(resource, root, where, constants, name)
+    compiled = View(resource, root, where, constants, name)
+    if not fast:
+        for path in _paths(compiled):
+            path.fast = None
+    return compiled
+
+
+def _paths(view: View) -> Any:
+    yield from view.where
+
+    def walk(select: Select) -> Any:
+        yield from (column.run for column in select.columns)
+        yield from ([select.for_each] if select.for_each is not None else [])
+        yield from select.repeat
+        for nested in (*select.selects, *select.union):
+            yield from walk(nested)
+    yield from walk(view.root)
 
 
 def _list(node: dict[str, Any], key: str, at: str) -> list[Any]:
@@ -115,14 +138,14 @@ def _list(node: dict[str, Any], key: str, at: str) -> list[Any]:
     return value
 
 
-def _path(node: dict[str, Any], at: str, constants: dict[str, Any]) -> Compiled:
+def _path(node: dict[str, Any], at: str, constants: dict[str, Any]) -> Path:
     text = node.get("path")
     if not isinstance(text, str):
         raise ViewError(f"{at}.path", "a path is required")
     return _compiled(text, f"{at}.path", constants)
 
 
-def _compiled(text: Any, at: str, constants: dict[str, Any]) -> Compiled:
+def _compiled(text: Any, at: str, constants: dict[str, Any]) -> Path:
     if not isinstance(text, str):
         raise ViewError(at, "must be a FHIRPath expression (a string)")
     try:

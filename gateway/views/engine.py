@@ -27,7 +27,6 @@ from itertools import product
 from typing import Any
 
 from .definition import Select, View
-from .fhirpath import plain
 
 Row = tuple[Any, ...]
 
@@ -43,7 +42,7 @@ def rows(view: View, resource: dict[str, Any]) -> list[Row]:
     variables = {**view.constants, "resource": resource, "rootResource": resource,
                  "rowIndex": 0}
     for i, where in enumerate(view.where):
-        if not _true(where(resource, variables), i):
+        if not _true(where.values(resource, variables), i):
             return []
     return _select(view.root, resource, variables)
 
@@ -58,13 +57,18 @@ def _true(found: list[Any], index: int) -> bool:
     specification: a where path evaluates to a boolean)."""
     if not found:
         return False
-    value = plain(found[0]) if len(found) == 1 else None
+    value = found[0] if len(found) == 1 else None
     if not isinstance(value, bool):
         raise RowError(f"where[{index}].path must give a boolean")
     return value
 
 
 def _select(select: Select, node: Any, variables: dict[str, Any]) -> list[Row]:
+    if select.plain:  # columns only, on the node itself: one row
+        return [_columns(select, node, variables)]
+    if len(select.selects) == 1 and select.selects[0].plain and not select.columns \
+            and select.for_each is None and not select.repeat and not select.union:
+        return [_columns(select.selects[0], node, variables)]  # the view's top level
     if select.for_each is not None:
         foci = select.for_each(node, variables)
     elif select.repeat:
@@ -103,14 +107,14 @@ def _repeat(select: Select, node: Any, variables: dict[str, Any]) -> Iterator[An
 def _columns(select: Select, focus: Any, variables: dict[str, Any]) -> Row:
     values: list[Any] = []
     for column in select.columns:
-        found = column.run(focus, variables)
+        found = column.run.values(focus, variables)
         if column.collection:
-            values.append([plain(v) for v in found])
+            values.append(found)
         elif len(found) > 1:
             raise RowError(f"column {column.name!r} has more than one value: give it "
                            "collection: true, or narrow its path (e.g. first())")
         else:
-            values.append(plain(found[0]) if found else None)
+            values.append(found[0] if found else None)
     return tuple(values)
 
 

@@ -31,15 +31,20 @@ from antlr4.tree.Tree import ParseTreeWalker
 from fhirpathpy.engine import do_eval
 from fhirpathpy.engine.invocations import invocation_registry
 from fhirpathpy.engine.invocations.constants import constants as now_constants
-from fhirpathpy.engine.nodes import FP_Quantity, FP_Type, ResourceNode
+from fhirpathpy.engine.nodes import FP_Quantity, FP_Type, ResourceNode, TypeInfo
 from fhirpathpy.engine.util import arraify, process_user_invocation_table
 from fhirpathpy.models import models
 from fhirpathpy.parser.ASTPathListener import ASTPathListener
 from fhirpathpy.parser.generated.FHIRPathLexer import FHIRPathLexer
 from fhirpathpy.parser.generated.FHIRPathParser import FHIRPathParser
 
+from .fastpath import Unsure, as_library, as_values, compile_fast, focus_items
+
 Compiled = Callable[[Any, dict[str, Any]], list[Any]]
 R4 = models["r4"]
+# the library consults this global in ofType() (subtypes, backbone elements) but sets it
+# only when is/as run: set once, so that ofType() does not depend on what ran before
+TypeInfo.model = R4  # type: ignore[assignment]
 
 
 class PathError(ValueError):
@@ -153,7 +158,7 @@ STANDARD_VARIABLES = frozenset({"resource", "rootResource", "context", "ucum", "
                                 "loinc", "rowIndex"})
 
 
-def compile_path(text: str, constants: Iterable[str] = ()) -> Compiled:
+def compile_path(text: str, constants: Iterable[str] = (), *, fast: bool = True) -> Path:
     """A function (node, variables) → the path's values (typed nodes or primitives);
     ``PathError`` for a syntax error, an unknown function or an undefined ``%constant``."""
     ast = parse(text)
@@ -169,7 +174,7 @@ def compile_path(text: str, constants: Iterable[str] = ()) -> Compiled:
 
     expression = ast["children"][0]
 
-    def run(node: Any, variables: dict[str, Any]) -> list[Any]:
+    def slow(node: Any, variables: dict[str, Any]) -> list[Any]:
         # fhirpathpy's apply_parsed_path with returnRawData, and $this set at the top
         # (the library leaves it unset: '$this' in a forEach column would fail)
         now_constants.reset()  # type: ignore[no-untyped-call]
@@ -180,7 +185,49 @@ def compile_path(text: str, constants: Iterable[str] = ()) -> Compiled:
         return [item for item in arraify(do_eval(ctx, root, expression))  # type: ignore[no-untyped-call]
                 if not _extension_only(item)]
 
-    return run
+    return Path(text, slow, compile_fast(expression, constants) if fast else None)
+
+
+_PLAIN = frozenset({str, int, float, bool})
+
+
+class Path:
+    """A compiled path: ``path(node, variables)`` gives its values as the library does
+    (typed nodes or primitives: a ``forEach`` focus), ``path.values(node, variables)``
+    the JSON values (a column's cells). ``fast``: the closures of ``fastpath`` (None:
+    the expression is outside their subset); they hand over to the library on data they
+    are not sure of."""
+
+    __slots__ = ("fast", "slow", "text")
+
+    def __init__(self, text: str, slow: Compiled, fast: Any) -> None:
+        self.text, self.slow, self.fast = text, slow, fast
+
+    def __call__(self, node: Any, variables: dict[str, Any]) -> list[Any]:
+        if self.fast is not None:
+            try:
+                return as_library(self.fast(focus_items(node), variables))
+            except Unsure:
+                pass
+        return self.slow(node, variables)
+
+    def values(self, node: Any, variables: dict[str, Any]) -> list[Any]:
+        if self.fast is not None:
+            try:
+                found: list[Any] = self.fast(
+                    [node] if type(node) is dict else focus_items(node), variables)
+            except Unsure:
+                pass
+            else:
+                if len(found) == 1:  # most cells: one plain value, no conversion
+                    item = found[0]
+                    kind = type(item)
+                    if kind is tuple and type(item[0]) in _PLAIN:
+                        return [item[0]]
+                    if kind in _PLAIN:
+                        return found
+                return as_values(found)
+        return [plain(v) for v in self.slow(node, variables)]
 
 
 def _extension_only(item: Any) -> bool:

@@ -74,6 +74,9 @@ def _csv_lines(rows: list[list[Any]]) -> bytes:
 
 def csv_cell(value: Any) -> Any:
     """One CSV cell (see the module's rule)."""
+    if type(value) is str:
+        return "'" + value if value.startswith(FORMULA_START) \
+            and not PLAIN_NUMBER.match(value) else value
     if value is None:
         return ""
     if isinstance(value, bool):

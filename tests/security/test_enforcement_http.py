@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from gateway.runtime import Gateway
-from gateway.security.principal import ADMIN, AUDIT, GATEWAY_SCOPES, INGEST
+from gateway.security.principal import ADMIN, AUDIT, GATEWAY_SCOPES, INGEST, RAW
 from tests.security.support import ApiClient, bearer, get_token, start, write_clients
 from tests.test_runtime import err, msa, oru
 
@@ -41,6 +41,7 @@ ENDPOINTS: list[tuple[str, str, object, str]] = [
     ("GET", "/fhir/AuditEvent", None, AUDIT),
     ("GET", "/admin/messages", None, ADMIN),
     ("GET", "/admin/messages/1", None, ADMIN),
+    ("GET", "/admin/messages/1/raw", None, RAW),
     ("POST", "/admin/messages/1/replay", None, ADMIN),
     ("GET", "/admin/bus", None, ADMIN),
     ("POST", "/admin/reload", None, ADMIN),

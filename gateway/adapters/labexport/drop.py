@@ -14,6 +14,7 @@ import asyncio
 import hashlib
 import json
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from gateway.failures import FailureCounters
 from gateway.store.base import Store
 
 log = logging.getLogger(__name__)
+OnReport = Callable[[str, ImportReport], None]
 SUFFIXES = frozenset({".csv", ".tsv", ".txt", ".xlsx"})
 
 
@@ -48,9 +50,12 @@ def _move(path: Path, report: ImportReport) -> Path:
 
 
 def process_file(path: Path, site: str, store: Store, network: Network,
-                 pseudonym_key: bytes) -> Path:
-    """Import one dropped file and move it; returns where it went."""
+                 pseudonym_key: bytes, on_report: OnReport | None = None) -> Path:
+    """Import one dropped file and move it; returns where it went (``on_report``: told
+    the site and the import's report, for metrics)."""
     report = import_export(store, network, site, path.read_bytes(), path.name, pseudonym_key)
+    if on_report is not None:
+        on_report(site, report)
     dest = _move(path, report)
     log.info("drop folder %s: %s -> %s", site, report.sha256[:12], dest.parent.name)
     return dest
@@ -80,14 +85,16 @@ def _failed(path: Path, site: str, exc: Exception, failures: FailureCounters | N
 
 def scan_once(data_dir: Path, store: Store, network: Network, pseudonym_key: bytes,
               sizes: dict[Path, int] | None = None,
-              failures: FailureCounters | None = None) -> list[Path]:
+              failures: FailureCounters | None = None,
+              on_report: OnReport | None = None) -> list[Path]:
     """Process every stable file once (``sizes`` remembers sizes between scans; without it
     every file is taken at once). A file that fails goes to ``error/``; the scan goes on."""
     moved = []
     for site, folder in drop_dirs(data_dir, network).items():
         for path in _stable_files(folder, sizes):
             try:
-                moved.append(process_file(path, site, store, network, pseudonym_key))
+                moved.append(process_file(path, site, store, network, pseudonym_key,
+                                          on_report))
             except Exception as exc:  # noqa: BLE001 - one file never stops the watcher
                 dest = _failed(path, site, exc, failures)
                 if dest is not None:
@@ -110,12 +117,13 @@ def _stable_files(folder: Path, sizes: dict[Path, int] | None) -> list[Path]:
 
 
 async def watch(data_dir: Path, store: Store, network: Network, pseudonym_key: bytes,
-                interval: float = 2.0, failures: FailureCounters | None = None) -> None:
+                interval: float = 2.0, failures: FailureCounters | None = None,
+                on_report: OnReport | None = None) -> None:
     sizes: dict[Path, int] = {}
     while True:
         try:
             await asyncio.to_thread(scan_once, data_dir, store, network, pseudonym_key, sizes,
-                                    failures)
+                                    failures, on_report)
         except Exception as exc:  # noqa: BLE001 - a folder gone, a full disk: scan again later
             log.error("drop folder scan failed (%s)", type(exc).__name__)
             if failures is not None:
@@ -124,10 +132,10 @@ async def watch(data_dir: Path, store: Store, network: Network, pseudonym_key: b
 
 
 def start_drop_folders(data_dir: Path, store: Store, network: Network, pseudonym_key: bytes,
-                       interval: float = 2.0, failures: FailureCounters | None = None
-                       ) -> asyncio.Task[None]:
+                       interval: float = 2.0, failures: FailureCounters | None = None,
+                       on_report: OnReport | None = None) -> asyncio.Task[None]:
     """Start watching ``<data_dir>/drop/<site>/`` (call inside the running loop; cancel the
     task to stop)."""
     drop_dirs(data_dir, network)
     return asyncio.create_task(watch(data_dir, store, network, pseudonym_key, interval,
-                                     failures), name="drop-folders")
+                                     failures, on_report), name="drop-folders")

@@ -13,6 +13,7 @@ from starlette.datastructures import UploadFile
 from starlette.responses import JSONResponse
 
 from gateway.adapters.labexport.importer import import_export
+from gateway.adapters.labexport.report import ImportReport
 from gateway.adapters.loader import Network
 from gateway.store.base import Store
 
@@ -37,8 +38,11 @@ def _outcome(status: int, text: str) -> JSONResponse:
 
 
 def labexport_router(store: Store | Callable[[], Store], network: Network,
-                     pseudonym_key: bytes) -> APIRouter:
-    """``store`` may be a callable, for an app that opens its store at start-up."""
+                     pseudonym_key: bytes,
+                     on_report: Callable[[str, ImportReport], None] | None = None
+                     ) -> APIRouter:
+    """``store`` may be a callable, for an app that opens its store at start-up;
+    ``on_report`` is told each import's site and report (metrics)."""
     router = APIRouter(tags=["lab exports"])
 
     @router.post("/lab-exports")
@@ -54,6 +58,8 @@ def labexport_router(store: Store | Callable[[], Store], network: Network,
         target = store() if callable(store) else store
         report = await run_in_threadpool(import_export, target, network, site, data,
                                          filename, pseudonym_key, layout=layout)
+        if on_report is not None:
+            on_report(site, report)
         fhir = "fhir+json" in request.headers.get("accept", "")
         body = report.to_outcome() if fhir else report.to_json()
         return JSONResponse(body, status_code=200 if report.ok else 422,

@@ -118,10 +118,14 @@ def _write(tx: Transaction, ctx: MappingContext, report: ImportReport) -> list[s
 
 def _record(site: Site, data: bytes, report: ImportReport, received: str,
             refs: list[str]) -> InboxRecord:
+    from gateway.adapters.governance import export_unmapped  # it reads this package's files
+
     status = "rejected" if report.error else "processed"
-    return InboxRecord(SENDER_APPLICATION, site.facilities[0], report.sha256, data, received,
-                       "file", site=site.id, message_type=MESSAGE_TYPE, status=status,
-                       error=report.error, report=report.to_outcome(), resource_refs=refs)
+    record = InboxRecord(SENDER_APPLICATION, site.facilities[0], report.sha256, data, received,
+                         "file", site=site.id, message_type=MESSAGE_TYPE, status=status,
+                         error=report.error, report=report.to_outcome(), resource_refs=refs)
+    record.unmapped = export_unmapped(record, site)
+    return record
 
 
 def import_export(store: Store, network: Network, site_id: str, data: bytes, filename: str,
