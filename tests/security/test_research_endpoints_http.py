@@ -120,6 +120,28 @@ async def test_a_client_that_reads_only_some_types_polls_and_downloads_its_own_e
         assert (await http.delete(kick.headers["content-location"])).status_code == 202
 
 
+async def test_the_location_of_a_created_view_or_subscription_answers(
+        gateway: Gateway) -> None:
+    """A create's ``Location`` names ``…/{id}/_history/{vid}``: it answered 404 ("not
+    served here") for ViewDefinition and Subscription, which clients follow."""
+    base = f"http://127.0.0.1:{gateway.http_port}"
+    token = await get_token(base, EVERYTHING)
+    async with httpx.AsyncClient(base_url=base, headers=bearer(token)) as http:
+        for rtype, body in (("ViewDefinition", VIEW), ("Subscription", SUBSCRIPTION)):
+            created = await http.post(f"/fhir/{rtype}", json=body)
+            assert created.status_code == 201, created.text
+            location = created.headers["location"]
+            assert location.endswith("/_history/1"), location
+            again = await http.get(location)
+            assert again.status_code == 200, (rtype, again.text)
+            assert again.json()["id"] == created.json()["id"]
+            missing = await http.get(location.removesuffix("/1") + "/7")
+            assert missing.status_code == 404, (rtype, missing.text)
+    other = await get_token(base, UNRELATED)
+    async with httpx.AsyncClient(base_url=base, headers=bearer(other)) as http:
+        assert (await http.get(location)).status_code == 403  # no Subscription.r
+
+
 async def test_the_capability_statement_is_valid_r4_and_lists_what_is_served(
         gateway: Gateway) -> None:
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{gateway.http_port}") as http:
