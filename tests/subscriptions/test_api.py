@@ -56,6 +56,7 @@ async def test_subscriptions_need_a_token_and_the_subscription_scope(gateway: Ga
     calls: list[tuple[str, str, Any]] = [("POST", "/Subscription", body),
                                          ("GET", "/Subscription", None),
                                          ("GET", "/Subscription/x", None),
+                                         ("GET", "/Subscription/x/_history/1", None),
                                          ("PUT", "/Subscription/x", {**body, "id": "x"}),
                                          ("DELETE", "/Subscription/x", None)]
     async with http(gateway) as client:
@@ -67,7 +68,7 @@ async def test_subscriptions_need_a_token_and_the_subscription_scope(gateway: Ga
             assert "Subscription" in r.json()["issue"][0]["diagnostics"]
         metadata = (await client.get("/metadata")).json()
     (entry,) = [r for r in metadata["rest"][0]["resource"] if r["type"] == "Subscription"]
-    assert {"create", "read", "update", "delete", "search-type"} == {
+    assert {"create", "read", "vread", "update", "delete", "search-type"} == {
         i["code"] for i in entry["interaction"]}
 
 
