@@ -10,11 +10,16 @@ alternation, and reports resources/s (best of ``--rounds``). Every setting start
 the runtime's own (``gc.freeze()`` once started, ``gateway.runtime``):
 
 * ``frozen``: that alone (switch interval 5 ms, GC thresholds 700/10/10),
-* ``handover``: + ``time.sleep(0)`` every 8 keys prepared (hands the interpreter over),
 * ``gc-off``: + the collector disabled while a chunk is prepared,
 * ``switch``: + ``sys.setswitchinterval(0.0005)``.
 
+It also reports the CPU time of preparing one chunk (``time.thread_time``, best of the
+rounds: less sensitive to the machine's other load than the pipeline's wall clock) with
+the collector on (frozen heap) and off.
+
     .venv/bin/python bench/interpreter.py [--count 20000] [--rounds 3]
+
+Figures and the decision they led to: docs/store.md, "Interpreter settings".
 """
 
 from __future__ import annotations
@@ -33,7 +38,6 @@ from scratch import drop_pg, pg_database  # bench/scratch.py
 import gateway.runtime  # noqa: F401 - the gateway's own heap, as a running hub has it
 from gateway.bus.base import Delivery
 from gateway.bus.projector import apply_segments, prepare_chunk
-from gateway.store import projection
 from gateway.store.sql import SqlStore
 
 CHUNK = 2000
@@ -71,6 +75,18 @@ def pipeline(store: SqlStore, recs: list[Delivery]) -> float:
     return len(recs) / (time.perf_counter() - started)
 
 
+def prepare_cpu(store: SqlStore, recs: list[Delivery], collector: bool) -> float:
+    """CPU seconds of preparing one chunk on this thread."""
+    if not collector:
+        gc.disable()
+    try:
+        started = time.thread_time()
+        prepare_chunk(store, recs[:CHUNK])
+        return time.thread_time() - started
+    finally:
+        gc.enable()
+
+
 def setting(name: str) -> None:
     sys.setswitchinterval(0.0005 if name == "switch" else 0.005)
 
@@ -80,8 +96,9 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=20_000)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    names = ("frozen", "handover", "gc-off", "switch")
+    names = ("frozen", "gc-off", "switch")
     best = dict.fromkeys(names, 0.0)
+    cpu = {True: 1e9, False: 1e9}
     url, db = pg_database("bench_interp")
     store = SqlStore(url)
     store.migrate()
@@ -89,10 +106,6 @@ def main() -> None:
         version = 1
         pipeline(store, records(args.count, version))  # the inserts, untimed
         plain = store.prepare_versions
-
-        def handover(resources: Any) -> Any:  # the former sleep(0) every 8 keys
-            return projection.prepare_versions(resources, copy=True,
-                                               pause=lambda: time.sleep(0))
 
         def gc_off(resources: Any) -> Any:
             gc.disable()
@@ -102,7 +115,7 @@ def main() -> None:
                 gc.enable()
         gc.collect()
         gc.freeze()
-        chosen = {"handover": handover, "gc-off": gc_off}
+        chosen = {"gc-off": gc_off}
         for _ in range(args.rounds):
             for name in names:
                 version += 1  # every round writes new versions of the same resources
@@ -110,6 +123,9 @@ def main() -> None:
                 setting(name)
                 store.prepare_versions = chosen.get(name, plain)  # type: ignore[method-assign]
                 best[name] = max(best[name], pipeline(store, recs))
+            for collector in (True, False):
+                for _ in range(5):
+                    cpu[collector] = min(cpu[collector], prepare_cpu(store, recs, collector))
     finally:
         setting("frozen")
         store.close()
@@ -118,6 +134,8 @@ def main() -> None:
           f" best of {args.rounds}:")
     for name in names:
         print(f"  {name:8} {best[name]:8,.0f} resources/s  ({best[name] / best['frozen']:.0%})")
+    print(f"preparing one chunk: {cpu[True] * 1000:.0f} ms CPU with the collector (frozen heap),"
+          f" {cpu[False] * 1000:.0f} ms without")
 
 
 if __name__ == "__main__":

@@ -50,6 +50,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logs.configure(args.log_level, args.log_format)
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+    # httpx logs every request at INFO: `gateway token` printed two such lines around the
+    # token, and a hub one per Subscription delivery (the receiver's URL); warnings stay
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     func = getattr(args, "func", None) or getattr(owners.get(args.command), "run", None)
     if func is None:
         parser.print_help()

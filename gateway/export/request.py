@@ -26,6 +26,7 @@ PSEUDONYMIZE = ("study",)
 PATIENT_TYPES = ("Patient", *sorted(COMPARTMENT))
 PARAMETERS = ("_outputFormat", "_since", "_type", "_typeFilter", "includeAssociatedData",
               "patient", "pseudonymize")
+GENERAL = ("_format", "_pretty")  # FHIR's general parameters: checked by the route, not here
 
 
 class ExportRequestError(ValueError):
@@ -65,12 +66,19 @@ def exportable(kind: str) -> tuple[str, ...]:
 
 
 def read_request(kind: str, pairs: Sequence[tuple[str, str]],
-                 group_id: str | None = None) -> ExportRequest:
-    """Check every parameter; the first wrong one raises ``ExportRequestError``."""
+                 group_id: str | None = None, *, lenient: bool = False) -> ExportRequest:
+    """Check every parameter; the first wrong one raises ``ExportRequestError``. A
+    parameter this server does not support (``_elements``, ``_until``, a misspelt
+    ``_typ``...) is refused, as Bulk Data 2.0 asks, unless the client sent
+    ``Prefer: handling=lenient`` (``lenient``): then it is ignored."""
     values: dict[str, list[str]] = {}
     for name, value in pairs:
         if name in PARAMETERS:
             values.setdefault(name, []).append(value)
+        elif not lenient and name not in GENERAL:
+            raise ExportRequestError(name, f"{name!r} is not a $export parameter this "
+                                     f"server supports ({', '.join(PARAMETERS)}); send "
+                                     "'Prefer: handling=lenient' to have it ignored")
     request = ExportRequest(kind, list(exportable(kind)), group_id=group_id)
     request.output_format = _output_format(values.get("_outputFormat", []))
     request.since = _since(values.get("_since", []))

@@ -20,6 +20,8 @@ The rule (docs/security.md, "Per-study access"), for a client restricted to stud
 | Observation, Specimen | tagged (workflow-researchStudy): a tag names a visible study; |
 | | untagged: its ``subject`` is a visible Patient |
 | Provenance | it has targets and every target is visible |
+| Group | a study's cohort Group (``meta.source`` ``urn:plagencell:cohort``) of a visible |
+| | study; no other Group |
 | Organization | always (the sites: reference data, no patient data) |
 | any other type | never |
 
@@ -38,7 +40,7 @@ from gateway.security.principal import Principal
 SITE_SYSTEM = "urn:plagencell:site"  # Organization.identifier of a site (mapping.organization)
 REFERENCE_TYPES = frozenset({"Organization"})  # visible to every restricted client
 STUDY_TYPES = frozenset({"ResearchStudy", "ResearchSubject", "Patient", "Observation",
-                         "Specimen", "Provenance"})
+                         "Specimen", "Provenance", "Group"})
 
 
 @dataclass(frozen=True, slots=True)

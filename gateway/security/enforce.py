@@ -9,7 +9,7 @@
 | ``POST /fhir/{type}`` / ``PUT`` / ``DELETE`` | ``c`` / ``u`` / ``d`` on the type |
 | ``POST /fhir`` (batch/transaction) | a valid token; each entry is checked (``entry_need``) |
 | ``/fhir/ConceptMap/$translate`` | ``r`` on ConceptMap |
-| ``/fhir/$export``, ``/fhir/{type}/$export`` | ``system/gateway.export`` |
+| ``/fhir[/{type}]/$export``, ``$export-poll…``, ``$export-file…`` | ``system/gateway.export`` |
 | ``/fhir/$viewdefinition-run`` | a valid token; the route asks ``r`` on the view's type |
 | other ``$operations`` | ``r`` on their type (``*`` at system level) |
 | ``/fhir/AuditEvent…`` | ``system/gateway.audit`` |
@@ -38,6 +38,9 @@ OPEN_PATHS = frozenset({"/healthz", "/fhir/metadata", "/fhir/.well-known/smart-c
                         "/auth/jwks"})
 DOC_PREFIXES = ("/docs", "/redoc", "/openapi.json", "/static-offline-docs")
 WRITE = {"POST": "c", "PUT": "u", "DELETE": "d"}
+# the kick-off, the status URL and the files of a Bulk export: the status and file routes
+# answer only the job's owner, so they need the export scope and no read on every type
+EXPORT_OPERATIONS = frozenset({"$export", "$export-poll", "$export-file"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +123,7 @@ def entry_need(method: str, parts: list[str]) -> Need:
 
 
 def _operation(operation: str, parts: list[str]) -> Need:
-    if operation == "$export":
+    if operation in EXPORT_OPERATIONS:
         return Need(scope=EXPORT)
     if operation == "$viewdefinition-run" and len(parts) == 1:
         return TOKEN  # the type it reads is in the view: gateway.api.fhir.views checks it

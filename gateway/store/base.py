@@ -66,7 +66,7 @@ class Change:
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Change) and self._key() == other._key()
 
-    __hash__ = None  # type: ignore[assignment]  # mutable (the lazy resource), like before
+    __hash__ = None  # type: ignore[assignment]  # mutable (the lazy resource): no hash
 
     def __repr__(self) -> str:
         return (f"Change({self.resource_type}/{self.id}, version {self.version_id}, "

@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 import struct
 from bisect import bisect_right
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Table, bindparam, delete, select, update
@@ -43,7 +43,6 @@ except ImportError:  # pragma: no cover - no psycopg: no PostgreSQL, no COPY dat
 Key = tuple[str, str]
 Row = tuple[Any, ...]
 CHUNK = 500  # ids per IN list
-PAUSE_EVERY = 8  # keys prepared between two ``pause`` calls (~0.5 ms of work)
 
 _r = s.resource.c
 _CURRENT = select(_r.res_type, _r.res_id, _r.version_id).where(
@@ -79,13 +78,16 @@ def _no_binary(value: Any) -> bytes:
     raise TypeError(f"no binary COPY form for {type(value).__name__}")
 
 
-_TEXT_ESCAPES = {b"\b": b"\\b", b"\t": b"\\t", b"\n": b"\\n", b"\v": b"\\v",
-                 b"\f": b"\\f", b"\r": b"\\r", b"\\": b"\\\\"}
-_TEXT_SPECIAL = re.compile(b"[\b\t\n\v\f\r\\\\]")
+# text COPY escapes (PostgreSQL "COPY", text format): backslash and the control characters
+_TEXT_ESCAPES = {"\b": "\\b", "\t": "\\t", "\n": "\\n", "\v": "\\v", "\f": "\\f",
+                 "\r": "\\r", "\\": "\\\\"}
+_TEXT_SPECIAL = re.compile("[\b\t\n\v\f\r\\\\]")
 
 
-def _escape(match: re.Match[bytes]) -> bytes:
-    return _TEXT_ESCAPES[match.group(0)]
+def _escaped(text: str) -> str:
+    if _TEXT_SPECIAL.search(text) is None:
+        return text
+    return _TEXT_SPECIAL.sub(lambda m: _TEXT_ESCAPES[m.group(0)], text)
 
 
 class CopyRows:
@@ -98,7 +100,7 @@ class CopyRows:
         assert Transformer is not None
         self.text = Transformer()
 
-    def binary_row(self, table: Table, row: Row) -> bytes:
+    def binary_row(self, row: Row) -> bytes:
         """One binary COPY row of a resource table (no NULLs but the content of a delete)."""
         out = [_FIELD_COUNT[len(row)]]
         for value in row:
@@ -112,25 +114,24 @@ class CopyRows:
 
     def text_row(self, row: Row) -> bytes:
         """One text COPY line (with its newline): str, int, bool and None written here as
-        psycopg's text dumpers write them, other values (floats) by those dumpers."""
+        psycopg's text dumpers write them; other values (floats), and a str with NUL (which
+        the dumper refuses), by those dumpers."""
         fields = []
         for value in row:
             kind = value.__class__
-            if kind is str:
-                data = value.encode()
-                if _TEXT_SPECIAL.search(data) is not None:
-                    data = _TEXT_SPECIAL.sub(_escape, data)
+            if kind is str and "\x00" not in value:
+                fields.append(_escaped(value))
             elif value is None:
-                data = b"\\N"
+                fields.append("\\N")
             elif kind is bool:
-                data = b"t" if value else b"f"
+                fields.append("t" if value else "f")
             elif kind is int:
-                data = str(value).encode()
+                fields.append(str(value))
             else:
                 dumped = self.text.dump_sequence((value,), _ONE_TEXT)[0]
-                data = b"\\N" if dumped is None else _TEXT_SPECIAL.sub(_escape, bytes(dumped))
-            fields.append(data)
-        return b"\t".join(fields) + b"\n"
+                fields.append("\\N" if dumped is None
+                              else _escaped(bytes(dumped).decode()))
+        return ("\t".join(fields) + "\n").encode()
 
     def key_prefix(self, rtype: str, rid: str) -> bytes:
         """The text COPY start of every index row of one resource: type and id, a tab."""
@@ -206,11 +207,9 @@ def copy_ready(session: Session) -> bool:
     return str(driver.info.encoding).lower().replace("-", "") == "utf8"  # type: ignore[union-attr]
 
 
-def prepare_versions(resources: Sequence[Resource], *, copy: bool = False,
-                     pause: Callable[[], object] | None = None) -> Prepared:
+def prepare_versions(resources: Sequence[Resource], *, copy: bool = False) -> Prepared:
     """Every row a version would write, for each version newer than the one before it of the
-    same key (no database); ``copy``: as PostgreSQL COPY data; ``pause`` called every
-    ``PAUSE_EVERY`` keys (to let a thread waiting for the interpreter run)."""
+    same key (no database); ``copy``: as PostgreSQL COPY data."""
     chains: dict[Key, Chain] = {}
     for resource in resources:
         key = (resource["resourceType"], resource["id"])
@@ -222,10 +221,8 @@ def prepare_versions(resources: Sequence[Resource], *, copy: bool = False,
             chain.versions.append(version)
             chain.resources.append(resource)
     encoder = CopyRows() if copy else None
-    for n, ((rtype, rid), chain) in enumerate(chains.items(), 1):
+    for (rtype, rid), chain in chains.items():
         _build(chain, rtype, rid, encoder)
-        if pause is not None and n % PAUSE_EVERY == 0:
-            pause()
     return Prepared(chains, copy, resources)
 
 
@@ -236,7 +233,7 @@ def _build(chain: Chain, rtype: str, rid: str, encoder: CopyRows | None) -> None
         try:
             stored = _normalised(resource)
             row = (rtype, rid, version, stored["meta"]["lastUpdated"], False, dumps(stored))
-            chain.history.append(encoder.binary_row(s.resource_version, row) if encoder
+            chain.history.append(encoder.binary_row(row) if encoder
                                  else row)
         except Exception as exc:  # noqa: BLE001 - raised if this version is new
             chain.history.append(exc)
@@ -251,7 +248,7 @@ def _build(chain: Chain, rtype: str, rid: str, encoder: CopyRows | None) -> None
     try:
         chain.current = (*row, content_hash(stored))
         if encoder is not None:
-            chain.current_copy = encoder.binary_row(s.resource, chain.current)
+            chain.current_copy = encoder.binary_row(chain.current)
     except Exception as exc:  # noqa: BLE001
         chain.current = exc
     try:

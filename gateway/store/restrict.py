@@ -31,6 +31,7 @@ from gateway.security.access import REFERENCE_TYPES, SITE_SYSTEM, STUDY_TYPES, R
 from gateway.store import schema as s
 
 STUDY_TAG = "research-study"  # the search parameter of the workflow-researchStudy extension
+COHORT_SOURCE = "urn:plagencell:cohort"  # meta.source of the cohort Groups (store.cohort)
 TAGGED_TYPES = ("Observation", "Specimen")
 VISIBLE_TYPES = REFERENCE_TYPES | STUDY_TYPES
 
@@ -208,6 +209,8 @@ class _Rule:
                 link.where, link.c.res_id == id_column, self._study_named(link.c.target_id)))
         if rtype == "Patient":
             return self._enrolled(id_column)
+        if rtype == "Group":
+            return self._cohort_of_visible_study(id_column)
         if rtype in TAGGED_TYPES:
             return self._tagged_or_enrolled(rtype, id_column)
         return self._all_targets_visible(id_column)
@@ -254,6 +257,19 @@ class _Rule:
             subject.table.join(joined, individual.c.target_id == subject.c.target_id)).where(
             subject.where, subject.c.res_id == id_column, where))
         return or_(tagged_in, and_(~tagged, enrolled))
+
+    def _cohort_of_visible_study(self, id_column: Any) -> ColumnElement[bool]:
+        """A study's cohort Group (``meta.source`` the hub's cohort source, which no client
+        may write): its members are the study's subjects, all visible with the study. Any
+        other Group (a list a client wrote) is never visible to a restricted client."""
+        u = s.idx_uri.alias().c
+        cohort = _probe(select(u.res_id).where(
+            u.res_type == "Group", u.res_id == id_column, u.param == "_source",
+            u.value == COHORT_SOURCE))
+        link = _Link("Group", STUDY_TAG, "ResearchStudy")
+        of_study = _probe(select(link.c.res_id).where(
+            link.where, link.c.res_id == id_column, self._study_named(link.c.target_id)))
+        return and_(cohort, of_study)
 
     def _all_targets_visible(self, id_column: Any) -> ColumnElement[bool]:
         """A Provenance with at least one target, all of them visible under the studies

@@ -262,11 +262,11 @@ class SqlStore:
         """``budget``: stop in the database when it is spent or cancelled (``Cancelled``)."""
         with self._read() as conn:
             if budget is None:
-                return self.search_on(conn, resource_type, params, **options)
+                return self._search_on(conn, resource_type, params, **options)
             with bounded(conn, self.dialect, budget):
-                return self.search_on(conn, resource_type, params, **options)
+                return self._search_on(conn, resource_type, params, **options)
 
-    def search_on(self, conn: Connection, resource_type: str, params: list[tuple[str, str]],
+    def _search_on(self, conn: Connection, resource_type: str, params: list[tuple[str, str]],
                   **options: Any) -> SearchResult:
         try:
             return run_search(conn, self.dialect, resource_type, params, **options)

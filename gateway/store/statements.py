@@ -31,7 +31,6 @@ INSERT_RESOURCE = insert(s.resource)
 UPDATE_RESOURCE = update(s.resource).where(_KEY)
 INSERT_VERSION = insert(s.resource_version)
 INSERT_OUTBOX = insert(s.outbox)
-INSERT_INDEX = {kind: insert(table) for kind, table in s.INDEX_TABLES.items()}
 DELETE_INDEX: dict[str, Any] = {
     kind: delete(table).where(table.c.res_type == bindparam("k_type"),
                               table.c.res_id == bindparam("k_id"))

@@ -248,7 +248,7 @@ class SqlTransaction:
             self.conn.execute(sql.INSERT_VERSION, {
                 "res_type": rtype, "res_id": rid, "version_id": version,
                 "last_updated": last_updated, "deleted": False, "content": data})
-        self._reindex(rtype, rid, stored, cur.content if cur is not None else None)
+        self._update_index(rtype, rid, stored, cur.content if cur is not None else None)
         return data
 
     def _upsert(self, rtype: str, rid: str, values: dict[str, Any], cur: Current | None) -> None:
@@ -272,12 +272,12 @@ class SqlTransaction:
             self.conn.execute(sql.INSERT_VERSION, {
                 "res_type": rtype, "res_id": rid, "version_id": version, "last_updated": when,
                 "deleted": True, "content": None})
-        self._reindex(rtype, rid, None, cur.content)
+        self._update_index(rtype, rid, None, cur.content)
         if outbox:
             self._outbox(rtype, rid, version, headers, None)
         return Change(rtype, rid, version, when, changed=True, created=False, deleted=True)
 
-    def _reindex(self, rtype: str, rid: str, resource: Resource | None,
+    def _update_index(self, rtype: str, rid: str, resource: Resource | None,
                  previous: bytes | None) -> None:
         """Bring the index rows from those of ``previous`` (the stored content, None if
         there is none) to those of ``resource`` (None: deleted)."""

@@ -58,7 +58,7 @@ SEARCH_PARAMS = {"_id", "status", "type", "url", "criteria", "payload"}
 IGNORED = {"_format", "_pretty", "_count"}
 CAPABILITY_ENTRY: dict[str, Any] = {
     "type": "Subscription",
-    "interaction": [{"code": c} for c in ("read", "create", "update", "delete",
+    "interaction": [{"code": c} for c in ("read", "vread", "create", "update", "delete",
                                           "search-type")],
     "searchParam": [{"name": "_id", "type": "token"}, {"name": "status", "type": "token"},
                     {"name": "type", "type": "token"}, {"name": "url", "type": "uri"},
@@ -109,6 +109,17 @@ def subscription_router(store: SqlStore, service: SubscriptionService | None,
     async def read(id: str, request: Request) -> Response:
         check_format(request)
         row = await _own(store, id, principal_of(request))
+        return fhir_response(represent(row), 200, {"ETag": f'W/"{row.version_id}"'})
+
+    @router.get("/{id}/_history/{vid}")
+    async def vread(id: str, vid: str, request: Request) -> Response:
+        """The version a create names in its ``Location``: the current one only (a
+        Subscription keeps no history)."""
+        check_format(request)
+        row = await _own(store, id, principal_of(request))
+        if vid != str(row.version_id):
+            raise FhirError.of("not-found", f"Subscription/{id}/_history/{vid} is not kept: "
+                               f"the current version is {row.version_id}")
         return fhir_response(represent(row), 200, {"ETag": f'W/"{row.version_id}"'})
 
     @router.put("/{id}")

@@ -97,7 +97,9 @@ def compile_view(view: Any, known_types: Collection[str] | Callable[[str], bool]
     resource = view.get("resource")
     if not isinstance(resource, str) or not (
             known_types(resource) if callable(known_types) else resource in known_types):
-        raise ViewError("resource", "is not a known FHIR resource type")
+        raise ViewError("resource", f"{resource!r} is not a resource type this server "
+                        "holds" if isinstance(resource, str) else "a view needs a resource "
+                        "type (a string)")
     constants = _constants(view.get("constant", []))
     selects = _list(view, "select", "")
     if not selects:

@@ -16,6 +16,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from gateway.store.cohort import group_id
+
 STUDY_EXT = "http://hl7.org/fhir/StructureDefinition/workflow-researchStudy"
 EUCT = "https://euclinicaltrials.eu/clinicalTrialId"
 LOINC = "http://loinc.org"
@@ -107,7 +109,7 @@ DATA: list[Resource] = [
 ]
 
 BY_KEY = {f"{r['resourceType']}/{r['id']}": r for r in DATA}
-TYPES = sorted({r["resourceType"] for r in DATA})
+TYPES = sorted({r["resourceType"] for r in DATA} | {"Group"})  # + the hub's cohort Groups
 
 
 def _refs(resource: Resource, element: str) -> list[str]:
@@ -171,6 +173,16 @@ def visible(key: str, studies: Iterable[str] | None, sites: Iterable[str] | None
     return sites is None or _sites_rule(set(sites), key)
 
 
+def cohort_visible(study_key: str, studies: Iterable[str] | None,
+                   sites: Iterable[str] | None) -> bool:
+    """A study's cohort Group (derived by the hub, not in DATA): visible with its study to
+    a client restricted to studies, never to one restricted to sites (no site sent it)."""
+    return sites is None and (studies is None or _studies_rule(set(studies), study_key))
+
+
 def visible_keys(studies: Iterable[str] | None, sites: Iterable[str] | None = None
                  ) -> set[str]:
-    return {key for key in BY_KEY if visible(key, studies, sites)}
+    cohorts = {f"Group/{group_id(r['id'])}" for r in DATA
+               if r["resourceType"] == "ResearchStudy"
+               and cohort_visible(f"ResearchStudy/{r['id']}", studies, sites)}
+    return {key for key in BY_KEY if visible(key, studies, sites)} | cohorts

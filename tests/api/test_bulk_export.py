@@ -237,6 +237,8 @@ def test_a_client_registered_for_study_pseudonyms_always_gets_them(
     ("/$export", {"patient": "Patient/p1"}, {}, 400, "patient"),
     ("/Patient/$export", {"patient": "Observation/o1"}, {}, 400, "patient"),
     ("/Group/nope/$export", {}, {}, 404, None),
+    ("/$export", {"_elements": "id"}, {}, 400, "_elements"),  # not supported here
+    ("/$export", {"_typ": "Patient"}, {}, 400, "_typ"),  # a typo exports nothing
 ])
 def test_bad_kick_offs_get_a_precise_outcome_and_start_nothing(
         server: ExportServer, path: str, params: dict[str, str], headers: dict[str, str],
@@ -249,6 +251,29 @@ def test_bad_kick_offs_get_a_precise_outcome_and_start_nothing(
     if parameter:
         assert issue["expression"] == [parameter]
     assert server.manager.jobs.ids() == []
+
+
+def test_an_unsupported_parameter_is_ignored_only_when_the_client_asks_for_leniency(
+        server: ExportServer) -> None:
+    """Bulk Data 2.0: an unsupported kick-off parameter is an error unless the client sends
+    ``Prefer: handling=lenient`` (alone or beside ``respond-async``)."""
+    with server.client() as http:
+        strict = http.get("/$export", params={"_type": "Patient", "_until": "2026-01-01"})
+        assert strict.status_code == 400, strict.text
+        assert strict.json()["issue"][0]["expression"] == ["_until"]
+        assert server.manager.jobs.ids() == []
+        for prefer in ("respond-async, handling=lenient", "respond-async,handling=lenient"):
+            kick = http.get("/$export", params={"_type": "Patient", "_until": "2026-01-01"},
+                            headers={"Prefer": prefer})
+            assert kick.status_code == 202, kick.text
+            manifest = poll(http, kick.headers["Content-Location"]).json()
+            assert [(o["type"], o["count"]) for o in manifest["output"]] == [("Patient", 6)]
+        body = {"resourceType": "Parameters", "parameter": [
+            {"name": "_type", "valueString": "Patient"}, {"name": "_elements",
+                                                          "valueString": "id"}]}
+        refused = http.post("/$export", json=body)
+    assert refused.status_code == 400 and refused.json()["issue"][0]["expression"] == [
+        "_elements"]
 
 
 def test_a_post_kick_off_without_parameters_is_refused_naming_the_body(

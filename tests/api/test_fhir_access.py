@@ -15,7 +15,9 @@ import httpx
 import orjson
 import pytest
 
-from .access_data import visible_keys
+from gateway.store.cohort import group_id
+
+from .access_data import ref, tag, visible_keys
 from .access_support import Served, all_pages, as_client, dataset_server, keys, serve_dataset
 from .conftest import open_store
 
@@ -97,7 +99,7 @@ def test_type_searches_return_exactly_the_visible_resources(served: Served,
     with as_client(served, studies=studies) as http:
         got = set().union(*(_search_all(http, t) for t in
                             ("Patient", "Observation", "Specimen", "ResearchStudy",
-                             "ResearchSubject", "Provenance", "Organization")))
+                             "ResearchSubject", "Provenance", "Organization", "Group")))
     assert got == visible_keys(names, None)
 
 
@@ -288,3 +290,22 @@ def test_a_conditional_create_does_not_find_a_hidden_match(writable: Served) -> 
             "Content-Type": "application/fhir+json", "If-None-Exist": "_id=o2"})
         assert created.status_code == 201  # o2 exists, but not for this client
         assert created.json()["id"] != "o2"
+
+
+def test_a_study_client_sees_its_studys_cohort_group_and_no_group_written_by_a_client(
+        writable: Served) -> None:
+    """Only the hub's cohort Groups follow their study; a Group a client wrote, even one
+    naming the study, may list anyone (here p2 of study-b) and stays hidden."""
+    listed = {"resourceType": "Group", "id": "my-list", "type": "person", "actual": True,
+              "extension": tag("study-a"), "member": [{"entity": ref("Patient/p2")}]}
+    with as_client(writable) as http:
+        assert http.put("/Group/my-list", json=listed, headers={
+            "Content-Type": "application/fhir+json"}).status_code == 201
+    with as_client(writable, studies="study-a") as http:
+        found = keys(http.get("/Group", params={"research-study": "ResearchStudy/study-a"})
+                     .json())
+        assert found == [f"Group/{group_id('study-a')}"]
+        assert http.get("/Group/my-list").status_code == 404
+        assert http.get(f"/Group/{group_id('study-b')}").status_code == 404
+    with as_client(writable, sites="site1") as http:  # no site sent a cohort
+        assert keys(http.get("/Group").json()) == []

@@ -149,6 +149,8 @@ def test_bad_input_is_a_400_naming_the_parameter_and_nothing_runs(
     outcome = answer.json()
     assert outcome["resourceType"] == "OperationOutcome"
     assert outcome["issue"][0]["expression"] == [where]
+    if where == "viewResource.resource":  # the diagnostics name what was wrong
+        assert "'Spaceship' is not a resource type" in outcome["issue"][0]["diagnostics"]
 
 
 def test_a_view_is_checked_when_it_is_stored(server: ViewServer) -> None:

@@ -17,6 +17,7 @@ from gateway.store import schema as s
 from gateway.store.sql import SqlStore
 from tests.bus.busutil import observation, patient, versions
 from tests.conftest import drop_pg_database, make_pg_database
+from tests.support import migrated_store
 
 
 def version(resource: dict[str, Any], n: int, second: int = 0) -> dict[str, Any]:
@@ -148,3 +149,37 @@ def test_codes_that_are_equal_numbers_of_other_types_are_written_as_given(
         codes = {row[1]: row[4] for row in index_contents(batched)["token"]
                  if row[2] == "code"}
         assert [codes[f"o{n}"] for n in range(4)] == ["1", "t", "1.0", "1"]
+
+
+def test_strings_with_copy_escapes_are_written_as_one_by_one_writes_them(
+        two_stores: tuple[SqlStore, SqlStore]) -> None:
+    """Tabs, newlines, backslashes, control and non-ASCII characters in indexed strings:
+    on PostgreSQL the chunk write sends them as COPY text, escaped by the store itself."""
+    one_by_one, batched = two_stores
+    texts = ["a\tb", "line\nbreak\r", "back\\slash", "\\N", "\b\v\f", "Ferrè ünï 漢字", ""]
+    records = []
+    for n, value in enumerate(texts):
+        resource = version({**observation(n, 1.0), "code": {"text": value, "coding": [
+            {"system": f"urn:{value}", "code": value}]}, "valueString": value}, 1)
+        records.append(Delivery("t", 0, n, f"Observation/o{n}", _dumps(resource), {}))
+    with one_by_one.transaction() as tx:
+        for record in records:
+            apply_delivery(tx, record)
+    chunk = prepare_chunk(batched, records)
+    assert chunk.segments is not None
+    with batched.transaction() as tx:
+        assert apply_segments(tx, chunk.segments) == len(texts)
+    assert index_contents(batched) == index_contents(one_by_one)
+
+
+@pytest.mark.postgres
+def test_a_new_version_with_nul_in_an_indexed_string_fails_the_chunk_write(
+        pg_url: str) -> None:
+    """PostgreSQL text cannot hold NUL: the chunk write refuses it before the database
+    (the projector then finds and skips that record), as one-by-one does on PostgreSQL."""
+    bad = version({**observation(1, 1.0), "code": {"text": "a\x00b"}}, 1)
+    with migrated_store(pg_url) as store:
+        chunk = prepare_chunk(store, [Delivery("t", 0, 0, "Observation/o1", _dumps(bad), {})])
+        with pytest.raises(Exception, match="NUL"), store.transaction() as tx:
+            apply_segments(tx, chunk.segments or [])
+        assert store.read("Observation", "o1") is None

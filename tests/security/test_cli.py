@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import stat
+import sys
 from pathlib import Path
 
 import httpx
@@ -57,6 +58,12 @@ async def test_gateway_token_prints_an_access_token_that_curl_can_use(
                 "--url", url]
         assert await asyncio.to_thread(main, argv) == 0
         token = capsys.readouterr().out.strip()
+        process = await asyncio.create_subprocess_exec(  # as a shell runs it
+            sys.executable, "-m", "gateway", *argv, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE)
+        out, err = await process.communicate()
+        assert process.returncode == 0 and out.decode().count(".") == 2  # one JWT
+        assert err.decode() == ""  # no log line of each HTTP request around it
         assert await asyncio.to_thread(main, [*argv, "--scope", "system/Patient.r"]) == 1
         assert "invalid_scope" in capsys.readouterr().err
         assert await asyncio.to_thread(main, [*argv, "--assertion"]) == 0

@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from gateway.runtime import Gateway
+from gateway.store.cohort import group_id
 from tests.mapping.test_research import MONITORING, RELEASE
 from tests.test_ingest import oru
 from tests.test_runtime import msa, send
@@ -166,3 +167,41 @@ async def test_a_study_team_exports_its_study_and_nothing_of_another(
                 for line in body.splitlines() if line)
         assert exported.get("Observation", set()) == expected
         assert len(exported.get("Patient", set())) == 1
+
+
+async def test_a_study_team_finds_its_cohort_group_and_exports_it_but_no_other_group(
+        gateway: Gateway) -> None:
+    """research-data.md's first step for a study team: find the cohort Group of its study,
+    then export it. A study-restricted client sees its studies' cohorts (members: its own
+    subjects) and no other Group: another study's cohort is 404, on a read and on
+    ``$export`` alike."""
+    team = await client_for(gateway, STUDY_TEAM)
+    coordinator = await client_for(gateway, COORDINATOR)
+    async with team, coordinator:
+        [study] = await ids(team, "ResearchStudy")
+        found = await team.get("/fhir/Group", params={"research-study":
+                                                      f"ResearchStudy/{study}"})
+        assert found.status_code == 200, found.text
+        [cohort] = [e["resource"] for e in found.json().get("entry", [])]
+        assert cohort["id"] == group_id(study)
+        members = {m["entity"]["reference"] for m in cohort["member"]}
+        assert members == {f"Patient/{p}" for p in await ids(team, "Patient")} != set()
+        assert await ids(team, "Group") == {cohort["id"]}
+        others = await ids(coordinator, "Group") - {cohort["id"]}
+        assert len(others) == 3  # the other studies of studies.yaml
+        for other in others:
+            assert (await team.get(f"/fhir/Group/{other}")).status_code == 404
+            refused = await team.get(f"/fhir/Group/{other}/$export",
+                                     headers={"Prefer": "respond-async"})
+            assert refused.status_code == 404, refused.text
+        kick = await team.get(f"/fhir/Group/{cohort['id']}/$export",
+                              params={"_type": "Patient,Group", "pseudonymize": "study"},
+                              headers={"Prefer": "respond-async"})
+        assert kick.status_code == 202, kick.text
+        for _ in range(100):
+            poll = await team.get(kick.headers["content-location"])
+            if poll.status_code == 200:
+                break
+            await asyncio.sleep(0.1)
+        counts = {o["type"]: o["count"] for o in poll.json()["output"]}
+        assert counts == {"Patient": len(members), "Group": 1}

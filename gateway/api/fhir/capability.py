@@ -103,7 +103,7 @@ class Capability:
         return {
             "resourceType": "CapabilityStatement", "status": "active",
             "date": now_instant()[:10], "kind": "instance", "fhirVersion": FHIR_VERSION,
-            "format": ["application/fhir+json", "json"], "patchFormat": [],
+            "format": ["application/fhir+json", "json"],
             "software": SOFTWARE,
             "implementation": {"description": "Network FHIR API", "url": base},
             **({"instantiates": [BULK_DATA]} if self._bulk_data() else {}),
@@ -147,8 +147,7 @@ class Capability:
 
     def _search_parameter_resource(self) -> dict[str, Any]:
         return {"type": "SearchParameter", "interaction": [{"code": "read"},
-                                                           {"code": "search-type"}],
-                "searchParam": []}
+                                                           {"code": "search-type"}]}
 
     # -- SearchParameter resources -------------------------------------------------------------
 

@@ -31,6 +31,7 @@ from gateway.export.request import (
     pairs_of_parameters,
     read_request,
 )
+from gateway.security.access import Restriction, restriction_of
 from gateway.security.principal import EXPORT, Principal, principal_of
 
 from .negotiation import check_format, fhir_response, http_date, read_json
@@ -98,7 +99,8 @@ def export_router(manager: ExportManager, base_url: Callable[[], str] | None = N
 async def _kick_off(manager: ExportManager, request: Request, kind: str,
                     group_id: str | None, base: str) -> Response:
     check_format(request)
-    if "respond-async" not in (request.headers.get("prefer") or ""):
+    prefer = ",".join(request.headers.getlist("prefer"))
+    if "respond-async" not in prefer:
         raise FhirError.of("invalid", "$export runs asynchronously: send the header "
                            "'Prefer: respond-async'", status=400, expression=["Prefer"])
     principal = _exporter(request, manager)
@@ -106,12 +108,14 @@ async def _kick_off(manager: ExportManager, request: Request, kind: str,
     try:
         pairs = (pairs_of_parameters(body) if body is not None
                  else list(request.query_params.multi_items()))
-        wanted = read_request(kind, pairs, group_id)
+        wanted = read_request(kind, pairs, group_id,
+                              lenient="handling=lenient" in prefer.replace(" ", ""))
     except ExportRequestError as exc:
         raise FhirError.of("invalid", str(exc), expression=[exc.parameter]) from exc
     _check_types(wanted, principal)
     _client_pseudonyms(wanted, principal)
-    patients, study = (await run_in_threadpool(_cohort, manager, group_id, wanted)
+    patients, study = (await run_in_threadpool(_cohort, manager, group_id, wanted,
+                                               restriction_of(principal))
                        if group_id is not None else (wanted.patients, None))
     if wanted.patients is not None and patients is not None:  # within the Group's members
         patients = sorted(set(patients) & set(wanted.patients))
@@ -163,11 +167,12 @@ def _client_pseudonyms(wanted: ExportRequest, principal: Principal) -> None:
     wanted.pseudonymize = "study"
 
 
-def _cohort(manager: ExportManager, group_id: str, wanted: ExportRequest
-            ) -> tuple[list[str], str | None]:
-    """The Group's member Patient ids and the study it is the cohort of."""
+def _cohort(manager: ExportManager, group_id: str, wanted: ExportRequest,
+            restrict: Restriction | None) -> tuple[list[str], str | None]:
+    """The Group's member Patient ids and the study it is the cohort of. A Group the
+    caller may not see is not known (404), as on a read."""
     try:
-        group = manager.store.read("Group", group_id)
+        group = manager.store.read("Group", group_id, restrict=restrict)
     except Gone:  # a deleted Group is not there either
         group = None
     if group is None:

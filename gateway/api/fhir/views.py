@@ -63,7 +63,7 @@ CAPABILITY_OPERATIONS = {"": [{"name": "viewdefinition-run", "definition": RUN_D
 CAPABILITY_ENTRY = {
     "type": VIEW_TYPE,
     "profile": "https://sql-on-fhir.org/ig/StructureDefinition/ViewDefinition",
-    "interaction": [{"code": c} for c in ("read", "create", "update", "delete",
+    "interaction": [{"code": c} for c in ("read", "vread", "create", "update", "delete",
                                           "search-type")],
     "searchParam": [{"name": "name", "type": "string"}, {"name": "url", "type": "uri"}],
     "operation": [{"name": "viewdefinition-run", "definition": RUN_DEFINITION}]}
@@ -268,6 +268,14 @@ def _crud_routes(router: APIRouter, store: SqlStore, base: Callable[[Request], s
             raise FhirError.of("not-found", f"{VIEW_TYPE}/{id} is not known")
         return fhir_response(view, 200, version_headers(view))
 
+    @router.get(f"/{VIEW_TYPE}/{{id}}/_history/{{vid}}")
+    async def vread(id: str, vid: str) -> Response:
+        """The version a create or update names in its ``Location``."""
+        view = await call(_version, store, id, vid)
+        if view is None:
+            raise FhirError.of("not-found", f"{VIEW_TYPE}/{id}/_history/{vid} is not known")
+        return fhir_response(view, 200, version_headers(view))
+
     @router.put(f"/{VIEW_TYPE}/{{id}}")
     async def update(id: str, request: Request) -> Response:
         view = _checked(await read_json(request))
@@ -285,6 +293,15 @@ def _crud_routes(router: APIRouter, store: SqlStore, base: Callable[[Request], s
         if not await call(delete_view, store, id):
             raise FhirError.of("not-found", f"{VIEW_TYPE}/{id} is not known")
         return fhir_response(information(f"{VIEW_TYPE}/{id} deleted"))
+
+
+def _version(store: SqlStore, id: str, vid: str) -> dict[str, Any] | None:
+    if not vid.isdigit():
+        return None
+    try:
+        return store.vread(VIEW_TYPE, id, int(vid))
+    except Gone:  # a deleted version: not there either
+        return None
 
 
 def _checked(view: dict[str, Any]) -> dict[str, Any]:

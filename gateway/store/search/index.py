@@ -1,7 +1,8 @@
 """Index extraction: the search index rows of one resource, per index table.
 
-Written in the same transaction as the resource version (``SqlTransaction._reindex``, the
-projector's and the bulk path's batch writes): it is on every write's hot path.
+Written in the same transaction as the resource version (``indexing.update_index``, the
+projection's, the write group's and the bulk load's multi-row writes): it is on every
+write's hot path.
 
 Every parameter of the registry is compiled once, at import, into an extractor: a getter
 that walks the parameter's ``paths`` (dotted element paths over the resource JSON, lists
