@@ -58,6 +58,7 @@ async def test_http_lines_name_route_status_duration_and_client_not_the_raw_path
     try:
         [ack] = await send(gw, oru("ACC0001"))
         assert msa(ack)[0] == "AA"
+        assert await gw.settle(within=20)  # role all: the API serves the hub store
         base = f"http://127.0.0.1:{gw.http_port}"
         token = bearer(await get_token(base, READER))
         async with httpx.AsyncClient(base_url=base) as http:

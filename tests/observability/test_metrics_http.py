@@ -50,6 +50,7 @@ async def test_metrics_count_messages_acks_errors_and_api_reads_after_real_traff
     answers = await send(gateway, oru("MET0001"), oru("MET0002"),
                          oru("MET0003", facility="NOWHERE"))
     assert [msa(a)[0] for a in answers] == ["AA", "AA", "AR"]
+    assert await gateway.settle(within=20)  # role all: the API serves the hub store
     base = f"http://127.0.0.1:{gateway.http_port}"
     async with httpx.AsyncClient(base_url=base, timeout=30) as http:
         found = (await http.get("/fhir/Observation")).json()
