@@ -17,6 +17,7 @@ leaves is ``Cancelled`` (never a "transient database error").
 from __future__ import annotations
 
 import contextlib
+import math
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -96,7 +97,8 @@ def bounded(conn: Connection, dialect: str, budget: Budget) -> Iterator[None]:
     def before(*_args: Any) -> None:
         budget.check()
         if dialect != "sqlite":  # the same transaction as the statement that follows
-            milliseconds = max(1, int(budget.remaining() * 1000))
+            # rounded up: the server must not stop the query before the budget is spent
+            milliseconds = max(1, math.ceil(budget.remaining() * 1000))
             raw.execute(f"SET LOCAL statement_timeout = {milliseconds}")
 
     hook: Callable[[], Any] = _nothing  # SQLite: the progress handler sees ``reason``
@@ -111,11 +113,28 @@ def bounded(conn: Connection, dialect: str, budget: Budget) -> Iterator[None]:
     except (GatewayError, SQLAlchemyError) as exc:
         if budget.stopped:
             raise budget.error() from exc
+        if _cancelled_by_server(exc):  # statement_timeout ran out on the server's clock
+            budget.reason = budget.reason or "budget"
+            raise budget.error() from exc
         raise
     finally:
         event.remove(conn, "before_cursor_execute", before)
         if dialect == "sqlite":
             raw.set_progress_handler(None, 0)
+
+
+def _cancelled_by_server(exc: BaseException) -> bool:
+    """Whether PostgreSQL cancelled the statement (SQLSTATE 57014, query_canceled): only
+    the budget's timeout or cancel does that on a bounded connection."""
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            return False
+        if getattr(seen, "sqlstate", None) == "57014" or getattr(
+                getattr(seen, "orig", None), "sqlstate", None) == "57014":
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _nothing() -> None:

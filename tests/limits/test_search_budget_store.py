@@ -50,6 +50,18 @@ def test_the_connection_is_usable_after_a_cancelled_query(loaded: SqlStore) -> N
     assert len(page.resources) == 3
 
 
+@pytest.mark.parametrize("loaded", ["postgresql"], indirect=True)  # SQLite: no server clock
+def test_a_server_timeout_before_the_gateway_clock_runs_out_is_still_the_budget(
+        loaded: SqlStore) -> None:
+    """PostgreSQL counts statement_timeout on its own clock and may stop the query a moment
+    before the gateway sees the budget spent (CI saw that as a 'database error'). Here the
+    gateway's clock never moves, so only the server can end the query."""
+    frozen = time.monotonic()
+    with pytest.raises(Cancelled) as caught:
+        loaded.search("Observation", heavy_params(), budget=Budget(0.05, clock=lambda: frozen))
+    assert caught.value.reason == "budget"
+
+
 def test_a_search_within_its_budget_answers_as_without_one(loaded: SqlStore) -> None:
     params = [("code", "718-7"), ("_sort", "-date"), ("_count", "5")]
     bounded = loaded.search("Observation", params, budget=Budget(10))
