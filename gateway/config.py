@@ -34,6 +34,10 @@ class Settings(BaseModel):
         default=None, description="role all: the hub store (default: beside the edge store)")
     sites: Path = EXAMPLE_SITES
     role: Role = "all"
+    # role all: the hub projector in a child process below the ingest's priority
+    # (gateway.bus.process), or in this process ("inline")
+    projector: Literal["process", "inline"] = "process"
+    projector_nice: int = Field(default=19, ge=0, le=19)
     # MLLP
     mllp_tls_cert: Path | None = None
     mllp_tls_key: Path | None = None
@@ -131,6 +135,11 @@ _FLAGS: list[tuple[str, str, type, str]] = [
      "PostgreSQL: schema hub of the same database)"),
     ("--sites", "sites", Path, "directory of site files (default: the shipped examples)"),
     ("--role", "role", str, "edge | hub | all (default all)"),
+    ("--projector", "projector", str,
+     "role all: process (default: the hub projector in a child process, below the "
+     "ingest's priority) or inline (in the gateway's own process)"),
+    ("--projector-nice", "projector_nice", int,
+     "role all, --projector process: the child's nice increment, 0-19 (default 19)"),
     ("--mllp-tls-cert", "mllp_tls_cert", Path, "PEM certificate (chain): MLLP over TLS"),
     ("--mllp-tls-key", "mllp_tls_key", Path,
      "PEM private key, when not in the --mllp-tls-cert file"),

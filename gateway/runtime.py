@@ -57,6 +57,8 @@ from gateway.api.limits import BodyLimits, default_limits
 from gateway.audit import CAPABILITY_ENTRY, AuditTrail, audit_router, install_audit
 from gateway.audit.event import system_facts
 from gateway.bus import start_bus_components
+from gateway.bus.process import ProjectorJob
+from gateway.bus.projector import HubProjector
 from gateway.config import Settings
 from gateway.console import Console, console_router
 from gateway.errors import ConfigError
@@ -69,7 +71,7 @@ from gateway.hl7.mllp import MllpServer, Peer, server_ssl_context
 from gateway.ingest import IngestService
 from gateway.ingest.outcome import Outcome, msa_code
 from gateway.mapping.pseudonym import load_or_create_key, read_key
-from gateway.observability import sources
+from gateway.observability import logs, sources
 from gateway.observability.access import AccessMiddleware, access_log, log_mllp
 from gateway.observability.alerts import Alerts, AlertSettings
 from gateway.observability.facts import message_facts
@@ -194,7 +196,7 @@ class Gateway:
         self.service.start()
         self.service.observers.append(self._observe_message)
         self._start_observability()
-        if s.role == "all" and self.bus.projector is not None:
+        if s.role == "all" and isinstance(self.bus.projector, HubProjector):
             # one process, one interpreter: the projector gives way to a busy ingest
             # (bench/ingest.py: ACK rate of all against edge)
             service = self.service
@@ -303,9 +305,19 @@ class Gateway:
 
     async def _start_bus(self) -> Any:
         assert self.store is not None
-        hub = self.hub_store if self.settings.role == "all" else None
-        return await start_bus_components(self.settings.bus, self.store, self.settings.role,
-                                          hub_store=hub, data_dir=self.settings.data_dir)
+        s = self.settings
+        hub = self.hub_store if s.role == "all" else None
+        job = None
+        traced = s.otel or self.tracing is not None
+        if hub is not None and s.projector == "process" and traced:
+            # one trace spans receipt → commit → relay → projection: one process's tracer
+            log.info("tracing on: the hub projector runs in this process (--projector inline)")
+        if hub is not None and s.projector == "process" and not traced:
+            job = ProjectorJob(s.bus, hub.url, str(s.data_dir), nice=s.projector_nice,
+                               log_level=logging.getLevelName(logging.getLogger().level),
+                               log_format=logs.current_format())
+        return await start_bus_components(s.bus, self.store, s.role, hub_store=hub,
+                                          data_dir=s.data_dir, projector_job=job)
 
     async def settle(self, within: float = 10.0) -> bool:
         """Read-your-writes: wait until what the stores had committed (every message

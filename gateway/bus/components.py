@@ -28,6 +28,7 @@ from pathlib import Path
 from gateway.bus.base import Bus, topic_for
 from gateway.bus.embedded import EmbeddedBus
 from gateway.bus.kafka import KafkaBus
+from gateway.bus.process import ProjectorJob, ProjectorProcess
 from gateway.bus.projector import HUB_RESOURCE_TYPES, RELAYED_TYPES, HubProjector
 from gateway.bus.relay import OutboxRelay
 from gateway.bus.settings import BusSettings
@@ -66,7 +67,7 @@ class BusComponents:
     settings: BusSettings
     bus: Bus
     relay: OutboxRelay | None = None
-    projector: HubProjector | None = None
+    projector: HubProjector | ProjectorProcess | None = None
     hub_relay: OutboxRelay | None = None  # role all: the hub store's own outbox (API writes)
 
     def accepting(self) -> bool:
@@ -121,9 +122,12 @@ class BusComponents:
 
 async def start_bus_components(settings: BusSettings, store: Store, role: str, *,
                                hub_store: Store | None = None,
-                               data_dir: Path | None = None) -> BusComponents:
+                               data_dir: Path | None = None,
+                               projector_job: ProjectorJob | None = None) -> BusComponents:
     """Start the relay(s) and/or the projector for ``role`` (edge | hub | all). ``store``
     is the node's own store (role all: the edge's), ``hub_store`` role all's hub store.
+    ``projector_job`` (role all): the projector runs in a child process
+    (``gateway.bus.process``) rather than in this one.
 
     Never waits for Kafka and never fails because it is down: the relay (which also creates
     the topics) and the projector connect in the background and retry with backoff; the
@@ -140,7 +144,13 @@ async def start_bus_components(settings: BusSettings, store: Store, role: str, *
         parts.hub_relay = make_relay(settings, hub_store, bus)
         await parts.hub_relay.start()
     target = store if role == "hub" else hub_store if role == "all" else None
-    if target is not None:
+    if role == "all" and projector_job is not None:
+        process = ProjectorProcess(projector_job)
+        if isinstance(bus, EmbeddedBus):
+            bus.on_publish.append(process.published)
+        parts.projector = process
+        await process.start()
+    elif target is not None:
         parts.projector = make_projector(settings, target, bus)
         await parts.projector.start()
     log.info("bus started: role %s, %s", role, parts.status()["bus"])

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -56,6 +56,8 @@ class EmbeddedBus:
         self._published = asyncio.Event()
         self._publishes = 0
         self._starting = asyncio.Lock()
+        # told after each publish: consumers in other processes (role all's projector)
+        self.on_publish: list[Callable[[], None]] = []
 
     @property
     def engine(self) -> sa.Engine:
@@ -85,11 +87,18 @@ class EmbeddedBus:
         if not records:
             return
         await self._run(self._append, records)
-        self._published.set()
-        self._published = asyncio.Event()
+        self.woken()
+        for listener in self.on_publish:
+            listener()
         self._publishes += 1
         if self._publishes % _PRUNE_EVERY == 0:
             await self._run(self._prune)
+
+    def woken(self) -> None:
+        """Records were published (here, or by another process that says so): consumers
+        waiting in ``getmany`` read now rather than at their next poll."""
+        self._published.set()
+        self._published = asyncio.Event()
 
     def _append(self, records: Sequence[BusRecord]) -> None:
         now = time.time()

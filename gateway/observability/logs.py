@@ -41,3 +41,10 @@ def configure(level: str = "INFO", log_format: str = "text") -> None:
     # a no-op when the root logger has handlers already (a test runner's, an embedding
     # program's): theirs stay
     logging.basicConfig(level=level, handlers=[handler])
+
+
+def current_format() -> str:
+    """``json`` when the root logger writes JSON lines (``configure``), else ``text``: what
+    a child process (role all's projector) configures to write like its parent."""
+    handlers = logging.getLogger().handlers
+    return "json" if any(isinstance(h.formatter, JsonFormatter) for h in handlers) else "text"
