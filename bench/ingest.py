@@ -20,7 +20,7 @@ measured in the same run (target ≥ 10 % of it).
 
     .venv/bin/python bench/ingest.py [--senders 8,32] [--messages 4000] [--roles edge,all]
                                      [--db sqlite|postgresql] [--probe-messages 1000]
-                                     [--paced 0.5] [--poll-ms 5]
+                                     [--paced 0.5] [--poll-ms 5] [--repeat 1]
 
 ``--db postgresql`` runs each point on a new scratch database (``bench/scratch.py``).
 """
@@ -276,6 +276,10 @@ def main() -> None:
                              "the measured all throughput (default 0.5)")
     parser.add_argument("--poll-ms", type=float, default=5.0,
                         help="how often a probe asks the API, ms (default 5)")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="measure each role this many times per number of senders, "
+                             "alternating, and print the median all/edge ratio (a shared "
+                             "machine's rates vary by ±20 %% from one run to the next)")
     args = parser.parse_args()
     naive = naive_rate(sample_text())
     print(f"database {args.db}; send → ACK with durable commits; {args.messages} messages")
@@ -288,11 +292,19 @@ def main() -> None:
           "  | full:  n     p50     p99     max  | paced:   n     p50     p99     max")
     roles = args.roles.split(",")
     for senders in (int(n) for n in args.senders.split(",")):
-        edge: Point | None = None
-        for role in roles:
-            point = measure(args, role, senders)
-            edge = point if role == "edge" else edge
-            report(point, edge)
+        ratios: list[float] = []
+        for _ in range(args.repeat):
+            edge: Point | None = None
+            for role in roles:
+                point = measure(args, role, senders)
+                edge = point if role == "edge" else edge
+                report(point, edge)
+                if role != "edge" and edge is not None:
+                    ratios.append(point.rate / edge.rate)
+        if args.repeat > 1 and ratios:
+            print(f"{senders} senders, {len(ratios)} runs: all/edge median "
+                  f"{statistics.median(ratios):.0%} (min {min(ratios):.0%}, "
+                  f"max {max(ratios):.0%})", flush=True)
 
 
 if __name__ == "__main__":

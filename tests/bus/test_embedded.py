@@ -116,3 +116,35 @@ async def test_edge_to_hub_through_the_embedded_bus_projects_every_version(
     await relay.stop()
     await bus.stop()
     hub.close()
+
+
+async def test_a_lingering_projector_takes_what_arrived_meanwhile_in_one_chunk(
+        tmp_path: Path, edge_store: SqlStore) -> None:
+    """Role all's child waits ``linger`` after a small chunk: what the relay publishes in
+    that time is one store transaction, not one per publish."""
+    hub = SqlStore(f"sqlite:///{tmp_path / 'hub.db'}")
+    hub.migrate()
+    settings = BusSettings(embedded_bus_url=f"sqlite:///{tmp_path / 'bus.db'}")
+    bus = EmbeddedBus(settings.embedded_bus_url or "")
+    relay = make_relay(settings, edge_store, bus)
+    projector = make_projector(settings, hub, bus)
+    projector.linger = 0.5
+    await relay.start()
+    await projector.start()
+    try:
+        write(edge_store, [patient(0)])
+        relay.notify(1)
+        assert await wait_until(lambda: projector.applied == 1, deadline=10)
+        assert projector.chunks == 1
+        for i in (1, 2, 3):  # three commits, three publishes, within the linger
+            write(edge_store, [patient(i)], message_id=f"M{i}")
+            relay.notify(1)
+            assert await wait_until(lambda i=i: relay.status()["published"] == 1 + i)
+        assert await wait_until(lambda: projector.applied == 4, deadline=10)
+        assert projector.chunks == 2
+        assert projector.status()["chunks"] == 2
+    finally:
+        await projector.stop()
+        await relay.stop()
+        await bus.stop()
+        hub.close()
